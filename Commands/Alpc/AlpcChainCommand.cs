@@ -1,0 +1,24 @@
+using NtSleuth.Commands.Cli;
+
+namespace NtSleuth.Commands.Alpc;
+
+public sealed class AlpcChainCommand : ICommand
+{
+    public string Name => "alpcchain";
+    public string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
+    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("all").Option("p");
+    public string Usage => """
+Usage: !alpcchain <thread> | -p <process> | -all  [-json] [-v]
+  <thread>     _ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)
+  -p <proc>    every thread of that _EPROCESS that waits for an ALPC reply
+  -all         every ALPC-waiting thread in the system, merged into chains
+  -json        machine-readable output      -v   all fields
+Follows waiter -> ALPC message -> port owner -> server thread hop by hop to the blocker,
+and prints the blocker's wait objects and IRPs.
+""" + "\n";
+
+    public void Execute(CommandContext ctx)
+    {
+        ctx.Sink.WriteError("!alpcchain: not implemented yet\n");
+    }
+}

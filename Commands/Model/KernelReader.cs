@@ -1,0 +1,154 @@
+using System.Text;
+using NtSleuth.Commands.Memory;
+using NtSleuth.Commands.Symbols;
+using NtSleuth.Commands.Target;
+
+namespace NtSleuth.Commands.Model;
+
+/// <summary>
+/// Reads typed structures and lists from the target by field name. One instance per command run:
+/// it owns the run's read cache (<see cref="TargetMemory"/>) and type cache.
+/// </summary>
+public sealed class KernelReader
+{
+    public KernelReader(ITarget target, ReadStats? stats = null)
+    {
+        Target = target;
+        Memory = new TargetMemory(target, stats);
+        Types = new TypeCache(target.Symbols);
+    }
+
+    public ITarget Target { get; }
+    public TargetMemory Memory { get; }
+    public TypeCache Types { get; }
+    public int PointerSize => Target.Info.PointerSize;
+
+    /// <summary>Reads a whole structure in one request. Throws <see cref="TargetReadException"/> when not even the first byte is readable.</summary>
+    public StructView Read(string module, string type, ulong address) => Read(Types.Get(module, type), address);
+
+    public StructView Read(TypeLayout layout, ulong address)
+    {
+        if (address == 0) throw new TargetReadException(0, (int)layout.Size, $"NULL {layout.Module}!{layout.Name} pointer");
+        var buf = new byte[layout.Size];
+        int got = Memory.Read(address, buf);
+        if (got == 0)
+            throw new TargetReadException(address, (int)layout.Size, $"{layout.Module}!{layout.Name} at {address:x16} is not readable (paged out or not in the dump)");
+        return new StructView(layout, address, got == buf.Length ? buf : buf.AsSpan(0, got).ToArray(), Types);
+    }
+
+    public StructView? TryRead(string module, string type, ulong address)
+    {
+        var layout = Types.TryGet(module, type);
+        if (layout is null || address == 0) return null;
+        try { return Read(layout, address); } catch (TargetReadException) { return null; }
+    }
+
+    public ulong ReadPointer(ulong address) =>
+        Memory.TryReadPointer(address, out var v) ? v : throw new TargetReadException(address, PointerSize, $"pointer at {address:x16} is not readable");
+
+    public ulong? TryReadPointer(ulong address) => Memory.TryReadPointer(address, out var v) ? v : null;
+
+    /// <summary>Reads a _UNICODE_STRING embedded at <paramref name="address"/>; null when unreadable. Length capped at 32 KB.</summary>
+    public string? ReadUnicodeString(ulong address)
+    {
+        Span<byte> hdr = stackalloc byte[16];
+        int hsize = PointerSize == 8 ? 16 : 8;
+        if (Memory.Read(address, hdr[..hsize]) != hsize) return null;
+        ushort len = BitConverter.ToUInt16(hdr);
+        ulong buffer = PointerSize == 8 ? BitConverter.ToUInt64(hdr[8..]) : BitConverter.ToUInt32(hdr[4..]);
+        return ReadUtf16(buffer, len);
+    }
+
+    public string? ReadUtf16(ulong buffer, int byteLength)
+    {
+        if (byteLength == 0) return "";
+        if (buffer == 0 || byteLength < 0) return null;
+        byteLength = Math.Min(byteLength & ~1, 0x8000);
+        var b = new byte[byteLength];
+        int got = Memory.Read(buffer, b) & ~1;
+        if (got == 0) return null;
+        return Encoding.Unicode.GetString(b, 0, got);
+    }
+
+    public string? ReadAsciiZ(ulong address, int max = 256)
+    {
+        var b = new byte[max];
+        int got = Memory.Read(address, b);
+        if (got == 0) return null;
+        int n = Array.IndexOf(b, (byte)0, 0, got);
+        return Encoding.Latin1.GetString(b, 0, n < 0 ? got : n);
+    }
+
+    /// <summary>
+    /// Walks a circular doubly linked LIST_ENTRY list starting at <paramref name="headAddress"/> (the head itself is not an entry).
+    /// Yields the address of each entry's LIST_ENTRY; the walk is bounded by <paramref name="max"/>, detects cycles
+    /// that do not return to the head, stops on unreadable links and on Ctrl+Break, and records why in <paramref name="result"/>.
+    /// </summary>
+    public IEnumerable<ulong> WalkList(ulong headAddress, ListWalkResult result, int max = 100_000)
+    {
+        var seen = new HashSet<ulong> { headAddress };
+        ulong cur = headAddress;
+        while (true)
+        {
+            if (Memory.IsInterruptRequested) { result.Stop(ListStop.Interrupted, cur); yield break; }
+            var next = TryReadPointer(cur);
+            if (next is null) { result.Stop(ListStop.Unreadable, cur); yield break; }
+            ulong n = next.Value;
+            if (n == headAddress) { result.Stop(ListStop.Complete, cur); yield break; }
+            if (n == 0) { result.Stop(ListStop.NullLink, cur); yield break; }
+            if (!seen.Add(n)) { result.Stop(ListStop.Cycle, n); yield break; }
+            if (result.Count >= max) { result.Stop(ListStop.LimitReached, n); yield break; }
+            result.Count++;
+            yield return n;
+            cur = n;
+        }
+    }
+
+    /// <summary>Walks a singly linked list (Next at offset <paramref name="nextOffset"/> of each entry) starting at <paramref name="first"/>.</summary>
+    public IEnumerable<ulong> WalkSingle(ulong first, ulong nextOffset, ListWalkResult result, int max = 100_000)
+    {
+        var seen = new HashSet<ulong>();
+        ulong cur = first;
+        while (cur != 0)
+        {
+            if (Memory.IsInterruptRequested) { result.Stop(ListStop.Interrupted, cur); yield break; }
+            if (!seen.Add(cur)) { result.Stop(ListStop.Cycle, cur); yield break; }
+            if (result.Count >= max) { result.Stop(ListStop.LimitReached, cur); yield break; }
+            result.Count++;
+            yield return cur;
+            var next = TryReadPointer(cur + nextOffset);
+            if (next is null) { result.Stop(ListStop.Unreadable, cur + nextOffset); yield break; }
+            cur = next.Value;
+        }
+        result.Stop(ListStop.Complete, 0);
+    }
+
+    /// <summary>CONTAINING_RECORD: the address of the structure whose field <paramref name="linkPath"/> is at <paramref name="linkAddress"/>.</summary>
+    public ulong ContainingRecord(ulong linkAddress, string module, string type, string linkPath) =>
+        linkAddress - Types.FieldOffset(module, type, linkPath);
+}
+
+public enum ListStop { NotStarted, Complete, NullLink, Unreadable, Cycle, LimitReached, Interrupted }
+
+/// <summary>How a list walk ended: a precise note for partial results.</summary>
+public sealed class ListWalkResult
+{
+    public int Count { get; internal set; }
+    public ListStop StopReason { get; private set; } = ListStop.NotStarted;
+    /// <summary>Address involved in the stop (the unreadable link, the repeated entry, ...).</summary>
+    public ulong StopAddress { get; private set; }
+    public bool IsComplete => StopReason == ListStop.Complete;
+
+    internal void Stop(ListStop why, ulong at) { StopReason = why; StopAddress = at; }
+
+    public string Describe(string listName) => StopReason switch
+    {
+        ListStop.Complete => $"{listName}: {Count} entries",
+        ListStop.NullLink => $"{listName}: NULL link after {Count} entries at {StopAddress:x16} (list corrupted); results are partial",
+        ListStop.Unreadable => $"{listName}: link at {StopAddress:x16} not readable after {Count} entries (paged out or not in the dump); results are partial",
+        ListStop.Cycle => $"{listName}: cycle detected at {StopAddress:x16} after {Count} entries (corrupted links); walk stopped",
+        ListStop.LimitReached => $"{listName}: stopped at the limit of {Count} entries",
+        ListStop.Interrupted => $"{listName}: interrupted by user after {Count} entries; results are partial",
+        _ => $"{listName}: not walked",
+    };
+}

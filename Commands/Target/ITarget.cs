@@ -1,0 +1,79 @@
+using NtSleuth.Commands.Symbols;
+
+namespace NtSleuth.Commands.Target;
+
+/// <summary>
+/// The small target abstraction every command is written against. Implemented over DbgEng (Extension/),
+/// over in-memory scenario kernels (Extension.Tests/Lab) and by mocks. No DbgEng types appear here.
+/// Implementations report raw transport behaviour: one call to <see cref="ReadVirtual"/> is one round trip;
+/// caching and counting are done above, in <see cref="Memory.TargetMemory"/>.
+/// </summary>
+public interface ITarget
+{
+    /// <summary>Facts about the debuggee (kernel/user, dump/live, build, processors, time, bugcheck).</summary>
+    TargetInfo Info { get; }
+
+    /// <summary>
+    /// Reads virtual memory with partial-read semantics: fills <paramref name="buffer"/> from
+    /// <paramref name="address"/> as far as memory is readable and returns the number of bytes read
+    /// (0 when the first byte is unreadable). Never throws for unreadable memory.
+    /// </summary>
+    int ReadVirtual(ulong address, Span<byte> buffer);
+
+    /// <summary>
+    /// Searches target memory for <paramref name="pattern"/> in [start, start+length) without transferring
+    /// the range (the engine's / KD protocol's search). Returns the address of the first match, or null.
+    /// One call is one round trip.
+    /// </summary>
+    ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern);
+
+    /// <summary>Symbols and type layouts.</summary>
+    ISymbolProvider Symbols { get; }
+
+    /// <summary>Loaded modules (kernel: PsLoadedModuleList; user: the process's modules).</summary>
+    IReadOnlyList<ModuleInfo> GetModules();
+
+    /// <summary>Evaluates a debugger expression (MASM syntax: <c>fffffa80`73d3d770</c>, <c>nt!PoolHitTag</c>, <c>@$thread</c>).</summary>
+    bool TryEvaluate(string expression, out ulong value, out string? error);
+
+    /// <summary>Stack of the current (event) thread, innermost first; empty when the target cannot unwind.</summary>
+    IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames);
+
+    /// <summary>True when the user asked to stop (Ctrl+Break). Polled by every walk.</summary>
+    bool IsInterruptRequested { get; }
+}
+
+public enum TargetKind { Kernel, User }
+
+public sealed record TargetInfo
+{
+    public TargetKind Kind { get; init; } = TargetKind.Kernel;
+    public bool IsDump { get; init; } = true;
+    public bool IsLive => !IsDump;
+    public int PointerSize { get; init; } = 8;
+    /// <summary>OS build number (7601, 9600, 14393, 19041, 22000, ...); 0 when unknown.</summary>
+    public int BuildNumber { get; init; }
+    public int ProcessorCount { get; init; } = 1;
+    /// <summary>Processor that hit the event/bugcheck (0-based), or -1.</summary>
+    public int EventProcessor { get; init; } = -1;
+    /// <summary>Target system time (dump time or now on a live target), UTC; null when unknown.</summary>
+    public DateTime? SystemTimeUtc { get; init; }
+    /// <summary>Uptime of the target (kernel: from the dump header / shared user data); null when unknown.</summary>
+    public TimeSpan? SystemUpTime { get; init; }
+    public BugCheckInfo? BugCheck { get; init; }
+    /// <summary>Free text for notes, e.g. "Kernel Complete Dump File".</summary>
+    public string Description { get; init; } = "";
+}
+
+public sealed record BugCheckInfo(uint Code, ulong P1, ulong P2, ulong P3, ulong P4)
+{
+    public override string ToString() => $"0x{Code:X} ({P1:x}, {P2:x}, {P3:x}, {P4:x})";
+}
+
+public sealed record ModuleInfo(string Name, ulong Base, uint Size, string? ImagePath = null, uint TimeDateStamp = 0, string? Version = null)
+{
+    public ulong End => Base + Size;
+    public bool Contains(ulong address) => address >= Base && address < Base + Size;
+}
+
+public sealed record StackFrameInfo(ulong InstructionOffset, ulong ReturnOffset, ulong StackOffset, ulong FrameOffset);

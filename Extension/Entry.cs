@@ -1,0 +1,27 @@
+using System.Runtime.InteropServices;
+
+namespace NtSleuth.Extension;
+
+/// <summary>
+/// Entry points called by the native shim (ntsleuth.dll) through hostfxr's load_assembly_and_get_function_pointer
+/// with UNMANAGEDCALLERSONLY_METHOD. Contract (must match Native/ntsleuth.c):
+///   int Invoke(IDebugClient* client, const char* commandName /*ANSI*/, const char* args /*ANSI, may be NULL*/)
+/// returns an HRESULT. Nothing may escape: every exception is caught and reported.
+/// </summary>
+public static class Entry
+{
+    [UnmanagedCallersOnly]
+    public static int Invoke(IntPtr debugClient, IntPtr commandName, IntPtr args)
+    {
+        try
+        {
+            string name = Marshal.PtrToStringAnsi(commandName) ?? "";
+            string? a = args == IntPtr.Zero ? null : Marshal.PtrToStringAnsi(args);
+            return Host.Run(debugClient, name, a);
+        }
+        catch
+        {
+            return unchecked((int)0x80004005);
+        }
+    }
+}
