@@ -5,7 +5,7 @@
  *
  *   @@begin <command>
  *   ...engine output...
- *   @@end <hresult-hex>
+ *   @@end <hresult-hex> <milliseconds>
  *
  * usage: enginehost -engine <dir> -z <dump> [-y <sympath>] [-dml] [-plain] [-interrupt-after <ms>] [-timeout <s>] -c <cmd> [-c <cmd> ...]
  *   -dml    the engine prefers DML (DEBUG_ENGOPT_PREFER_DML), as WinDbg does
@@ -132,7 +132,9 @@ int main(int argc, char **argv)
     PDEBUG_CLIENT client = NULL;
     PDEBUG_SYMBOLS syms = NULL;
     HRESULT hr;
+    LARGE_INTEGER freq, t0, t1;
 
+    QueryPerformanceFrequency(&freq);
     InitializeCriticalSection(&g_out);
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
     for (i = 1; i < argc; i++) {
@@ -183,12 +185,14 @@ int main(int argc, char **argv)
         EnterCriticalSection(&g_out);
         printf("\n@@begin %s\n", cmds[i]);
         LeaveCriticalSection(&g_out);
+        QueryPerformanceCounter(&t0);
         InterlockedExchange(&g_in_command, 1);
         hr = g_ctrl->lpVtbl->Execute(g_ctrl, OUTCTL_ALL_CLIENTS, cmds[i], DEBUG_EXECUTE_DEFAULT);
         InterlockedExchange(&g_in_command, 0);
+        QueryPerformanceCounter(&t1);
         g_ctrl->lpVtbl->GetInterrupt(g_ctrl); /* clear a pending interrupt before the next command */
         EnterCriticalSection(&g_out);
-        printf("\n@@end %08lx\n", (unsigned long)hr);
+        printf("\n@@end %08lx %.3f\n", (unsigned long)hr, (double)(t1.QuadPart - t0.QuadPart) * 1000.0 / (double)freq.QuadPart);
         fflush(stdout);
         LeaveCriticalSection(&g_out);
     }

@@ -1,0 +1,228 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text;
+using System.Text.RegularExpressions;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>One command's result in the real engine: its output and the HRESULT/time enginehost measured.</summary>
+public sealed record EngineCommandResult(string Command, string Output, uint HResult, double Milliseconds);
+
+/// <summary>A whole enginehost run.</summary>
+public sealed record EngineRun(IReadOnlyList<EngineCommandResult> Commands, string Transcript, string Errors, int ExitCode, TimeSpan Wall)
+{
+    public EngineCommandResult this[string command] =>
+        Commands.FirstOrDefault(c => c.Command == command) ?? throw new KeyNotFoundException($"command '{command}' not in the run:\n{Transcript}");
+    public EngineCommandResult this[int index] => Commands[index];
+}
+
+public sealed record EngineOptions
+{
+    public string? SymbolPath { get; init; }
+    /// <summary>The engine prefers DML (as WinDbg); output arrives raw so links can be checked.</summary>
+    public bool PreferDml { get; init; }
+    /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it.</summary>
+    public bool Plain { get; init; }
+    public int InterruptAfterMs { get; init; }
+    public int TimeoutSeconds { get; init; } = 240;
+    /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
+    public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
+}
+
+/// <summary>
+/// Drives Microsoft's real dbgeng.dll (NuGet Microsoft.Debugging.Platform.DbgEng) through Native/enginehost:
+/// under wine64 on Linux (facts and traps: ../shared/docs/real-engine-on-linux.md), natively on Windows.
+/// </summary>
+public static class RealEngine
+{
+    public const string DbgEngPackageVersion = "20260109.1235.0";
+    private static readonly object Gate = new();
+    private static bool _prefixReady;
+
+    public static bool IsWindows => OperatingSystem.IsWindows();
+
+    public static string? FindWine()
+    {
+        if (IsWindows) return null;
+        foreach (var c in new[] { System.Environment.GetEnvironmentVariable("NTSLEUTH_WINE"), "/usr/lib/wine/wine64", "/usr/bin/wine64", "/usr/bin/wine" })
+            if (!string.IsNullOrEmpty(c) && File.Exists(c)) return c;
+        return null;
+    }
+
+    public static string WinePrefix =>
+        System.Environment.GetEnvironmentVariable("WINEPREFIX") is { Length: > 0 } p ? p
+        : Path.Combine(System.Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x
+            : Path.Combine(System.Environment.GetFolderPath(System.Environment.SpecialFolder.UserProfile), ".cache"), "ntsleuth", "wineprefix");
+
+    public static string NuGetPackages =>
+        System.Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } p ? p
+        : Path.Combine(System.Environment.GetFolderPath(System.Environment.SpecialFolder.UserProfile), ".nuget", "packages");
+
+    /// <summary>content/amd64 of the DbgEng package (restored by the test project's PackageDownload).</summary>
+    public static string? EngineDir
+    {
+        get
+        {
+            var d = Path.Combine(NuGetPackages, "microsoft.debugging.platform.dbgeng", DbgEngPackageVersion, "content", "amd64");
+            return File.Exists(Path.Combine(d, "dbgeng.dll")) ? d : null;
+        }
+    }
+
+    public static string EngineHostExe => Path.Combine(TestPaths.ExtensionBin, "enginehost.exe");
+
+    /// <summary>Checks every prerequisite; skips (or fails when required) naming what is missing.</summary>
+    public static void Require()
+    {
+        if (!IsWindows && FindWine() is null) TestPaths.Unavailable("wine64 is not installed (apt-get install wine64)");
+        if (EngineDir is null) TestPaths.Unavailable($"Microsoft.Debugging.Platform.DbgEng {DbgEngPackageVersion} is not restored in {NuGetPackages}");
+        if (!File.Exists(EngineHostExe)) TestPaths.Unavailable($"{EngineHostExe} was not built (mingw-w64 missing? scripts/setup-linux.sh)");
+        if (!IsWindows) EnsurePrefix();
+    }
+
+    /// <summary>A path as the Windows side sees it (Z: maps / under wine).</summary>
+    public static string WinPath(string path) => IsWindows ? Path.GetFullPath(path) : "Z:" + Path.GetFullPath(path).Replace('/', '\\');
+
+    private static void EnsurePrefix()
+    {
+        lock (Gate)
+        {
+            if (_prefixReady) return;
+            var prefix = WinePrefix;
+            Directory.CreateDirectory(prefix);
+            using (var lockFile = AcquireLock(Path.Combine(Path.GetDirectoryName(prefix)!, ".prefix.lock")))
+            {
+                if (!File.Exists(Path.Combine(prefix, "system.reg")))
+                {
+                    // mscoree disabled only for wineboot (skips wine-mono); never at run time.
+                    RunQuiet(FindWine()!, ["wineboot", "-i"], new() { ["WINEDLLOVERRIDES"] = "mscoree=d" }, 300);
+                    RunQuiet(WineServer, ["-w"], new(), 120);
+                }
+            }
+            // Keep one wineserver warm for the whole test run (each cold start costs ~0.5 s).
+            try { RunQuiet(WineServer, ["-p", "120"], new(), 10, wait: false); } catch { }
+            _prefixReady = true;
+        }
+    }
+
+    private static string WineServer
+    {
+        get
+        {
+            var dir = Path.GetDirectoryName(FindWine()!)!;
+            var s = Path.Combine(dir, "wineserver");
+            return File.Exists(s) ? s : "/usr/lib/wine/wineserver";
+        }
+    }
+
+    private static FileStream AcquireLock(string path)
+    {
+        for (int i = 0; ; i++)
+        {
+            try { return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None); }
+            catch (IOException) when (i < 600) { Thread.Sleep(500); }
+        }
+    }
+
+    private static void RunQuiet(string exe, string[] args, Dictionary<string, string> env, int timeoutSeconds, bool wait = true)
+    {
+        var psi = new ProcessStartInfo(exe) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        ApplyWineEnv(psi);
+        foreach (var (k, v) in env) psi.Environment[k] = v;
+        using var p = Process.Start(psi)!;
+        if (!wait) return;
+        p.StandardOutput.ReadToEndAsync();
+        p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeoutSeconds * 1000)) { try { p.Kill(true); } catch { } }
+    }
+
+    private static void ApplyWineEnv(ProcessStartInfo psi)
+    {
+        if (IsWindows) return;
+        psi.Environment["WINEPREFIX"] = WinePrefix;
+        psi.Environment["WINEDEBUG"] = "-all";
+        psi.Environment["DISPLAY"] = "";
+        // Wine's stub dbgeng/dbghelp would win even for a full path.
+        psi.Environment["WINEDLLOVERRIDES"] = "dbgeng,dbghelp,dbgcore,dbgmodel,msdia140=n";
+        // A Linux DOTNET_ROOT means nothing to the Windows side and must not leak into the debugger.
+        psi.Environment.Remove("DOTNET_ROOT");
+        psi.Environment.Remove("_NT_SYMBOL_PATH");
+    }
+
+    /// <summary>Opens <paramref name="dump"/> in the real engine and runs <paramref name="commands"/> in order.</summary>
+    public static EngineRun Run(string dump, IReadOnlyList<string> commands, EngineOptions? options = null)
+    {
+        Require();
+        options ??= new EngineOptions();
+        var psi = new ProcessStartInfo(IsWindows ? EngineHostExe : FindWine()!)
+        {
+            UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true,
+            StandardOutputEncoding = Encoding.UTF8,
+        };
+        if (!IsWindows) psi.ArgumentList.Add(EngineHostExe);
+        psi.ArgumentList.Add("-engine"); psi.ArgumentList.Add(WinPath(EngineDir!));
+        psi.ArgumentList.Add("-z"); psi.ArgumentList.Add(WinPath(dump));
+        // Never leave the symbol path empty or pointing at a big folder: the default srv* fails offline, and a
+        // folder with thousands of entries makes the engine spin for minutes.
+        string sym = options.SymbolPath ?? EmptySymbolDir();
+        psi.ArgumentList.Add("-y"); psi.ArgumentList.Add(sym.Contains(':') && !IsWindows && !sym.StartsWith('/') ? sym : WinPath(sym));
+        if (options.PreferDml) psi.ArgumentList.Add("-dml");
+        if (options.Plain) psi.ArgumentList.Add("-plain");
+        if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
+        psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add(options.TimeoutSeconds.ToString(CultureInfo.InvariantCulture));
+        foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
+        ApplyWineEnv(psi);
+        foreach (var (k, v) in options.Environment) psi.Environment[k] = v;
+
+        var sw = Stopwatch.StartNew();
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit((options.TimeoutSeconds + 30) * 1000))
+        {
+            try { p.Kill(true); } catch { }
+            Assert.Fail($"enginehost did not finish in {options.TimeoutSeconds + 30} s");
+        }
+        p.WaitForExit();
+        sw.Stop();
+        string all = stdout.Result, err = stderr.Result;
+        if (p.ExitCode == 4 || all.Contains("\n@@timeout"))
+            Assert.Fail($"enginehost timed out after {options.TimeoutSeconds} s:\n{Tail(all)}\n{err}");
+        if (p.ExitCode != 0)
+            Assert.Fail($"enginehost failed (exit {p.ExitCode}): {err}\n{Tail(all)}");
+        return new EngineRun(Parse(all), all, err, p.ExitCode, sw.Elapsed);
+    }
+
+    private static string Tail(string s) => s.Length <= 4000 ? s : "..." + s[^4000..];
+
+    private static readonly Regex EndLine = new(@"^@@end ([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
+
+    internal static List<EngineCommandResult> Parse(string transcript)
+    {
+        var list = new List<EngineCommandResult>();
+        int pos = 0;
+        while (true)
+        {
+            int b = transcript.IndexOf("\n@@begin ", pos, StringComparison.Ordinal);
+            if (b < 0) break;
+            int nl = transcript.IndexOf('\n', b + 1);
+            string cmd = transcript[(b + 9)..nl].TrimEnd('\r');
+            var m = EndLine.Match(transcript, nl);
+            if (!m.Success) { list.Add(new EngineCommandResult(cmd, transcript[(nl + 1)..], 0xFFFFFFFF, 0)); break; }
+            string body = transcript[(nl + 1)..m.Index];
+            if (body.EndsWith('\n')) body = body[..^1];
+            list.Add(new EngineCommandResult(cmd, body, uint.Parse(m.Groups[1].Value, NumberStyles.HexNumber),
+                double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)));
+            pos = m.Index + m.Length;
+        }
+        return list;
+    }
+
+    private static string EmptySymbolDir()
+    {
+        var d = Path.Combine(Path.GetTempPath(), "ntsleuth-e2e-nosymbols");
+        Directory.CreateDirectory(d);
+        return d;
+    }
+}
