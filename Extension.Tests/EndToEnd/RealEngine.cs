@@ -22,7 +22,7 @@ public sealed record EngineOptions
     public string? SymbolPath { get; init; }
     /// <summary>The engine prefers DML (as WinDbg); output arrives raw so links can be checked.</summary>
     public bool PreferDml { get; init; }
-    /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it.</summary>
+    /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it (otherwise -rawdml).</summary>
     public bool Plain { get; init; }
     public int InterruptAfterMs { get; init; }
     public int TimeoutSeconds { get; init; } = 240;
@@ -168,9 +168,9 @@ public static class RealEngine
         string sym = options.SymbolPath ?? EmptySymbolDir();
         psi.ArgumentList.Add("-y"); psi.ArgumentList.Add(sym.Contains(':') && !IsWindows && !sym.StartsWith('/') ? sym : WinPath(sym));
         if (options.PreferDml) psi.ArgumentList.Add("-dml");
-        if (options.Plain) psi.ArgumentList.Add("-plain");
+        if (!options.Plain) psi.ArgumentList.Add("-rawdml");
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
-        psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add(options.TimeoutSeconds.ToString(CultureInfo.InvariantCulture));
+        psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
         ApplyWineEnv(psi);
         foreach (var (k, v) in options.Environment) psi.Environment[k] = v;
@@ -187,7 +187,7 @@ public static class RealEngine
         p.WaitForExit();
         sw.Stop();
         string all = stdout.Result, err = stderr.Result;
-        if (p.ExitCode == 4 || all.Contains("\n@@timeout"))
+        if (p.ExitCode == 5 || all.Contains("@@fatal timeout"))
             Assert.Fail($"enginehost timed out after {options.TimeoutSeconds} s:\n{Tail(all)}\n{err}");
         if (p.ExitCode != 0)
             Assert.Fail($"enginehost failed (exit {p.ExitCode}): {err}\n{Tail(all)}");
@@ -196,7 +196,7 @@ public static class RealEngine
 
     private static string Tail(string s) => s.Length <= 4000 ? s : "..." + s[^4000..];
 
-    private static readonly Regex EndLine = new(@"^@@end ([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
+    private static readonly Regex EndLine = new(@"^@@end (?:0x)?([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
 
     internal static List<EngineCommandResult> Parse(string transcript)
     {
@@ -204,10 +204,11 @@ public static class RealEngine
         int pos = 0;
         while (true)
         {
-            int b = transcript.IndexOf("\n@@begin ", pos, StringComparison.Ordinal);
+            int b = transcript.IndexOf("@@begin ", pos, StringComparison.Ordinal);
             if (b < 0) break;
-            int nl = transcript.IndexOf('\n', b + 1);
-            string cmd = transcript[(b + 9)..nl].TrimEnd('\r');
+            int nl = transcript.IndexOf('\n', b);
+            if (nl < 0) nl = transcript.Length;
+            string cmd = transcript[(b + 8)..nl].TrimEnd('\r');
             var m = EndLine.Match(transcript, nl);
             if (!m.Success) { list.Add(new EngineCommandResult(cmd, transcript[(nl + 1)..], 0xFFFFFFFF, 0)); break; }
             string body = transcript[(nl + 1)..m.Index];

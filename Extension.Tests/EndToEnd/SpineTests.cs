@@ -75,7 +75,7 @@ public class SpineTests
             new EngineOptions { Environment = new Dictionary<string, string> { ["DOTNET_ROOT"] = @"C:\no-such-dotnet" } });
         var o = run["!help"].Output;
         Assert.That(run[0].Output, Does.Not.Contain("failed"), "DebugExtensionInitialize must not fail because of .NET");
-        Assert.That(o, Does.Contain(".NET could not be started"));
+        Assert.That(o, Does.Contain("cannot run !help: no usable .NET"));
         Assert.That(o, Does.Contain("app-local runtime").And.Contain("DOTNET_ROOT").And.Contain(@"C:\no-such-dotnet").And.Contain("global install"));
         Assert.That(o, Does.Contain("install the .NET 10"));
         Assert.That(run["!alpcchain -?"].Output, Does.Contain("cannot run !alpcchain"));
