@@ -7,7 +7,7 @@ public static class ForgeCli
 {
     public static int Run(string[] args)
     {
-        if (args.Length < 2) { Console.Error.WriteLine("usage: NtSleuth.Lab forge <isf.json[.xz]> <outdir> [--store]"); return 2; }
+        if (args.Length < 2) { Console.Error.WriteLine("usage: NtSleuth.Lab forge <isf.json[.xz]> <outdir> [--store] [--verify]"); return 2; }
         var tools = ForgeToolchain.Find(out var why);
         if (tools is null) { Console.Error.WriteLine(why); return 1; }
         var sw = System.Diagnostics.Stopwatch.StartNew();
@@ -18,6 +18,15 @@ public static class ForgeCli
         Console.WriteLine($"{r.ImageName} + {r.PdbName} {r.PdbIdentity}: {r.TypeCount} types, {r.PublicCount} publics, " +
             $"pdb {new FileInfo(r.PdbPath).Length:N0} bytes, image {new FileInfo(r.ImagePath).Length:N0} bytes, isf load {load.TotalSeconds:F2} s, " +
             $"forge {r.Elapsed.TotalSeconds:F2} s{(r.FromCache ? " (cache)" : "")} -> {args[1]}");
+        if (args.Contains("--verify"))
+        {
+            if (tools.PdbUtil is null) { Console.Error.WriteLine("llvm-pdbutil-14 not found"); return 1; }
+            var vsw = System.Diagnostics.Stopwatch.StartNew();
+            var v = PdbVerifier.Verify(tools.PdbUtil, r, ForgeModuleSpec.ForKernel(isf));
+            Console.WriteLine($"verify ({vsw.Elapsed.TotalSeconds:F2} s): {v}");
+            foreach (var m in v.Mismatches.Take(40)) Console.WriteLine("  " + m);
+            return v.Mismatches.Count == 0 ? 0 : 1;
+        }
         return 0;
     }
 }
