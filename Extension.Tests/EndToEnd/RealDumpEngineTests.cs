@@ -108,6 +108,7 @@ public class RealDumpEngineTests
         "dt nt!_KPRCB @$prcb DpcWatchdogPeriod", "dt nt!_EPROCESS @$proc ImageFileName UniqueProcessId",
         "dx -r0 ((nt!_ETHREAD*)@$thread)->Cid.UniqueProcess", "dx -r0 ((nt!_ETHREAD*)@$thread)->Cid.UniqueThread",
         "dx -r0 ((nt!_KTHREAD*)@$thread)->State", "? nt!KdDebuggerDataBlock",
+        "ld Wdf01000", "ld ndis", "lm m Wdf01000", "x Wdf01000!FxTimer::TimerHandler", "lm m ndis", "x ndis!ndisMiniportList",
     ];
 
     [OneTimeSetUp]
@@ -125,12 +126,26 @@ public class RealDumpEngineTests
         // The identity: GUID/age of the matching symbol table, TimeDateStamp/SizeOfImage/CheckSum from the dump's driver list.
         var id = _drivers.KernelIdentity(ForgeIdentity.ParseStoreGuid(_isf.PdbGuid!), _isf.PdbAge);
         var forge = new SymbolForge(tools);
-        _nt = forge.Forge(ForgeModules.Kernel(_isf, id));
         _sym = ForgeTestEnv.TempCache("realdump-sym");
-        _nt.CopyToFlat(_sym);
+        // Beside nt: Wdf01000.sys (synthetic publics) and ndis.sys (the layout table's v2004 publics), each with the
+        // identity the dump's driver list records for it, to show non-kernel modules load as well.
+        var mods = forge.ForgeInto(_sym,
+        [
+            ForgeModules.Kernel(_isf, id),
+            ForgeModules.Wdf01000(_drivers.DriverIdentity("Wdf01000.sys", ForgeModules.StableGuid("Wdf01000.pdb"))),
+            .. LayoutModule("ndis", "ndis.sys"),
+        ]);
+        _nt = mods[0];
         var sw = Stopwatch.StartNew();
         (_out, _all) = RealEngine.Run(_dump, _sym, Commands);
         TestContext.Out.WriteLine($"forge {_nt.Elapsed.TotalSeconds:F2} s{(_nt.FromCache ? " (cache)" : "")}, engine {sw.Elapsed.TotalSeconds:F2} s");
+    }
+
+    private IEnumerable<ForgeModuleSpec> LayoutModule(string module, string image)
+    {
+        string layouts = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "layouts", "ndis-fltmgr-layouts.json");
+        if (!File.Exists(layouts)) yield break;
+        yield return ForgeModules.FromLayouts(layouts, module, "Windows 10 v2004", _drivers.DriverIdentity(image, ForgeModules.StableGuid(image, "realdump")));
     }
 
     [OneTimeTearDown]
@@ -195,6 +210,21 @@ public class RealDumpEngineTests
         ulong ntBase = Hex(Walk.GetProperty("ntoskrnl_base"));
         Assert.That(Out("x nt!PoolTrackTable"), Does.Contain(Fmt(ntBase + _isf.GetSymbolRva("PoolTrackTable")) + " nt!PoolTrackTable"));
         Assert.That(Out("? nt!KdDebuggerDataBlock"), Does.Contain(Fmt(Hex(_exp.GetProperty("KdDebuggerDataBlock")))));
+    }
+
+    [Test]
+    public void ForgedDriverModulesLoadBesideNt()
+    {
+        var wdf = _drivers.Find("Wdf01000.sys");
+        Assert.That(Out("lm m Wdf01000"), Does.Contain("(private pdb symbols)"));
+        // The decorated public undecorates to FxTimer::TimerHandler at its RVA.
+        Assert.That(Out("x Wdf01000!FxTimer::TimerHandler"), Does.Contain(Fmt(wdf.DllBase + 0x1000)));
+        string layouts = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "layouts", "ndis-fltmgr-layouts.json");
+        if (!File.Exists(layouts)) return;
+        var ndis = _drivers.Find("ndis.sys");
+        var spec = ForgeModules.FromLayouts(layouts, "ndis", "Windows 10 v2004");
+        Assert.That(Out("lm m ndis"), Does.Contain("(private pdb symbols)"));
+        Assert.That(Out("x ndis!ndisMiniportList"), Does.Contain(Fmt(ndis.DllBase + spec.Publics["ndisMiniportList"]) + " ndis!ndisMiniportList"));
     }
 
     [Test]

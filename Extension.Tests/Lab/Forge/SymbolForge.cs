@@ -156,6 +156,22 @@ public sealed class SymbolForge
         return r with { Elapsed = sw.Elapsed, CacheKey = key, RenamedTypes = renamed, SkippedPublics = skipped, TypeCount = typeCount, PublicCount = placed };
     }
 
+    /// <summary>
+    /// Forges every module (cached) and copies the files into one symbol folder — flat (image + PDB side by side) or a
+    /// symbol-store layout. Either works as a plain engine symbol/image path (no srv*: no symsrv.dll in the package).
+    /// </summary>
+    public IReadOnlyList<ForgeResult> ForgeInto(string symbolDir, IEnumerable<ForgeModuleSpec> specs, bool symbolStoreLayout = false)
+    {
+        var results = new List<ForgeResult>();
+        foreach (var spec in specs)
+        {
+            var r = Forge(spec);
+            if (symbolStoreLayout) r.CopyToSymbolStore(symbolDir); else r.CopyToFlat(symbolDir);
+            results.Add(r);
+        }
+        return results;
+    }
+
     private sealed class Meta
     {
         public string ImageName { get; set; } = "";

@@ -72,6 +72,17 @@ public sealed class TriageDumpDrivers
         ?? throw new ForgeException($"no driver '{fileName}' in the dump's driver list");
 
     /// <summary>
+    /// The identity a forged module image must carry for a driver of this dump: TimeDateStamp, SizeOfImage and CheckSum
+    /// from the driver list, and the given PDB GUID/age (any GUID works as long as the image's RSDS and the PDB agree;
+    /// the triage dump holds no CodeView record for it).
+    /// </summary>
+    public ForgeIdentity DriverIdentity(string fileName, Guid pdbGuid, int age = 1)
+    {
+        var d = Find(fileName);
+        return new ForgeIdentity { PdbGuid = pdbGuid, Age = age, TimeDateStamp = d.TimeDateStamp, SizeOfImage = d.SizeOfImage, CheckSum = d.CheckSum };
+    }
+
+    /// <summary>
     /// The forge identity for the dump's kernel: the given PDB GUID/age (a triage dump does not hold ntoskrnl's
     /// CodeView record; it comes from the matching symbol table) with the driver list's TimeDateStamp, SizeOfImage, CheckSum.
     /// </summary>
