@@ -109,6 +109,7 @@ public class RealDumpEngineTests
         "dx -r0 ((nt!_ETHREAD*)@$thread)->Cid.UniqueProcess", "dx -r0 ((nt!_ETHREAD*)@$thread)->Cid.UniqueThread",
         "dx -r0 ((nt!_KTHREAD*)@$thread)->State", "? nt!KdDebuggerDataBlock",
         "ld Wdf01000", "ld ndis", "lm m Wdf01000", "x Wdf01000!FxTimer::TimerHandler", "lm m ndis", "x ndis!ndisMiniportList",
+        "dt ndis!_NDIS_MINIPORT_BLOCK NextGlobalMiniport State PnPDeviceState MiniportName",
     ];
 
     [OneTimeSetUp]
@@ -145,7 +146,7 @@ public class RealDumpEngineTests
     {
         string layouts = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "layouts", "ndis-fltmgr-layouts.json");
         if (!File.Exists(layouts)) yield break;
-        yield return ForgeModules.FromLayouts(layouts, module, "Windows 10 v2004", _drivers.DriverIdentity(image, ForgeModules.StableGuid(image, "realdump")));
+        yield return ForgeModules.FromLayoutsWithTypes(layouts, module, "Windows 10 v2004", _isf, out _, _drivers.DriverIdentity(image, ForgeModules.StableGuid(image, "realdump")));
     }
 
     [OneTimeTearDown]
@@ -225,6 +226,12 @@ public class RealDumpEngineTests
         var spec = ForgeModules.FromLayouts(layouts, "ndis", "Windows 10 v2004");
         Assert.That(Out("lm m ndis"), Does.Contain("(private pdb symbols)"));
         Assert.That(Out("x ndis!ndisMiniportList"), Does.Contain(Fmt(ndis.DllBase + spec.Publics["ndisMiniportList"]) + " ndis!ndisMiniportList"));
+        // ndis types from the layout table (v2004 column), read straight from the JSON for the expectation.
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(layouts));
+        var mb = doc.RootElement.GetProperty("modules").GetProperty("ndis").GetProperty("types").GetProperty("_NDIS_MINIPORT_BLOCK").GetProperty("fields");
+        string dt = Out("dt ndis!_NDIS_MINIPORT_BLOCK NextGlobalMiniport State PnPDeviceState MiniportName");
+        foreach (var f in new[] { "NextGlobalMiniport", "State", "PnPDeviceState", "MiniportName" })
+            Assert.That(dt, Does.Match($@"\+0x{mb.GetProperty(f).GetProperty("offset").GetProperty("Windows 10 v2004").GetInt32():x3} {f}\s+:"), dt);
     }
 
     [Test]

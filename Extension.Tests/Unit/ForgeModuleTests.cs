@@ -46,6 +46,58 @@ public class ForgeModuleTests
         Assert.That(r.ImageName, Is.EqualTo(module == "ndis" ? "ndis.sys" : "fltMgr.sys"));
     }
 
+    /// <summary>The nt ISF closest to each layout build column (for by-value nt types inside ndis/fltmgr structs).</summary>
+    private static string NtFor(string build) => build switch
+    {
+        "Windows 10 v1607" => "DBBC830E3E9A48FDA25A2144C146930E-1",
+        "Windows 11" => "0CE4A95C0CD782A7596B034D8648E585-1",
+        _ => "5278AFF86C341677D7D7835C85B7B844-1",
+    };
+
+    [TestCaseSource(nameof(LayoutModules))]
+    public void LayoutModuleTypesAreInThePdbAtTheTablesOffsets(string module, string build)
+    {
+        var tools = ForgeTestEnv.Tools();
+        string pdbUtil = ForgeTestEnv.PdbUtil(tools);
+        string layouts = LayoutsPath();
+        var spec = ForgeModules.FromLayoutsWithTypes(layouts, module, build, ForgeTestEnv.Isf(NtFor(build)), out var notes);
+        var types = spec.Types!;
+        // 1. The converted table holds every plain member of the build column at the table's offset (read straight from the JSON).
+        using var doc = JsonDocument.Parse(File.ReadAllBytes(layouts));
+        int checkedFields = 0;
+        var missing = new List<string>();
+        foreach (var t in doc.RootElement.GetProperty("modules").GetProperty(module).GetProperty("types").EnumerateObject())
+        {
+            if (!t.Value.GetProperty("builds").EnumerateArray().Any(b => b.GetString() == build)) continue;
+            if (!types.UserTypes.TryGetValue(t.Name, out var ut))
+            {
+                if (!notes.Any(n => n.StartsWith($"{t.Name}: no members", StringComparison.Ordinal))) missing.Add(t.Name + " (type)");
+                continue;
+            }
+            foreach (var f in t.Value.GetProperty("fields").EnumerateObject())
+            {
+                if (!f.Value.GetProperty("offset").TryGetProperty(build, out var off)) continue;
+                var mine = ut.Fields.FirstOrDefault(x => x.Name == f.Name);
+                if (mine is null)
+                {
+                    if (!notes.Any(n => n.StartsWith($"{t.Name}.{f.Name}:", StringComparison.Ordinal))) missing.Add($"{t.Name}.{f.Name}");
+                    continue;
+                }
+                checkedFields++;
+                if (mine.Offset != off.GetInt32()) missing.Add($"{t.Name}.{f.Name} at 0x{mine.Offset:x}, table 0x{off.GetInt32():x}");
+                if (f.Value.TryGetProperty("bit_position", out var bp) && bp.TryGetProperty(build, out var pos) && mine.Type.BitPosition != pos.GetInt32())
+                    missing.Add($"{t.Name}.{f.Name} bit {mine.Type.BitPosition}, table {pos.GetInt32()}");
+            }
+        }
+        Assert.That(missing, Is.Empty, "members lost or moved without a note");
+        Assert.That(checkedFields, Is.GreaterThan(500));
+        // 2. The forged PDB holds exactly the converted table (and the publics).
+        var r = new SymbolForge(tools, ForgeTestEnv.TempCache("layout-types")).Forge(spec);
+        var v = PdbVerifier.Verify(pdbUtil, r, spec);
+        TestContext.Out.WriteLine($"{module} {build}: {checkedFields} table members checked, {notes.Count} approximations; pdb {new FileInfo(r.PdbPath).Length:N0} bytes: {v}");
+        Assert.That(v.Mismatches, Is.Empty, string.Join("\n", v.Mismatches.Take(20)));
+    }
+
     public static IEnumerable<TestCaseData> SyntheticModules()
     {
         yield return new TestCaseData("ECHO.sys", "EchoEvtTimerFunc");

@@ -7,6 +7,20 @@ public static class ForgeCli
 {
     public static int Run(string[] args)
     {
+        if (args.Length >= 4 && args[0] == "layout")
+        {
+            // forge layout <layouts.json> <ndis|fltmgr> <build label> <outdir> [nt isf]
+            var tc = ForgeToolchain.Find(out var w);
+            if (tc is null) { Console.Error.WriteLine(w); return 1; }
+            var ntIsf = args.Length > 5 ? IsfDocument.Load(args[5]) : null;
+            var s = ForgeModules.FromLayoutsWithTypes(args[1], args[2], args[3], ntIsf, out var notes);
+            var res = new SymbolForge(tc).Forge(s);
+            res.CopyToFlat(args[4]);
+            foreach (var n in notes) Console.WriteLine("note: " + n);
+            Console.WriteLine($"{res.ImageName} + {res.PdbName}: {res.TypeCount} types, {res.PublicCount} publics, {res.Elapsed.TotalSeconds:F2} s -> {args[4]}");
+            if (tc.PdbUtil is not null) Console.WriteLine("verify: " + PdbVerifier.Verify(tc.PdbUtil, res, s));
+            return 0;
+        }
         if (args.Length < 2) { Console.Error.WriteLine("usage: NtSleuth.Lab forge <isf.json[.xz]> <outdir> [--store] [--verify] [--guid G --age N --timestamp HEX --sizeofimage HEX --checksum HEX]"); return 2; }
         var tools = ForgeToolchain.Find(out var why);
         if (tools is null) { Console.Error.WriteLine(why); return 1; }

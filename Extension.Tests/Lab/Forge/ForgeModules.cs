@@ -57,6 +57,19 @@ public static class ForgeModules
     }
 
     /// <summary>
+    /// ndis.sys / fltMgr.sys with publics AND the module's types from the layout table for <paramref name="buildLabel"/>,
+    /// by-value nt types taken from <paramref name="nt"/> (the ISF of the same Windows build). See <see cref="LayoutIsf"/>
+    /// for what is approximated; the approximations come back in <paramref name="notes"/>.
+    /// </summary>
+    public static ForgeModuleSpec FromLayoutsWithTypes(string layoutsJson, string module, string buildLabel, IsfDocument? nt,
+        out IReadOnlyList<string> notes, ForgeIdentity? identity = null, uint sizeOfImage = 0)
+    {
+        var conv = LayoutIsf.Build(layoutsJson, module, buildLabel, nt);
+        notes = conv.Approximations;
+        return FromLayouts(layoutsJson, module, buildLabel, identity, conv.Document, sizeOfImage);
+    }
+
+    /// <summary>
     /// A synthetic module with function publics only. RVAs: the given ones, or (for names given without an RVA)
     /// 0x1000 apart from 0x1000 in the order given.
     /// </summary>
