@@ -49,7 +49,7 @@ public sealed record ForgeToolchain(string ClangCl, string LldLink, string LlvmM
 public sealed class SymbolForge
 {
     /// <summary>Bump when the generator changes output for the same inputs (invalidates the cache).</summary>
-    public const string GeneratorVersion = "forge-1";
+    public const string GeneratorVersion = "forge-2";
 
     private readonly ForgeToolchain _tools;
     public string CacheRoot { get; }
@@ -85,7 +85,7 @@ public sealed class SymbolForge
             typeCount = emitter.TypeCount;
         }
         else cpp = "// publics only\nint __forge_no_types;\n";
-        string asm = PublicsAssembly(spec.Publics, out var skipped, out int placed);
+        string asm = PublicsAssembly(spec.Publics, out var skipped, out int placed, out string entry);
         string key = CacheKey(spec, cpp, asm);
         string final = Path.Combine(CacheRoot, key);
         var meta = Path.Combine(final, "forge.json");
@@ -110,7 +110,7 @@ public sealed class SymbolForge
             var link = new List<string>
             {
                 "/nologo", "/machine:x64", "/nodefaultlib", "/debug:full", "/opt:noref", "/opt:noicf",
-                "/entry:" + EntrySymbol(spec.Publics), "/pdbaltpath:" + spec.PdbName,
+                "/entry:" + entry, "/pdbaltpath:" + spec.PdbName,
                 "/out:" + spec.ImageName, "/pdb:" + spec.PdbName,
             };
             // Kernel image and drivers: a native image (a /dll /noentry build made the engine complain about the checksum).
@@ -217,22 +217,24 @@ public sealed class SymbolForge
 
     private const string DefaultEntry = "__forge_entry";
 
-    private static string EntrySymbol(IReadOnlyDictionary<string, ulong> publics) => DefaultEntry;
 
     /// <summary>
     /// One .text section (lld-link always places .text first, at RVA 0x1000) with a global label per public at section
     /// offset RVA-0x1000 and .zero fill between. Not .bss: lld merges .bss into .data, placed after .rdata, which would
     /// shift every RVA. Names are quoted (ISF publics include '$$0', '??_C@...').
     /// </summary>
-    public static string PublicsAssembly(IReadOnlyDictionary<string, ulong> publics, out List<string> skipped, out int placed)
+    /// The entry point is the lowest public (so no extra symbol shows up in <c>ln</c>), or an own label when there are none.
+    public static string PublicsAssembly(IReadOnlyDictionary<string, ulong> publics, out List<string> skipped, out int placed) =>
+        PublicsAssembly(publics, out skipped, out placed, out _);
+
+    public static string PublicsAssembly(IReadOnlyDictionary<string, ulong> publics, out List<string> skipped, out int placed, out string entry)
     {
         skipped = [];
         var sb = new StringBuilder(publics.Count * 48 + 256);
         sb.AppendLine("\t.text");
-        sb.Append("\t.globl\t").AppendLine(DefaultEntry);
-        sb.Append(DefaultEntry).AppendLine(":");
         ulong pos = 0x1000;
         placed = 0;
+        entry = "";
         foreach (var (name, rva) in publics.OrderBy(kv => kv.Value).ThenBy(kv => kv.Key, StringComparer.Ordinal))
         {
             if (rva < 0x1000 || name == DefaultEntry || name.IndexOfAny(['"', '\n', '\r', '\0']) >= 0) { skipped.Add(name); continue; }
@@ -240,7 +242,13 @@ public sealed class SymbolForge
             string q = "\"" + name.Replace("\\", "\\\\") + "\"";
             sb.Append("\t.globl\t").AppendLine(q);
             sb.Append(q).AppendLine(":");
-            placed++;
+            if (placed++ == 0) entry = name;
+        }
+        if (placed == 0)
+        {
+            sb.Append("\t.globl\t").AppendLine(DefaultEntry);
+            sb.Append(DefaultEntry).AppendLine(":");
+            entry = DefaultEntry;
         }
         sb.AppendLine("\t.zero\t16");
         return sb.ToString();
