@@ -8,15 +8,29 @@ public sealed class DhcpTimerCommand : ICommand
     public string Summary => "DHCP client lease timers and the 32-bit wait overflow";
     public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }.Option("lease");
     public string Usage => """
-Usage: !dhcptimer [-json]
+Usage: !dhcptimer [-v] [-json]
        !dhcptimer -lease <seconds | d.hh:mm:ss>
-  On the svchost hosting the DHCP client (dhcpcore.dll): each adapter's lease, T1, T2, expiry
-  and next run time, a verdict, and the millisecond wait checked against 32 bits (INFINITE).
-  -lease       no target needed: T1/T2 and the 32-bit overflow check for a lease length
+  On the svchost.exe hosting the DHCP client (dhcpcore.dll), dump or live: for each adapter context in
+  dhcpcore!DhcpGlobalNICList the lease obtained, T1, T2, expiry and RunTime (next action) as dates and
+  relative to now, a verdict (pending / renewal missed / expired), and the millisecond wait checked
+  against 32 bits (INFINITE = 0xFFFFFFFF); and whether the main thread waits in
+  ProcessDhcpRequestForever -> WaitForMultipleObjectsEx, with its timeout when recoverable.
+  The context layout is private: the lease block is found by its structure, not by offsets.
+  -lease       no target needed: T1 (50%), T2 (87.5%), the millisecond waits and 32-bit overflow
+  -v           field offsets in the context and the main thread's frames
 """ + "\n";
 
     public void Execute(CommandContext ctx)
     {
-        ctx.Sink.WriteError("!dhcptimer: not implemented yet\n");
+        if (ctx.Args.Get("lease") is { } lease)
+        {
+            var calc = LeaseMath.Calculate(LeaseMath.ParseLeaseSeconds(lease));
+            if (ctx.IsJson) ctx.WriteJson(new DhcpTimerReport { Lease = calc });
+            else ctx.Write(DhcpRenderer.RenderLease(calc));
+            return;
+        }
+        var report = new DhcpAnalyzer(ctx).Analyze();
+        if (ctx.IsJson) ctx.WriteJson(report);
+        else ctx.Write(DhcpRenderer.Render(report, ctx.Args.Verbose));
     }
 }

@@ -15,12 +15,15 @@ public sealed class KernelReader
     {
         Target = target;
         Memory = new TargetMemory(target, stats);
-        Types = new TypeCache(target.Symbols);
+        _types = new Lazy<TypeCache>(() => new TypeCache(target.Symbols));
     }
+
+    private readonly Lazy<TypeCache> _types;
 
     public ITarget Target { get; }
     public TargetMemory Memory { get; }
-    public TypeCache Types { get; }
+    /// <summary>Type/symbol cache; created on first use so commands that need no target (e.g. -lease) never touch it.</summary>
+    public TypeCache Types => _types.Value;
     public int PointerSize => Target.Info.PointerSize;
 
     /// <summary>Reads a whole structure in one request. Throws <see cref="TargetReadException"/> when not even the first byte is readable.</summary>

@@ -41,6 +41,12 @@ public interface ITarget
 
     /// <summary>True when the user asked to stop (Ctrl+Break). Polled by every walk.</summary>
     bool IsInterruptRequested { get; }
+
+    /// <summary>
+    /// Stacks of the threads the target knows (user mode: every thread of the process; kernel dumps: the
+    /// processors' current threads where the engine can unwind). Innermost frame first. Empty when unsupported.
+    /// </summary>
+    IReadOnlyList<ThreadStack> GetThreadStacks(int maxFrames) => Array.Empty<ThreadStack>();
 }
 
 public enum TargetKind { Kernel, User }
@@ -76,4 +82,8 @@ public sealed record ModuleInfo(string Name, ulong Base, uint Size, string? Imag
     public bool Contains(ulong address) => address >= Base && address < Base + Size;
 }
 
+/// <summary>A thread's id (TID; for kernel targets the processor's current thread), its object/TEB address and frames.</summary>
+public sealed record ThreadStack(uint ThreadId, ulong ThreadAddress, IReadOnlyList<StackFrameInfo> Frames);
+
+/// <summary>One frame: InstructionOffset = where the frame executes, ReturnOffset, StackOffset = Child-SP, FrameOffset.</summary>
 public sealed record StackFrameInfo(ulong InstructionOffset, ulong ReturnOffset, ulong StackOffset, ulong FrameOffset);
