@@ -11,25 +11,39 @@ using NUnit.Framework;
 namespace NtSleuth.Tests.EndToEnd;
 
 /// <summary>
-/// Runs commands in Microsoft's real engine (dbgeng.dll under wine) through an engine host executable:
-/// <c>host.exe DUMP SYMPATH CMD...</c> opens the dump with SYMPATH as symbol and image path, runs each command and prints
-/// the engine output. The host comes from $NTSLEUTH_ENGINEHOST (wt-native's enginehost replaces this lookup when it
-/// lands); wine from $NTSLEUTH_WINE or /usr/lib/wine/wine64, the prefix from $WINEPREFIX.
-/// Commands are separated by <c>.echo</c> markers so the output splits per command whatever the host prints.
+/// Runs commands in Microsoft's real engine (dbgeng.dll under wine) through the project's <c>enginehost.exe</c>
+/// (Native/enginehost, built beside the extension): <c>enginehost -engine DIR -z DUMP -y SYMPATH -plain -c CMD ...</c>,
+/// whose output frames each command as <c>@@begin CMD</c> ... <c>@@end HR</c>.
+/// Lookup: $NTSLEUTH_ENGINEHOST, else Extension/bin/*/net10.0/enginehost.exe; the engine from $NTSLEUTH_ENGINE_DIR or the
+/// restored NuGet package; wine from $WINE or /usr/lib/wine/wine64; the prefix $WINEPREFIX or
+/// ${XDG_CACHE_HOME:-~/.cache}/ntsleuth/wineprefix (created once, like scripts/wine-env.sh does).
 /// </summary>
 internal static class RealEngine
 {
-    public static (string Host, string Wine)? Find(out string reason)
+    public sealed record Setup(string Host, string Wine, string EngineDir, string Prefix);
+
+    public static Setup? Find(out string reason)
     {
         string? host = Environment.GetEnvironmentVariable("NTSLEUTH_ENGINEHOST");
-        string wine = Environment.GetEnvironmentVariable("NTSLEUTH_WINE") is { Length: > 0 } w ? w : "/usr/lib/wine/wine64";
-        if (string.IsNullOrEmpty(host) || !File.Exists(host)) { reason = "no engine host: set NTSLEUTH_ENGINEHOST to an enginehost.exe (dbgeng.dll beside it)"; return null; }
-        if (!File.Exists(wine)) { reason = $"wine not found at {wine} (apt: wine64)"; return null; }
-        reason = "";
-        return (host, wine);
+        if (string.IsNullOrEmpty(host))
+        {
+            string ext = Path.Combine(ForgeTestEnv.RepoRoot(), "Extension", "bin");
+            host = Directory.Exists(ext) ? Directory.GetFiles(ext, "enginehost.exe", SearchOption.AllDirectories).OrderByDescending(File.GetLastWriteTimeUtc).FirstOrDefault() : null;
+        }
+        string wine = Environment.GetEnvironmentVariable("WINE") is { Length: > 0 } w ? w : "/usr/lib/wine/wine64";
+        string engine = Environment.GetEnvironmentVariable("NTSLEUTH_ENGINE_DIR") is { Length: > 0 } e ? e
+            : Path.Combine(Environment.GetEnvironmentVariable("NUGET_PACKAGES") is { Length: > 0 } np ? np
+                : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages"),
+                "microsoft.debugging.platform.dbgeng", "20260109.1235.0", "content", "amd64");
+        string xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME") is { Length: > 0 } x ? x : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        string prefix = Environment.GetEnvironmentVariable("WINEPREFIX") is { Length: > 0 } wp ? wp : Path.Combine(xdg, "ntsleuth", "wineprefix");
+        reason = host is null || !File.Exists(host) ? "enginehost.exe not found (build Extension with mingw-w64, or set NTSLEUTH_ENGINEHOST)"
+            : !File.Exists(wine) ? $"wine not found at {wine} (apt: wine64)"
+            : !File.Exists(Path.Combine(engine, "dbgeng.dll")) ? $"dbgeng.dll not found in {engine} (NuGet Microsoft.Debugging.Platform.DbgEng)" : "";
+        return reason.Length == 0 ? new Setup(host!, wine, engine, prefix) : null;
     }
 
-    public static (string Host, string Wine) Require()
+    public static Setup Require()
     {
         var r = Find(out var why);
         if (r is null)
@@ -37,47 +51,60 @@ internal static class RealEngine
             if (ForgeTestEnv.RequireE2E) Assert.Fail(why + " (NTSLEUTH_REQUIRE_E2E=1)");
             Assert.Ignore(why);
         }
-        return r!.Value;
+        return r!;
     }
 
     public static string WinPath(string linuxPath) => "Z:" + Path.GetFullPath(linuxPath).Replace('/', '\\');
 
-    private const string Marker = "@@NTSLEUTH-CMD@@";
+    private static void Env(ProcessStartInfo psi, Setup s)
+    {
+        psi.Environment["WINEPREFIX"] = s.Prefix;
+        psi.Environment["WINEDEBUG"] = "-all";
+        psi.Environment["DISPLAY"] = "";
+        psi.Environment["WINEDLLOVERRIDES"] = "dbgeng,dbghelp,dbgcore,dbgmodel,msdia140=n";
+    }
+
+    private static void EnsurePrefix(Setup s)
+    {
+        if (File.Exists(Path.Combine(s.Prefix, "system.reg"))) return;
+        Directory.CreateDirectory(s.Prefix);
+        var psi = new ProcessStartInfo(s.Wine) { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("wineboot"); psi.ArgumentList.Add("-i");
+        Env(psi, s);
+        psi.Environment["WINEDLLOVERRIDES"] = "mscoree=d"; // only for wineboot: skips the wine-mono installer
+        using var p = Process.Start(psi)!;
+        p.StandardOutput.ReadToEnd(); p.StandardError.ReadToEnd();
+        p.WaitForExit(120_000);
+    }
 
     /// <summary>Runs the commands; returns each command's output (keyed by command text) and the whole transcript.</summary>
     public static (Dictionary<string, string> ByCommand, string All) Run(string dump, string symPath, IReadOnlyList<string> commands, int timeoutSeconds = 180)
     {
-        var (host, wine) = Require();
-        var psi = new ProcessStartInfo(wine) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(host);
-        psi.ArgumentList.Add(WinPath(dump));
-        psi.ArgumentList.Add(WinPath(symPath));
-        foreach (var c in commands) { psi.ArgumentList.Add($".echo {Marker}{c}"); psi.ArgumentList.Add(c); }
-        psi.ArgumentList.Add($".echo {Marker}<end>");
-        psi.Environment["WINEDEBUG"] = "-all";
-        psi.Environment["DISPLAY"] = "";
-        psi.Environment["WINEDLLOVERRIDES"] = "dbgeng,dbghelp,dbgcore,dbgmodel,msdia140=n";
+        var s = Require();
+        EnsurePrefix(s);
+        var psi = new ProcessStartInfo(s.Wine) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(s.Host);
+        psi.ArgumentList.Add("-engine"); psi.ArgumentList.Add(WinPath(s.EngineDir));
+        psi.ArgumentList.Add("-z"); psi.ArgumentList.Add(WinPath(dump));
+        psi.ArgumentList.Add("-y"); psi.ArgumentList.Add(WinPath(symPath));
+        psi.ArgumentList.Add("-plain");
+        psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add(timeoutSeconds.ToString(CultureInfo.InvariantCulture));
+        foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
+        Env(psi, s);
         psi.Environment["_NT_SYMBOL_PATH"] = WinPath(symPath);
         using var p = Process.Start(psi)!;
         var err = p.StandardError.ReadToEndAsync();
         var outp = p.StandardOutput.ReadToEndAsync();
-        if (!p.WaitForExit(timeoutSeconds * 1000))
+        if (!p.WaitForExit((timeoutSeconds + 30) * 1000))
         {
             p.Kill(entireProcessTree: true);
-            Assert.Fail($"engine host did not finish in {timeoutSeconds} s");
+            Assert.Fail($"engine host did not finish in {timeoutSeconds + 30} s");
         }
         string all = outp.Result + "\n" + err.Result;
+        if (p.ExitCode != 0) Assert.Fail($"enginehost exit {p.ExitCode}:\n{all[..Math.Min(all.Length, 4000)]}");
         var by = new Dictionary<string, string>(StringComparer.Ordinal);
-        var parts = all.Split(Marker);
-        for (int i = 1; i < parts.Length; i++)
-        {
-            int nl = parts[i].IndexOf('\n');
-            string cmd = (nl < 0 ? parts[i] : parts[i][..nl]).Trim();
-            string body = nl < 0 ? "" : parts[i][(nl + 1)..];
-            // The host may echo the next ".echo" command line itself: drop a trailing line that is one.
-            body = Regex.Replace(body, @"(?m)^.*\.echo\s*$", "");
-            by[cmd] = body;
-        }
+        foreach (Match m in Regex.Matches(all, @"(?ms)^@@begin (.*?)\r?\n(.*?)^@@end [0-9a-fA-Fx]+"))
+            by[m.Groups[1].Value.Trim()] = m.Groups[2].Value;
         return (by, all);
     }
 }
