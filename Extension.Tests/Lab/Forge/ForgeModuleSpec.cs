@@ -55,6 +55,13 @@ public sealed record ForgeModuleSpec
     public IReadOnlyDictionary<string, ulong> Publics { get; init; } = new Dictionary<string, ulong>();
     public required ForgeIdentity Identity { get; init; }
 
+    /// <summary>A stable, plausible (2010-2030) TimeDateStamp derived from a string.</summary>
+    public static uint StableTimeDateStamp(string seed)
+    {
+        var h = System.Security.Cryptography.SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(seed));
+        return 0x4B000000u + (System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(h) % 0x2C000000u);
+    }
+
     /// <summary>The ntoskrnl spec for an ISF kernel table: all types and publics, the table's own GUID/age.</summary>
     public static ForgeModuleSpec ForKernel(IsfDocument isf, ForgeIdentity? identity = null, IReadOnlyDictionary<string, ulong>? extraPublics = null)
     {
@@ -71,6 +78,8 @@ public sealed record ForgeModuleSpec
             {
                 PdbGuid = isf.PdbGuid is null ? Guid.Empty : ForgeIdentity.ParseStoreGuid(isf.PdbGuid),
                 Age = isf.PdbAge == 0 ? 1 : isf.PdbAge,
+                // A zero TimeDateStamp makes lm flag the module ("T"); a stable non-zero one derived from the GUID instead.
+                TimeDateStamp = StableTimeDateStamp(isf.PdbGuid ?? isf.Source),
             },
         };
     }
