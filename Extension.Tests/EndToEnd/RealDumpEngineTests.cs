@@ -12,6 +12,7 @@ namespace NtSleuth.Tests.EndToEnd;
 
 /// <summary>
 /// Runs commands in Microsoft's real engine (dbgeng.dll under wine) through the project's <c>enginehost.exe</c>
+/// (generous timeout: the lab machine is shared, load averages of 30 on 2 cores were seen)
 /// (Native/enginehost, built beside the extension): <c>enginehost -engine DIR -z DUMP -y SYMPATH -plain -c CMD ...</c>,
 /// whose output frames each command as <c>@@begin CMD</c> ... <c>@@end HR</c>.
 /// Lookup: $NTSLEUTH_ENGINEHOST, else Extension/bin/*/net10.0/enginehost.exe; the engine from $NTSLEUTH_ENGINE_DIR or the
@@ -78,7 +79,7 @@ internal static class RealEngine
     }
 
     /// <summary>Runs the commands; returns each command's output (keyed by command text) and the whole transcript.</summary>
-    public static (Dictionary<string, string> ByCommand, string All) Run(string dump, string symPath, IReadOnlyList<string> commands, int timeoutSeconds = 180)
+    public static (Dictionary<string, string> ByCommand, string All) Run(string dump, string symPath, IReadOnlyList<string> commands, int timeoutSeconds = 600)
     {
         var s = Require();
         EnsurePrefix(s);
