@@ -9,6 +9,7 @@ public static class Program
 usage: NtSleuth.Lab make-samples <outdir>
        NtSleuth.Lab bench [--command NAME] [--scenario NAME] [--build KEY] [--scales 1,10,100]
        NtSleuth.Lab scenarios      (list scenarios and the builds they support)
+       NtSleuth.Lab forge ...      (symbol forge: see 'forge --help')
 """;
 
     public static int Main(string[] args)
@@ -19,6 +20,7 @@ usage: NtSleuth.Lab make-samples <outdir>
             return args[0] switch
             {
                 "bench" => Bench(args[1..]),
+                "forge" => Forge.ForgeCli.Run(args[1..]),
                 "scenarios" => Scenarios(),
                 _ => UsageError($"unknown verb '{args[0]}'"),
             };
