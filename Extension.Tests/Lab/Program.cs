@@ -21,6 +21,7 @@ usage: NtSleuth.Lab make-samples <outdir>
             {
                 "bench" => Bench(args[1..]),
                 "forge" => Forge.ForgeCli.Run(args[1..]),
+                "make-samples" => Samples.SampleMaker.Run(args[1..]),
                 "scenarios" => Scenarios(),
                 _ => UsageError($"unknown verb '{args[0]}'"),
             };

@@ -104,7 +104,10 @@ public static class KernelDumpPreparation
 
         // --- module images and PsLoadedModuleList ---
         var entries = new List<ulong>();
-        int kldr = w.SizeOf("_KLDR_DATA_TABLE_ENTRY");
+        // _KLDR_DATA_TABLE_ENTRY where the table has it; the 8.1 table only has _LDR_DATA_TABLE_ENTRY, whose leading fields
+        // (InLoadOrderLinks .. BaseDllName) the engine reads the same way.
+        string ldr = isf.UserTypes.ContainsKey("_KLDR_DATA_TABLE_ENTRY") ? "_KLDR_DATA_TABLE_ENTRY" : "_LDR_DATA_TABLE_ENTRY";
+        int kldr = w.SizeOf(ldr);
         foreach (var m in plan.Modules)
         {
             uint size = m.SizeOfImage, tds = m.TimeDateStamp, chk = m.CheckSum, entry = 0;
@@ -118,19 +121,19 @@ public static class KernelDumpPreparation
             ulong e = Alloc((ulong)kldr);
             string full = m.FullPath ?? (m.Name.EndsWith(".sys", StringComparison.OrdinalIgnoreCase)
                 ? @"\SystemRoot\system32\drivers\" + m.Name : @"\SystemRoot\system32\" + m.Name);
-            w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "DllBase", m.Base);
-            if (entry != 0) w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "EntryPoint", m.Base + entry);
-            w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "SizeOfImage", size);
-            w.SetUnicodeString(e, "_KLDR_DATA_TABLE_ENTRY", "FullDllName", full, Alloc((ulong)(full.Length + 1) * 2));
-            w.SetUnicodeString(e, "_KLDR_DATA_TABLE_ENTRY", "BaseDllName", m.Name, Alloc((ulong)(m.Name.Length + 1) * 2));
-            w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "Flags", 0x49104000); // LDRP_IMAGE_DLL|ENTRY_PROCESSED|... as on live systems; not interpreted by the engine
-            w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "LoadCount", 1);
-            if (w.HasField("_KLDR_DATA_TABLE_ENTRY", "CheckSum")) w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "CheckSum", chk);
-            if (w.HasField("_KLDR_DATA_TABLE_ENTRY", "TimeDateStamp")) w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "TimeDateStamp", tds);
-            if (w.HasField("_KLDR_DATA_TABLE_ENTRY", "SizeOfImageNotRounded")) w.Set(e, "_KLDR_DATA_TABLE_ENTRY", "SizeOfImageNotRounded", size);
+            w.Set(e, ldr, "DllBase", m.Base);
+            if (entry != 0) w.Set(e, ldr, "EntryPoint", m.Base + entry);
+            w.Set(e, ldr, "SizeOfImage", size);
+            w.SetUnicodeString(e, ldr, "FullDllName", full, Alloc((ulong)(full.Length + 1) * 2));
+            w.SetUnicodeString(e, ldr, "BaseDllName", m.Name, Alloc((ulong)(m.Name.Length + 1) * 2));
+            TrySet(w, e, ldr, "Flags", 0x49104000); // LDRP_IMAGE_DLL|ENTRY_PROCESSED|... as on live systems; not interpreted by the engine
+            TrySet(w, e, ldr, "LoadCount", 1);
+            if (w.HasField(ldr, "CheckSum")) w.Set(e, ldr, "CheckSum", chk);
+            if (w.HasField(ldr, "TimeDateStamp")) w.Set(e, ldr, "TimeDateStamp", tds);
+            if (w.HasField(ldr, "SizeOfImageNotRounded")) w.Set(e, ldr, "SizeOfImageNotRounded", size);
             entries.Add(e);
         }
-        int linkOff = w.Field("_KLDR_DATA_TABLE_ENTRY", "InLoadOrderLinks").Offset;
+        int linkOff = w.Field(ldr, "InLoadOrderLinks").Offset;
         ulong moduleList = Sym("PsLoadedModuleList");
         w.LinkList(moduleList, entries.Select(e => e + (ulong)linkOff).ToList());
 
