@@ -194,6 +194,15 @@ public static class RealEngine
         return new EngineRun(Parse(all), all, err, p.ExitCode, sw.Elapsed);
     }
 
+    /// <summary>Runs the commands with a symbol (and image) path; returns each command's output keyed by command text, and the transcript.</summary>
+    public static (Dictionary<string, string> ByCommand, string All) Run(string dump, string symPath, IReadOnlyList<string> commands, int timeoutSeconds = 600)
+    {
+        var run = Run(dump, commands, new EngineOptions { SymbolPath = symPath, Plain = true, TimeoutSeconds = timeoutSeconds });
+        var by = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (var c in run.Commands) by[c.Command] = c.Output;
+        return (by, run.Transcript);
+    }
+
     private static string Tail(string s) => s.Length <= 4000 ? s : "..." + s[^4000..];
 
     private static readonly Regex EndLine = new(@"^@@end (?:0x)?([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
