@@ -39,6 +39,8 @@ public sealed class AlpcChainAnalyzer
         var report = NewReport("thread", thread);
         if (thread == 0) { report.Problem = "0 is not a thread address: give an _ETHREAD address (e.g. from !process 0 2 or !thread)."; return Finish(report); }
         AlpcThread start;
+        Setup(report);
+        long rtS = Stats.RoundTrips, bS = Stats.Bytes;
         try
         {
             var t = ReadThread(thread, out string? notThread);
@@ -57,16 +59,18 @@ public sealed class AlpcChainAnalyzer
             report.Problem = $"thread {Output.Fmt.Addr(thread)} ({start.Image} {start.Cid}) is not waiting for an ALPC reply: {DescribeState(start)}";
             return Finish(report);
         }
-        long rt0 = Stats.RoundTrips, b0 = Stats.Bytes;
+        long rtStart = Stats.RoundTrips - rtS, bStart = Stats.Bytes - bS;
         var chain = Walk(start, new List<AlpcThread>(), allowInference: true);
+        if (chain.Hops.Count > 0) { chain.Hops[0].RoundTrips += rtStart; chain.Hops[0].Bytes += bStart; }
         report.Chains.Add(chain);
-        report.Reads = Figures(rt0, b0, chain.Hops.Count);
+        report.Reads = Figures(rtS, bS, chain);
         return Finish(report);
     }
 
     public AlpcChainReport AnalyzeProcess(ulong process)
     {
         var report = NewReport("process", process);
+        Setup(report);
         var waiters = new List<AlpcThread>();
         try
         {
@@ -81,6 +85,7 @@ public sealed class AlpcChainAnalyzer
     public AlpcChainReport AnalyzeAll()
     {
         var report = NewReport("all", 0);
+        Setup(report);
         ulong head = _r.Types.Symbol("nt!PsActiveProcessHead");
         var waiters = new List<AlpcThread>();
         var walk = new ListWalkResult();
@@ -92,7 +97,7 @@ public sealed class AlpcChainAnalyzer
             try
             {
                 if (ReadProcess(proc) is null) { _notes.Add($"process list entry {Output.Fmt.Addr(link)} is not a process object; skipped"); continue; }
-                waiters.AddRange(ProcessThreads(proc, report).Where(t => t.WaitsForAlpcReply));
+                waiters.AddRange(ProcessThreads(proc, report, pageExtend: true).Where(t => t.WaitsForAlpcReply));
             }
             catch (TargetReadException ex) { _notes.Add($"process {Output.Fmt.Addr(proc)}: {ex.Message}; its threads were not examined"); }
             if (report.Interrupted) break;
@@ -178,16 +183,19 @@ public sealed class AlpcChainAnalyzer
                 continue;
             }
             // The server thread waits on something else.
-            FillIrps(server);
             if (allowInference && IsIdleWait(server))
             {
                 var (next, why, sub) = Infer(server, path, chain);
                 if (next is not null && sub is not null)
                 {
+                    try { FillWaitObjects(server); } catch (TargetReadException) { }
                     hop.Next = "inferred";
                     hop.ServerThreadState = server;
                     hop.Inference = why;
                     Account(hop, rt0, b0);
+                    // The chosen candidate's hops carry their own reads; the hop keeps the cost of the inference itself.
+                    hop.RoundTrips -= sub.Hops.Sum(x => x.RoundTrips);
+                    hop.Bytes -= sub.Hops.Sum(x => x.Bytes);
                     // Splice the candidate's chain.
                     chain.Hops.AddRange(sub.Hops);
                     chain.End = sub.End;
@@ -204,17 +212,22 @@ public sealed class AlpcChainAnalyzer
             Account(hop, rt0, b0);
             break;
         }
-        if (chain.Blocker is not null)
+        if (chain.Blocker is not null && before.Count == 0)
         {
+            long rb = Stats.RoundTrips, bb = Stats.Bytes;
             try { FillBlockerDetails(chain.Blocker); }
             catch (TargetReadException ex) { chain.Notes.Add($"blocker {chain.Blocker.Image} {chain.Blocker.Cid}: {ex.Message}"); }
+            chain.BlockerRoundTrips = Stats.RoundTrips - rb; chain.BlockerBytes = Stats.Bytes - bb;
         }
         chain.Summary = AlpcChainRenderer.SummaryLine(chain);
         return chain;
     }
 
     /// <summary>A user-mode wait without pending I/O: the thread most likely waits for another thread of its process.</summary>
-    private static bool IsIdleWait(AlpcThread t) => t.State == "Waiting" && t.WaitMode == "UserMode" && t.Irps.Count == 0;
+    private bool IsIdleWait(AlpcThread t) => t.State == "Waiting" && t.WaitMode == "UserMode" && !HasIrps(t);
+
+    /// <summary>IrpList not empty (from the thread already read: no round trip).</summary>
+    private bool HasIrps(AlpcThread t) => t.Irps.Count > 0 || (_irpFlink.TryGetValue(t.Address, out var f) && _irpHead.TryGetValue(t.Address, out var h) && f != h && f != 0);
 
     /// <summary>
     /// The server thread does not wait on ALPC and does nothing visible: look at the other threads of its process that
@@ -248,9 +261,11 @@ public sealed class AlpcChainAnalyzer
             var sub = Walk(c, newPath, allowInference: true);
             int score = sub.End switch
             {
-                ChainEnd.Blocker when sub.Blocker is not null && !IsIdleWait(sub.Blocker) => 4,
-                ChainEnd.Deadlock => 3,
-                ChainEnd.ServerNotReceiving => 2,
+                ChainEnd.Blocker when sub.Blocker is not null && !IsIdleWait(sub.Blocker) => 5,
+                ChainEnd.Deadlock => 4,
+                ChainEnd.ServerNotReceiving => 3,
+                // Unknown (unreadable) beats a known idle wait: that one does not explain the hang.
+                ChainEnd.Unreadable => 2,
                 ChainEnd.Blocker => 1,
                 _ => 0,
             };
@@ -275,16 +290,24 @@ public sealed class AlpcChainAnalyzer
     private AlpcChainReport Merge(AlpcChainReport report, List<AlpcThread> waiters)
     {
         long rt0 = Stats.RoundTrips, b0 = Stats.Bytes;
-        var groups = new Dictionary<string, AlpcChain>();
+        var chains = new List<(AlpcThread Waiter, AlpcChain Chain)>();
         int hops = 0;
         foreach (var w in waiters)
         {
             if (_r.Memory.IsInterruptRequested) { report.Interrupted = true; break; }
             var chain = Walk(w, new List<AlpcThread>(), allowInference: true);
             hops += chain.Hops.Count;
+            chains.Add((w, chain));
+        }
+        // A waiter that is a later hop of another waiter's chain is part of that chain, not a start of its own.
+        var inner = new HashSet<ulong>(chains.SelectMany(c => c.Chain.Hops.Skip(1).Select(h => h.Waiter.Address)));
+        var groups = new Dictionary<string, AlpcChain>();
+        void Add(AlpcThread w, AlpcChain chain)
+        {
             string key = EndKey(chain);
             if (groups.TryGetValue(key, out var g))
             {
+                if (g.WaiterThreads.Contains(w.Address)) return;
                 g.Waiters++;
                 g.WaiterThreads.Add(w.Address);
                 if (chain.Hops.Count > g.Hops.Count)
@@ -295,12 +318,14 @@ public sealed class AlpcChainAnalyzer
             }
             else groups[key] = chain;
         }
-        // A waiter that is itself a hop of a longer chain with the same end is counted there.
+        foreach (var (w, c) in chains) if (!inner.Contains(w.Address)) Add(w, c);
+        // Chains made only of inner waiters (a pure cycle) are still reported, once.
+        foreach (var (w, c) in chains) if (inner.Contains(w.Address) && !groups.ContainsKey(EndKey(c))) Add(w, c);
         report.Chains = groups.Values.OrderByDescending(c => c.Waiters).ThenByDescending(c => c.Hops.Count).ToList();
         foreach (var c in report.Chains) c.Summary = AlpcChainRenderer.SummaryLine(c);
         if (waiters.Count == 0 && report.Problem is null)
             report.Problem = report.Mode == "all" ? "no thread in the system waits for an ALPC reply." : "no thread of this process waits for an ALPC reply.";
-        report.Reads = Figures(rt0, b0, hops);
+        report.Reads = Figures(rt0, b0, null, hops);
         return Finish(report);
     }
 
@@ -363,6 +388,7 @@ public sealed class AlpcChainAnalyzer
         _waitBlockList[address] = et.Ptr("Tcb.WaitBlockList");
         _waitBlockCount[address] = et.TryUInt("Tcb.WaitBlockCount");
         _irpHead[address] = et.AddressOf("IrpList");
+        _irpFlink[address] = et.Ptr("IrpList.Flink");
         var (img, pid) = ProcessName(t.Process);
         t.Image = img;
         if (t.Pid == 0 && pid != 0) t.Pid = pid;
@@ -373,6 +399,7 @@ public sealed class AlpcChainAnalyzer
     private readonly Dictionary<ulong, ulong> _waitBlockList = new();
     private readonly Dictionary<ulong, ulong?> _waitBlockCount = new();
     private readonly Dictionary<ulong, ulong> _irpHead = new();
+    private readonly Dictionary<ulong, ulong> _irpFlink = new();
 
     /// <summary>Reads the fields of an _EPROCESS the chain prints, in one request covering just their range.</summary>
     private StructView? ReadProcess(ulong address)
@@ -471,7 +498,7 @@ public sealed class AlpcChainAnalyzer
     }
 
     /// <summary>The threads of a process (EPROCESS.ThreadListHead / ETHREAD.ThreadListEntry), bounded and cycle-safe.</summary>
-    private List<AlpcThread> ProcessThreads(ulong process, AlpcChainReport? report)
+    private List<AlpcThread> ProcessThreads(ulong process, AlpcChainReport? report, bool pageExtend = false)
     {
         var list = new List<AlpcThread>();
         var pv = ReadRange("_EPROCESS", process, "ThreadListHead", "ImageFileName", "UniqueProcessId");
@@ -483,7 +510,7 @@ public sealed class AlpcChainAnalyzer
             ulong ta = link - entryOff;
             try
             {
-                var t = ReadThread(ta, out _, pageExtend: true);
+                var t = ReadThread(ta, out _, pageExtend);
                 if (t is not null) list.Add(t);
                 if (report is not null) report.ThreadsExamined++;
             }
@@ -622,13 +649,37 @@ public sealed class AlpcChainAnalyzer
 
     private AlpcChainReport NewReport(string mode, ulong start) => new() { Mode = mode, Start = start, Build = _r.Target.Info.BuildNumber };
 
-    private AlpcReadFigures Figures(long rt0, long b0, int hops) => new()
+    private AlpcReadFigures Figures(long rt0, long b0, AlpcChain? chain, int hops = 0)
     {
-        RoundTrips = Stats.RoundTrips - rt0,
-        Bytes = Stats.Bytes - b0,
-        Hops = hops,
-        ModelledKdnetSeconds = Math.Round(KdnetModel.Seconds(Stats.RoundTrips - rt0, Stats.Bytes - b0), 4),
-    };
+        var f = new AlpcReadFigures
+        {
+            RoundTrips = Stats.RoundTrips - rt0,
+            Bytes = Stats.Bytes - b0,
+            SetupRoundTrips = _setupRt,
+            SetupBytes = _setupBytes,
+            ModelledKdnetSeconds = Math.Round(KdnetModel.Seconds(Stats.RoundTrips - rt0 + _setupRt, Stats.Bytes - b0 + _setupBytes), 4),
+        };
+        if (chain is not null)
+        {
+            f.Hops = chain.Hops.Count;
+            f.HopRoundTrips = chain.Hops.Sum(h => h.RoundTrips);
+            f.HopBytes = chain.Hops.Sum(h => h.Bytes);
+            f.BlockerRoundTrips = chain.BlockerRoundTrips;
+            f.BlockerBytes = chain.BlockerBytes;
+        }
+        else { f.Hops = hops; f.HopRoundTrips = f.RoundTrips; f.HopBytes = f.Bytes; }
+        return f;
+    }
+
+    private long _setupRt, _setupBytes;
+
+    /// <summary>One-time reads of a run: the clock (KeMaximumIncrement, KUSER_SHARED_DATA tick count).</summary>
+    private void Setup(AlpcChainReport report)
+    {
+        long rt = Stats.RoundTrips, b = Stats.Bytes;
+        EnsureTick();
+        _setupRt = Stats.RoundTrips - rt; _setupBytes = Stats.Bytes - b;
+    }
 
     private AlpcChainReport Finish(AlpcChainReport r)
     {

@@ -83,7 +83,9 @@ public static class AlpcChainRenderer
         }
         foreach (var n in r.Notes) d.Text("note: ").Line(Fmt.Clean(n));
         if (r.Reads is { } f && (verbose || r.Chains.Count > 0))
-            d.Line($"reads: {f.RoundTrips} round trips, {f.Bytes:N0} bytes over {f.Hops} hop(s) ({f.RoundTripsPerHop} round trips, {f.BytesPerHop:N0} bytes per hop), modelled KDNET {f.ModelledKdnetSeconds:0.000} s");
+            d.Line($"reads: {f.RoundTrips + f.SetupRoundTrips} round trips, {f.Bytes + f.SetupBytes:N0} bytes; {f.Hops} hop(s) at {f.RoundTripsPerHop} round trips and {f.BytesPerHop:N0} bytes per hop"
+                   + (f.BlockerRoundTrips > 0 ? $", blocker details {f.BlockerRoundTrips} round trips / {f.BlockerBytes:N0} bytes" : "")
+                   + $", clock {f.SetupRoundTrips}; modelled KDNET {f.ModelledKdnetSeconds:0.000} s");
         return d;
     }
 

@@ -26,11 +26,21 @@ public sealed class AlpcChainReport
 
 public sealed class AlpcReadFigures
 {
+    /// <summary>Everything after the one-time setup reads.</summary>
     public long RoundTrips { get; set; }
     public long Bytes { get; set; }
+    /// <summary>One-time reads (the clock).</summary>
+    public long SetupRoundTrips { get; set; }
+    public long SetupBytes { get; set; }
     public int Hops { get; set; }
-    public double RoundTripsPerHop => Hops == 0 ? 0 : Math.Round((double)RoundTrips / Hops, 2);
-    public double BytesPerHop => Hops == 0 ? 0 : Math.Round((double)Bytes / Hops, 0);
+    /// <summary>Reads of the hops themselves (thread, process, message, port, server thread; inference included).</summary>
+    public long HopRoundTrips { get; set; }
+    public long HopBytes { get; set; }
+    /// <summary>Reads for the blocker's details (IRPs, stack locations, devices, drivers, file names, wait objects).</summary>
+    public long BlockerRoundTrips { get; set; }
+    public long BlockerBytes { get; set; }
+    public double RoundTripsPerHop => Hops == 0 ? 0 : Math.Round((double)HopRoundTrips / Hops, 2);
+    public double BytesPerHop => Hops == 0 ? 0 : Math.Round((double)HopBytes / Hops, 0);
     public double ModelledKdnetSeconds { get; set; }
 }
 
@@ -63,6 +73,8 @@ public sealed class AlpcChain
     [JsonConverter(typeof(HexListConverter))] public List<ulong> WaiterThreads { get; set; } = new();
     public List<string> Notes { get; set; } = new();
     public string Summary { get; set; } = "";
+    public long BlockerRoundTrips { get; set; }
+    public long BlockerBytes { get; set; }
 }
 
 /// <summary>One hop: a thread that waits for a reply to an ALPC message, the message, its port and the server thread.</summary>
@@ -187,6 +199,7 @@ public static class AlpcNames
         "WrRendezvous", "WrKeyedEvent", "WrTerminated", "WrProcessInSwap", "WrCpuRateControl", "WrCalloutStack",
         "WrKernel", "WrResource", "WrPushLock", "WrMutex", "WrQuantumEnd", "WrDispatchInt", "WrPreempted",
         "WrYieldExecution", "WrFastMutex", "WrGuardedMutex", "WrRundown", "WrAlertByThreadId", "WrDeferredPreempt",
+        "WrPhysicalFault", "WrIoRing",
     ];
 
     public static string WaitReason(int code) => code >= 0 && code < WaitReasons.Length ? WaitReasons[code] : $"WaitReason{code}";
