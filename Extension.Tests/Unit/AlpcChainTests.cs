@@ -357,3 +357,21 @@ public class AlpcChainTests
         Assert.That(CommandDispatcher.Run("alpcchain", "-all 1234", s.CreateTarget(), sink), Is.EqualTo(CommandDispatcher.E_INVALIDARG));
     }
 }
+
+[TestFixture]
+public class AlpcChainBenchTests
+{
+    [TestCase("win7")]
+    [TestCase("win10")]
+    public void Command_beats_the_manual_procedure(string key)
+    {
+        var build = LabTestSupport.BuildOrIgnore(key);
+        foreach (var row in AlpcChainBench.Run(build))
+        {
+            TestContext.Out.WriteLine(row.ToString());
+            Assert.That(row.ManualCommands, Is.GreaterThan(10));
+            Assert.That(row.RoundTrips, Is.LessThan(row.ManualRoundTrips), row.ToString());
+            Assert.That(row.Ratio, Is.GreaterThan(1.0), row.ToString());
+        }
+    }
+}
