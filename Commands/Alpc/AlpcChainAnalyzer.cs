@@ -185,10 +185,10 @@ public sealed class AlpcChainAnalyzer
             // The server thread waits on something else.
             if (allowInference && IsIdleWait(server))
             {
+                try { FillWaitObjects(server); } catch (TargetReadException) { }
                 var (next, why, sub) = Infer(server, path, chain);
                 if (next is not null && sub is not null)
                 {
-                    try { FillWaitObjects(server); } catch (TargetReadException) { }
                     hop.Next = "inferred";
                     hop.ServerThreadState = server;
                     hop.Inference = why;

@@ -133,12 +133,13 @@ public class AlpcChainTests
     {
         var s = Scenario(key);
         var text = Run(s.CreateTarget(), "fffffa80`73d3d770 -text");
+        TestContext.Out.WriteLine(text);
         Assert.That(text.Split('\n')[0], Is.EqualTo(Expected));
         Assert.That(text, Does.Contain("waits for reply to ALPC message fffff880`1ffd9cf0 id 0x464 LPC_REQUEST seq 0xb data 0x64"));
         Assert.That(text, Does.Contain("queued at port fffffa80`4e9d9370 owned by LogonUI.exe (1ac)"));
         Assert.That(text, Does.Contain("BLOCKER THREAD fffffa80`51435940 svchost.exe 574.1ea0  Executive (KernelMode) 4:21:40 (1006437 ticks)"));
         Assert.That(text, Does.Contain(@"fffffa80`514558b0 stack 3/4 (0,0) device fffffa80`31d1a840 \FileSystem\Mup file fffffa80`5145aec0 \DC005.contoso.com\PIPE\lsarpc"));
-        Assert.That(text, Does.Contain("inference:"));
+        Assert.That(text, Does.Contain("inference: server thread LogonUI.exe 1ac.9fc waits UserRequest (UserMode) on NotificationEvent, not on ALPC; followed LogonUI.exe 1ac.438"));
         Assert.That(text, Does.Contain("reads: "));
     }
 
