@@ -19,6 +19,24 @@ and prints the blocker's wait objects and IRPs.
 
     public void Execute(CommandContext ctx)
     {
-        ctx.Sink.WriteError("!alpcchain: not implemented yet\n");
+        var analyzer = new AlpcChainAnalyzer(ctx.Reader);
+        AlpcChainReport report;
+        if (ctx.Args.Has("all"))
+        {
+            if (ctx.Args.Positionals.Count > 0 || ctx.Args.Get("p") is not null) throw new UsageException("-all takes no thread or process");
+            report = analyzer.AnalyzeAll();
+        }
+        else if (ctx.Args.Get("p") is { } proc)
+        {
+            if (ctx.Args.Positionals.Count > 0) throw new UsageException("give either -p <process> or a thread, not both");
+            report = analyzer.AnalyzeProcess(ctx.EvaluateAddress(proc));
+        }
+        else
+        {
+            if (ctx.Args.Positionals.Count == 0) throw new UsageException("give a thread address, -p <process> or -all");
+            report = analyzer.AnalyzeThread(ctx.EvaluateAddress(ctx.Args.Positionals[0]));
+        }
+        if (ctx.IsJson) ctx.WriteJson(report);
+        else ctx.Write(AlpcChainRenderer.Render(report, ctx.Args.Verbose));
     }
 }
