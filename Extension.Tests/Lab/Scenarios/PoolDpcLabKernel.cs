@@ -183,6 +183,8 @@ public sealed class LabTarget : ITarget
     /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know.</summary>
     public HashSet<string> HiddenSymbols { get; } = new(StringComparer.OrdinalIgnoreCase);
     public long Reads { get; private set; }
+    /// <summary>When set, every read request (address, length) is recorded.</summary>
+    public List<(ulong Address, int Length)>? ReadLog { get; set; }
     public long BytesRequested { get; private set; }
     public long Searches { get; private set; }
     /// <summary>Ctrl+Break is "pressed" once this many searches have been made (fault injection).</summary>
@@ -192,6 +194,7 @@ public sealed class LabTarget : ITarget
     public int ReadVirtual(ulong address, Span<byte> buffer)
     {
         Reads++; BytesRequested += buffer.Length;
+        ReadLog?.Add((address, buffer.Length));
         return _k.Memory.Read(address, buffer);
     }
 
