@@ -213,7 +213,9 @@ public sealed class DpcBlameAnalyzer
             else st.ThreadedQueueDepth = depth;
             string queue = q == 0 ? "Normal" : "Threaded";
             ulong head = prcb + ddOff + plan.ListHeadOffset;
-            WalkQueue(st, plan, head, BinaryPrimitives.ReadUInt64LittleEndian(img.AsSpan((int)(ddOff + plan.ListHeadOffset))), queue, depth);
+            ulong first = BinaryPrimitives.ReadUInt64LittleEndian(img.AsSpan((int)(ddOff + plan.ListHeadOffset)));
+            if (first == 0 && depth == 0) continue; // empty (or never initialized) queue
+            WalkQueue(st, plan, head, first, queue, depth);
         }
         return st;
     }
@@ -421,7 +423,9 @@ public sealed class DpcBlameAnalyzer
             if (p.CurrentDpcRoutine != 0 && p.DpcRoutineActive != false)
             {
                 var m = ModuleOf(p.CurrentDpcRoutine);
-                Row(m is null ? "?" : LeakTagAnalyzer.ModuleShortName(m.Name), m?.Base ?? 0).Running++;
+                var row = Row(m is null ? "?" : LeakTagAnalyzer.ModuleShortName(m.Name), m?.Base ?? 0);
+                row.Running++;
+                if (p.CurrentDpcSymbol?.Contains('!') == true) row.HasSymbols = true;
             }
         }
         if (res.Culprit?.Module is string cm)

@@ -100,7 +100,7 @@ public static class DpcBlameRenderer
         if (r.Blame.Count > 0)
         {
             d.Line("Blame by module:");
-            d.Line("  Module               Base               Queued  Running  Share");
+            d.Line("  Module               Base               Queued  Running  Queue share");
             foreach (var b in r.Blame)
             {
                 d.Text("  ").Link(b.Module.PadRight(20), "lmvm " + b.Module).Text(" ");

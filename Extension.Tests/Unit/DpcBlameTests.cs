@@ -75,9 +75,18 @@ public class DpcBlameTests
         var ata = r.Blame.Single(b => b.Module == "ataport");
         Assert.That(ata.Queued, Is.EqualTo(2));
         Assert.That(r.TotalQueued, Is.EqualTo(7));
+        Assert.That(r.Processors.Select(p => p.Note), Is.All.Null, "no spurious per-CPU notes on a healthy queue");
+        Assert.That(r.Blame.Single(b => b.Module == "USBPORT").HasSymbols, Is.False);
+        Assert.That(r.Blame.Single(b => b.Module == "NDIS").HasSymbols, Is.True);
+        if (s.Kernel.Layout("_KPRCB").HasField("CurrentDpcRoutine"))
+        {
+            Assert.That(cpu0.CurrentDpcSymbol, Is.EqualTo("Wdf01000!FxTimer::TimerHandler"));
+            Assert.That(r.Blame.Single(b => b.Module == "Wdf01000").HasSymbols, Is.True);
+        }
 
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "");
         Assert.That(hr, Is.EqualTo(0), sink.All);
+        TestContext.Out.WriteLine(sink.Text);
         Assert.That(sink.Text, Does.Contain("Bugcheck 00000133 (0, 283, 282, 0)  DPC_WATCHDOG_VIOLATION"));
         Assert.That(sink.Text, Does.Contain("Culprit: ECHO  ECHO!EchoEvtTimerFunc+0x7d (fffff880`04be3409)"));
         Assert.That(sink.Text, Does.Contain("calls " + h.CallTargetName + " in a loop"));

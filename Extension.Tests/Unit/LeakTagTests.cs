@@ -56,6 +56,7 @@ public class LeakTagTests
 
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "-nonpaged -n 5");
         Assert.That(hr, Is.EqualTo(0), sink.All);
+        TestContext.Out.WriteLine(sink.Text);
         Assert.That(sink.Text, Does.Contain("Sorting by NonPaged Pool Consumed"));
         Assert.That(sink.Text, Does.Contain("Leak       601    615424000          0            0"));
         Assert.That(sink.Text, Does.Contain("netv      4369      1172224          1          144"));
@@ -112,6 +113,7 @@ public class LeakTagTests
 
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "Leak");
         Assert.That(hr, Is.EqualTo(0), sink.All);
+        TestContext.Out.WriteLine(sink.Text);
         Assert.That(sink.Text, Does.Contain("fffff880`044b63aa  myfault+0x13aa"));
         Assert.That(sink.Text, Does.Contain("fffff880`044b6621  myfault+0x1621"));
         Assert.That(sink.Text, Does.Contain("myfault  (2 site(s))"));

@@ -136,8 +136,12 @@ public sealed class DpcWatchdogScenario
     private void InitQueue(ulong prcb)
     {
         if (SingleList) return; // empty singly linked list: ListHead.Next = 0, LastEntry = 0
-        ulong head = DpcData(prcb) + Kernel.Offset("_KDPC_DATA", "DpcListHead");
-        Kernel.WritePtr(head, head); Kernel.WritePtr(head + 8, head);
+        // Windows 7: both DPC queues (normal and threaded) are empty circular lists.
+        for (int q = 0; q < 2; q++)
+        {
+            ulong head = DpcData(prcb, q) + Kernel.Offset("_KDPC_DATA", "DpcListHead");
+            Kernel.WritePtr(head, head); Kernel.WritePtr(head + 8, head);
+        }
     }
 
     /// <summary>Appends a KDPC (fields by name) to a processor's normal DPC queue.</summary>
