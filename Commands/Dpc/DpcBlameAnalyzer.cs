@@ -121,11 +121,12 @@ public sealed class DpcBlameAnalyzer
         if (kn is not null && M.TryReadU32(kn.Value, out var v) && v is > 0 and <= 2048 && _t.Info.ProcessorCount <= 1) n = (int)v;
         n = Math.Min(n, 2048);
         res.ProcessorCount = n;
-        var buf = new byte[n * 8];
-        int got = M.Read(kpb, buf) / 8;
+        int ps = _r.PointerSize;
+        var buf = new byte[n * ps];
+        int got = M.Read(kpb, buf) / ps;
         if (got < n) res.Notes.Add($"nt!KiProcessorBlock is readable for {got} of {n} processors");
         var list = new List<ulong>();
-        for (int i = 0; i < n; i++) list.Add(i < got ? BinaryPrimitives.ReadUInt64LittleEndian(buf.AsSpan(i * 8)) : 0);
+        for (int i = 0; i < n; i++) list.Add(i < got ? ReadPtr(buf, i * ps) : 0);
         return list;
     }
 
@@ -213,7 +214,7 @@ public sealed class DpcBlameAnalyzer
             else st.ThreadedQueueDepth = depth;
             string queue = q == 0 ? "Normal" : "Threaded";
             ulong head = prcb + ddOff + plan.ListHeadOffset;
-            ulong first = BinaryPrimitives.ReadUInt64LittleEndian(img.AsSpan((int)(ddOff + plan.ListHeadOffset)));
+            ulong first = ReadPtr(img, (int)(ddOff + plan.ListHeadOffset));
             if (first == 0 && depth == 0) continue; // empty (or never initialized) queue
             WalkQueue(st, plan, head, first, queue, depth);
         }
@@ -308,12 +309,16 @@ public sealed class DpcBlameAnalyzer
         return new DpcFrame { Address = addr, Symbol = Name(addr), Module = m is null ? null : LeakTagAnalyzer.ModuleShortName(m.Name), StackAddress = stackAddr };
     }
 
+    private ulong ReadPtr(byte[] b, int off) =>
+        _r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(off));
+
     private void ScanStack(DpcCulprit c, ulong start, int length)
     {
         var (data, _) = new LeakTagAnalyzer(_r).ReadBulk(start, length);
-        for (int off = 0; off + 8 <= length; off += 8)
+        int ps = _r.PointerSize;
+        for (int off = 0; off + ps <= length; off += ps)
         {
-            ulong v = BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(off));
+            ulong v = ReadPtr(data, off);
             if (v == 0 || ModuleOf(v) is null) continue;
             if (!FollowsCall(v)) continue;
             c.Frames.Add(Frame(v, start + (ulong)off));

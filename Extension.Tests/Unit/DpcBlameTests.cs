@@ -236,12 +236,10 @@ public class DpcBlameTests
         using var doc = JsonDocument.Parse(sink.Text);
         Assert.That(doc.RootElement.GetProperty("totalQueued").GetInt32(), Is.EqualTo(1000));
         TestContext.Out.WriteLine($"!dpcblame 64 CPUs / 1000 DPCs: {stats.RoundTrips} round trips, {stats.Bytes:N0} bytes, modelled {stats.ModelledKdnetSeconds:0.000} s");
-        // Manual: !pcr per CPU (KPCR+KPRCB, one page per KD packet) + dt nt!_KDPC per queued DPC + !analyze/k/ub/u.
-        long manualRt = 0, manualBytes = 0;
-        ulong pcr = s.Kernel.SizeOf("_KPCR");
-        manualRt += 64 * (long)((pcr + 0xfff) / 0x1000); manualBytes += 64 * (long)pcr;
-        manualRt += 1000; manualBytes += 1000 * (long)s.Kernel.SizeOf("_KDPC");
-        TestContext.Out.WriteLine($"manual !pcr x64 + dt nt!_KDPC x1000: {manualRt} round trips, {manualBytes:N0} bytes, modelled {KdnetModel.Seconds(manualRt, manualBytes):0.000} s");
+        var (manualRt, manualBytes) = s.ManualProcedureCost();
+        double manual = KdnetModel.Seconds(manualRt, manualBytes);
+        TestContext.Out.WriteLine($"manual k + ub/u + !pcr and dt nt!_KPRCB Dpc* per CPU: {manualRt} round trips, {manualBytes:N0} bytes, modelled {manual:0.000} s");
+        Assert.That(manual / stats.ModelledKdnetSeconds, Is.GreaterThan(5.0));
         Assert.That(stats.RoundTrips, Is.LessThan(300));
     }
 

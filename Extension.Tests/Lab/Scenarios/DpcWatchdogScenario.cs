@@ -214,6 +214,27 @@ public sealed class DpcWatchdogScenario
         }
     }
 
+    /// <summary>
+    /// Modelled cost of the seed's manual procedure over KDNET (KD moves at most one 4 KB page per packet):
+    /// k (one read per frame), ub + u of the culprit, and per processor !pcr (KPCR page + DPC data + one read per
+    /// queued KDPC) and dt nt!_KPRCB &lt;prcb&gt; Dpc* (the whole KPRCB).
+    /// </summary>
+    public (long RoundTrips, long Bytes) ManualProcedureCost()
+    {
+        var k = Kernel;
+        long rt = 0, bytes = 0;
+        rt += SeedStack.Length; bytes += SeedStack.Length * 0x100L;           // k
+        rt += 2; bytes += 0x80;                                                // ub, u
+        long prcb = (long)k.SizeOf("_KPRCB"), kdpc = (long)k.SizeOf("_KDPC");
+        foreach (var _ in Prcbs)
+        {
+            rt += 2; bytes += 0x1000 + 0x100;                                  // !pcr: KPCR page, DPC data
+            rt += (prcb + 0xfff) / 0x1000; bytes += prcb;                      // dt nt!_KPRCB Dpc*
+        }
+        rt += QueuedTotal; bytes += QueuedTotal * kdpc;                        // !pcr's DpcQueue lines
+        return (rt, bytes);
+    }
+
     private static readonly (string Module, string Function, ulong Disp, ulong ChildSp)[] SeedStack =
     [
         ("nt", "KeBugCheckEx", 0, 0xfffff803_08c18428),
