@@ -333,6 +333,14 @@ public sealed class LeakTagAnalyzer
             }
             res.ModulesSearched++;
             if (m.Size == 0) continue;
+            // A dump's modules can be searched in the matching image files on the host (no round trip). On a live
+            // target memory may have been edited (unique-tag edits), so the target is always searched there.
+            if (!_t.Info.IsLive && HostImageSearch.TrySearch(m, pattern, o.MaxHitsPerModule, out _) is { } fileHits)
+            {
+                res.ModulesSearchedOnHost++;
+                foreach (var a in fileHits) res.Sites.Add(MakeSite(m, a));
+                continue;
+            }
             ulong start = m.Base;
             int hits = 0;
             while (start < m.End && hits < o.MaxHitsPerModule)

@@ -102,6 +102,8 @@ public sealed class LeakTagResult
     public string? PoolTagFile { get; set; }
     public List<TagSite> Sites { get; } = new();
     public int ModulesSearched { get; set; }
+    /// <summary>Modules searched in their image file on the host (matching PE timestamp/size) instead of target memory.</summary>
+    public int ModulesSearchedOnHost { get; set; }
     public int ModulesTotal { get; set; }
     public bool ModuleSearchComplete { get; set; }
     public bool ModuleSearchSkipped { get; set; }

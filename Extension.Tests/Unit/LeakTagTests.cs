@@ -282,4 +282,69 @@ public class LeakTagTests
         Assert.That(stats.Bytes, Is.LessThan((long)tableBytes + 0x10000));
         Assert.That(manual / ours, Is.GreaterThanOrEqualTo(20.0));
     }
+
+    private static byte[] MiniPe(uint stamp, uint sizeOfImage, int tagRawOffset)
+    {
+        var f = new byte[0x600];
+        f[0] = (byte)'M'; f[1] = (byte)'Z';
+        BitConverter.GetBytes(0x80).CopyTo(f, 0x3c);
+        BitConverter.GetBytes(0x00004550u).CopyTo(f, 0x80);
+        BitConverter.GetBytes((ushort)0x8664).CopyTo(f, 0x84);
+        BitConverter.GetBytes((ushort)1).CopyTo(f, 0x86);
+        BitConverter.GetBytes(stamp).CopyTo(f, 0x88);
+        BitConverter.GetBytes((ushort)0xf0).CopyTo(f, 0x94);
+        int opt = 0x98;
+        BitConverter.GetBytes((ushort)0x20b).CopyTo(f, opt);
+        BitConverter.GetBytes(sizeOfImage).CopyTo(f, opt + 56);
+        int sec = opt + 0xf0;
+        ".text\0\0\0"u8.ToArray().CopyTo(f, sec);
+        BitConverter.GetBytes(0x1000u).CopyTo(f, sec + 8);   // VirtualSize
+        BitConverter.GetBytes(0x1000u).CopyTo(f, sec + 12);  // VirtualAddress
+        BitConverter.GetBytes(0x200u).CopyTo(f, sec + 16);   // SizeOfRawData
+        BitConverter.GetBytes(0x400u).CopyTo(f, sec + 20);   // PointerToRawData
+        "Leak"u8.ToArray().CopyTo(f, tagRawOffset);
+        return f;
+    }
+
+    [Test]
+    public void DumpModulesAreSearchedInMatchingHostImageFiles()
+    {
+        var s = Scenario(LabBuilds.Win10);
+        string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
+        File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
+        try
+        {
+            const ulong b = 0xfffff880_05000000;
+            // Image not in target memory at all: only the host file can show the site.
+            s.Kernel.Modules.Add(new NtSleuth.Commands.Target.ModuleInfo("hostdrv.sys", b, 0x3000, path, 0x5f3e2a10));
+            var t = s.Kernel.CreateTarget();
+            var r = Analyze(t, new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+            Assert.That(r.ModulesSearchedOnHost, Is.EqualTo(1));
+            Assert.That(r.Sites.Select(x => (x.Module, x.Offset)), Does.Contain(("hostdrv", 0x11aaUL)));
+            Assert.That(r.Sites, Has.Count.EqualTo(3));
+
+            // A file of another build (timestamp differs) is not trusted: the target is searched (and has nothing).
+            s.Kernel.Modules[^1] = s.Kernel.Modules[^1] with { TimeDateStamp = 0x11111111 };
+            var r2 = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+            Assert.That(r2.ModulesSearchedOnHost, Is.EqualTo(0));
+            Assert.That(r2.Sites.Select(x => x.Module), Does.Not.Contain("hostdrv"));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Test]
+    public void LiveTargetsAreSearchedInMemoryNotInFiles()
+    {
+        var s = Scenario(LabBuilds.Win7, live: true);
+        string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
+        File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
+        try
+        {
+            s.Kernel.Modules.Add(new NtSleuth.Commands.Target.ModuleInfo("hostdrv.sys", 0xfffff880_05000000, 0x3000, path, 0x5f3e2a10));
+            var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+            Assert.That(r.ModulesSearchedOnHost, Is.EqualTo(0));
+            Assert.That(r.Sites, Has.Count.EqualTo(2));
+        }
+        finally { File.Delete(path); }
+    }
 }
