@@ -358,19 +358,34 @@ public sealed class DpcBlameAnalyzer
             if (!M.TryReadPointer(slot, out target)) return null;
             string? slotName = Name(slot);
             string? tName = Name(target) ?? slotName;
-            if (!(tName ?? "").Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase) &&
-                !(slotName ?? "").Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return null;
-            return Loop(code, r, ret, callSite, target, tName ?? slotName!);
+            if (!IsStall(target, tName) && !IsStall(0, slotName)) return null;
+            return Loop(code, r, ret, callSite, target, StallName(target, tName ?? slotName));
         }
         if (code[r - 5] == 0xE8)
         {
             callSite = ret - 5;
             target = ret + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
             string? tName = Name(target);
-            if (tName is null || !tName.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return null;
-            return Loop(code, r, ret, callSite, target, tName);
+            if (!IsStall(target, tName)) return null;
+            return Loop(code, r, ret, callSite, target, StallName(target, tName));
         }
         return null;
+    }
+
+    /// <summary>The stall routine by address (nt! on 8+/10, hal! on 7) or by name (import slot, aliases folded by the linker).</summary>
+    private bool IsStall(ulong target, string? name)
+    {
+        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return true;
+        if (target == 0) return false;
+        return target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor") || target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor");
+    }
+
+    private string StallName(ulong target, string? name)
+    {
+        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return name;
+        if (target != 0 && target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor")) return "nt!KeStallExecutionProcessor";
+        if (target != 0 && target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor")) return "hal!KeStallExecutionProcessor";
+        return name ?? Output.Fmt.Addr(target);
     }
 
     private StallLoopHint? Loop(byte[] code, int r, ulong ret, ulong callSite, ulong target, string targetName)

@@ -98,6 +98,7 @@ public class DpcBlameTests
         Assert.That(sink.Text, Does.Contain("method: stack"));
     }
 
+    [TestCase(LabBuilds.Win7)]
     [TestCase(LabBuilds.Win2012R2)]
     [TestCase(LabBuilds.Win10)]
     public void WithoutUnwindDataTheDpcStackIsScanned(string build)
@@ -260,5 +261,41 @@ public class DpcBlameTests
             TestContext.Out.WriteLine($"{build}: {stats.RoundTrips} round trips, {stats.Bytes:N0} bytes");
             Assert.That(stats.RoundTrips, Is.LessThanOrEqualTo(2 + 2 * 8 + 7), build);
         }
+    }
+
+    // Stall-loop decoder on other encodings: call rel32 (E8) to the stall routine, loops closed by jmp rel32 (E9)
+    // and jcc rel32 (0F 85); and no hint when the backward jump does not reach the call or the callee is not a stall.
+    [TestCase(new byte[] { 0xb9, 0x0a, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xff, 0xcb, 0xe9, 0xef, 0xff, 0xff, 0xff }, true, 10u)]
+    [TestCase(new byte[] { 0xb9, 0x32, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xff, 0xcb, 0x0f, 0x85, 0xee, 0xff, 0xff, 0xff }, true, 50u)]
+    [TestCase(new byte[] { 0xb9, 0x32, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xff, 0xcb, 0x75, 0x02, 0x90, 0x90, 0xc3 }, false, 0u)]
+    public void StallLoopDecoderHandlesRel32Forms(byte[] code, bool loops, uint micros)
+    {
+        var s = Scenario(LabBuilds.Win10);
+        var k = s.Kernel;
+        // call rel32 only reaches +-2 GB: kernel code near the stall routine (drivers use the import slot instead).
+        ulong at = (s.StallRoutine & ~0xfffUL) + 0x20100;
+        k.Memory.Map(at - 0x100, 0x1000);
+        var bytes = (byte[])code.Clone();
+        ulong callEnd = at + 10;
+        BitConverter.GetBytes((int)(long)(s.StallRoutine - callEnd)).CopyTo(bytes, 6);
+        k.Memory.Write(at, bytes);
+        var h = new DpcBlameAnalyzer(new KernelReader(k.CreateTarget())).FindStallLoop(callEnd);
+        if (!loops) { Assert.That(h, Is.Null); return; }
+        Assert.That(h, Is.Not.Null);
+        Assert.That(h!.CallSite, Is.EqualTo(at + 5));
+        Assert.That(h.CallTarget, Is.EqualTo(s.StallRoutine));
+        Assert.That(h.JumpTarget, Is.EqualTo(at));
+        Assert.That(h.StallMicroseconds, Is.EqualTo(micros));
+    }
+
+    [Test]
+    public void CallToAnotherRoutineIsNoStallHint()
+    {
+        var s = Scenario(LabBuilds.Win10);
+        ulong at = DpcWatchdogScenario.EchoBase + 0x5000;
+        var bytes = new byte[] { 0xb9, 0x0a, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xeb, 0xf4 };
+        BitConverter.GetBytes((int)(long)(DpcWatchdogScenario.EchoTimerFunc - (at + 10))).CopyTo(bytes, 6);
+        s.Kernel.Memory.Write(at, bytes);
+        Assert.That(new DpcBlameAnalyzer(new KernelReader(s.Kernel.CreateTarget())).FindStallLoop(at + 10), Is.Null);
     }
 }
