@@ -10,10 +10,11 @@ public sealed class DpcBlameCommand : ICommand
     public string Summary => "who is burning DPC time: bug check 0x133 triage and per-CPU DPC queues";
     public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }.Option("cpu");
     public string Usage => """
-Usage: !dpcblame [-cpu N] [-json]
+Usage: !dpcblame [-cpu N] [-v] [-json]
   Decodes DPC_WATCHDOG_VIOLATION (0x133), names the driver running in the DPC, shows every
   processor's DPC queue and watchdog counters, and a blame table by module.
   -cpu N       only processor N
+  -v           also list the frames the culprit was chosen from (with stack addresses for a stack scan)
 """ + "\n";
 
     public void Execute(CommandContext ctx)
@@ -33,13 +34,13 @@ Usage: !dpcblame [-cpu N] [-json]
             ModelledKdnetSeconds = Math.Round(ctx.Stats.ModelledKdnetSeconds, 4),
         };
         if (ctx.IsJson) ctx.WriteJson(result);
-        else ctx.Write(DpcBlameRenderer.Render(result));
+        else ctx.Write(DpcBlameRenderer.Render(result, ctx.Args.Verbose));
     }
 }
 
 public static class DpcBlameRenderer
 {
-    public static Doc Render(DpcBlameResult r)
+    public static Doc Render(DpcBlameResult r, bool verbose = false)
     {
         var d = new Doc();
         if (r.BugCheck is { } bc)
@@ -68,6 +69,13 @@ public static class DpcBlameRenderer
                 }
             }
             d.Line($"  method: {c.Method} - {c.MethodNote}");
+            if (verbose || c.Module is null)
+                foreach (var f in c.Frames)
+                {
+                    d.Text("    ");
+                    if (f.StackAddress != 0) d.Text(Fmt.Addr(f.StackAddress) + "  ");
+                    d.Addr(f.Address, "u " + Fmt.Addr(f.Address)).Line("  " + (f.Symbol ?? "?"));
+                }
             d.Line();
         }
         foreach (var p in r.Processors)

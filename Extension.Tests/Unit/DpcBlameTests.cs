@@ -110,6 +110,10 @@ public class DpcBlameTests
         Assert.That(r.Culprit.Module, Is.EqualTo("ECHO"));
         Assert.That(r.Culprit.Frames[0].StackAddress, Is.EqualTo(0xfffff803_08c184b0UL - 8));
         Assert.That(r.Culprit.StallLoop, Is.Not.Null);
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "-v");
+        Assert.That(hr, Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("method: stack-scan"));
+        Assert.That(sink.Text, Does.Contain("fffff803`08c18928  fffff880`04be3409  ECHO!EchoEvtTimerFunc+0x7d"));
     }
 
     [Test]
