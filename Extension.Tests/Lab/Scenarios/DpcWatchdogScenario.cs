@@ -27,6 +27,20 @@ public sealed class DpcWatchdogScenario
     public const ulong DpcStackTop = 0xfffff803_08c19000;
     public static readonly ulong[] SeedKdpcs = [0xfffffa80_020ce790, 0xfffffa80_0185f118, 0xfffff803_0994fda0, 0xfffffa80_01dbc118, 0xfffffa80_02082300];
 
+    /// <summary>
+    /// The scenario's drivers with their publics as RVAs, for forging matching images/PDBs (end-to-end tier):
+    /// forge these exact RVAs so the real engine names the same frames and DPC routines as the in-memory target.
+    /// USBPORT deliberately has no symbols (the seed shows it by module only).
+    /// </summary>
+    public static readonly IReadOnlyList<(string File, ulong Base, uint Size, IReadOnlyDictionary<string, ulong> Publics)> DriverModules =
+    [
+        ("ECHO.sys", EchoBase, 0x8000, new Dictionary<string, ulong> { ["EchoEvtTimerFunc"] = EchoTimerFunc - EchoBase, ["_imp_KeStallExecutionProcessor"] = EchoIat - EchoBase }),
+        ("Wdf01000.sys", WdfBase, 0xc0000, new Dictionary<string, ulong> { ["FxTimer::TimerHandler"] = WdfTimerHandler - WdfBase }),
+        ("NDIS.sys", NdisBase, 0x130000, new Dictionary<string, ulong> { ["NdisReturnNetBufferLists"] = NdisReturnNbls - NdisBase }),
+        ("ataport.sys", AtaBase, 0x30000, new Dictionary<string, ulong> { ["AtaPortInitialize"] = AtaPortInitialize - AtaBase }),
+        ("USBPORT.sys", UsbBase, 0x60000, new Dictionary<string, ulong>()),
+    ];
+
     public LabKernel Kernel { get; }
     public List<ulong> Prcbs { get; } = new();
     public ulong HalBase { get; }
