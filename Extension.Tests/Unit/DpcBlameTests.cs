@@ -13,7 +13,7 @@ public class DpcBlameTests
 {
     private static DpcWatchdogScenario Scenario(string build, ulong p1 = 0, int cpus = 2, bool unwindable = true, int extraDpcs = 0)
     {
-        var nt = LabBuilds.TryLoadNt(build);
+        var nt = PoolDpcBuilds.TryLoadNt(build);
         if (nt is null) Assert.Ignore($"../shared/realdata/isf/ntkrnlmp.pdb/{build}.json.xz not found (the shared real data is absent)");
         return new DpcWatchdogScenario(new LabKernel(nt!, build, 0xfffff803_09400000), p1, cpus, unwindable, extraDpcs);
     }
@@ -30,10 +30,10 @@ public class DpcBlameTests
     private static readonly string[] SeedRoutines =
         ["NDIS!NdisReturnNetBufferLists", "ataport!AtaPortInitialize", "nt!KiBalanceSetManagerDeferredRoutine", "ataport!AtaPortInitialize", "USBPORT+0x1df0"];
 
-    [TestCase(LabBuilds.Win7)]
-    [TestCase(LabBuilds.Win2012R2)]
-    [TestCase(LabBuilds.Win10)]
-    [TestCase(LabBuilds.Win11)]
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win2012R2)]
+    [TestCase(PoolDpcBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win11)]
     public void SeedSingleDpcNamesEchoWithTheStallLoop(string build)
     {
         var s = Scenario(build);
@@ -65,7 +65,7 @@ public class DpcBlameTests
         Assert.That(cpu0.Queued.Select(q => q.Kdpc), Is.EqualTo(DpcWatchdogScenario.SeedKdpcs));
         Assert.That(cpu0.Queued.Select(q => q.Symbol), Is.EqualTo(SeedRoutines));
         Assert.That(cpu0.Queued[2].Importance, Is.EqualTo("High"));
-        bool ticks = build == LabBuilds.Win11;
+        bool ticks = build == PoolDpcBuilds.Win11;
         Assert.That(cpu0.Watchdog[ticks ? "DpcTimeLimitTicks" : "DpcTimeLimit"], Is.EqualTo(0x282));
         Assert.That(cpu0.Watchdog[ticks ? "DpcWatchdogPeriodTicks" : "DpcWatchdogPeriod"], Is.EqualTo(0x1e00));
         Assert.That(cpu0.Watchdog["DpcTimeCount"], Is.EqualTo(0x283));
@@ -98,9 +98,9 @@ public class DpcBlameTests
         Assert.That(sink.Text, Does.Contain("method: stack"));
     }
 
-    [TestCase(LabBuilds.Win7)]
-    [TestCase(LabBuilds.Win2012R2)]
-    [TestCase(LabBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win2012R2)]
+    [TestCase(PoolDpcBuilds.Win10)]
     public void WithoutUnwindDataTheDpcStackIsScanned(string build)
     {
         var s = Scenario(build, unwindable: false);
@@ -119,7 +119,7 @@ public class DpcBlameTests
     [Test]
     public void CumulativeGivesWmitraceCommands()
     {
-        var s = Scenario(LabBuilds.Win10, p1: 1);
+        var s = Scenario(PoolDpcBuilds.Win10, p1: 1);
         var r = Analyze(s.Kernel.CreateTarget());
         Assert.That(r.BugCheck!.Kind, Is.EqualTo("cumulative"));
         Assert.That(r.BugCheck.WatchdogPeriod, Is.EqualTo(0x1e00UL));
@@ -136,7 +136,7 @@ public class DpcBlameTests
     [Test]
     public void WithoutABugCheckItIsADpcPressureView()
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         s.Kernel.BugCheck = null;
         s.Kernel.IsLive = true;
         var r = Analyze(s.Kernel.CreateTarget());
@@ -149,7 +149,7 @@ public class DpcBlameTests
     [Test]
     public void OtherBugCheckIsANote()
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         s.Kernel.BugCheck = new NtSleuth.Commands.Target.BugCheckInfo(0x1000007e, 0xc0000005, 0, 0, 0);
         var r = Analyze(s.Kernel.CreateTarget());
         Assert.That(r.BugCheck!.IsDpcWatchdog, Is.False);
@@ -160,7 +160,7 @@ public class DpcBlameTests
     [Test]
     public void CpuOptionSelectsOneProcessorAndValidates()
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         var r = Analyze(s.Kernel.CreateTarget(), 1);
         Assert.That(r.Processors.Select(p => p.Cpu), Is.EqualTo(new[] { 1 }));
         Assert.That(Run(s.Kernel.CreateTarget(), "-cpu 7").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
@@ -168,8 +168,8 @@ public class DpcBlameTests
         Assert.That(Run(s.Kernel.CreateTarget(), "extra").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
     }
 
-    [TestCase(LabBuilds.Win7)]
-    [TestCase(LabBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win10)]
     public void CorruptedDpcListIsBoundedAndCycleSafe(string build)
     {
         var s = Scenario(build);
@@ -187,7 +187,7 @@ public class DpcBlameTests
     [Test]
     public void UnreadablePrcbIsAPerCpuNote()
     {
-        var s = Scenario(LabBuilds.Win10, cpus: 3);
+        var s = Scenario(PoolDpcBuilds.Win10, cpus: 3);
         s.Kernel.Memory.Unmap(s.Prcbs[1], s.Kernel.SizeOf("_KPRCB"));
         var r = Analyze(s.Kernel.CreateTarget());
         Assert.That(r.Processors[1].Note, Does.Contain("not readable"));
@@ -199,7 +199,7 @@ public class DpcBlameTests
     [Test]
     public void UnreadableKdpcIsFlagged()
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         // Win7: the LIST_ENTRY walk reads Flink of the previous entry; unmapping the USBPORT KDPC page stops there.
         s.Kernel.Memory.Unmap(DpcWatchdogScenario.SeedKdpcs[4], 1);
         var r = Analyze(s.Kernel.CreateTarget());
@@ -210,7 +210,7 @@ public class DpcBlameTests
     [Test]
     public void JsonParses()
     {
-        var s = Scenario(LabBuilds.Win11);
+        var s = Scenario(PoolDpcBuilds.Win11);
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "-json");
         Assert.That(hr, Is.EqualTo(0), sink.All);
         using var doc = JsonDocument.Parse(sink.Text);
@@ -224,7 +224,7 @@ public class DpcBlameTests
     [Test]
     public void DmlEscapesTargetStrings()
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         s.Kernel.Symbols.AddSymbol("NDIS!<evil>&\"x\"", DpcWatchdogScenario.NdisReturnNbls);
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "", dml: true);
         Assert.That(hr, Is.EqualTo(0), sink.All);
@@ -235,7 +235,7 @@ public class DpcBlameTests
     [Test]
     public void SixtyFourCpusWithAThousandDpcsStayUnder300RoundTrips()
     {
-        var s = Scenario(LabBuilds.Win10, cpus: 64, extraDpcs: 1000 - 7);
+        var s = Scenario(PoolDpcBuilds.Win10, cpus: 64, extraDpcs: 1000 - 7);
         var (hr, sink, stats) = Run(s.Kernel.CreateTarget(), "-json");
         Assert.That(hr, Is.EqualTo(0), sink.All);
         using var doc = JsonDocument.Parse(sink.Text);
@@ -251,7 +251,7 @@ public class DpcBlameTests
     [Test]
     public void PrcbFieldsTakeAtMostTwoReadsPerProcessor()
     {
-        foreach (var build in new[] { LabBuilds.Win7, LabBuilds.Win2012R2, LabBuilds.Win2016, LabBuilds.Win10, LabBuilds.Win11 })
+        foreach (var build in new[] { PoolDpcBuilds.Win7, PoolDpcBuilds.Win2012R2, PoolDpcBuilds.Win2016, PoolDpcBuilds.Win10, PoolDpcBuilds.Win11 })
         {
             var s = Scenario(build, cpus: 8);
             s.Kernel.Stack.Clear();
@@ -274,7 +274,7 @@ public class DpcBlameTests
     [TestCase(new byte[] { 0xb9, 0x32, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xff, 0xcb, 0x75, 0x02, 0x90, 0x90, 0xc3 }, false, 0u)]
     public void StallLoopDecoderHandlesRel32Forms(byte[] code, bool loops, uint micros)
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         var k = s.Kernel;
         // call rel32 only reaches +-2 GB: kernel code near the stall routine (drivers use the import slot instead).
         ulong at = (s.StallRoutine & ~0xfffUL) + 0x20100;
@@ -295,11 +295,26 @@ public class DpcBlameTests
     [Test]
     public void CallToAnotherRoutineIsNoStallHint()
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         ulong at = DpcWatchdogScenario.EchoBase + 0x5000;
         var bytes = new byte[] { 0xb9, 0x0a, 0, 0, 0, 0xe8, 0, 0, 0, 0, 0xeb, 0xf4 };
         BitConverter.GetBytes((int)(long)(DpcWatchdogScenario.EchoTimerFunc - (at + 10))).CopyTo(bytes, 6);
         s.Kernel.Memory.Write(at, bytes);
         Assert.That(new DpcBlameAnalyzer(new KernelReader(s.Kernel.CreateTarget())).FindStallLoop(at + 10), Is.Null);
+    }
+
+    [TestCase(PoolDpcBuilds.Win2012R2)]
+    [TestCase(PoolDpcBuilds.Win11)]
+    public void SeedOnTheSharedInMemoryTarget(string build)
+    {
+        var s = Scenario(build);
+        var t = s.Kernel.CreateSharedTarget();
+        var sink = new BufferSink();
+        var stats = new ReadStats();
+        Assert.That(CommandDispatcher.Run("dpcblame", "", t, sink, stats), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("Culprit: ECHO  ECHO!EchoEvtTimerFunc+0x7d"));
+        Assert.That(sink.Text, Does.Contain("Stall loop:"));
+        Assert.That(sink.Text, Does.Contain("[Normal] NDIS!NdisReturnNetBufferLists"));
+        Assert.That(t.ReadCalls, Is.EqualTo(stats.RoundTrips));
     }
 }

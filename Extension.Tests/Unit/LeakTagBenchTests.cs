@@ -8,7 +8,7 @@ public class LeakTagBenchTests
     [Test]
     public void BenchCasesBeatTheManualProcedure()
     {
-        if (LabBuilds.TryLoadNt(LabBuilds.Win10) is null) Assert.Ignore("../shared/realdata/isf is absent");
+        if (PoolDpcBuilds.TryLoadNt(PoolDpcBuilds.Win10) is null) Assert.Ignore("../shared/realdata/isf is absent");
         var rows = PoolDpcBench.Run().ToList();
         foreach (var r in rows) TestContext.Out.WriteLine(r.ToString());
         Assert.That(rows, Has.Count.EqualTo(6));

@@ -14,7 +14,7 @@ public class LeakTagTests
 {
     private static PoolLeakScenario Scenario(string build, int processors = 4, int extraModules = 3, int bigPages = 4096, bool live = false)
     {
-        var nt = LabBuilds.TryLoadNt(build);
+        var nt = PoolDpcBuilds.TryLoadNt(build);
         if (nt is null) Assert.Ignore($"../shared/realdata/isf/ntkrnlmp.pdb/{build}.json.xz not found (the shared real data is absent)");
         var k = new LabKernel(nt!, build) { IsLive = live };
         return new PoolLeakScenario(k, processors, extraModules, bigPages);
@@ -33,10 +33,10 @@ public class LeakTagTests
     [SetUp]
     public void NoPoolTagFile() => LeakTagCommand.DescriptionsOverride = null;
 
-    [TestCase(LabBuilds.Win7)]
-    [TestCase(LabBuilds.Win2016)]
-    [TestCase(LabBuilds.Win10)]
-    [TestCase(LabBuilds.Win11)]
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win2016)]
+    [TestCase(PoolDpcBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win11)]
     public void TopConsumersMatchTheSeed(string build)
     {
         var s = Scenario(build);
@@ -69,7 +69,7 @@ public class LeakTagTests
     [Test]
     public void Windows11SumsEveryTrackerTable()
     {
-        var s = Scenario(LabBuilds.Win11, processors: 6);
+        var s = Scenario(PoolDpcBuilds.Win11, processors: 6);
         var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Sort = PoolSort.NonPaged, TopN = 3 });
         Assert.That(r.TrackerEntrySize, Is.EqualTo(0x50UL));
         Assert.That(r.Tables.Select(t => t.Source), Is.EqualTo(new[] { "PoolTrackTable", "ExPoolTagTables[1]", "ExPoolTagTables[2]", "ExPoolTagTables[3]", "ExPoolTagTables[4]", "ExPoolTagTables[5]", "PoolTrackTableExpansion" }));
@@ -84,7 +84,7 @@ public class LeakTagTests
     public void GlobalTableAloneWouldBeWrongOnWindows10()
     {
         // Guard against a reader that only reads nt!PoolTrackTable: the global table holds only a share.
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         var t = s.Kernel.CreateTarget();
         t.HiddenSymbols.Add("nt!ExPoolTagTables");
         var r = Analyze(t, new LeakTagOptions { Sort = PoolSort.NonPaged, TopN = 1 });
@@ -92,8 +92,8 @@ public class LeakTagTests
         Assert.That(r.Top[0].NonPagedBytes, Is.LessThan(PoolLeakScenario.LeakBytes));
     }
 
-    [TestCase(LabBuilds.Win7)]
-    [TestCase(LabBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win10)]
     public void OneTagFindsMyfaultSitesBigPoolAndPoolHitTag(string build)
     {
         var s = Scenario(build);
@@ -125,7 +125,7 @@ public class LeakTagTests
     [Test]
     public void JsonParsesAndCarriesTheModel()
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "Leak -json");
         Assert.That(hr, Is.EqualTo(0), sink.All);
         using var doc = JsonDocument.Parse(sink.Text);
@@ -141,7 +141,7 @@ public class LeakTagTests
     [TestCase("L*")]
     public void WildcardsMatchLeak(string pattern)
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse(pattern) });
         Assert.That(r.Matches.Select(m => m.Tag), Does.Contain("Leak"));
         Assert.That(r.ModuleSearchSkipped, Is.True);
@@ -164,7 +164,7 @@ public class LeakTagTests
     [TestCase("Le\u00e9k")]
     public void BadTagsAreUsageErrors(string tag)
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "\"" + tag + "\"");
         Assert.That(hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
         Assert.That(sink.Errors, Does.Contain("!leaktag:"));
@@ -174,7 +174,7 @@ public class LeakTagTests
     [Test]
     public void ConflictingSortsAndBadCountAreUsageErrors()
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         Assert.That(Run(s.Kernel.CreateTarget(), "-paged -nonpaged").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
         Assert.That(Run(s.Kernel.CreateTarget(), "-n zero").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
         Assert.That(Run(s.Kernel.CreateTarget(), "-live").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
@@ -183,7 +183,7 @@ public class LeakTagTests
     [Test]
     public void MissingPoolTrackTableSaysWhatToReload()
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         var t = s.Kernel.CreateTarget();
         t.HiddenSymbols.Add("nt!PoolTrackTable");
         var (hr, sink, _) = Run(t, "");
@@ -195,7 +195,7 @@ public class LeakTagTests
     [Test]
     public void UnreadableTablePagesGivePartialFlaggedCounts()
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         ulong table = s.TrackerTables[0];
         s.Kernel.Memory.Unmap(table + 0x3000, 0x1000);
         var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Sort = PoolSort.NonPaged });
@@ -211,7 +211,7 @@ public class LeakTagTests
     [Test]
     public void CtrlBreakStopsTheModuleSearchWithPartialResults()
     {
-        var s = Scenario(LabBuilds.Win10, extraModules: 150);
+        var s = Scenario(PoolDpcBuilds.Win10, extraModules: 150);
         var t = s.Kernel.CreateTarget();
         // nt, hal, myfault (2 hits + 1 miss) = 5 searches: then Ctrl+Break.
         t.InterruptAfterSearches = 6;
@@ -225,7 +225,7 @@ public class LeakTagTests
     [Test]
     public void LiveSuggestionsAreDmlLinks()
     {
-        var s = Scenario(LabBuilds.Win7, live: true);
+        var s = Scenario(PoolDpcBuilds.Win7, live: true);
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "Leak -live", dml: true);
         Assert.That(hr, Is.EqualTo(0), sink.All);
         Assert.That(sink.Text, Does.Contain("<exec cmd=\"ed nt!PoolHitTag 6b61654c\">"));
@@ -237,7 +237,7 @@ public class LeakTagTests
     [Test]
     public void LiveOnADumpIsANoteNotASuggestion()
     {
-        var s = Scenario(LabBuilds.Win7);
+        var s = Scenario(PoolDpcBuilds.Win7);
         var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak"), Live = true });
         Assert.That(r.Suggestions, Is.Empty);
         Assert.That(r.Notes, Has.Some.Contains("live kernel session"));
@@ -252,7 +252,7 @@ public class LeakTagTests
         });
         try
         {
-            var s = Scenario(LabBuilds.Win7);
+            var s = Scenario(PoolDpcBuilds.Win7);
             var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "-nonpaged -n 5", dml: true);
             Assert.That(hr, Is.EqualTo(0), sink.All);
             Assert.That(sink.Text, Does.Contain("Thread objects, Binary: nt!ps"));
@@ -266,7 +266,7 @@ public class LeakTagTests
     [Test]
     public void SpeedAgainstTheManualProcedure()
     {
-        var s = Scenario(LabBuilds.Win10, processors: 4, extraModules: 150, bigPages: 65536);
+        var s = Scenario(PoolDpcBuilds.Win10, processors: 4, extraModules: 150, bigPages: 65536);
         var t = s.Kernel.CreateTarget();
         var (hr, sink, stats) = Run(t, "Leak");
         Assert.That(hr, Is.EqualTo(0), sink.All);
@@ -309,7 +309,7 @@ public class LeakTagTests
     [Test]
     public void DumpModulesAreSearchedInMatchingHostImageFiles()
     {
-        var s = Scenario(LabBuilds.Win10);
+        var s = Scenario(PoolDpcBuilds.Win10);
         string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
         File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
         try
@@ -335,7 +335,7 @@ public class LeakTagTests
     [Test]
     public void LiveTargetsAreSearchedInMemoryNotInFiles()
     {
-        var s = Scenario(LabBuilds.Win7, live: true);
+        var s = Scenario(PoolDpcBuilds.Win7, live: true);
         string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
         File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
         try
@@ -346,5 +346,21 @@ public class LeakTagTests
             Assert.That(r.Sites, Has.Count.EqualTo(2));
         }
         finally { File.Delete(path); }
+    }
+
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win10)]
+    public void SeedOnTheSharedInMemoryTarget(string build)
+    {
+        var s = Scenario(build);
+        var t = s.Kernel.CreateSharedTarget();
+        var sink = new BufferSink();
+        var stats = new ReadStats();
+        Assert.That(CommandDispatcher.Run("leaktag", "Leak", t, sink, stats), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("Leak       601    615424000"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b63aa  myfault+0x13aa"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b6621  myfault+0x1621"));
+        Assert.That(sink.Text, Does.Contain("ffffff0f"));
+        Assert.That(t.ReadCalls + t.SearchCalls, Is.EqualTo(stats.RoundTrips), "every round trip is counted");
     }
 }

@@ -20,9 +20,9 @@ public sealed record BenchFigures(string Command, string Scenario, long RoundTri
 /// </summary>
 public static class PoolDpcBench
 {
-    public static IEnumerable<BenchFigures> Run(string build = LabBuilds.Win10)
+    public static IEnumerable<BenchFigures> Run(string build = PoolDpcBuilds.Win10)
     {
-        var nt = LabBuilds.TryLoadNt(build) ?? throw new InvalidOperationException($"symbol table {build} not found under ../shared/realdata/isf");
+        var nt = PoolDpcBuilds.TryLoadNt(build) ?? throw new InvalidOperationException($"symbol table {build} not found under ../shared/realdata/isf");
         foreach (var (mods, big, label) in new[] { (3, 4096, "seed: 6 modules, 4K big pages"), (30, 16384, "10x: 33 modules, 16K big pages"), (150, 65536, "100x: 153 modules (~100 MB), 64K big pages") })
         {
             var s = new PoolLeakScenario(new LabKernel(nt, build), 4, mods, big);

@@ -5,8 +5,8 @@ using NtSleuth.Commands.Target;
 
 namespace NtSleuth.Lab.Scenarios;
 
-/// <summary>The five kernel symbol tables in ../shared/realdata/isf/ntkrnlmp.pdb.</summary>
-public static class LabBuilds
+/// <summary>The five kernel symbol tables by GUID-age, loaded through the lab's build catalogue (one decode per process).</summary>
+public static class PoolDpcBuilds
 {
     public const string Win7 = "339E74133576439CBCDF7E0229DA3773-1";
     public const string Win2012R2 = "169C65213E3E42DDBEB4E3AC66312B82-1";
@@ -19,33 +19,8 @@ public static class LabBuilds
         Win7 => 7601, Win2012R2 => 9600, Win2016 => 14393, Win10 => 19041, Win11 => 22000, _ => 0,
     };
 
-    private static readonly Dictionary<string, IsfDocument> Cache = new();
-
-    /// <summary>Folder ../shared next to the repository root (the folder holding NtSleuthExt.sln); null when absent.</summary>
-    public static string? SharedDir(string? startDir = null)
-    {
-        var dir = new DirectoryInfo(startDir ?? AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NtSleuthExt.sln"))) dir = dir.Parent;
-        if (dir is null) return null;
-        var shared = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared"));
-        return Directory.Exists(shared) ? shared : null;
-    }
-
     /// <summary>Loads an nt symbol table; null when ../shared is absent (tests then skip).</summary>
-    public static IsfDocument? TryLoadNt(string id)
-    {
-        lock (Cache)
-        {
-            if (Cache.TryGetValue(id, out var d)) return d;
-            var shared = SharedDir();
-            if (shared is null) return null;
-            var path = Path.Combine(shared, "realdata", "isf", "ntkrnlmp.pdb", id + ".json.xz");
-            if (!File.Exists(path)) return null;
-            d = IsfDocument.Load(path);
-            Cache[id] = d;
-            return d;
-        }
-    }
+    public static IsfDocument? TryLoadNt(string id) => NtSleuth.Lab.Scenario.LabBuilds.TryGet(id)?.Isf;
 }
 
 /// <summary>
@@ -64,7 +39,7 @@ public sealed class LabKernel
 
     public IsfDocument Nt { get; }
     public string BuildId { get; }
-    public int BuildNumber => LabBuilds.BuildNumber(BuildId);
+    public int BuildNumber => PoolDpcBuilds.BuildNumber(BuildId);
     public ulong NtBase { get; }
     public SparseMemory Memory { get; } = new();
     public IsfSymbolProvider Symbols { get; }
@@ -161,6 +136,13 @@ public sealed class LabKernel
     }
 
     public LabTarget CreateTarget() => new(this);
+
+    /// <summary>The same kernel served by the lab's shared in-memory target (NtSleuth.Lab.Target.InMemoryTarget).</summary>
+    public NtSleuth.Lab.Target.InMemoryTarget CreateSharedTarget() => new(Memory, Symbols, new TargetInfo
+    {
+        Kind = TargetKind.Kernel, IsDump = !IsLive, PointerSize = 8, BuildNumber = BuildNumber, ProcessorCount = ProcessorCount,
+        EventProcessor = EventProcessor, BugCheck = BugCheck, Description = "lab kernel " + BuildId,
+    }, Modules, Stack);
 }
 
 /// <summary>The lab kernel served through ITarget, with counters and fault injection (interrupt after N searches).</summary>
