@@ -317,4 +317,25 @@ public class DpcBlameTests
         Assert.That(sink.Text, Does.Contain("[Normal] NDIS!NdisReturnNetBufferLists"));
         Assert.That(t.ReadCalls, Is.EqualTo(stats.RoundTrips));
     }
+
+    [TestCaseSource(typeof(NtSleuth.Lab.Scenario.LabBuilds), nameof(NtSleuth.Lab.Scenario.LabBuilds.Keys))]
+    public void CatalogueScenarioOnEveryBuild(string key)
+    {
+        var build = NtSleuth.Lab.Scenario.LabBuilds.TryGet(key);
+        if (build is null) Assert.Ignore(NtSleuth.Lab.Scenario.LabBuilds.UnavailableReason ?? key + " not available");
+        var sc = NtSleuth.Lab.Scenario.ScenarioCatalog.Get("dpc-watchdog");
+        var res = sc.Build(build!, NtSleuth.Lab.Scenario.ScenarioOptions.Default);
+        var r = new DpcBlameAnalyzer(new KernelReader(res.CreateTarget())).Analyze(null);
+        Assert.That(r.Culprit!.Module, Is.EqualTo("ECHO"));
+        Assert.That(r.Culprit.StallLoop, Is.Not.Null);
+        Assert.That(r.Processors[0].Prcb, Is.EqualTo(res.Fact("cpu0Prcb")));
+        Assert.That(r.Processors[0].Queued.Select(q => q.Symbol), Is.EqualTo(SeedRoutines));
+        Assert.That(r.TotalQueued, Is.EqualTo(7));
+        Assert.That(r.Processors.Select(p => p.Note), Is.All.Null);
+
+        var cum = sc.Build(build!, new NtSleuth.Lab.Scenario.ScenarioOptions { Variant = "cumulative" });
+        var sink = new BufferSink();
+        Assert.That(CommandDispatcher.Run("dpcblame", "", cum.CreateTarget(), sink), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("!wmitrace.strdump"));
+    }
 }

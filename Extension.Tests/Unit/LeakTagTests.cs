@@ -363,4 +363,25 @@ public class LeakTagTests
         Assert.That(sink.Text, Does.Contain("ffffff0f"));
         Assert.That(t.ReadCalls + t.SearchCalls, Is.EqualTo(stats.RoundTrips), "every round trip is counted");
     }
+
+    [TestCaseSource(typeof(NtSleuth.Lab.Scenario.LabBuilds), nameof(NtSleuth.Lab.Scenario.LabBuilds.Keys))]
+    public void CatalogueScenarioOnEveryBuild(string key)
+    {
+        var build = NtSleuth.Lab.Scenario.LabBuilds.TryGet(key);
+        if (build is null) Assert.Ignore(NtSleuth.Lab.Scenario.LabBuilds.UnavailableReason ?? key + " not available");
+        var sc = NtSleuth.Lab.Scenario.ScenarioCatalog.Get("pool-leak");
+        Assert.That(sc.Supports(build!), Is.True);
+        var res = sc.Build(build!, NtSleuth.Lab.Scenario.ScenarioOptions.Default);
+        var t = res.CreateTarget();
+        var sink = new BufferSink();
+        Assert.That(CommandDispatcher.Run("leaktag", "-nonpaged -n 5", t, sink), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("Leak       601    615424000"));
+        Assert.That(sink.Text, Does.Contain("TOTAL      43424    634209952      63565    126487760"));
+        sink = new BufferSink();
+        Assert.That(CommandDispatcher.Run("leaktag", "Leak", res.CreateTarget(), sink), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("myfault  (2 site(s))"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b63aa  myfault+0x13aa"));
+        Assert.That(sink.Text, Does.Contain("ffffff0f"));
+        Assert.That(res.Commands, Does.Contain("!leaktag Leak"));
+    }
 }

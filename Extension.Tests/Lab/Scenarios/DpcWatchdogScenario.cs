@@ -53,8 +53,8 @@ public sealed class DpcWatchdogScenario
     {
         Kernel = k;
         HalBase = k.NtBase + 0x1000000;
-        _synthetic = k.NtBase + 0xE00000;
-        k.Modules[0] = k.Modules[0] with { Size = 0x1000000 };
+        _synthetic = k.SyntheticCodeBase;
+        if (k.Builder is null) k.Modules[0] = k.Modules[0] with { Size = 0x1000000 };
         k.Modules.Add(new ModuleInfo("hal", HalBase, 0x80000, @"\SystemRoot\system32\hal.dll"));
         k.AddModule("ECHO.sys", EchoBase, 0x8000, 0x8000);
         k.AddModule("Wdf01000.sys", WdfBase, 0xc0000, 0);
@@ -89,7 +89,7 @@ public sealed class DpcWatchdogScenario
         if (Kernel.HasSym(name)) return Kernel.Sym(name);
         var existing = Kernel.Symbols.GetSymbolAddress("nt!" + name);
         if (existing is not null) return existing.Value;
-        ulong a = _synthetic; _synthetic += 0x1000;
+        ulong a = _synthetic; _synthetic += 0x400;
         Kernel.Symbols.AddSymbol("nt!" + name, a);
         return a;
     }
@@ -117,12 +117,18 @@ public sealed class DpcWatchdogScenario
         k.Memory.WriteU32(k.Sym("KeNumberProcessors"), (uint)n);
         for (int i = 0; i < n; i++)
         {
-            ulong pcr = i == 0 ? Cpu0Pcr : k.Alloc(pcrSize, 0x1000);
-            k.Memory.Map(pcr, pcrSize);
-            ulong prcb = pcr + prcbOff;
+            ulong prcb;
+            if (k.Builder is not null)
+                prcb = k.Builder.Prcb(i).Address; // the shared builder's processors (KiProcessorBlock already set)
+            else
+            {
+                ulong pcr = i == 0 ? Cpu0Pcr : k.Alloc(pcrSize, 0x1000);
+                k.Memory.Map(pcr, pcrSize);
+                prcb = pcr + prcbOff;
+                k.WritePtr(kpb + (ulong)i * 8, prcb);
+                k.Set("_KPRCB", prcb, "Number", (ulong)i);
+            }
             Prcbs.Add(prcb);
-            k.WritePtr(kpb + (ulong)i * 8, prcb);
-            k.Set("_KPRCB", prcb, "Number", (ulong)i);
             SetEither(prcb, "DpcWatchdogPeriod", 0x1e00);
             SetEither(prcb, "DpcTimeLimit", 0x282);
             if (i == 0)

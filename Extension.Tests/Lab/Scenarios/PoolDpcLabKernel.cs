@@ -33,15 +33,35 @@ public sealed class LabKernel
     public LabKernel(IsfDocument nt, string buildId, ulong ntBase = 0xfffff800_01400000)
     {
         Nt = nt; BuildId = buildId; NtBase = ntBase;
+        Memory = new SparseMemory();
         Symbols = new IsfSymbolProvider().Add("nt", nt, ntBase);
         Modules.Add(new ModuleInfo("nt", ntBase, 0x800000, @"\SystemRoot\system32\ntoskrnl.exe"));
+        SyntheticCodeBase = ntBase + 0xE00000;
     }
+
+    /// <summary>
+    /// A view over the lab's shared scenario builder: same memory and symbols; allocations come from the builder's
+    /// pool regions; modules are registered with the builder (PsLoadedModuleList) by the IScenario adapters.
+    /// </summary>
+    public LabKernel(NtSleuth.Lab.Scenario.KernelScenarioBuilder b)
+    {
+        Nt = b.Build.Isf; BuildId = b.Build.GuidAge; NtBase = b.KernelBase;
+        Memory = b.Memory; Symbols = b.Symbols; Builder = b;
+        Modules.Add(new ModuleInfo("nt", b.KernelBase, b.KernelSize, @"\SystemRoot\system32\ntoskrnl.exe"));
+        SyntheticCodeBase = b.KernelBase + b.KernelSize - 0x10000; // above every public of the table
+        ProcessorCount = b.ProcessorCount;
+    }
+
+    /// <summary>The shared builder when this kernel is a view over one; null for the standalone kernel.</summary>
+    public NtSleuth.Lab.Scenario.KernelScenarioBuilder? Builder { get; }
+    /// <summary>Where scenarios place nt functions the symbol table lacks (inside the nt image, above its publics).</summary>
+    public ulong SyntheticCodeBase { get; }
 
     public IsfDocument Nt { get; }
     public string BuildId { get; }
     public int BuildNumber => PoolDpcBuilds.BuildNumber(BuildId);
     public ulong NtBase { get; }
-    public SparseMemory Memory { get; } = new();
+    public SparseMemory Memory { get; }
     public IsfSymbolProvider Symbols { get; }
     public List<ModuleInfo> Modules { get; } = new();
     public List<StackFrameInfo> Stack { get; } = new();
@@ -55,6 +75,7 @@ public sealed class LabKernel
     /// <summary>Bump allocator in a nonpaged-pool-like region; returns a zeroed, mapped block.</summary>
     public ulong Alloc(ulong size, ulong align = 16)
     {
+        if (Builder is not null) return Builder.Alloc(Math.Max(size, 1), NtSleuth.Lab.Scenario.PoolRegion.NonPaged, Math.Max(align, 16));
         _heap = (_heap + align - 1) & ~(align - 1);
         ulong a = _heap;
         _heap += Math.Max(size, 1);

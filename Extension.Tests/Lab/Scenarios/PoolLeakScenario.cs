@@ -186,7 +186,8 @@ public sealed class PoolLeakScenario
     private void BuildModules(int extraModules)
     {
         var k = Kernel;
-        k.Modules.Add(new("hal", k.NtBase + 0x800000, 0x60000, @"\SystemRoot\system32\hal.dll"));
+        ulong halBase = (k.NtBase + k.Modules[0].Size + 0xfffff) & ~0xfffffUL;
+        k.Modules.Add(new("hal", halBase, 0x60000, @"\SystemRoot\system32\hal.dll"));
         k.AddModule("myfault.sys", MyfaultBase, MyfaultSize);
         // The seed's bytes at both sites: mov r8d,'Leak' (41 b8 + imm32) followed by the seed's dump bytes.
         byte[] code1 = [0x41, 0xb8, 0x4c, 0x65, 0x61, 0x6b, 0x3b, 0xc1, 0x0f, 0x42, 0xc1, 0x41, 0x8d, 0x49, 0xfd, 0x8b, 0xd0, 0xff];
