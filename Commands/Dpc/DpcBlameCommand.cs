@@ -57,7 +57,8 @@ public static class DpcBlameRenderer
         {
             if (c.Module is not null)
             {
-                d.Text("Culprit: ").Bold(c.Module).Text("  ");
+                bool cumulative = r.BugCheck?.Kind == "cumulative";
+                d.Text(cumulative ? "Running when the watchdog fired (cumulative timeout: not necessarily the culprit): " : "Culprit: ").Bold(c.Module).Text("  ");
                 if (c.Symbol is not null) d.Link(c.Symbol, "u " + Fmt.Addr(c.Address)).Text(" ");
                 d.Line($"({Fmt.Addr(c.Address)})");
                 if (c.DispatchChain.Count > 0) d.Line("  running under " + string.Join(" <- ", c.DispatchChain));
@@ -113,7 +114,8 @@ public static class DpcBlameRenderer
             {
                 d.Text("  ").Link(b.Module.PadRight(20), "lmvm " + b.Module).Text(" ");
                 d.Text(b.Base == 0 ? "?".PadRight(17) : Fmt.Addr(b.Base));
-                d.Line($"  {b.Queued,6}  {b.Running,7}  {b.Share * 100,5:0.0}%{(b.Culprit ? "  <- culprit" : "")}{(b.HasSymbols ? "" : "  (no symbols)")}");
+                string mark = !b.Culprit ? "" : r.BugCheck?.Kind == "cumulative" ? "  <- on the bugcheck stack" : "  <- culprit";
+                d.Line($"  {b.Queued,6}  {b.Running,7}  {b.Share * 100,5:0.0}%{mark}{(b.HasSymbols ? "" : "  (no symbols)")}");
             }
             d.Line($"  {r.TotalQueued} queued DPC(s) on {r.Processors.Count} processor(s)");
             d.Line();

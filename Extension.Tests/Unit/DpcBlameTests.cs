@@ -128,6 +128,9 @@ public class DpcBlameTests
         var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "", dml: true);
         Assert.That(hr, Is.EqualTo(0), sink.All);
         Assert.That(sink.Text, Does.Contain("the bugcheck stack alone does not show the culprit"));
+        Assert.That(sink.Text, Does.Contain("Running when the watchdog fired (cumulative timeout: not necessarily the culprit): <b>ECHO</b>"));
+        Assert.That(sink.Text, Does.Contain("&lt;- on the bugcheck stack"));
+        Assert.That(sink.Text, Does.Not.Contain("Culprit:"));
         Assert.That(sink.Text, Does.Contain("<exec cmd=\"!wmitrace.strdump\">!wmitrace.strdump</exec>"));
         Assert.That(sink.Text, Does.Contain("!wmitrace.logsave &lt;LoggerId"));
         Assert.That(sink.Text, Does.Contain("<exec cmd=\"dt nt!_KDPC fffffa80`020ce790\">"));
