@@ -1,11 +1,68 @@
+using System.Runtime.InteropServices;
+using NtSleuth.Commands.Cli;
+using NtSleuth.Commands.Output;
+using NtSleuth.Extension.Interop;
+
 namespace NtSleuth.Extension;
 
 /// <summary>Creates the DbgEng-backed target and output sink for a command and runs it behind the barrier.</summary>
 internal static class Host
 {
+    /// <summary>Test hook (E2E): "throw" = managed exception inside the barrier; "av" = bad native pointer read.</summary>
+    public const string FaultVariable = "NTSLEUTH_TEST_FAULT";
+
     public static int Run(IntPtr debugClient, string name, string? args)
     {
-        // Filled in by the managed-host work (DbgEng interop, DbgEngTarget, output sink).
-        return unchecked((int)0x80004001);
+        DbgEngSession? session = null;
+        IOutputSink? sink = null;
+        try
+        {
+            session = new DbgEngSession(debugClient);
+            if (session.Control is null) return CommandDispatcher.E_FAIL; // cannot even print: nothing else to do
+            sink = new DbgEngOutputSink(new DbgEngControlOutput(session.Control), PrefersDml(session.Control));
+            var target = new DbgEngTarget(session);
+            if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
+                InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));
+            return CommandDispatcher.Run(name, args, target, sink);
+        }
+        catch (Exception ex)
+        {
+            try
+            {
+                sink?.WriteError($"ntsleuth: internal error in !{name}: {ex.GetType().FullName}: {ex.Message}\n" +
+                                 "  The debugger session is unaffected; please report this with the command line.\n");
+            }
+            catch { /* the barrier */ }
+            return CommandDispatcher.E_FAIL;
+        }
+        finally
+        {
+            session?.Dispose();
+        }
+    }
+
+    internal static bool PrefersDml(IDebugControl4 control)
+    {
+        try
+        {
+            uint options = 0;
+            unsafe { if (control.GetEngineOptions(&options) != DbgEngConst.S_OK) return false; }
+            return (options & DbgEngConst.DEBUG_ENGOPT_PREFER_DML) != 0;
+        }
+        catch { return false; }
+    }
+
+    /// <summary>Raises the requested fault (only when the test variable is set).</summary>
+    internal static void InjectTestFault(string? mode)
+    {
+        switch (mode?.Trim().ToLowerInvariant())
+        {
+            case "throw":
+                throw new InvalidOperationException($"test fault injected by {FaultVariable}=throw");
+            case "av":
+                // A read of a tiny address: the runtime turns the access violation into a managed exception.
+                long v = Marshal.ReadInt64((IntPtr)0x10);
+                throw new InvalidOperationException($"test fault {FaultVariable}=av did not fault (read {v})");
+        }
     }
 }

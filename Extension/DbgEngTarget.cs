@@ -1,0 +1,344 @@
+using System.Collections.Concurrent;
+using System.Runtime.InteropServices;
+using System.Text;
+using NtSleuth.Commands.Symbols;
+using NtSleuth.Commands.Target;
+using NtSleuth.Extension.Interop;
+
+namespace NtSleuth.Extension;
+
+/// <summary>
+/// The DbgEng-backed <see cref="ITarget"/>: memory, symbols, types, modules and debuggee facts through the engine's
+/// COM interfaces. Every engine call is guarded: failures become "unknown"/null/0, never exceptions into the engine.
+/// </summary>
+internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
+{
+    private readonly DbgEngSession _s;
+    private TargetInfo? _info;
+    private bool _interrupted;
+    private readonly DbgEngTypeQueries _types;
+
+    /// <summary>Layouts cached for the debugger session, keyed by module base + type id + name (a .reload that changes the PDB changes the key).</summary>
+    private static readonly ConcurrentDictionary<(ulong, uint, string), TypeLayout> LayoutCache = new();
+
+    public DbgEngTarget(DbgEngSession session)
+    {
+        _s = session;
+        _types = new DbgEngTypeQueries(session, () => Info.PointerSize);
+    }
+
+    public ISymbolProvider Symbols => this;
+
+    public TargetInfo Info => _info ??= QueryInfo();
+
+    // ---------------- memory ----------------
+
+    public int ReadVirtual(ulong address, Span<byte> buffer)
+    {
+        var data = _s.Data;
+        if (data is null || buffer.IsEmpty) return 0;
+        fixed (byte* p = buffer)
+        {
+            byte* basePtr = p;
+            return PartialRead.Read(address, buffer.Length, (addr, offset, len) =>
+            {
+                uint got = 0;
+                int hr;
+                try { hr = data.ReadVirtual(addr, basePtr + offset, (uint)len, &got); }
+                catch { return -1; }
+                return hr >= 0 ? (int)Math.Min(got, (uint)len) : -1;
+            });
+        }
+    }
+
+    public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
+    {
+        var data = _s.Data;
+        if (data is null || pattern.IsEmpty || length == 0) return null;
+        try
+        {
+            ulong match = 0;
+            int hr;
+            fixed (byte* p = pattern) hr = data.SearchVirtual(start, length, p, (uint)pattern.Length, 1, &match);
+            return hr == DbgEngConst.S_OK ? match : null;
+        }
+        catch { return null; }
+    }
+
+    // ---------------- symbols ----------------
+
+    public ulong? GetSymbolAddress(string qualifiedName)
+    {
+        var sym = _s.Symbols;
+        if (sym is null) return null;
+        try
+        {
+            ulong off = 0;
+            fixed (byte* n = Ansi(qualifiedName))
+            {
+                int hr = sym.GetOffsetByName(n, &off);
+                return hr == DbgEngConst.S_OK || hr == DbgEngConst.S_FALSE ? off : null;
+            }
+        }
+        catch { return null; }
+    }
+
+    public string? GetNameByAddress(ulong address, out ulong displacement)
+    {
+        displacement = 0;
+        var sym = _s.Symbols;
+        if (sym is null) return null;
+        try
+        {
+            var buf = new byte[1024];
+            uint size = 0; ulong disp = 0;
+            int hr;
+            fixed (byte* b = buf) hr = sym.GetNameByOffset(address, b, (uint)buf.Length, &size, &disp);
+            if (hr < 0) return null;
+            displacement = disp;
+            return FromAnsi(buf, size);
+        }
+        catch { return null; }
+    }
+
+    public TypeLayout? GetTypeLayout(string module, string typeName)
+    {
+        try
+        {
+            string qualified = $"{module}!{typeName}";
+            if (!_types.TryGetTypeId(qualified, out ulong modBase, out uint typeId)) return null;
+            var key = (modBase, typeId, qualified);
+            if (LayoutCache.TryGetValue(key, out var cached)) return cached;
+            var layout = new TypeLayoutBuilder(_types).Build(module, typeName);
+            if (layout is not null && layout.Fields.Count > 0) LayoutCache[key] = layout;
+            return layout;
+        }
+        catch { return null; }
+    }
+
+    public bool HasSymbols(string module)
+    {
+        var sym = _s.Symbols;
+        if (sym is null) return false;
+        try
+        {
+            for (int attempt = 0; attempt < 2; attempt++)
+            {
+                uint index = 0; ulong b = 0;
+                int hr;
+                fixed (byte* n = Ansi(module)) hr = sym.GetModuleByModuleName(n, 0, &index, &b);
+                if (hr < 0) return false;
+                DEBUG_MODULE_PARAMETERS mp = default;
+                if (sym.GetModuleParameters(1, &b, 0, &mp) < 0) return false;
+                switch (mp.SymbolType)
+                {
+                    case 1: case 2: case 3: case 6: case 7: return true;
+                    case 5 when attempt == 0: // deferred: a lookup in the module makes the engine load its symbols
+                        ulong dummy;
+                        fixed (byte* n = Ansi(module + "!__ntsleuth_symbol_probe")) sym.GetOffsetByName(n, &dummy);
+                        continue;
+                    default: return false;
+                }
+            }
+            return false;
+        }
+        catch { return false; }
+    }
+
+    // ---------------- modules, evaluation, stack, interrupt ----------------
+
+    public IReadOnlyList<ModuleInfo> GetModules()
+    {
+        var sym = _s.Symbols;
+        var list = new List<ModuleInfo>();
+        if (sym is null) return list;
+        try
+        {
+            uint loaded = 0, unloaded = 0;
+            if (sym.GetNumberModules(&loaded, &unloaded) < 0 || loaded == 0) return list;
+            loaded = Math.Min(loaded, 100_000u);
+            var ps = new DEBUG_MODULE_PARAMETERS[loaded];
+            fixed (DEBUG_MODULE_PARAMETERS* pp = ps)
+                if (sym.GetModuleParameters(loaded, null, 0, pp) < 0) return list;
+            var img = new byte[1024]; var mod = new byte[256];
+            for (uint i = 0; i < loaded; i++)
+            {
+                if (ps[i].Base == 0 && ps[i].Size == 0) continue;
+                uint imgSize = 0, modSize = 0;
+                int hr;
+                fixed (byte* pi = img) fixed (byte* pm = mod)
+                    hr = sym.GetModuleNames(i, 0, pi, (uint)img.Length, &imgSize, pm, (uint)mod.Length, &modSize, null, 0, null);
+                string name = hr >= 0 ? FromAnsi(mod, modSize) : $"module_{ps[i].Base:x}";
+                string? path = hr >= 0 ? FromAnsi(img, imgSize) : null;
+                list.Add(new ModuleInfo(name, ps[i].Base, ps[i].Size, string.IsNullOrEmpty(path) ? null : path, ps[i].TimeDateStamp));
+            }
+        }
+        catch { /* partial list */ }
+        return list;
+    }
+
+    public bool TryEvaluate(string expression, out ulong value, out string? error)
+    {
+        value = 0; error = null;
+        var ctl = _s.Control;
+        if (ctl is null) { error = "the engine's IDebugControl is not available"; return false; }
+        try
+        {
+            DEBUG_VALUE v = default;
+            uint rem = 0;
+            int hr;
+            byte[] expr = Ansi(expression);
+            fixed (byte* e = expr) hr = ctl.Evaluate(e, DbgEngConst.DEBUG_VALUE_INT64, &v, &rem);
+            if (hr < 0) { error = $"cannot evaluate '{expression}' (0x{hr:X8})"; return false; }
+            if (rem < expr.Length - 1 && expression[(int)rem..].Trim().Length > 0)
+            {
+                error = $"cannot evaluate '{expression}': unexpected text at '{expression[(int)rem..].Trim()}'";
+                return false;
+            }
+            value = v.I64;
+            return true;
+        }
+        catch (Exception ex) { error = $"cannot evaluate '{expression}': {ex.Message}"; return false; }
+    }
+
+    public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames)
+    {
+        var ctl = _s.Control;
+        var list = new List<StackFrameInfo>();
+        if (ctl is null || maxFrames <= 0) return list;
+        try
+        {
+            var frames = new DEBUG_STACK_FRAME[Math.Min(maxFrames, 1024)];
+            uint filled = 0;
+            int hr;
+            fixed (DEBUG_STACK_FRAME* f = frames) hr = ctl.GetStackTrace(0, 0, 0, f, (uint)frames.Length, &filled);
+            if (hr < 0) return list;
+            for (int i = 0; i < filled && i < frames.Length; i++)
+                list.Add(new StackFrameInfo(frames[i].InstructionOffset, frames[i].ReturnOffset, frames[i].StackOffset, frames[i].FrameOffset));
+        }
+        catch { }
+        return list;
+    }
+
+    /// <summary>GetInterrupt clears the engine's flag when it reports it, so the answer is sticky for this command.</summary>
+    public bool IsInterruptRequested
+    {
+        get
+        {
+            if (_interrupted) return true;
+            try { if (_s.Control?.GetInterrupt() == DbgEngConst.S_OK) _interrupted = true; } catch { }
+            return _interrupted;
+        }
+    }
+
+    // ---------------- debuggee facts ----------------
+
+    private TargetInfo QueryInfo()
+    {
+        var ctl = _s.Control;
+        if (ctl is null) return new TargetInfo();
+        uint* u = stackalloc uint[10];
+        new Span<uint>(u, 10).Clear();
+        bool haveType = Ok(() => ctl.GetDebuggeeType(&u[0], &u[1]));
+        int ptr = Ok(() => ctl.IsPointer64Bit()) ? 8 : 4;
+        Ok(() => ctl.GetNumberProcessors(&u[2]));
+        bool haveTime = Ok(() => ctl.GetCurrentTimeDate(&u[3])) && u[3] != 0;
+        bool haveUp = Ok(() => ctl.GetCurrentSystemUpTime(&u[4]));
+        Ok(() => ctl.GetSystemVersion(&u[5], &u[6], &u[7], null, 0, null, &u[8], null, 0, null));
+        uint cls = u[0], qual = u[1], procs = u[2], time = u[3], up = u[4], minor = u[7];
+
+        bool kernel = haveType && cls == DbgEngConst.DEBUG_CLASS_KERNEL;
+        bool dump = haveType && qual >= DbgEngConst.DEBUG_DUMP_SMALL && qual <= DbgEngConst.DEBUG_DUMP_ACTIVE;
+
+        BugCheckInfo? bug = null;
+        if (kernel)
+        {
+            ulong* a = stackalloc ulong[5];
+            new Span<ulong>(a, 5).Clear();
+            if (Ok(() => ctl.ReadBugCheckData((uint*)&a[0], &a[1], &a[2], &a[3], &a[4])) && (uint)a[0] != 0)
+                bug = new BugCheckInfo((uint)a[0], a[1], a[2], a[3], a[4]);
+        }
+        int eventProc = -1;
+        if (kernel && _s.System is { } so)
+        {
+            uint* id = stackalloc uint[1];
+            *id = 0;
+            if (Ok(() => so.GetEventThread(id))) eventProc = (int)*id;
+        }
+        return new TargetInfo
+        {
+            Kind = kernel ? TargetKind.Kernel : TargetKind.User,
+            IsDump = dump,
+            PointerSize = ptr,
+            BuildNumber = (int)minor,
+            ProcessorCount = (int)Math.Max(1, procs),
+            EventProcessor = eventProc,
+            SystemTimeUtc = haveTime ? DateTime.UnixEpoch.AddSeconds(time) : null,
+            SystemUpTime = haveUp && up != 0 ? TimeSpan.FromSeconds(up) : null,
+            BugCheck = bug,
+            Description = (kernel ? "kernel" : "user") + (dump ? DumpKind(qual) : " live") + $" (class {cls}, qualifier {qual})",
+        };
+    }
+
+    private static string DumpKind(uint qual) => qual switch
+    {
+        1024 => " minidump",
+        1025 => " dump",
+        1026 => " full dump",
+        1030 => " active dump",
+        _ => " dump",
+    };
+
+    private delegate int EngineCall();
+    /// <summary>Runs one engine call; true when it returned S_OK. Never throws.</summary>
+    private static bool Ok(EngineCall call)
+    {
+        try { return call() == DbgEngConst.S_OK; } catch { return false; }
+    }
+
+    internal static byte[] Ansi(string s)
+    {
+        var b = new byte[Encoding.UTF8.GetByteCount(s) + 1];
+        Encoding.UTF8.GetBytes(s, b);
+        return b;
+    }
+
+    /// <summary>Decodes an engine string; <paramref name="sizeWithNul"/> includes the terminator when reported.</summary>
+    internal static string FromAnsi(byte[] buf, uint sizeWithNul)
+    {
+        int n = (int)Math.Min(sizeWithNul, (uint)buf.Length);
+        int z = Array.IndexOf(buf, (byte)0, 0, n);
+        if (z >= 0) n = z;
+        return Encoding.UTF8.GetString(buf, 0, n);
+    }
+}
+
+/// <summary>
+/// Partial-read semantics over an engine read that may fail for a whole range when any page is unreadable:
+/// one request for the whole range; when it fails or comes back short, the readable prefix is found page by page.
+/// </summary>
+internal static class PartialRead
+{
+    public const int PageSize = 0x1000;
+
+    /// <summary>Reads [address, address+length). <paramref name="read"/>(addr, bufferOffset, len) returns bytes read or -1.</summary>
+    public static int Read(ulong address, int length, Func<ulong, int, int, int> read)
+    {
+        if (length <= 0) return 0;
+        int got = read(address, 0, length);
+        if (got == length) return length;
+        int done = Math.Max(0, got);
+        // Short or failed: continue from the first unread byte, one page piece at a time.
+        while (done < length)
+        {
+            ulong a = address + (ulong)done;
+            int toPageEnd = PageSize - (int)(a & (PageSize - 1));
+            int len = Math.Min(toPageEnd, length - done);
+            int n = read(a, done, len);
+            if (n <= 0) break;
+            done += n;
+            if (n < len) break;
+        }
+        return done;
+    }
+}

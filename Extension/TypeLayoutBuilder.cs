@@ -1,0 +1,132 @@
+using System.Text.RegularExpressions;
+using NtSleuth.Commands.Symbols;
+
+namespace NtSleuth.Extension;
+
+/// <summary>The symbol-engine questions a type layout needs (IDebugSymbols3 + the type-dump ioctl); faked in tests.</summary>
+internal interface ITypeQueries
+{
+    int PointerSize { get; }
+    /// <summary>Resolves "module!type" to (module base, type id).</summary>
+    bool TryGetTypeId(string qualifiedName, out ulong moduleBase, out uint typeId);
+    /// <summary>Type id of a type name inside a known module (GetTypeId).</summary>
+    bool TryGetTypeIdInModule(ulong moduleBase, string typeName, out uint typeId);
+    ulong GetTypeSize(ulong moduleBase, uint typeId);
+    string? GetTypeName(ulong moduleBase, uint typeId);
+    /// <summary>Name of field #index (GetFieldName); null past the last field.</summary>
+    string? GetFieldName(ulong moduleBase, uint typeId, uint index);
+    bool TryGetFieldTypeAndOffset(ulong moduleBase, uint containerTypeId, string field, out uint fieldTypeId, out uint offset);
+    /// <summary>Bit position/length of the bitfield members among <paramref name="fields"/> of "module!type" (one engine call).</summary>
+    IReadOnlyDictionary<string, (int Position, int Length)> GetBitfields(string qualifiedType, IReadOnlyList<string> fields);
+}
+
+/// <summary>
+/// Assembles a <see cref="TypeLayout"/> from symbol-engine answers: enumerate fields by index (GetFieldName),
+/// offset + field type id (GetFieldTypeAndOffset), type name / size, bitfields from the type-dump ioctl.
+/// The field type kind is derived from the engine's type name ("T *", "T [n]", base names) and structure probing.
+/// </summary>
+internal sealed class TypeLayoutBuilder(ITypeQueries q)
+{
+    public const int MaxFields = 4096;
+
+    private static readonly Dictionary<string, (ulong Size, bool Signed)> BaseTypes = new(StringComparer.Ordinal)
+    {
+        ["char"] = (1, true), ["signed char"] = (1, true), ["unsigned char"] = (1, false), ["bool"] = (1, false),
+        ["wchar_t"] = (2, false), ["short"] = (2, true), ["unsigned short"] = (2, false), ["char16_t"] = (2, false),
+        ["int"] = (4, true), ["unsigned int"] = (4, false), ["long"] = (4, true), ["unsigned long"] = (4, false),
+        ["char32_t"] = (4, false), ["float"] = (4, true), ["double"] = (8, true),
+        ["int64"] = (8, true), ["unsigned int64"] = (8, false), ["__int64"] = (8, true), ["unsigned __int64"] = (8, false),
+        ["long long"] = (8, true), ["unsigned long long"] = (8, false), ["void"] = (0, false), ["HRESULT"] = (4, true),
+        ["int8"] = (1, true), ["unsigned int8"] = (1, false), ["int16"] = (2, true), ["unsigned int16"] = (2, false),
+        ["int32"] = (4, true), ["unsigned int32"] = (4, false),
+    };
+
+    private static readonly Regex ArrayName = new(@"^(?<elem>.*?)\s*\[(?<n>\d+)\](?<rest>(\[\d+\])*)$", RegexOptions.CultureInvariant);
+
+    public TypeLayout? Build(string module, string typeName)
+    {
+        string qualified = $"{module}!{typeName}";
+        if (!q.TryGetTypeId(qualified, out ulong modBase, out uint typeId)) return null;
+        ulong size = q.GetTypeSize(modBase, typeId);
+
+        var names = new List<string>();
+        for (uint i = 0; i < MaxFields; i++)
+        {
+            string? f = q.GetFieldName(modBase, typeId, i);
+            if (f is null) break;
+            names.Add(f);
+        }
+        var bits = names.Count > 0 ? q.GetBitfields(qualified, names) : new Dictionary<string, (int, int)>();
+
+        var fields = new List<FieldLayout>(names.Count);
+        foreach (var name in names)
+        {
+            if (!q.TryGetFieldTypeAndOffset(modBase, typeId, name, out uint ftype, out uint offset)) continue;
+            TypeRef tr = Describe(modBase, ftype, depth: 0);
+            if (bits.TryGetValue(name, out var b) && b.Length > 0)
+                tr = new TypeRef { Kind = TypeKind.Bitfield, Name = tr.Name, Size = tr.Size, Inner = tr,
+                                   BitPosition = b.Position, BitLength = b.Length, IsSigned = tr.IsSigned };
+            fields.Add(new FieldLayout(name, offset, tr));
+        }
+        TypeKind kind = names.Count == 0 ? TypeKind.Unknown
+            : fields.Count > 1 && fields.All(f => f.Offset == 0) ? TypeKind.Union : TypeKind.Struct;
+        return new TypeLayout(module, typeName, size, kind, fields);
+    }
+
+    /// <summary>Describes a field's type from its id (kind from the engine's type name, size from GetTypeSize).</summary>
+    public TypeRef Describe(ulong modBase, uint typeId, int depth)
+    {
+        string name = (q.GetTypeName(modBase, typeId) ?? "").Trim();
+        ulong size = q.GetTypeSize(modBase, typeId);
+        return DescribeName(modBase, name, size, depth);
+    }
+
+    private TypeRef DescribeName(ulong modBase, string name, ulong size, int depth)
+    {
+        if (name.Contains("(*") || name.Contains("(__") && name.EndsWith(')'))
+            return new TypeRef { Kind = TypeKind.Pointer, Name = name, Size = (ulong)q.PointerSize,
+                                 Inner = new TypeRef { Kind = TypeKind.Function, Name = name } };
+        if (name.EndsWith('*'))
+        {
+            string inner = name[..^1].TrimEnd();
+            return new TypeRef { Kind = TypeKind.Pointer, Name = name, Size = size != 0 ? size : (ulong)q.PointerSize,
+                                 Inner = depth < 2 ? ByName(modBase, inner, depth + 1) : new TypeRef { Kind = TypeKind.Unknown, Name = inner } };
+        }
+        var m = ArrayName.Match(name);
+        if (m.Success)
+        {
+            ulong count = ulong.Parse(m.Groups["n"].Value);
+            string elemName = (m.Groups["elem"].Value + " " + m.Groups["rest"].Value).Trim();
+            if (m.Groups["rest"].Value.Length > 0) elemName = m.Groups["elem"].Value.Trim() + m.Groups["rest"].Value;
+            ulong elemSize = count != 0 ? size / count : 0;
+            var elem = m.Groups["rest"].Value.Length > 0
+                ? DescribeName(modBase, elemName, elemSize, depth + 1)
+                : ByName(modBase, elemName, depth + 1, elemSize);
+            return new TypeRef { Kind = TypeKind.Array, Name = name, Size = size, Count = count, Inner = elem };
+        }
+        if (BaseTypes.TryGetValue(name, out var bt))
+            return new TypeRef { Kind = TypeKind.Base, Name = name, Size = size != 0 ? size : bt.Size, IsSigned = bt.Signed };
+        if (name.Length == 0)
+            return new TypeRef { Kind = TypeKind.Unknown, Name = "", Size = size };
+        // A named type: struct/union if it has fields, otherwise an enum (engine type names of enums have no marker).
+        if (q.TryGetTypeIdInModule(modBase, name, out uint id))
+        {
+            if (q.GetFieldName(modBase, id, 0) is not null)
+                return new TypeRef { Kind = TypeKind.Struct, Name = name, Size = size != 0 ? size : q.GetTypeSize(modBase, id) };
+            ulong s = size != 0 ? size : q.GetTypeSize(modBase, id);
+            if (s is 1 or 2 or 4 or 8)
+                return new TypeRef { Kind = TypeKind.Enum, Name = name, Size = s, Inner = new TypeRef { Kind = TypeKind.Base, Name = "int", Size = s, IsSigned = true } };
+            return new TypeRef { Kind = TypeKind.Struct, Name = name, Size = s };
+        }
+        return new TypeRef { Kind = TypeKind.Unknown, Name = name, Size = size };
+    }
+
+    private TypeRef ByName(ulong modBase, string name, int depth, ulong knownSize = 0)
+    {
+        if (BaseTypes.TryGetValue(name, out var bt))
+            return new TypeRef { Kind = TypeKind.Base, Name = name, Size = knownSize != 0 ? knownSize : bt.Size, IsSigned = bt.Signed };
+        if (name.EndsWith('*'))
+            return DescribeName(modBase, name, (ulong)q.PointerSize, depth);
+        return DescribeName(modBase, name, knownSize, depth);
+    }
+}
