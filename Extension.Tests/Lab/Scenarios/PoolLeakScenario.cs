@@ -1,0 +1,226 @@
+using System.Text;
+
+namespace NtSleuth.Lab.Scenarios;
+
+/// <summary>
+/// Seed 004 "Troubleshooting Pool Leaks" parts 3-5: the tag 'Leak' with 601 outstanding nonpaged allocations of
+/// 1,024,000 bytes (615,424,000 bytes) as top consumer, the tag bytes twice in myfault.sys
+/// (+0x13aa and +0x1621, as in the seed's !for_each_module s -a output), PoolHitTag ffffff0f, the seed's !poolused
+/// top 5 and TOTAL line. On builds with per-processor tracker tables (nt!ExPoolTagTables) the counters are split
+/// over the global table, the per-processor tables and (Windows 11) the expansion table, so only a reader that sums
+/// every table gets the seed's numbers.
+/// </summary>
+public sealed class PoolLeakScenario
+{
+    public const uint LeakAllocs = 601;
+    public const ulong LeakBytesEach = 1_024_000;
+    public const ulong LeakBytes = LeakAllocs * LeakBytesEach; // 615,424,000
+    public const ulong MyfaultBase = 0xfffff880_044b5000;
+    public const uint MyfaultSize = 0x7000;
+    public const ulong Site1 = MyfaultBase + 0x13aa;
+    public const ulong Site2 = MyfaultBase + 0x1621;
+    public const long TotalNpAllocs = 43424;
+    public const ulong TotalNpBytes = 634_209_952;
+    public const long TotalPAllocs = 63565;
+    public const ulong TotalPBytes = 126_487_760;
+
+    public sealed record TagCounts(string Tag, ulong NpAllocs, ulong NpFrees, ulong NpBytes, ulong PAllocs, ulong PFrees, ulong PBytes);
+
+    public LabKernel Kernel { get; }
+    public List<TagCounts> Tags { get; } = new();
+    public ulong BigPageTable { get; private set; }
+    public int BigPageEntries { get; }
+    public int TrackEntries { get; }
+    public List<ulong> TrackerTables { get; } = new();
+    /// <summary>Bytes the manual procedure would transfer for !for_each_module s -a: every module image.</summary>
+    public ulong ModuleImageBytes => (ulong)Kernel.Modules.Sum(m => (long)m.Size);
+
+    public PoolLeakScenario(LabKernel k, int processors = 4, int extraModules = 3, int bigPageEntries = 4096, int trackEntries = 2048)
+    {
+        Kernel = k;
+        k.ProcessorCount = processors;
+        BigPageEntries = bigPageEntries;
+        TrackEntries = trackEntries;
+        BuildTags();
+        BuildTrackerTables(trackEntries);
+        BuildBigPages(bigPageEntries);
+        BuildModules(extraModules);
+        // PoolHitTag default value (seed: dc nt!PoolHitTag l1 -> ffffff0f)
+        k.Memory.WriteU32(k.Sym("PoolHitTag"), 0xffffff0f);
+        k.Memory.WriteU32(k.Sym("KeNumberProcessors"), (uint)processors);
+        if (k.HasSym("MmMaximumNonPagedPoolInBytes")) k.Memory.WriteU64(k.Sym("MmMaximumNonPagedPoolInBytes"), 191078UL * 4096); // seed !vm: NonPagedPool Max 191078 pages
+        if (k.HasSym("MmSizeOfPagedPoolInBytes")) k.Memory.WriteU64(k.Sym("MmSizeOfPagedPoolInBytes"), 33554432UL * 4096);
+        if (k.HasSym("MmVerifierData") && k.HasType("_MM_DRIVER_VERIFIER_DATA")) k.Set("_MM_DRIVER_VERIFIER_DATA", k.Sym("MmVerifierData"), "Level", 0);
+    }
+
+    private void BuildTags()
+    {
+        // The seed's !poolused /t5 2 rows (outstanding = allocs - frees).
+        Tags.Add(new("Leak", 1000, 399, LeakBytes, 0, 0, 0));
+        Tags.Add(new("Pool", 6, 0, 1717840, 0, 0, 0));
+        Tags.Add(new("nVsC", 700, 36, 1531552, 0, 0, 0));
+        Tags.Add(new("netv", 5000, 631, 1172224, 1, 0, 144));
+        Tags.Add(new("Thre", 9000, 8393, 774048, 0, 0, 0));
+        // Filler tags completing the seed's TOTAL line, each below the top 5 by nonpaged bytes.
+        long npAllocsLeft = TotalNpAllocs - (601 + 6 + 664 + 4369 + 607);
+        ulong npBytesLeft = TotalNpBytes - (LeakBytes + 1717840 + 1531552 + 1172224 + 774048);
+        long pAllocsLeft = TotalPAllocs - 1;
+        ulong pBytesLeft = TotalPBytes - 144;
+        const int fillers = 40;
+        for (int i = 0; i < fillers; i++)
+        {
+            bool last = i == fillers - 1;
+            ulong npA = last ? (ulong)npAllocsLeft : (ulong)(npAllocsLeft / (fillers - i));
+            ulong npB = last ? npBytesLeft : npBytesLeft / (ulong)(fillers - i);
+            ulong pA = last ? (ulong)pAllocsLeft : (ulong)(pAllocsLeft / (fillers - i));
+            ulong pB = last ? pBytesLeft : pBytesLeft / (ulong)(fillers - i);
+            npAllocsLeft -= (long)npA; npBytesLeft -= npB; pAllocsLeft -= (long)pA; pBytesLeft -= pB;
+            string tag = "Fi" + (char)('A' + i / 26) + (char)('a' + i % 26);
+            Tags.Add(new(tag, npA + 10, 10, npB, pA + 3, 3, pB));
+        }
+    }
+
+    public static uint Key(string tag) => BitConverter.ToUInt32(Encoding.ASCII.GetBytes(tag.PadRight(4)));
+
+    private void BuildTrackerTables(int entries)
+    {
+        var k = Kernel;
+        var layout = k.Layout("_POOL_TRACKER_TABLE");
+        ulong es = layout.Size;
+        ulong global = k.Alloc(es * (ulong)entries, 0x1000);
+        k.WritePtr(k.Sym("PoolTrackTable"), global);
+        k.Memory.WriteU64(k.Sym("PoolTrackTableSize"), (ulong)entries);
+        if (k.HasSym("PoolTrackTableMask")) k.Memory.WriteU64(k.Sym("PoolTrackTableMask"), (ulong)entries - 1);
+        var tables = new List<ulong> { global };
+        // Windows 10 1809+ / 11: per-processor tables in nt!ExPoolTagTables, slot 0 being the global table.
+        bool perCpu = k.BuildNumber >= 17763 && k.HasSym("ExPoolTagTables");
+        if (perCpu)
+        {
+            k.WritePtr(k.Sym("ExPoolTagTables"), global);
+            for (int cpu = 1; cpu < k.ProcessorCount; cpu++)
+            {
+                ulong t = k.Alloc(es * (ulong)entries, 0x1000);
+                k.WritePtr(k.Sym("ExPoolTagTables") + (ulong)cpu * 8, t);
+                tables.Add(t);
+            }
+        }
+        ulong expansion = 0;
+        int expEntries = 64;
+        if (k.BuildNumber >= 22000)
+        {
+            expansion = k.Alloc(es * (ulong)expEntries, 0x1000);
+            k.WritePtr(k.Sym("PoolTrackTableExpansion"), expansion);
+            k.Memory.WriteU64(k.Sym("PoolTrackTableExpansionSize"), (ulong)expEntries);
+        }
+        TrackerTables.AddRange(tables);
+        if (expansion != 0) TrackerTables.Add(expansion);
+
+        int tagIndex = 0;
+        foreach (var t in Tags)
+        {
+            // Split the counters over the tables (remainders to the first) so the sum is exact.
+            var parts = new List<(ulong Table, int Entries)>();
+            foreach (var tb in tables) parts.Add((tb, entries));
+            if (expansion != 0 && tagIndex % 7 == 3) parts.Add((expansion, expEntries));
+            int n = parts.Count;
+            for (int p = 0; p < n; p++)
+            {
+                ulong Share(ulong v) => v / (ulong)n + (p == 0 ? v % (ulong)n : 0);
+                var (table, cap) = parts[p];
+                int idx = FreeSlot(table, es, cap, Key(t.Tag));
+                ulong e = table + (ulong)idx * es;
+                k.Set("_POOL_TRACKER_TABLE", e, "Key", Key(t.Tag));
+                k.Set("_POOL_TRACKER_TABLE", e, "NonPagedAllocs", Share(t.NpAllocs));
+                k.Set("_POOL_TRACKER_TABLE", e, "NonPagedFrees", Share(t.NpFrees));
+                k.Set("_POOL_TRACKER_TABLE", e, "NonPagedBytes", Share(t.NpBytes));
+                k.Set("_POOL_TRACKER_TABLE", e, "PagedAllocs", Share(t.PAllocs));
+                k.Set("_POOL_TRACKER_TABLE", e, "PagedFrees", Share(t.PFrees));
+                k.Set("_POOL_TRACKER_TABLE", e, "PagedBytes", Share(t.PBytes));
+            }
+            tagIndex++;
+        }
+    }
+
+    private int FreeSlot(ulong table, ulong es, int cap, uint key)
+    {
+        // The kernel's hash: ((40543 * key) ^ ((40543 * key) >> 32)) & mask, then linear probing.
+        ulong h = 40543UL * key;
+        int idx = (int)((h ^ (h >> 32)) & (ulong)(cap - 1));
+        for (int i = 0; i < cap; i++)
+        {
+            int j = (idx + i) % cap;
+            if (Kernel.ReadLe(table + (ulong)j * es, 4) == 0) return j;
+        }
+        throw new InvalidOperationException("tracker table full");
+    }
+
+    private void BuildBigPages(int entries)
+    {
+        var k = Kernel;
+        var layout = k.Layout("_POOL_TRACKER_BIG_PAGES");
+        ulong es = layout.Size;
+        BigPageTable = k.Alloc(es * (ulong)entries, 0x1000);
+        k.WritePtr(k.Sym("PoolBigPageTable"), BigPageTable);
+        k.Memory.WriteU64(k.Sym("PoolBigPageTableSize"), (ulong)entries);
+        var rnd = new Random(4);
+        int leakPlaced = 0;
+        ulong va = 0xfffffa80_20000000;
+        for (int i = 0; i < entries; i++)
+        {
+            ulong e = BigPageTable + (ulong)i * es;
+            // Every 3rd slot free (Va low bit set), the 601 'Leak' blocks spread over the rest, others random tags.
+            if (i % 3 == 2) { k.Set("_POOL_TRACKER_BIG_PAGES", e, "Va", 1); continue; }
+            bool leak = leakPlaced < LeakAllocs && (i % 5 != 4 || entries - i < 2 * (LeakAllocs - leakPlaced));
+            string tag = leak ? "Leak" : Tags[1 + rnd.Next(Tags.Count - 1)].Tag;
+            ulong size = leak ? LeakBytesEach : (ulong)(0x2000 + 0x1000 * rnd.Next(16));
+            k.Set("_POOL_TRACKER_BIG_PAGES", e, "Va", va);
+            k.Set("_POOL_TRACKER_BIG_PAGES", e, "Key", Key(tag));
+            k.Set("_POOL_TRACKER_BIG_PAGES", e, "NumberOfBytes", size);
+            if (layout.HasField("PoolType")) k.Set("_POOL_TRACKER_BIG_PAGES", e, "PoolType", leak ? 0UL : (ulong)rnd.Next(2));
+            va += (size + 0xfff) & ~0xfffUL;
+            if (leak) leakPlaced++;
+        }
+        if (leakPlaced < LeakAllocs && entries >= 2000) throw new InvalidOperationException("big-page table too small for the leak");
+    }
+
+    private void BuildModules(int extraModules)
+    {
+        var k = Kernel;
+        ulong halBase = (k.NtBase + k.Modules[0].Size + 0xfffff) & ~0xfffffUL;
+        k.Modules.Add(new("hal", halBase, 0x60000, @"\SystemRoot\system32\hal.dll"));
+        k.AddModule("myfault.sys", MyfaultBase, MyfaultSize);
+        // The seed's bytes at both sites: mov r8d,'Leak' (41 b8 + imm32) followed by the seed's dump bytes.
+        byte[] code1 = [0x41, 0xb8, 0x4c, 0x65, 0x61, 0x6b, 0x3b, 0xc1, 0x0f, 0x42, 0xc1, 0x41, 0x8d, 0x49, 0xfd, 0x8b, 0xd0, 0xff];
+        byte[] code2 = [0x41, 0xb8, 0x4c, 0x65, 0x61, 0x6b, 0x3b, 0xc1, 0x0f, 0x42, 0xc1, 0x33, 0xc9, 0x8b, 0xd0, 0xff, 0x15, 0xcc];
+        k.Memory.Write(Site1 - 2, code1);
+        k.Memory.Write(Site2 - 2, code2);
+        // Other drivers: realistic image sizes in the module list (the manual search transfers them all);
+        // only their headers are mapped in the lab, they never contain the tag.
+        var rnd = new Random(150);
+        ulong b = 0xfffff880_01000000;
+        for (int i = 0; i < extraModules; i++)
+        {
+            uint size = (uint)(0x10000 + 0x1000 * rnd.Next(0, 330)); // 64 KB .. ~1.4 MB (150 drivers ~ 100 MB)
+            k.AddModule($"drv{i:000}.sys", b, size, 0x1000);
+            k.Memory.Write(b, "MZ"u8);
+            b += ((ulong)size + 0xffff) & ~0xffffUL;
+            if (b >= MyfaultBase - 0x100000 && b < MyfaultBase + 0x100000) b = MyfaultBase + 0x100000;
+        }
+    }
+
+    /// <summary>
+    /// Modelled cost of the seed's manual procedure on this scenario over KDNET: !poolused reading every tracker table
+    /// (1 round trip per 64 KB, as generous as our own reads) plus !for_each_module s -a reading every module image
+    /// (KD moves at most one 4 KB page per packet) plus lm a per hit.
+    /// </summary>
+    public (long RoundTrips, long Bytes) ManualProcedureCost()
+    {
+        long rt = 0, bytes = 0;
+        ulong es = Kernel.SizeOf("_POOL_TRACKER_TABLE");
+        var tableBytes = (long)(es * (ulong)TrackEntries) * TrackerTables.Count;
+        rt += (tableBytes + 0xffff) / 0x10000; bytes += tableBytes;
+        foreach (var m in Kernel.Modules) { rt += (m.Size + 0xfffL) / 0x1000; bytes += m.Size; }
+        rt += 2; // lm a for each hit
+        return (rt, bytes);
+    }
+}

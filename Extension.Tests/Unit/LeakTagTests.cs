@@ -1,0 +1,387 @@
+using System.Text.Json;
+using NtSleuth.Commands.Cli;
+using NtSleuth.Commands.Memory;
+using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Output;
+using NtSleuth.Commands.Pool;
+using NtSleuth.Lab.Scenarios;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.Unit;
+
+[NonParallelizable]
+public class LeakTagTests
+{
+    private static PoolLeakScenario Scenario(string build, int processors = 4, int extraModules = 3, int bigPages = 4096, bool live = false)
+    {
+        var nt = PoolDpcBuilds.TryLoadNt(build);
+        if (nt is null) Assert.Ignore($"../shared/realdata/isf/ntkrnlmp.pdb/{build}.json.xz not found (the shared real data is absent)");
+        var k = new LabKernel(nt!, build) { IsLive = live };
+        return new PoolLeakScenario(k, processors, extraModules, bigPages);
+    }
+
+    private static (int Hr, BufferSink Sink, ReadStats Stats) Run(LabTarget t, string args, bool dml = false)
+    {
+        var sink = new BufferSink(dml);
+        var stats = new ReadStats();
+        int hr = CommandDispatcher.Run("leaktag", args, t, sink, stats);
+        return (hr, sink, stats);
+    }
+
+    private static LeakTagResult Analyze(LabTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
+
+    [SetUp]
+    public void NoPoolTagFile() => LeakTagCommand.DescriptionsOverride = null;
+
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win2016)]
+    [TestCase(PoolDpcBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win11)]
+    public void TopConsumersMatchTheSeed(string build)
+    {
+        var s = Scenario(build);
+        var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Sort = PoolSort.NonPaged, TopN = 5 });
+        Assert.That(r.Top.Select(u => u.Tag), Is.EqualTo(new[] { "Leak", "Pool", "nVsC", "netv", "Thre" }));
+        var leak = r.Top[0];
+        Assert.That(leak.NonPagedOutstanding, Is.EqualTo(601));
+        Assert.That(leak.NonPagedBytes, Is.EqualTo(615_424_000UL));
+        Assert.That(r.Top[3].PagedOutstanding, Is.EqualTo(1));
+        Assert.That(r.Totals.NonPagedAllocs, Is.EqualTo(PoolLeakScenario.TotalNpAllocs));
+        Assert.That(r.Totals.NonPagedBytes, Is.EqualTo(PoolLeakScenario.TotalNpBytes));
+        Assert.That(r.Totals.PagedAllocs, Is.EqualTo(PoolLeakScenario.TotalPAllocs));
+        Assert.That(r.Totals.PagedBytes, Is.EqualTo(PoolLeakScenario.TotalPBytes));
+        Assert.That(r.Tables, Has.Count.EqualTo(s.TrackerTables.Count));
+        Assert.That(r.TrackerEntrySize, Is.EqualTo(s.Kernel.SizeOf("_POOL_TRACKER_TABLE")));
+        Assert.That(r.Partial, Is.False);
+
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "-nonpaged -n 5");
+        Assert.That(hr, Is.EqualTo(0), sink.All);
+        TestContext.Out.WriteLine(sink.Text);
+        Assert.That(sink.Text, Does.Contain("Sorting by NonPaged Pool Consumed"));
+        Assert.That(sink.Text, Does.Contain("Leak       601    615424000          0            0"));
+        Assert.That(sink.Text, Does.Contain("netv      4369      1172224          1          144"));
+        Assert.That(sink.Text, Does.Contain("TOTAL      43424    634209952      63565    126487760"));
+        Assert.That(sink.Text, Does.Contain("Top consumer: Leak, 601 allocations, 615,424,000 bytes nonpaged"));
+        if (s.Kernel.HasSym("MmMaximumNonPagedPoolInBytes"))
+            Assert.That(sink.Text, Does.Contain("Excessive NonPaged Pool Usage"));
+    }
+
+    [Test]
+    public void Windows11SumsEveryTrackerTable()
+    {
+        var s = Scenario(PoolDpcBuilds.Win11, processors: 6);
+        var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Sort = PoolSort.NonPaged, TopN = 3 });
+        Assert.That(r.TrackerEntrySize, Is.EqualTo(0x50UL));
+        Assert.That(r.Tables.Select(t => t.Source), Is.EqualTo(new[] { "PoolTrackTable", "ExPoolTagTables[1]", "ExPoolTagTables[2]", "ExPoolTagTables[3]", "ExPoolTagTables[4]", "ExPoolTagTables[5]", "PoolTrackTableExpansion" }));
+        Assert.That(r.Top[0].Tables, Is.EqualTo(6)); // 'Leak' is in the global and the 5 other per-CPU tables
+        Assert.That(r.Top[0].NonPagedOutstanding, Is.EqualTo(601));
+        Assert.That(r.Top[0].NonPagedBytes, Is.EqualTo(PoolLeakScenario.LeakBytes));
+        Assert.That(r.Totals.NonPagedBytes, Is.EqualTo(PoolLeakScenario.TotalNpBytes));
+        Assert.That(r.Totals.PagedBytes, Is.EqualTo(PoolLeakScenario.TotalPBytes));
+    }
+
+    [Test]
+    public void GlobalTableAloneWouldBeWrongOnWindows10()
+    {
+        // Guard against a reader that only reads nt!PoolTrackTable: the global table holds only a share.
+        var s = Scenario(PoolDpcBuilds.Win10);
+        var t = s.Kernel.CreateTarget();
+        t.HiddenSymbols.Add("nt!ExPoolTagTables");
+        var r = Analyze(t, new LeakTagOptions { Sort = PoolSort.NonPaged, TopN = 1 });
+        Assert.That(r.Tables, Has.Count.EqualTo(1));
+        Assert.That(r.Top[0].NonPagedBytes, Is.LessThan(PoolLeakScenario.LeakBytes));
+    }
+
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win10)]
+    public void OneTagFindsMyfaultSitesBigPoolAndPoolHitTag(string build)
+    {
+        var s = Scenario(build);
+        var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+        Assert.That(r.Matches, Has.Count.EqualTo(1));
+        Assert.That(r.Matches[0].NonPagedOutstanding, Is.EqualTo(601));
+        Assert.That(r.Sites.Select(x => (x.Module, x.Address, x.Offset)), Is.EqualTo(new[]
+        {
+            ("myfault", PoolLeakScenario.Site1, 0x13aaUL), ("myfault", PoolLeakScenario.Site2, 0x1621UL),
+        }));
+        Assert.That(r.ModuleSearchComplete, Is.True);
+        Assert.That(r.PoolHitTag, Is.EqualTo(0xffffff0fu));
+        Assert.That(r.BigPoolMatchCount, Is.EqualTo(601UL));
+        Assert.That(r.BigPoolMatchBytes, Is.EqualTo(PoolLeakScenario.LeakBytes));
+        Assert.That(r.BigPool.All(b => b.NumberOfBytes == 1_024_000 && b.NonPaged), Is.True);
+        Assert.That(r.VerifierPoolTracking, Is.False);
+
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "Leak");
+        Assert.That(hr, Is.EqualTo(0), sink.All);
+        TestContext.Out.WriteLine(sink.Text);
+        Assert.That(sink.Text, Does.Contain("fffff880`044b63aa  myfault+0x13aa"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b6621  myfault+0x1621"));
+        Assert.That(sink.Text, Does.Contain("myfault  (2 site(s))"));
+        Assert.That(sink.Text, Does.Contain("ffffff0f  default"));
+        Assert.That(sink.Text, Does.Contain("Big-pool allocations with this tag: 601 (615,424,000 bytes)"));
+        Assert.That(sink.Text, Does.Contain("(ULONG 0x6b61654c)"));
+    }
+
+    [Test]
+    public void JsonParsesAndCarriesTheModel()
+    {
+        var s = Scenario(PoolDpcBuilds.Win10);
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "Leak -json");
+        Assert.That(hr, Is.EqualTo(0), sink.All);
+        using var doc = JsonDocument.Parse(sink.Text);
+        var root = doc.RootElement;
+        Assert.That(root.GetProperty("matches")[0].GetProperty("nonPagedBytes").GetUInt64(), Is.EqualTo(615_424_000UL));
+        Assert.That(root.GetProperty("sites")[0].GetProperty("address").GetString(), Is.EqualTo("0xfffff880044b63aa"));
+        Assert.That(root.GetProperty("poolHitTag").GetUInt32(), Is.EqualTo(0xffffff0fu));
+        Assert.That(root.GetProperty("stats").GetProperty("roundTrips").GetInt64(), Is.GreaterThan(0));
+    }
+
+    [TestCase("Le?k")]
+    [TestCase("Lea*")]
+    [TestCase("L*")]
+    public void WildcardsMatchLeak(string pattern)
+    {
+        var s = Scenario(PoolDpcBuilds.Win7);
+        var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse(pattern) });
+        Assert.That(r.Matches.Select(m => m.Tag), Does.Contain("Leak"));
+        Assert.That(r.ModuleSearchSkipped, Is.True);
+        Assert.That(r.Notes, Has.Some.Contains("exact tag"));
+    }
+
+    [Test]
+    public void ShortTagsArePaddedWithSpaces()
+    {
+        var p = PoolTagPattern.Parse("Ab");
+        Assert.That(p.Padded, Is.EqualTo("Ab  "));
+        Assert.That(p.KeyValue, Is.EqualTo(0x20206241u));
+        Assert.That(p.Matches(0x20206241u), Is.True);
+        Assert.That(p.Matches(0x43436241u), Is.False);
+        Assert.That(PoolTagPattern.Parse("Leak").Matches(0x6b61654cu | PoolTagText.ProtectedBit), Is.True);
+    }
+
+    [TestCase("Leaky")]
+    [TestCase("L*k")]
+    [TestCase("Le\u00e9k")]
+    public void BadTagsAreUsageErrors(string tag)
+    {
+        var s = Scenario(PoolDpcBuilds.Win7);
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "\"" + tag + "\"");
+        Assert.That(hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
+        Assert.That(sink.Errors, Does.Contain("!leaktag:"));
+        Assert.That(sink.Text, Does.Contain("Usage: !leaktag"));
+    }
+
+    [Test]
+    public void ConflictingSortsAndBadCountAreUsageErrors()
+    {
+        var s = Scenario(PoolDpcBuilds.Win7);
+        Assert.That(Run(s.Kernel.CreateTarget(), "-paged -nonpaged").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
+        Assert.That(Run(s.Kernel.CreateTarget(), "-n zero").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
+        Assert.That(Run(s.Kernel.CreateTarget(), "-live").Hr, Is.EqualTo(CommandDispatcher.E_INVALIDARG));
+    }
+
+    [Test]
+    public void MissingPoolTrackTableSaysWhatToReload()
+    {
+        var s = Scenario(PoolDpcBuilds.Win10);
+        var t = s.Kernel.CreateTarget();
+        t.HiddenSymbols.Add("nt!PoolTrackTable");
+        var (hr, sink, _) = Run(t, "");
+        Assert.That(hr, Is.EqualTo(CommandDispatcher.E_FAIL));
+        Assert.That(sink.Errors, Does.Contain("nt!PoolTrackTable"));
+        Assert.That(sink.Errors, Does.Contain(".reload"));
+    }
+
+    [Test]
+    public void UnreadableTablePagesGivePartialFlaggedCounts()
+    {
+        var s = Scenario(PoolDpcBuilds.Win7);
+        ulong table = s.TrackerTables[0];
+        s.Kernel.Memory.Unmap(table + 0x3000, 0x1000);
+        var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Sort = PoolSort.NonPaged });
+        Assert.That(r.Partial, Is.True);
+        Assert.That(r.Tables[0].Partial, Is.True);
+        Assert.That(r.Tables[0].Note, Does.Contain("unreadable page"));
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "");
+        Assert.That(hr, Is.EqualTo(0));
+        Assert.That(sink.Text, Does.Contain("PARTIAL"));
+        Assert.That(sink.Text, Does.Contain(Fmt.Addr(table + 0x3000)));
+    }
+
+    [Test]
+    public void CtrlBreakStopsTheModuleSearchWithPartialResults()
+    {
+        var s = Scenario(PoolDpcBuilds.Win10, extraModules: 150);
+        var t = s.Kernel.CreateTarget();
+        // nt, hal, myfault (2 hits + 1 miss) = 5 searches: then Ctrl+Break.
+        t.InterruptAfterSearches = 6;
+        var r = Analyze(t, new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+        Assert.That(r.ModuleSearchComplete, Is.False);
+        Assert.That(r.Sites, Has.Count.EqualTo(2));
+        Assert.That(r.ModulesSearched, Is.LessThan(r.ModulesTotal));
+        Assert.That(r.Notes, Has.Some.Contains("interrupted by user"));
+    }
+
+    [Test]
+    public void LiveSuggestionsAreDmlLinks()
+    {
+        var s = Scenario(PoolDpcBuilds.Win7, live: true);
+        var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "Leak -live", dml: true);
+        Assert.That(hr, Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("<exec cmd=\"ed nt!PoolHitTag 6b61654c\">"));
+        Assert.That(sink.Text, Does.Contain("<exec cmd=\"eb fffff880`044b63aa+3 31\">"));
+        Assert.That(sink.Text, Does.Contain("<exec cmd=\"eb fffff880`044b6621+3 32\">"));
+        Assert.That(sink.Text, Does.Contain("<exec cmd=\"u fffff880`044b63aa\">"));
+    }
+
+    [Test]
+    public void LiveOnADumpIsANoteNotASuggestion()
+    {
+        var s = Scenario(PoolDpcBuilds.Win7);
+        var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak"), Live = true });
+        Assert.That(r.Suggestions, Is.Empty);
+        Assert.That(r.Notes, Has.Some.Contains("live kernel session"));
+    }
+
+    [Test]
+    public void PoolTagDescriptionsAreUsedAndEscapedInDml()
+    {
+        LeakTagCommand.DescriptionsOverride = PoolTagDescriptions.Parse("pooltag.txt", new[]
+        {
+            "// comment", "Thre - nt!ps        - Thread objects", "Leak - myfault.sys - <b>leaky & \"bad\"</b>",
+        });
+        try
+        {
+            var s = Scenario(PoolDpcBuilds.Win7);
+            var (hr, sink, _) = Run(s.Kernel.CreateTarget(), "-nonpaged -n 5", dml: true);
+            Assert.That(hr, Is.EqualTo(0), sink.All);
+            Assert.That(sink.Text, Does.Contain("Thread objects, Binary: nt!ps"));
+            Assert.That(sink.Text, Does.Contain("&lt;b&gt;leaky &amp; &quot;bad&quot;&lt;/b&gt;"));
+            Assert.That(sink.Text, Does.Not.Contain("<b>leaky"));
+            Assert.That(sink.Text, Does.Contain("<exec cmd=\"!leaktag Leak\">Leak</exec>"));
+        }
+        finally { LeakTagCommand.DescriptionsOverride = null; }
+    }
+
+    [Test]
+    public void SpeedAgainstTheManualProcedure()
+    {
+        var s = Scenario(PoolDpcBuilds.Win10, processors: 4, extraModules: 150, bigPages: 65536);
+        var t = s.Kernel.CreateTarget();
+        var (hr, sink, stats) = Run(t, "Leak");
+        Assert.That(hr, Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("myfault  (2 site(s))"));
+        var (mrt, mbytes) = s.ManualProcedureCost();
+        double ours = stats.ModelledKdnetSeconds, manual = KdnetModel.Seconds(mrt, mbytes);
+        TestContext.Out.WriteLine($"!leaktag Leak: {stats.RoundTrips} round trips ({stats.Searches} searches), {stats.Bytes:N0} bytes, modelled {ours:0.000} s");
+        TestContext.Out.WriteLine($"manual !poolused + !for_each_module s -a: {mrt} round trips, {mbytes:N0} bytes, modelled {manual:0.000} s; ratio {manual / ours:0.0}x");
+        // Bulk: the tracker tables and the big-page table take at most one round trip per 64 KB.
+        ulong tableBytes = (ulong)s.TrackerTables.Count * 2048 * s.Kernel.SizeOf("_POOL_TRACKER_TABLE") + 65536 * s.Kernel.SizeOf("_POOL_TRACKER_BIG_PAGES");
+        long bulkTrips = (long)((tableBytes + 0xffff) / 0x10000) + s.TrackerTables.Count + 1;
+        Assert.That(stats.RoundTrips - stats.Searches, Is.LessThanOrEqualTo(bulkTrips + 20));
+        Assert.That(stats.Bytes, Is.LessThan((long)tableBytes + 0x10000));
+        Assert.That(manual / ours, Is.GreaterThanOrEqualTo(20.0));
+    }
+
+    private static byte[] MiniPe(uint stamp, uint sizeOfImage, int tagRawOffset)
+    {
+        var f = new byte[0x600];
+        f[0] = (byte)'M'; f[1] = (byte)'Z';
+        BitConverter.GetBytes(0x80).CopyTo(f, 0x3c);
+        BitConverter.GetBytes(0x00004550u).CopyTo(f, 0x80);
+        BitConverter.GetBytes((ushort)0x8664).CopyTo(f, 0x84);
+        BitConverter.GetBytes((ushort)1).CopyTo(f, 0x86);
+        BitConverter.GetBytes(stamp).CopyTo(f, 0x88);
+        BitConverter.GetBytes((ushort)0xf0).CopyTo(f, 0x94);
+        int opt = 0x98;
+        BitConverter.GetBytes((ushort)0x20b).CopyTo(f, opt);
+        BitConverter.GetBytes(sizeOfImage).CopyTo(f, opt + 56);
+        int sec = opt + 0xf0;
+        ".text\0\0\0"u8.ToArray().CopyTo(f, sec);
+        BitConverter.GetBytes(0x1000u).CopyTo(f, sec + 8);   // VirtualSize
+        BitConverter.GetBytes(0x1000u).CopyTo(f, sec + 12);  // VirtualAddress
+        BitConverter.GetBytes(0x200u).CopyTo(f, sec + 16);   // SizeOfRawData
+        BitConverter.GetBytes(0x400u).CopyTo(f, sec + 20);   // PointerToRawData
+        "Leak"u8.ToArray().CopyTo(f, tagRawOffset);
+        return f;
+    }
+
+    [Test]
+    public void DumpModulesAreSearchedInMatchingHostImageFiles()
+    {
+        var s = Scenario(PoolDpcBuilds.Win10);
+        string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
+        File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
+        try
+        {
+            const ulong b = 0xfffff880_05000000;
+            // Image not in target memory at all: only the host file can show the site.
+            s.Kernel.Modules.Add(new NtSleuth.Commands.Target.ModuleInfo("hostdrv.sys", b, 0x3000, path, 0x5f3e2a10));
+            var t = s.Kernel.CreateTarget();
+            var r = Analyze(t, new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+            Assert.That(r.ModulesSearchedOnHost, Is.EqualTo(1));
+            Assert.That(r.Sites.Select(x => (x.Module, x.Offset)), Does.Contain(("hostdrv", 0x11aaUL)));
+            Assert.That(r.Sites, Has.Count.EqualTo(3));
+
+            // A file of another build (timestamp differs) is not trusted: the target is searched (and has nothing).
+            s.Kernel.Modules[^1] = s.Kernel.Modules[^1] with { TimeDateStamp = 0x11111111 };
+            var r2 = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+            Assert.That(r2.ModulesSearchedOnHost, Is.EqualTo(0));
+            Assert.That(r2.Sites.Select(x => x.Module), Does.Not.Contain("hostdrv"));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [Test]
+    public void LiveTargetsAreSearchedInMemoryNotInFiles()
+    {
+        var s = Scenario(PoolDpcBuilds.Win7, live: true);
+        string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
+        File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
+        try
+        {
+            s.Kernel.Modules.Add(new NtSleuth.Commands.Target.ModuleInfo("hostdrv.sys", 0xfffff880_05000000, 0x3000, path, 0x5f3e2a10));
+            var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
+            Assert.That(r.ModulesSearchedOnHost, Is.EqualTo(0));
+            Assert.That(r.Sites, Has.Count.EqualTo(2));
+        }
+        finally { File.Delete(path); }
+    }
+
+    [TestCase(PoolDpcBuilds.Win7)]
+    [TestCase(PoolDpcBuilds.Win10)]
+    public void SeedOnTheSharedInMemoryTarget(string build)
+    {
+        var s = Scenario(build);
+        var t = s.Kernel.CreateSharedTarget();
+        var sink = new BufferSink();
+        var stats = new ReadStats();
+        Assert.That(CommandDispatcher.Run("leaktag", "Leak", t, sink, stats), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("Leak       601    615424000"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b63aa  myfault+0x13aa"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b6621  myfault+0x1621"));
+        Assert.That(sink.Text, Does.Contain("ffffff0f"));
+        Assert.That(t.ReadCalls + t.SearchCalls, Is.EqualTo(stats.RoundTrips), "every round trip is counted");
+    }
+
+    [TestCaseSource(typeof(NtSleuth.Lab.Scenario.LabBuilds), nameof(NtSleuth.Lab.Scenario.LabBuilds.Keys))]
+    public void CatalogueScenarioOnEveryBuild(string key)
+    {
+        var build = NtSleuth.Lab.Scenario.LabBuilds.TryGet(key);
+        if (build is null) Assert.Ignore(NtSleuth.Lab.Scenario.LabBuilds.UnavailableReason ?? key + " not available");
+        var sc = NtSleuth.Lab.Scenario.ScenarioCatalog.Get("pool-leak");
+        Assert.That(sc.Supports(build!), Is.True);
+        var res = sc.Build(build!, NtSleuth.Lab.Scenario.ScenarioOptions.Default);
+        var t = res.CreateTarget();
+        var sink = new BufferSink();
+        Assert.That(CommandDispatcher.Run("leaktag", "-nonpaged -n 5", t, sink), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("Leak       601    615424000"));
+        Assert.That(sink.Text, Does.Contain("TOTAL      43424    634209952      63565    126487760"));
+        sink = new BufferSink();
+        Assert.That(CommandDispatcher.Run("leaktag", "Leak", res.CreateTarget(), sink), Is.EqualTo(0), sink.All);
+        Assert.That(sink.Text, Does.Contain("myfault  (2 site(s))"));
+        Assert.That(sink.Text, Does.Contain("fffff880`044b63aa  myfault+0x13aa"));
+        Assert.That(sink.Text, Does.Contain("ffffff0f"));
+        Assert.That(res.Commands, Does.Contain("!leaktag Leak"));
+    }
+}
