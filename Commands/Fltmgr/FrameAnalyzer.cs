@@ -13,6 +13,8 @@ namespace NtSleuth.Commands.Fltmgr;
 public sealed class FrameAnalyzer
 {
     public const string F = "fltmgr";
+    /// <summary>Bytes read past an instance/volume in the same request (strings stored right after the object).</summary>
+    public const int Slack = 0x100;
     public const int MaxFrames = 64, MaxFilters = 1024, MaxInstances = 4096, MaxVolumes = 1024, MaxStack = 64;
 
     private readonly KernelReader _r;
@@ -88,6 +90,7 @@ public sealed class FrameAnalyzer
             foreach (var vl in _r.WalkList(fa + attVolumes, vw, MaxVolumes))
             {
                 ulong va = vl - volumePrimary;
+                _r.Memory.Prefetch(va, (int)_r.Types.Get(F, "_FLT_VOLUME").Size + Slack);
                 try { volumes.Add((va, _r.Read(F, "_FLT_VOLUME", va), frame)); frame.VolumeCount++; }
                 catch (TargetReadException e) { rep.Notes.Add($"volume {va:x} in frame {frame.Id}: {e.Message}"); }
             }
@@ -155,6 +158,8 @@ public sealed class FrameAnalyzer
         {
             ulong ia = il - instLink;
             StructView iv;
+            // fltmgr keeps an instance's altitude and name strings next to it: one request covers the instance and them.
+            _r.Memory.Prefetch(ia, (int)_r.Types.Get(F, "_FLT_INSTANCE").Size + Slack);
             try { iv = _r.Read(F, "_FLT_INSTANCE", ia); }
             catch (TargetReadException e) { rep.Notes.Add($"instance {ia:x} of {fi.Name}: {e.Message}"); break; }
             fi.Instances.Add(new InstanceInfo
