@@ -1,0 +1,395 @@
+using System.Buffers.Binary;
+using System.Text;
+using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Symbols;
+using NtSleuth.Commands.Symbols.Isf;
+using NtSleuth.Commands.Target;
+using NtSleuth.Lab.Target;
+
+namespace NtSleuth.Lab.Scenario;
+
+/// <summary>Memory regions the allocator hands out addresses from.</summary>
+public enum PoolRegion { NonPaged, Paged, Session, User }
+
+/// <summary>
+/// Lays out kernel (and user-mode) objects at chosen virtual addresses in a <see cref="SparseMemory"/>, with every
+/// offset taken from the build's symbol table (ISF) - never hand-written. Also owns the symbol provider (nt + extra
+/// modules such as ndis/fltmgr + synthetic symbols like ECHO!EchoEvtTimerFunc), the module list, the clock
+/// (KUSER_SHARED_DATA + tick globals), processors and the target facts (bugcheck, event CPU, current stack).
+/// Build an <see cref="InMemoryTarget"/> with <see cref="CreateTarget"/>.
+/// </summary>
+public sealed partial class KernelScenarioBuilder
+{
+    public const ulong SharedUserData = 0xfffff780_00000000;
+    /// <summary>Windows clock tick: 15.625 ms = 156250 x 100 ns.</summary>
+    public const uint DefaultTimeIncrement = 156250;
+
+    private readonly TypeCache _types;
+    private readonly Dictionary<PoolRegion, ulong> _next = new();
+    private readonly List<(ulong Start, ulong End)> _reserved = new();
+    private readonly List<ModuleInfo> _modules = new();
+    private ulong _nextImage;
+
+    public KernelScenarioBuilder(LabBuild build, TargetKind kind = TargetKind.Kernel)
+    {
+        Build = build;
+        Kind = kind;
+        Memory = new SparseMemory();
+        Symbols = new IsfSymbolProvider();
+        Symbols.Add("nt", build.Isf, build.KernelBase);
+        _types = new TypeCache(Symbols);
+        _next[PoolRegion.NonPaged] = build.PoolBase + 0x0100_0000;
+        _next[PoolRegion.Paged] = build.BuildNumber < 9200 ? 0xfffff8a0_00100000 : build.PoolBase + 0x10_0000_0000;
+        _next[PoolRegion.Session] = build.BuildNumber < 9200 ? 0xfffff900_c0100000 : 0xffffb000_00100000;
+        _next[PoolRegion.User] = 0x000000d0_00100000;
+        _nextImage = build.BuildNumber < 9200 ? 0xfffff880_01000000 : build.KernelBase + 0x0800_0000;
+        // ntoskrnl image: size from the highest symbol RVA, rounded to 64 KB.
+        ulong maxRva = build.Isf.Symbols.Values.DefaultIfEmpty(0x100000UL).Max();
+        KernelSize = (uint)((maxRva + 0x20000) & ~0xffffUL);
+        WritePeHeader(build.KernelBase, KernelSize, 0x5f000000u + (uint)build.BuildNumber);
+        _modules.Add(new ModuleInfo("nt", build.KernelBase, KernelSize, @"\SystemRoot\system32\ntoskrnl.exe", 0x5f000000u + (uint)build.BuildNumber, build.Version));
+    }
+
+    public LabBuild Build { get; }
+    public TargetKind Kind { get; }
+    public SparseMemory Memory { get; }
+    /// <summary>nt from the ISF at <see cref="LabBuild.KernelBase"/>; add more modules with <see cref="AddSymbolModule"/> / <see cref="AddSymbol"/>.</summary>
+    public IsfSymbolProvider Symbols { get; }
+    public ulong KernelBase => Build.KernelBase;
+    public uint KernelSize { get; }
+    public IReadOnlyList<ModuleInfo> Modules => _modules;
+
+    // ---- facts served by the target ----
+    public int ProcessorCount { get; private set; } = 1;
+    public int EventProcessor { get; set; } = -1;
+    public BugCheckInfo? BugCheck { get; set; }
+    public DateTime? SystemTimeUtc { get; private set; }
+    public TimeSpan? UpTime { get; private set; }
+    public bool IsDump { get; set; } = true;
+    /// <summary>Frames of the current (event) thread, innermost first (for GetCurrentStack / !analyze-like use).</summary>
+    public List<StackFrameInfo> CurrentStack { get; } = new();
+    /// <summary>Value of @$thread / @$proc for TryEvaluate.</summary>
+    public ulong CurrentThread { get; set; }
+    public ulong CurrentProcess { get; set; }
+    /// <summary>Named addresses and values the scenario exposes to tests ("hangThread" -> address).</summary>
+    public Dictionary<string, ulong> Facts { get; } = new(StringComparer.OrdinalIgnoreCase);
+
+    // =====================================================================================
+    // Types and symbols
+    // =====================================================================================
+
+    /// <summary>True when the type (and, if given, the dotted field path) exists on this build.</summary>
+    public bool Has(string type, string? field = null, string module = "nt")
+    {
+        var l = _types.TryGet(module, type);
+        return l is not null && (field is null || _types.TryResolvePath(l, field) is not null);
+    }
+
+    /// <summary>Layout of module!type; a <see cref="ScenarioLayoutException"/> naming the type and build when absent.</summary>
+    public TypeLayout Layout(string type, string module = "nt") =>
+        _types.TryGet(module, type) ?? throw new ScenarioLayoutException($"type {module}!{type} is not in the symbol table of {Build.Label}");
+
+    public ulong SizeOf(string type, string module = "nt") => Layout(type, module).Size;
+
+    public ulong OffsetOf(string type, string path, string module = "nt") => Resolve(Layout(type, module), path).Offset;
+
+    internal (ulong Offset, TypeRef Type)? TryResolve(TypeLayout layout, string path) => _types.TryResolvePath(layout, path);
+
+    internal (ulong Offset, TypeRef Type) Resolve(TypeLayout layout, string path) =>
+        _types.TryResolvePath(layout, path) ?? throw new ScenarioLayoutException(
+            $"{layout.Module}!{layout.Name} has no field '{path}' on {Build.Label}{Suggest(layout, path)}");
+
+    private static string Suggest(TypeLayout layout, string path)
+    {
+        string last = path.Split('.')[0];
+        var near = layout.Fields.Select(f => f.Name).Where(n => n.StartsWith(last[..Math.Min(5, last.Length)], StringComparison.OrdinalIgnoreCase)).Take(6).ToList();
+        return near.Count == 0 ? "" : $" (fields with a similar name: {string.Join(", ", near)})";
+    }
+
+    /// <summary>Value of an enum constant by name. <paramref name="enumType"/> null = search all enums of the module (must be unique).</summary>
+    public long EnumValue(string module, string? enumType, string constant)
+    {
+        if (!Symbols.Modules.TryGetValue(module, out var m)) throw new ScenarioLayoutException($"no symbols for module '{module}'");
+        var doc = m.Doc;
+        if (enumType is not null)
+        {
+            if (!doc.Enums.TryGetValue(enumType, out var e))
+            {
+                // A few kernel enums are absent from some public PDBs (Windows 7 has no _KTHREAD_STATE); their values are
+                // documented and stable, so the lab falls back to them only when the table lacks the enum.
+                if (module == "nt" && WellKnownEnums.TryGetValue(enumType, out var wk) && wk.TryGetValue(constant, out var wv)) return wv;
+                throw new ScenarioLayoutException($"enum {module}!{enumType} is not in the symbol table of {Build.Label}");
+            }
+            if (!e.Constants.TryGetValue(constant, out var v))
+                throw new ScenarioLayoutException($"enum {module}!{enumType} has no constant '{constant}' on {Build.Label} (has: {string.Join(", ", e.Constants.Keys.Take(12))}...)");
+            return v;
+        }
+        var hits = doc.Enums.Values.Where(e => e.Constants.ContainsKey(constant)).Select(e => (e.Name, e.Constants[constant])).Distinct().ToList();
+        if (hits.Select(h => h.Item2).Distinct().Count() == 1) return hits[0].Item2;
+        if (hits.Count == 0) throw new ScenarioLayoutException($"no enum of {module} on {Build.Label} has a constant '{constant}'");
+        throw new ScenarioLayoutException($"enum constant '{constant}' is ambiguous on {Build.Label} ({string.Join(", ", hits.Select(h => h.Name))}); name the enum");
+    }
+
+    private static readonly Dictionary<string, Dictionary<string, long>> WellKnownEnums = new()
+    {
+        ["_KTHREAD_STATE"] = new() { ["Initialized"] = 0, ["Ready"] = 1, ["Running"] = 2, ["Standby"] = 3, ["Terminated"] = 4, ["Waiting"] = 5, ["Transition"] = 6, ["DeferredReady"] = 7, ["GateWaitObsolete"] = 8 },
+    };
+
+    public long EnumValue(string enumType, string constant) => EnumValue("nt", enumType, constant);
+
+    /// <summary>Address of a symbol ("PsActiveProcessHead" = nt, or "ndis!ndisMiniportList"); error naming it when absent.</summary>
+    public ulong Symbol(string name)
+    {
+        string q = name.Contains('!') ? name : "nt!" + name;
+        return Symbols.GetSymbolAddress(q) ?? throw new ScenarioLayoutException($"symbol {q} is not in the symbol table of {Build.Label}");
+    }
+
+    public bool HasSymbol(string name) => Symbols.GetSymbolAddress(name.Contains('!') ? name : "nt!" + name) is not null;
+
+    /// <summary>Adds a synthetic public symbol (e.g. "ECHO!EchoEvtTimerFunc" inside ECHO.sys).</summary>
+    public ulong AddSymbol(string qualifiedName, ulong address)
+    {
+        Symbols.AddSymbol(qualifiedName, address);
+        return address;
+    }
+
+    /// <summary>Adds another module's symbol table (e.g. ndis/fltmgr converted from the layout table) at its image base.</summary>
+    public void AddSymbolModule(string module, IsfDocument doc, ulong imageBase) => Symbols.Add(module, doc, imageBase);
+
+    // =====================================================================================
+    // Allocation
+    // =====================================================================================
+
+    /// <summary>Allocates <paramref name="size"/> bytes in a region (pool-like: 16-byte aligned, a 16-byte pool-header gap between blocks), maps it zeroed.</summary>
+    public ulong Alloc(ulong size, PoolRegion region = PoolRegion.NonPaged, ulong align = 16)
+    {
+        if (size == 0) size = 1;
+        ulong a = Align(_next[region] + 0x10, align);
+        while (true)
+        {
+            var hit = _reserved.FirstOrDefault(r => a < r.End && a + size > r.Start);
+            if (hit == default) break;
+            a = Align(hit.End + 0x10, align);
+        }
+        _next[region] = a + size;
+        Reserve(a, size);
+        return a;
+    }
+
+    /// <summary>Reserves and maps an explicit range (a seed's address, e.g. thread fffffa80`73d3d770).</summary>
+    public ulong Place(ulong address, ulong size)
+    {
+        var clash = _reserved.FirstOrDefault(r => address < r.End && address + size > r.Start);
+        if (clash != default && !(clash.Start == address && clash.End == address + size))
+            throw new ScenarioLayoutException($"range {address:x16}+0x{size:x} overlaps an object already placed at {clash.Start:x16}..{clash.End:x16}");
+        Reserve(address, size);
+        return address;
+    }
+
+    private void Reserve(ulong a, ulong size)
+    {
+        _reserved.Add((a, a + size));
+        Memory.Map(a, size);
+    }
+
+    private static ulong Align(ulong v, ulong a) => (v + a - 1) & ~(a - 1);
+
+    /// <summary>A new zeroed instance of module!type in pool (or at <paramref name="at"/>).</summary>
+    public StructWriter New(string type, ulong? at = null, string module = "nt", PoolRegion region = PoolRegion.NonPaged, ulong extraBytes = 0)
+    {
+        var l = Layout(type, module);
+        ulong addr = at is { } x ? Place(x, l.Size + extraBytes) : Alloc(l.Size + extraBytes, region);
+        return new StructWriter(this, l, addr);
+    }
+
+    /// <summary>A writer over an existing location (a global, an embedded struct, memory placed earlier); maps it if needed.</summary>
+    public StructWriter At(string type, ulong address, string module = "nt")
+    {
+        var l = Layout(type, module);
+        Memory.Map(address, l.Size);
+        return new StructWriter(this, l, address);
+    }
+
+    /// <summary>A writer over the nt global <paramref name="symbol"/> viewed as <paramref name="type"/>.</summary>
+    public StructWriter Global(string symbol, string type, string module = "nt") => At(type, Symbol(symbol.Contains('!') ? symbol : module + "!" + symbol), module);
+
+    /// <summary>
+    /// An object with its _OBJECT_HEADER in front of the body (PointerCount/HandleCount set); returns the body writer.
+    /// <paramref name="typeIndex"/> is written raw (Windows 10 encodes it with ObHeaderCookie; scenarios that need !object decode set it themselves).
+    /// </summary>
+    public StructWriter NewObject(string type, ulong? bodyAt = null, byte typeIndex = 0, string module = "nt")
+    {
+        var hdr = Layout("_OBJECT_HEADER");
+        ulong bodyOff = Resolve(hdr, "Body").Offset;
+        var l = Layout(type, module);
+        ulong body;
+        if (bodyAt is { } b) { Place(b - bodyOff, bodyOff + l.Size); body = b; }
+        else body = Alloc(bodyOff + l.Size) + bodyOff;
+        var h = new StructWriter(this, hdr, body - bodyOff).Set("PointerCount", 1L).SetIfPresent("HandleCount", 1);
+        if (typeIndex != 0) h.Set("TypeIndex", typeIndex);
+        return new StructWriter(this, l, body);
+    }
+
+    // =====================================================================================
+    // Raw memory helpers
+    // =====================================================================================
+
+    internal ulong ReadLe(ulong addr, int size)
+    {
+        Span<byte> b = stackalloc byte[8];
+        b.Clear();
+        Memory.Read(addr, b[..size]);
+        return BinaryPrimitives.ReadUInt64LittleEndian(b);
+    }
+
+    internal void WriteLe(ulong addr, int size, ulong value)
+    {
+        Span<byte> b = stackalloc byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
+        Memory.Write(addr, b[..size]);
+    }
+
+    public ulong ReadPointer(ulong addr) => ReadLe(addr, 8);
+    public void WritePointer(ulong addr, ulong value) => WriteLe(addr, 8, value);
+    public void WriteU32(ulong addr, uint value) => WriteLe(addr, 4, value);
+
+    /// <summary>Writes a UTF-16 string (no terminator unless <paramref name="terminate"/>) into fresh pool; returns its address.</summary>
+    public ulong NewUtf16(string text, bool terminate = true, PoolRegion region = PoolRegion.Paged)
+    {
+        var bytes = Encoding.Unicode.GetBytes(text + (terminate ? "\0" : ""));
+        ulong a = Alloc((ulong)Math.Max(bytes.Length, 2), region);
+        Memory.Write(a, bytes);
+        return a;
+    }
+
+    /// <summary>Fills a _UNICODE_STRING at <paramref name="address"/> (Length, MaximumLength, Buffer) and its buffer.</summary>
+    public void WriteUnicodeString(ulong address, string text, ulong? bufferAt = null)
+    {
+        var us = At("_UNICODE_STRING", address);
+        var bytes = Encoding.Unicode.GetBytes(text);
+        ulong buf;
+        if (bufferAt is { } x) { Place(x, (ulong)bytes.Length + 2); buf = x; Memory.Write(buf, bytes); }
+        else buf = NewUtf16(text);
+        us.Set("Length", (ulong)bytes.Length).Set("MaximumLength", (ulong)bytes.Length + 2).Set("Buffer", buf);
+    }
+
+    /// <summary>Deterministic garbage (xorshift) over a range.</summary>
+    public void Garbage(ulong address, int length, int seed = 1)
+    {
+        var b = new byte[length];
+        ulong s = 0x9E3779B97F4A7C15UL ^ (ulong)seed;
+        for (int i = 0; i < length; i++)
+        {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            b[i] = (byte)s;
+        }
+        Memory.Write(address, b);
+    }
+
+    // =====================================================================================
+    // Lists (on LIST_ENTRY / SINGLE_LIST_ENTRY addresses; field offsets from the caller's StructWriter)
+    // =====================================================================================
+
+    public void InitializeListHead(ulong head)
+    {
+        WritePointer(head, head);
+        WritePointer(head + 8, head);
+    }
+
+    /// <summary>InsertTailList(head, entry). The head must be initialised (or zero: then it is initialised first).</summary>
+    public void InsertTailList(ulong head, ulong entry)
+    {
+        if (ReadPointer(head) == 0) InitializeListHead(head);
+        ulong blink = ReadPointer(head + 8);
+        WritePointer(entry, head);
+        WritePointer(entry + 8, blink);
+        WritePointer(blink, entry);
+        WritePointer(head + 8, entry);
+    }
+
+    public void InsertHeadList(ulong head, ulong entry)
+    {
+        if (ReadPointer(head) == 0) InitializeListHead(head);
+        ulong flink = ReadPointer(head);
+        WritePointer(entry, flink);
+        WritePointer(entry + 8, head);
+        WritePointer(flink + 8, entry);
+        WritePointer(head, entry);
+    }
+
+    /// <summary>PushEntryList: entry.Next = head.Next; head.Next = entry.</summary>
+    public void PushEntryList(ulong head, ulong entry)
+    {
+        WritePointer(entry, ReadPointer(head));
+        WritePointer(head, entry);
+    }
+
+    /// <summary>The LIST_ENTRY addresses of a list, in order (for tests and fault injection).</summary>
+    public List<ulong> ListEntries(ulong head, int max = 1_000_000)
+    {
+        var r = new List<ulong>();
+        for (ulong e = ReadPointer(head); e != head && e != 0 && r.Count < max; e = ReadPointer(e)) r.Add(e);
+        return r;
+    }
+
+    // =====================================================================================
+    // Module images
+    // =====================================================================================
+
+    /// <summary>
+    /// Places a module image (minimal PE header: MZ/PE, SizeOfImage, TimeDateStamp) and records it for GetModules.
+    /// Does not add a loader entry: <see cref="AddLoadedModule"/> does both.
+    /// </summary>
+    public ulong PlaceImage(string name, uint size, ulong? at = null, uint timeDateStamp = 0x5f3a1c2b)
+    {
+        size = (uint)Align(size, 0x1000);
+        ulong b = at ?? Align(_nextImage, 0x10000);
+        if (at is null) _nextImage = b + size + 0x10000;
+        Place(b, 0x1000);
+        WritePeHeader(b, size, timeDateStamp);
+        string modName = Path.GetFileNameWithoutExtension(name);
+        _modules.Add(new ModuleInfo(modName, b, size, name, timeDateStamp));
+        return b;
+    }
+
+    private void WritePeHeader(ulong b, uint size, uint stamp)
+    {
+        var h = new byte[0x200];
+        h[0] = (byte)'M'; h[1] = (byte)'Z';
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(0x3c), 0x80);
+        "PE\0\0"u8.CopyTo(h.AsSpan(0x80));
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(0x84), 0x8664);  // Machine
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(0x88), stamp);   // TimeDateStamp
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(0x94), 0xf0);    // SizeOfOptionalHeader
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(0x96), 0x22);    // Characteristics
+        BinaryPrimitives.WriteUInt16LittleEndian(h.AsSpan(0x98), 0x20b);   // PE32+
+        BinaryPrimitives.WriteUInt64LittleEndian(h.AsSpan(0x98 + 24), b);  // ImageBase
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(0x98 + 32), 0x1000); // SectionAlignment
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(0x98 + 36), 0x200);  // FileAlignment
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(0x98 + 56), size);   // SizeOfImage
+        BinaryPrimitives.WriteUInt32LittleEndian(h.AsSpan(0x98 + 60), 0x400);  // SizeOfHeaders
+        Memory.Write(b, h);
+    }
+
+    // =====================================================================================
+    // Target
+    // =====================================================================================
+
+    public TargetInfo Info => new()
+    {
+        Kind = Kind,
+        IsDump = IsDump,
+        PointerSize = 8,
+        BuildNumber = Build.BuildNumber,
+        ProcessorCount = ProcessorCount,
+        EventProcessor = EventProcessor,
+        SystemTimeUtc = SystemTimeUtc,
+        SystemUpTime = UpTime,
+        BugCheck = BugCheck,
+        Description = $"NtSleuth lab in-memory {(Kind == TargetKind.Kernel ? "kernel" : "user")} target, {Build.Label}",
+    };
+
+    /// <summary>The scenario served through <see cref="ITarget"/> (shares this builder's memory: later writes are visible).</summary>
+    public InMemoryTarget CreateTarget() => new(Memory, Symbols, Info, _modules.ToList(), CurrentStack.ToList(),
+        new Dictionary<string, ulong>(StringComparer.OrdinalIgnoreCase) { ["$thread"] = CurrentThread, ["$proc"] = CurrentProcess });
+}

@@ -1,0 +1,202 @@
+using System.Globalization;
+using NtSleuth.Commands.Symbols;
+using NtSleuth.Commands.Target;
+
+namespace NtSleuth.Lab.Target;
+
+/// <summary>
+/// A scenario served through <see cref="ITarget"/>: reads from a <see cref="SparseMemory"/> with partial-read semantics,
+/// raw transport counters (every ReadVirtual/SearchVirtual call = one round trip) and fault injection
+/// (unreadable ranges at byte granularity, interrupt after N reads). List corruption and garbage are injected into the
+/// memory itself (<see cref="Faults"/>).
+/// </summary>
+public sealed class InMemoryTarget : ITarget
+{
+    private readonly SparseMemory _memory;
+    private readonly IReadOnlyList<ModuleInfo> _modules;
+    private readonly IReadOnlyList<StackFrameInfo> _stack;
+    private readonly Dictionary<string, ulong> _pseudo;
+    private readonly List<(ulong Start, ulong End)> _unreadable = new();
+
+    public InMemoryTarget(SparseMemory memory, ISymbolProvider symbols, TargetInfo info, IReadOnlyList<ModuleInfo> modules,
+        IReadOnlyList<StackFrameInfo>? stack = null, Dictionary<string, ulong>? pseudoRegisters = null)
+    {
+        _memory = memory; Symbols = symbols; Info = info; _modules = modules;
+        _stack = stack ?? []; _pseudo = pseudoRegisters ?? new(StringComparer.OrdinalIgnoreCase);
+        Faults = new FaultInjector(this, memory);
+    }
+
+    public TargetInfo Info { get; set; }
+    public ISymbolProvider Symbols { get; }
+    public SparseMemory Memory => _memory;
+    public FaultInjector Faults { get; }
+
+    // ---- raw counters (transport level, below the command's cache) ----
+    public long ReadCalls { get; private set; }
+    public long BytesRequested { get; private set; }
+    public long BytesReturned { get; private set; }
+    public long SearchCalls { get; private set; }
+    public void ResetCounters() { ReadCalls = BytesRequested = BytesReturned = SearchCalls = 0; }
+
+    /// <summary>When set, <see cref="IsInterruptRequested"/> turns true once this many reads have been served (Ctrl+Break mid-walk).</summary>
+    public long? InterruptAfterReads { get; set; }
+    /// <summary>Set to simulate Ctrl+Break right now.</summary>
+    public bool InterruptNow { get; set; }
+
+    public bool IsInterruptRequested => InterruptNow || (InterruptAfterReads is { } n && ReadCalls >= n);
+
+    public void MakeUnreadable(ulong address, ulong length) => _unreadable.Add((address, address + length));
+    public void ClearUnreadable() => _unreadable.Clear();
+
+    private bool IsBlocked(ulong a, out ulong blockStart)
+    {
+        foreach (var (s, e) in _unreadable) if (a >= s && a < e) { blockStart = s; return true; }
+        blockStart = 0; return false;
+    }
+
+    public int ReadVirtual(ulong address, Span<byte> buffer)
+    {
+        ReadCalls++;
+        BytesRequested += buffer.Length;
+        int got = _memory.Read(address, buffer);
+        // Clip at the first injected unreadable byte.
+        foreach (var (s, e) in _unreadable)
+        {
+            if (s <= address && address < e) { got = 0; break; }
+            if (s > address && s < address + (ulong)got) got = (int)(s - address);
+        }
+        if (got < buffer.Length) buffer[got..].Clear();
+        BytesReturned += got;
+        return got;
+    }
+
+    public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
+    {
+        SearchCalls++;
+        if (pattern.Length == 0) return null;
+        ulong end = start + length;
+        // Search page by page over mapped, readable memory (pattern may span pages).
+        var carry = new List<byte>();
+        ulong carryStart = 0;
+        foreach (var (page, data) in _memory.Pages)
+        {
+            if (page + SparseMemory.PageSize <= start) continue;
+            if (page >= end) break;
+            if (carry.Count > 0 && carryStart + (ulong)carry.Count != page) carry.Clear();
+            if (carry.Count == 0) carryStart = page;
+            carry.AddRange(data);
+            var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(carry);
+            int from = 0;
+            while (true)
+            {
+                int i = span[from..].IndexOf(pattern);
+                if (i < 0) break;
+                ulong hit = carryStart + (ulong)(from + i);
+                if (hit >= start && hit + (ulong)pattern.Length <= end && !IsBlocked(hit, out _)) return hit;
+                from += i + 1;
+            }
+            // keep only the tail that could start a match across the page boundary
+            int keep = Math.Min(pattern.Length - 1, carry.Count);
+            carry.RemoveRange(0, carry.Count - keep);
+            carryStart = page + SparseMemory.PageSize - (ulong)keep;
+        }
+        return null;
+    }
+
+    public IReadOnlyList<ModuleInfo> GetModules() => _modules;
+
+    public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => _stack.Take(maxFrames).ToList();
+
+    /// <summary>
+    /// MASM-like expressions: hex numbers (fffffa80`73d3d770, 0x..., 0n decimal), symbols (nt!PsActiveProcessHead,
+    /// module names = their base), pseudo-registers (@$thread, @$proc), + and - of terms, poi(expr).
+    /// </summary>
+    public bool TryEvaluate(string expression, out ulong value, out string? error)
+    {
+        value = 0; error = null;
+        try
+        {
+            var p = new ExprParser(expression, this);
+            value = p.ParseAll();
+            return true;
+        }
+        catch (FormatException ex) { error = ex.Message; return false; }
+    }
+
+    private sealed class ExprParser(string text, InMemoryTarget t)
+    {
+        private int _i;
+
+        public ulong ParseAll()
+        {
+            if (string.IsNullOrWhiteSpace(text)) throw new FormatException("empty expression");
+            ulong v = ParseSum();
+            Skip();
+            if (_i < text.Length) throw new FormatException($"unexpected '{text[_i..]}'");
+            return v;
+        }
+
+        private void Skip() { while (_i < text.Length && char.IsWhiteSpace(text[_i])) _i++; }
+
+        private ulong ParseSum()
+        {
+            ulong v = ParseTerm();
+            while (true)
+            {
+                Skip();
+                if (_i >= text.Length) return v;
+                char c = text[_i];
+                if (c == '+') { _i++; v = unchecked(v + ParseTerm()); }
+                else if (c == '-') { _i++; v = unchecked(v - ParseTerm()); }
+                else return v;
+            }
+        }
+
+        private ulong ParseTerm()
+        {
+            Skip();
+            if (_i >= text.Length) throw new FormatException("expression ends early");
+            if (text[_i] == '(') { _i++; ulong v = ParseSum(); Expect(')'); return v; }
+            if (text.AsSpan(_i).StartsWith("poi(", StringComparison.OrdinalIgnoreCase))
+            {
+                _i += 4;
+                ulong a = ParseSum();
+                Expect(')');
+                Span<byte> b = stackalloc byte[8];
+                if (t.ReadVirtual(a, b) != 8) throw new FormatException($"Memory access error at '{a:x16}'");
+                return BitConverter.ToUInt64(b);
+            }
+            int start = _i;
+            while (_i < text.Length && (char.IsLetterOrDigit(text[_i]) || text[_i] is '_' or '!' or '`' or '@' or '$' or '.' or '?')) _i++;
+            string tok = text[start.._i];
+            if (tok.Length == 0) throw new FormatException($"syntax error at '{text[start..]}'");
+            return Atom(tok);
+        }
+
+        private void Expect(char c)
+        {
+            Skip();
+            if (_i >= text.Length || text[_i] != c) throw new FormatException($"expected '{c}'");
+            _i++;
+        }
+
+        private ulong Atom(string tok)
+        {
+            if (tok.StartsWith('@'))
+            {
+                string name = tok.TrimStart('@');
+                if (t._pseudo.TryGetValue(name, out var pv) && pv != 0) return pv;
+                throw new FormatException($"unknown pseudo-register '{tok}'");
+            }
+            if (tok.StartsWith("0n", StringComparison.OrdinalIgnoreCase) && ulong.TryParse(tok[2..], out var dec)) return dec;
+            string hex = tok.Replace("`", "");
+            if (hex.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) hex = hex[2..];
+            if (!tok.Contains('!') && hex.Length is > 0 and <= 16 && ulong.TryParse(hex, NumberStyles.HexNumber, CultureInfo.InvariantCulture, out var h)) return h;
+            var sym = t.Symbols.GetSymbolAddress(tok);
+            if (sym is { } s) return s;
+            var mod = t._modules.FirstOrDefault(m => string.Equals(m.Name, tok, StringComparison.OrdinalIgnoreCase));
+            if (mod is not null) return mod.Base;
+            throw new FormatException($"Couldn't resolve error at '{tok}'");
+        }
+    }
+}
