@@ -105,7 +105,7 @@ public sealed class FltmgrScenario
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("nt", NtBase, 0x1000000), new("FLTMGR", FltmgrBase, 0x80000, @"\SystemRoot\System32\drivers\FLTMGR.SYS") };
         var sc = new FltmgrScenario { Spec = spec, Memory = mem, Target = new NdisLabTarget(mem, syms, info, modules) };
-        sc.Lay(new StructWriter(mem, syms), flt);
+        sc.Lay(new NdisStructWriter(mem, syms), flt);
         return sc;
     }
 
@@ -118,7 +118,7 @@ public sealed class FltmgrScenario
         m.WriteU64(last, entry); m.WriteU64(head + 8, entry);
     }
 
-    private void Lay(StructWriter w, IsfDocument flt)
+    private void Lay(NdisStructWriter w, IsfDocument flt)
     {
         const string F = "fltmgr";
         var heap = new LabHeap(0xffffe000_10000000);

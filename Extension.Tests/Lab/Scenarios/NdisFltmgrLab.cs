@@ -230,7 +230,7 @@ public sealed class NdisLabTarget(SparseMemory memory, ISymbolProvider symbols, 
 }
 
 /// <summary>Writes structures by field name (layouts from the symbol provider) into a <see cref="SparseMemory"/>.</summary>
-public sealed class StructWriter(SparseMemory mem, ISymbolProvider symbols)
+public sealed class NdisStructWriter(SparseMemory mem, ISymbolProvider symbols)
 {
     public SparseMemory Memory { get; } = mem;
     public ISymbolProvider Symbols { get; } = symbols;

@@ -75,11 +75,11 @@ public sealed class NdisScenario
         var modules = new List<ModuleInfo> { new("ndis", NdisBase, 0x150000, @"\SystemRoot\system32\drivers\ndis.sys") };
         var target = new NdisLabTarget(mem, syms, info, modules);
         var sc = new NdisScenario { Spec = spec, Memory = mem, Target = target };
-        sc.Lay(new StructWriter(mem, syms), doc);
+        sc.Lay(new NdisStructWriter(mem, syms), doc);
         return sc;
     }
 
-    private void Lay(StructWriter w, IsfDocument doc)
+    private void Lay(NdisStructWriter w, IsfDocument doc)
     {
         const string N = "ndis";
         var heap = new LabHeap(0xfffffa80_0c000000);
@@ -274,7 +274,7 @@ public sealed class NdisScenario
         return result.ToList();
     }
 
-    private static void NameMiniport(StructWriter w, LabHeap heap, ulong mp, string name, string driver)
+    private static void NameMiniport(NdisStructWriter w, LabHeap heap, ulong mp, string name, string driver)
     {
         const string N = "ndis";
         ulong us = heap.Alloc(16);
