@@ -355,7 +355,11 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
                 case NdisHandleKind.FilterModule:
                     return StringViaPointer("_NDIS_FILTER_BLOCK", obj, "FilterFriendlyName");
                 case NdisHandleKind.ProtocolOpen:
-                    return StringViaPointer("_NDIS_OPEN_BLOCK", obj, "BindDeviceName") ?? StringViaPointer("_NDIS_OPEN_BLOCK", obj, "RootDeviceName");
+                    string? bind = StringViaPointer("_NDIS_OPEN_BLOCK", obj, "BindDeviceName") ?? StringViaPointer("_NDIS_OPEN_BLOCK", obj, "RootDeviceName");
+                    string? mpName = null;
+                    if (r.Types.TryGet(M, "_NDIS_OPEN_BLOCK")?.TryGetField("MiniportHandle") is { } mh && r.TryReadPointer(obj + mh.Offset) is { } mp && mp != 0)
+                        mpName = MiniportName(mp);
+                    return mpName is null ? bind : $"{bind ?? "open"} (bound to miniport '{mpName}')";
                 case NdisHandleKind.Protocol:
                     return Embedded("_NDIS_PROTOCOL_BLOCK", obj, "Name");
             }

@@ -187,6 +187,37 @@ public class NblOwnersTests
     }
 
     [Test]
+    public void ReceiveBuffersNeverReturnedByTheProtocol()
+    {
+        // Seed 001: the NIC's receive NBLs are indicated up and never returned (the application does not read).
+        var sc = NdisScenario.Build(Layouts(), new NdisScenarioSpec
+        {
+            AdapterName = "Red Hat VirtIO Ethernet Adapter", PendingOnMiniport = 0, PendingOnOpen = 1200, Freed = 300, AtHome = 500,
+            MiniportState = 4, PnPState = 1, OperStatus = 1, OperStatusFlags = 0,
+        });
+        var (rep, _) = Analyze(sc);
+        Assert.That(rep.PendingNbls, Is.EqualTo(1200));
+        var g = rep.Owners.Single();
+        Assert.That(g.Kind, Is.EqualTo(NdisHandleKind.ProtocolOpen));
+        Assert.That(g.Handle, Is.EqualTo(NdisScenario.OpenAddr));
+        Assert.That(g.Name, Does.EndWith("(bound to miniport 'Red Hat VirtIO Ethernet Adapter')"));
+        Assert.That(rep.Verdicts.Single(), Does.StartWith("1200 of 2000 NBLs are held by protocol open fffffa800f2a4c10"));
+        Assert.That(rep.Verdicts.Single(), Does.EndWith("the protocol has not returned its NBLs"));
+        Assert.That(rep.Miniports, Is.Empty);
+    }
+
+    [Test]
+    public void MiniportConditionWording()
+    {
+        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "PAUSED", PnPState = "STARTED", OperStatus = "DORMANT", OperStatusFlags = "NONE" }), Is.EqualTo("PAUSED"));
+        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "RUNNING", PnPState = "STARTED", OperStatus = "UP", OperStatusFlags = "NONE" }), Is.EqualTo("RUNNING"));
+        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "PAUSING", PnPState = "SURPRISE_REMOVED", OperStatus = "DORMANT", OperStatusFlags = "DORMANT_PAUSED" }),
+            Is.EqualTo("DORMANT_PAUSED after SURPRISE_REMOVED"));
+        Assert.That(NdisNames.OperStatusFlags(0x6), Is.EqualTo("DOWN_NOT_MEDIA_CONNECTED, DORMANT_PAUSED"));
+        Assert.That(NdisNames.Tag(0x4c424e54), Is.EqualTo("TNBL"));
+    }
+
+    [Test]
     public void HundredThousandNblsStayWithinTheRoundTripBudget()
     {
         var sc = NdisScenario.Build(Layouts(), new NdisScenarioSpec { Pools = 50, Freed = 20_000, PendingOnMiniport = 60_000, AtHome = 20_000 });
