@@ -8,6 +8,7 @@ using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Scenarios;
+using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.Unit;
@@ -171,6 +172,27 @@ public class FrameOrderTests
         Assert.That(rep.Volumes[2].Problem, Does.Contain("cycle"));
         Assert.That(rep.Volumes[2].Stack, Has.Count.LessThanOrEqualTo(FrameAnalyzer.MaxStack));
         Assert.That(rep.Disorders.Any(d => d.Volume == @"\Device\HarddiskVolume1"), Is.True);
+    }
+
+    [TestCase("2016", "", false)]
+    [TestCase("win10", "", false)]
+    [TestCase("win10", "fixed", true)]
+    [TestCase("win11", "no-legacy", true)]
+    public void CatalogScenarioOnLabKernels(string build, string variant, bool clean)
+    {
+        Layouts();
+        var lb = LabBuilds.TryGet(build);
+        if (lb is null) Assert.Ignore($"lab build {build} unavailable: {LabBuilds.UnavailableReason}");
+        var r = ScenarioCatalog.Build("fltmgr-frame-order", lb!, new ScenarioOptions { Variant = variant });
+        var sink = new BufferSink();
+        var cmd = r.Commands.Single();
+        int rc = CommandDispatcher.Run("frameorder", cmd["!frameorder".Length..] + " -json", r.CreateTarget(), sink);
+        Assert.That(rc, Is.Zero, sink.All);
+        using var doc = JsonDocument.Parse(sink.Text);
+        Assert.That(doc.RootElement.GetProperty("clean").GetBoolean(), Is.EqualTo(clean));
+        if (!clean)
+            Assert.That(doc.RootElement.GetProperty("disorders")[0].GetProperty("message").GetString(),
+                Is.EqualTo("AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O"));
     }
 
     [Test]

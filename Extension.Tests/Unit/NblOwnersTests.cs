@@ -8,6 +8,7 @@ using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Scenarios;
+using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.Unit;
@@ -36,7 +37,9 @@ public class NblOwnersTests
     }
 
     [TestCase(NdisFltmgrLayouts.V20H2)]
+    [TestCase(NdisFltmgrLayouts.V2004)]
     [TestCase(NdisFltmgrLayouts.V1607)]
+    [TestCase(NdisFltmgrLayouts.Win11)]
     public void SeedScenarioCountsAndVerdict(string label)
     {
         var sc = NdisScenario.Seed(Layouts(), label);
@@ -284,6 +287,30 @@ public class NblOwnersTests
         var (rc, sink) = Run(sc.Target, "-text");
         Assert.That(rc, Is.Zero);
         Assert.That(sink.Text, Does.Contain("Interrupted (Ctrl+Break)"));
+    }
+
+    [TestCase("2016", "")]
+    [TestCase("win10", "")]
+    [TestCase("win11", "tracking-off")]
+    public void CatalogScenarioOnLabKernels(string build, string variant)
+    {
+        Layouts();
+        var lb = LabBuilds.TryGet(build);
+        if (lb is null) Assert.Ignore($"lab build {build} unavailable: {LabBuilds.UnavailableReason}");
+        var r = ScenarioCatalog.Build("ndis-pending-nbls", lb!, new ScenarioOptions { Variant = variant });
+        var sink = new BufferSink();
+        int rc = CommandDispatcher.Run("nblowners", "-json", r.CreateTarget(), sink);
+        Assert.That(rc, Is.Zero, sink.All);
+        using var doc = JsonDocument.Parse(sink.Text);
+        var root = doc.RootElement;
+        Assert.That(root.GetProperty("totalNbls").GetInt32(), Is.EqualTo(3005));
+        Assert.That(root.GetProperty("poolCount").GetInt32(), Is.EqualTo(20));
+        if (variant == "tracking-off") Assert.That(root.GetProperty("trackingOn").GetBoolean(), Is.False);
+        else
+        {
+            Assert.That(root.GetProperty("pendingNbls").GetInt32(), Is.EqualTo(1854));
+            Assert.That(root.GetProperty("verdicts")[0].GetString(), Does.Contain("which is DORMANT_PAUSED after QUERY_REMOVED"));
+        }
     }
 
     [Test]

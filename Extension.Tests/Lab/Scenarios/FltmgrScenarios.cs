@@ -58,7 +58,9 @@ public sealed class FltmgrScenario
         }
     }
 
-    public static FltmgrScenario SeedBroken(string layouts, string label = NdisFltmgrLayouts.V20H2) => Build(layouts, new FltmgrScenarioSpec
+    public static FltmgrScenario SeedBroken(string layouts, string label = NdisFltmgrLayouts.V20H2) => Build(layouts, BrokenSpec(label));
+
+    public static FltmgrScenarioSpec BrokenSpec(string label) => new()
     {
         BuildLabel = label,
         Frames = new[] { (0u, "0", "329998.99") },
@@ -68,9 +70,11 @@ public sealed class FltmgrScenario
         },
         Stack = new[] { "frame:0", "legacy:EncryptionLegacy", "legacy:AVLegacy" },
         Volumes = 3,
-    });
+    };
 
-    public static FltmgrScenario SeedFixed(string layouts, string label = NdisFltmgrLayouts.V20H2) => Build(layouts, new FltmgrScenarioSpec
+    public static FltmgrScenario SeedFixed(string layouts, string label = NdisFltmgrLayouts.V20H2) => Build(layouts, FixedSpec(label));
+
+    public static FltmgrScenarioSpec FixedSpec(string label) => new()
     {
         BuildLabel = label,
         Frames = new[] { (0u, "0", "149998.99"), (1u, "149998.99", "329998.99") },
@@ -81,19 +85,22 @@ public sealed class FltmgrScenario
         },
         Stack = new[] { "frame:0", "legacy:EncryptionLegacy", "frame:1", "legacy:AVLegacy" },
         Volumes = 3,
-    });
+    };
 
-    public static FltmgrScenario NoLegacy(string layouts, string label = NdisFltmgrLayouts.V20H2, int volumes = 2, int extraFilters = 0)
+    public static FltmgrScenario NoLegacy(string layouts, string label = NdisFltmgrLayouts.V20H2, int volumes = 2, int extraFilters = 0) =>
+        Build(layouts, NoLegacySpec(label, volumes, extraFilters));
+
+    public static FltmgrScenarioSpec NoLegacySpec(string label, int volumes = 2, int extraFilters = 0)
     {
         var filters = new List<LabMinifilter>
         {
             new("WdFilter", "328010", 0), new("luafv", "135000", 0, new[] { 0 }), new("FileInfo", "45000", 0),
         };
         for (int i = 0; i < extraFilters; i++) filters.Add(new LabMinifilter($"Vendor{i:00}", (360000 + i * 100).ToString(), 0));
-        return Build(layouts, new FltmgrScenarioSpec
+        return new FltmgrScenarioSpec
         {
             BuildLabel = label, Frames = new[] { (0u, "0", "409999") }, Minifilters = filters.ToArray(), Stack = new[] { "frame:0" }, Volumes = volumes,
-        });
+        };
     }
 
     public static FltmgrScenario Build(string layoutsPath, FltmgrScenarioSpec spec)
@@ -104,8 +111,14 @@ public sealed class FltmgrScenario
         var mem = new SparseMemory();
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("nt", NtBase, 0x1000000), new("FLTMGR", FltmgrBase, 0x80000, @"\SystemRoot\System32\drivers\FLTMGR.SYS") };
-        var sc = new FltmgrScenario { Spec = spec, Memory = mem, Target = new NdisLabTarget(mem, syms, info, modules) };
-        sc.Lay(new NdisStructWriter(mem, syms), flt);
+        return LayInto(new NdisLabTarget(mem, syms, info, modules), flt, spec);
+    }
+
+    /// <summary>Lays the scenario into a target's memory; its symbols must have "fltmgr" = <paramref name="flt"/> at <see cref="FltmgrBase"/> and nt types.</summary>
+    public static FltmgrScenario LayInto(NdisLabTarget target, IsfDocument flt, FltmgrScenarioSpec spec)
+    {
+        var sc = new FltmgrScenario { Spec = spec, Memory = target.Memory, Target = target };
+        sc.Lay(new NdisStructWriter(target.Memory, target.Symbols), flt);
         return sc;
     }
 

@@ -73,9 +73,14 @@ public sealed class NdisScenario
         var mem = new SparseMemory();
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("ndis", NdisBase, 0x150000, @"\SystemRoot\system32\drivers\ndis.sys") };
-        var target = new NdisLabTarget(mem, syms, info, modules);
-        var sc = new NdisScenario { Spec = spec, Memory = mem, Target = target };
-        sc.Lay(new NdisStructWriter(mem, syms), doc);
+        return LayInto(new NdisLabTarget(mem, syms, info, modules), doc, spec);
+    }
+
+    /// <summary>Lays the scenario into a target's memory; its symbols must have "ndis" = <paramref name="doc"/> at <see cref="NdisBase"/>.</summary>
+    public static NdisScenario LayInto(NdisLabTarget target, IsfDocument doc, NdisScenarioSpec spec)
+    {
+        var sc = new NdisScenario { Spec = spec, Memory = target.Memory, Target = target };
+        sc.Lay(new NdisStructWriter(target.Memory, target.Symbols), doc);
         return sc;
     }
 
