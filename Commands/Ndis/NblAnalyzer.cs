@@ -88,7 +88,8 @@ public sealed class NblAnalyzer
         var groupPools = new Dictionary<ulong, HashSet<ulong>>();
         if (_ownerFilter is not null) rep.OwnerNbls = new List<NblEntry>();
         var poolWalk = new ListWalkResult();
-        foreach (var link in _r.WalkList(head.Value, poolWalk, MaxPools))
+        int poolsRecovered = 0;
+        foreach (var link in BothWays(head.Value, poolWalk, MaxPools, n => poolsRecovered = n))
         {
             ulong pool = link - (ulong)off.PoolLinkOffset;
             // Read the whole pool (it contains the link, so the walk's next read is served from the cache).
@@ -113,7 +114,7 @@ public sealed class NblAnalyzer
         if (!poolWalk.IsComplete)
         {
             if (poolWalk.StopReason == ListStop.Interrupted) rep.Interrupted = true;
-            else rep.Notes.Add(poolWalk.Describe("NBL pool list (ndis global pool list)"));
+            else rep.Notes.Add(poolWalk.Describe("NBL pool list (ndis global pool list)") + Recovered(poolWalk, poolsRecovered, "pool(s)"));
         }
         if (_poolFilter is not null && rep.Pools.Count == 0)
             rep.Notes.Add($"pool {_poolFilter:x} is not on the NBL pool list ({rep.PoolCount} pools walked)");
@@ -215,7 +216,8 @@ public sealed class NblAnalyzer
         int entrySpan = off.EntryHeaderSize + Math.Max(off.NblSize, ownerOff + 8);
         // The walk reads each entry's link; the entry's window is prefetched in bulk before the walk moves on,
         // so the next link read is served from the cache whenever entries share a window.
-        foreach (var link in _r.WalkList(allocHead, walk, MaxNblsPerPool))
+        int recovered = 0;
+        foreach (var link in BothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
         {
             ulong entry = link - (ulong)off.EntryLinkageOffset;
             ulong nbl = entry + (ulong)off.EntryHeaderSize;
@@ -246,14 +248,38 @@ public sealed class NblAnalyzer
             if (walk.StopReason == ListStop.Interrupted) rep.Interrupted = true;
             else
             {
-                info.WalkNote = walk.Describe($"pool {pool:x} allocated list");
+                // The entry whose link could not be read was yielded and counted (as unreadable when its NBL was too).
+                info.WalkNote = walk.Describe($"pool {pool:x} allocated list") + Recovered(walk, recovered, "NBL(s)");
                 rep.Notes.Add(info.WalkNote);
-                if (walk.StopReason == ListStop.Unreadable)
-                {
-                    // The NBL whose link could not be read exists but cannot be classified.
-                    info.Unreadable++; rep.UnreadableNbls++;
-                }
             }
+        }
+    }
+
+    private static string Recovered(ListWalkResult fwd, int n, string what) =>
+        fwd.StopReason is ListStop.Unreadable or ListStop.NullLink
+            ? $"; walking back from the list head through Blink recovered {n} more {what}; entries between the break and those could not be reached"
+            : "";
+
+    /// <summary>
+    /// Forward walk (bounded, cycle-safe); when it stops on an unreadable or NULL link, walks back from the head through
+    /// Blink to recover the entries beyond the break (stopping at a seen, unreadable or NULL link).
+    /// </summary>
+    private IEnumerable<ulong> BothWays(ulong head, ListWalkResult fwd, int max, Action<int> recovered)
+    {
+        var seen = new HashSet<ulong>();
+        foreach (var l in _r.WalkList(head, fwd, max)) { seen.Add(l); yield return l; }
+        if (fwd.StopReason is not (ListStop.Unreadable or ListStop.NullLink)) yield break;
+        ulong cur = head;
+        int n = 0;
+        while (seen.Count < max)
+        {
+            if (_r.Memory.IsInterruptRequested) break;
+            var prev = _r.TryReadPointer(cur + (ulong)_r.PointerSize);
+            if (prev is null || prev.Value == 0 || prev.Value == head || !seen.Add(prev.Value)) break;
+            n++;
+            recovered(n);
+            yield return prev.Value;
+            cur = prev.Value;
         }
     }
 
