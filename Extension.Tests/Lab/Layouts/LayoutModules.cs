@@ -1,0 +1,63 @@
+using NtSleuth.Commands.Symbols;
+using NtSleuth.Commands.Symbols.Isf;
+using NtSleuth.Lab.Layouts;
+
+namespace NtSleuth.Lab.Scenario;
+
+public sealed partial class KernelScenarioBuilder
+{
+    /// <summary>True when the layout table (../shared) has <paramref name="module"/> for this build (Windows 10 1607 / 2004 / 11 labels).</summary>
+    public bool HasLayoutModule(string module) =>
+        Build.LayoutLabel is not null && LayoutTable.Shared is { } t && t.Modules.Contains(module);
+
+    /// <summary>
+    /// Loads ndis/fltmgr (or another module of the layout table) for this build: places its image (and a loader entry in
+    /// PsLoadedModuleList), and registers its types and globals as symbol module <paramref name="module"/> beside nt, so
+    /// New("_NDIS_MINIPORT_BLOCK", module: "ndis") and Symbol("ndis!ndisMiniportList") work. Returns the module's symbol table.
+    /// </summary>
+    public IsfDocument AddLayoutModule(string module, uint imageSize = 0, ulong? imageBase = null)
+    {
+        if (Build.LayoutLabel is null)
+            throw new ScenarioLayoutException($"the ndis/fltmgr layout table has no build matching {Build.Label}; {module} layouts are available for 14393, 19041 and Windows 11 only");
+        var table = LayoutTable.Shared ?? throw new ScenarioLayoutException("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent");
+        var doc = table.ToIsf(module, Build.LayoutLabel, Build.Isf);
+        ulong maxRva = doc.Symbols.Values.DefaultIfEmpty(0x10000UL).Max();
+        uint size = imageSize != 0 ? imageSize : (uint)((maxRva + 0x20000) & ~0xffffUL);
+        var entry = AddLoadedModule(table.ImageName(module), size, imageBase);
+        ulong b = ReadPointer(entry.AddressOf("DllBase"));
+        Symbols.Add(module, doc, b);
+        return doc;
+    }
+}
+
+/// <summary>An <see cref="ISymbolProvider"/> that asks several providers in turn (nt ISF + layout modules + anything else).</summary>
+public sealed class CompositeSymbolProvider(params ISymbolProvider[] providers) : ISymbolProvider
+{
+    public IReadOnlyList<ISymbolProvider> Providers { get; } = providers;
+
+    public ulong? GetSymbolAddress(string qualifiedName)
+    {
+        foreach (var p in Providers) if (p.GetSymbolAddress(qualifiedName) is { } a) return a;
+        return null;
+    }
+
+    public string? GetNameByAddress(ulong address, out ulong displacement)
+    {
+        string? best = null; displacement = ulong.MaxValue;
+        foreach (var p in Providers)
+        {
+            var n = p.GetNameByAddress(address, out var d);
+            if (n is not null && d < displacement) { best = n; displacement = d; }
+        }
+        if (best is null) displacement = 0;
+        return best;
+    }
+
+    public TypeLayout? GetTypeLayout(string module, string typeName)
+    {
+        foreach (var p in Providers) if (p.GetTypeLayout(module, typeName) is { } l) return l;
+        return null;
+    }
+
+    public bool HasSymbols(string module) => Providers.Any(p => p.HasSymbols(module));
+}
