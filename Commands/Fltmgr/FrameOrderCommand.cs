@@ -6,15 +6,25 @@ public sealed class FrameOrderCommand : ICommand
 {
     public string Name => "frameorder";
     public string Summary => "file-system filter stack: fltmgr frames, legacy filters, altitude disorder";
-    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }.Option("volume");
+    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }.Option("volume", "legacy");
     public string Usage => """
-Usage: !frameorder [-volume <name|addr>] [-json]
+Usage: !frameorder [-volume <name|addr>] [-legacy Name=altitude[,...]] [-json]
   Shows each volume's filter stack bottom to top (fltmgr frames with their minifilters and the
   legacy filters between frames), a fltmc-style table, and every altitude out of order with a fix.
+  -volume <v>  one volume: its device name (\Device\HarddiskVolume2 or HarddiskVolume2) or a _FLT_VOLUME /
+               device object address
+  -legacy      legacy filter altitudes as fltmc shows them on the machine, for the ones the frame
+               boundaries do not give (fltmc computes them from the registry load-order group)
+  Links: !fltkd.frame, !fltkd.filter, !devobj, !drvobj, dt fltmgr!_FLTP_FRAME.
 """ + "\n";
 
     public void Execute(CommandContext ctx)
     {
-        ctx.Sink.WriteError("!frameorder: not implemented yet\n");
+        var legacy = FrameAnalyzer.ParseLegacy(ctx.Args.Get("legacy"));
+        FrameOrderReport report;
+        try { report = new FrameAnalyzer(ctx.Reader, ctx.Args.Get("volume"), legacy).Analyze(); }
+        catch (FltmgrUnavailableException e) { ctx.Sink.WriteError($"!frameorder: {e.Message}\n"); return; }
+        if (ctx.IsJson) ctx.WriteJson(report);
+        else ctx.Write(FrameRenderer.Render(report));
     }
 }

@@ -13,10 +13,18 @@ Usage: !nblowners [-owner <handle>] [-pool <pool>] [-json]
   current owner (miniport, filter, protocol) with a verdict. Needs TrackNblOwner for owners.
   -owner <h>   list the NBLs held by that owner handle
   -pool <p>    only that NBL pool
+  -v           the offsets used (from ndis!ndisGlobalTriageBlock or the ndis types)
+  Links: !ndiskd.nbl, !ndiskd.nblpool, !ndiskd.miniport, dt ndis!_NET_BUFFER_LIST.
 """ + "\n";
 
     public void Execute(CommandContext ctx)
     {
-        ctx.Sink.WriteError("!nblowners: not implemented yet\n");
+        ulong? owner = ctx.Args.Get("owner") is { } o ? ctx.EvaluateAddress(o) : null;
+        ulong? pool = ctx.Args.Get("pool") is { } p ? ctx.EvaluateAddress(p) : null;
+        NblOwnersReport report;
+        try { report = new NblAnalyzer(ctx.Reader, owner, pool).Analyze(); }
+        catch (NdisUnavailableException e) { ctx.Sink.WriteError($"!nblowners: {e.Message}\n"); return; }
+        if (ctx.IsJson) ctx.WriteJson(report);
+        else ctx.Write(NblRenderer.Render(report, ctx.Args.Verbose));
     }
 }

@@ -1,0 +1,211 @@
+using System.Text.Json;
+using NtSleuth.Commands.Cli;
+using NtSleuth.Commands.Fltmgr;
+using NtSleuth.Commands.Memory;
+using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Output;
+using NtSleuth.Commands.Symbols.Isf;
+using NtSleuth.Commands.Target;
+using NtSleuth.Lab;
+using NtSleuth.Lab.Scenarios;
+using NtSleuth.Lab.Scenario;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.Unit;
+
+public class FrameOrderTests
+{
+    private static string Layouts()
+    {
+        var p = NdisFltmgrLayouts.FindLayoutsFile(TestContext.CurrentContext.TestDirectory);
+        if (p is null) Assert.Ignore("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent: fltmgr scenarios need the layout table");
+        var isf = Path.Combine(Path.GetDirectoryName(p)!, "..", "isf", "ntkrnlmp.pdb");
+        if (!Directory.Exists(isf)) Assert.Ignore("../shared/realdata/isf/ntkrnlmp.pdb is absent: fltmgr scenarios need the nt symbol tables");
+        return p!;
+    }
+
+    private static (FrameOrderReport rep, ReadStats stats) Analyze(FltmgrScenario sc, string? volume = null, string? legacy = null)
+    {
+        var stats = new ReadStats();
+        var rep = new FrameAnalyzer(new KernelReader(sc.Target, stats), volume, FrameAnalyzer.ParseLegacy(legacy)).Analyze();
+        return (rep, stats);
+    }
+
+    private static (int rc, BufferSink sink) Run(ITarget t, string args, bool dml = false)
+    {
+        var sink = new BufferSink(dml);
+        return (CommandDispatcher.Run("frameorder", args, t, sink), sink);
+    }
+
+    [TestCase(NdisFltmgrLayouts.V20H2)]
+    [TestCase(NdisFltmgrLayouts.V1607)]
+    public void SeedBrokenStackReportsDisorderAndFix(string label)
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts(), label);
+        var (rep, stats) = Analyze(sc, legacy: "EncryptionLegacy=149998.99");
+        TestContext.Out.WriteLine($"{label} broken: {stats}");
+        Assert.That(rep.Frames.Select(f => (f.Id, f.Low, f.High)), Is.EqualTo(new[] { (0u, "0", "329998.99") }));
+        Assert.That(rep.Volumes, Has.Count.EqualTo(3));
+        var c = rep.Volumes[0];
+        Assert.That(c.Name, Is.EqualTo(@"\Device\HarddiskVolume1"));
+        Assert.That(c.Stack.Select(s => s.Kind), Is.EqualTo(new[] { StackItemKind.FileSystem, StackItemKind.Frame, StackItemKind.Legacy, StackItemKind.Legacy }));
+        Assert.That(c.Stack[0].DriverName, Is.EqualTo(@"\FileSystem\Ntfs"));
+        Assert.That(c.Stack[1].Minifilters.Select(m => (m.Name, m.Altitude)), Is.EqualTo(new[] { ("FileInfo", "45000"), ("luafv", "135000"), ("AVMiniFilter", "328000") }));
+        Assert.That(c.Stack[2].Name, Is.EqualTo("EncryptionLegacy"));
+        Assert.That(c.Stack[2].Altitude, Is.EqualTo("149998.99"));
+        Assert.That(c.Stack[3].Name, Is.EqualTo("AVLegacy"));
+        Assert.That(c.Stack[3].Altitude, Is.EqualTo("329998.99"));
+        Assert.That(c.Stack[3].AltitudeSource, Is.EqualTo("high end of frame 0"));
+        Assert.That(c.Stack.Select(s => s.Device), Is.EqualTo(sc.Stacks[0]));
+        var d = rep.Disorders.Where(x => x.Volume == c.Name).ToList();
+        Assert.That(d.Select(x => x.Message), Is.EqualTo(new[] { "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O" }));
+        Assert.That(d[0].Fix, Does.Contain("\"FSFilter Compression\" (160000-169999)"));
+        Assert.That(d[0].Fix, Does.Contain("SERVICE_BOOT_START"));
+        Assert.That(d[0].Fix, Does.Contain("before AVLegacy (FSFilter Anti-Virus)"));
+        Assert.That(rep.Clean, Is.False);
+        // fltmc table.
+        Assert.That(rep.Fltmc.Select(r => (r.Name, r.Instances, r.Altitude, r.Frame)), Is.EqualTo(new (string, int?, string, string)[]
+        {
+            ("AVLegacy", null, "329998.99", "<Legacy>"), ("EncryptionLegacy", null, "149998.99", "<Legacy>"),
+            ("AVMiniFilter", 3, "328000", "0"), ("luafv", 1, "135000", "0"), ("FileInfo", 3, "45000", "0"),
+        }));
+        // Speed: <= 3 round trips per object.
+        int objects = rep.Frames.Count + rep.Filters.Count + rep.Filters.Sum(f => f.Instances.Count) + rep.Volumes.Count + rep.Volumes.Sum(v => v.Stack.Count);
+        Assert.That(stats.RoundTrips, Is.LessThanOrEqualTo(3 * objects));
+    }
+
+    [Test]
+    public void BrokenStackWithoutLegacyAltitudesSaysWhatIsMissing()
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts());
+        var (rep, _) = Analyze(sc);
+        Assert.That(rep.Volumes[0].Stack[2].Altitude, Is.Null);
+        Assert.That(rep.Notes.Any(n => n.Contains("-legacy EncryptionLegacy=<altitude>")), Is.True, string.Join("\n", rep.Notes));
+        Assert.That(rep.Notes.Any(n => n.Contains("load-order group")), Is.True);
+        Assert.That(rep.Disorders, Is.Empty);
+    }
+
+    [TestCase(NdisFltmgrLayouts.V20H2)]
+    [TestCase(NdisFltmgrLayouts.V1607)]
+    public void FixedStackIsClean(string label)
+    {
+        var sc = FltmgrScenario.SeedFixed(Layouts(), label);
+        var (rep, _) = Analyze(sc);
+        Assert.That(rep.Frames.Select(f => (f.Id, f.Low, f.High)), Is.EqualTo(new[] { (0u, "0", "149998.99"), (1u, "149998.99", "329998.99") }));
+        var c = rep.Volumes[0];
+        Assert.That(c.Stack.Select(s => s.Kind), Is.EqualTo(new[] { StackItemKind.FileSystem, StackItemKind.Frame, StackItemKind.Legacy, StackItemKind.Frame, StackItemKind.Legacy }));
+        Assert.That(c.Stack[2].Altitude, Is.EqualTo("149998.99"));
+        Assert.That(c.Stack[2].AltitudeSource, Is.EqualTo("low end of frame 1"));
+        Assert.That(c.Stack[3].Minifilters.Select(m => m.Name), Is.EqualTo(new[] { "NullFilter", "AVMiniFilter" }));
+        Assert.That(c.Stack[4].Altitude, Is.EqualTo("329998.99"));
+        Assert.That(rep.Disorders, Is.Empty);
+        Assert.That(rep.Clean, Is.True);
+        Assert.That(rep.Notes, Is.Empty);
+        var (rc, sink) = Run(sc.Target, "-text");
+        Assert.That(rc, Is.Zero);
+        Assert.That(sink.Text, Does.Contain("Altitude order: clean"));
+        Assert.That(sink.Text, Does.Contain("NullFilter                                  3        160030      1"));
+    }
+
+    [Test]
+    public void StackWithoutLegacyFiltersIsClean()
+    {
+        var sc = FltmgrScenario.NoLegacy(Layouts());
+        var (rep, _) = Analyze(sc);
+        Assert.That(rep.Volumes, Has.Count.EqualTo(2));
+        Assert.That(rep.Volumes.All(v => v.Stack.Count == 2 && v.Stack[1].Kind == StackItemKind.Frame), Is.True);
+        Assert.That(rep.Clean, Is.True);
+        Assert.That(rep.Fltmc.All(r => r.Frame == "0"), Is.True);
+    }
+
+    [Test]
+    public void ThirtyVolumesAndTwentyFiltersUnderAThousandRoundTrips()
+    {
+        var sc = FltmgrScenario.NoLegacy(Layouts(), volumes: 30, extraFilters: 17);
+        var (rep, stats) = Analyze(sc);
+        TestContext.Out.WriteLine($"30 volumes / 20 filters: {stats}");
+        Assert.That(rep.Volumes, Has.Count.EqualTo(30));
+        Assert.That(rep.Filters, Has.Count.EqualTo(20));
+        Assert.That(stats.RoundTrips, Is.LessThan(1000));
+    }
+
+    [Test]
+    public void VolumeFilterAndRendering()
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts());
+        var (rep, _) = Analyze(sc, volume: "HarddiskVolume2", legacy: "EncryptionLegacy=149998.99");
+        Assert.That(rep.Volumes.Select(v => v.Name), Is.EqualTo(new[] { @"\Device\HarddiskVolume2" }));
+        var (rep2, _) = Analyze(sc, volume: $"{sc.FrameZeroVolumes[2]:x}");
+        Assert.That(rep2.Volumes.Select(v => v.Name), Is.EqualTo(new[] { @"\Device\HarddiskVolume3" }));
+
+        var (rc, dml) = Run(sc.Target, "-dml -legacy EncryptionLegacy=149998.99");
+        Assert.That(rc, Is.Zero, dml.All);
+        Assert.That(dml.Text, Does.Contain($"<exec cmd=\"!fltkd.frame {sc.FrameAddresses[0]:x}\">"));
+        Assert.That(dml.Text, Does.Contain($"<exec cmd=\"dt fltmgr!_FLTP_FRAME {sc.FrameAddresses[0]:x}\">"));
+        Assert.That(dml.Text, Does.Contain($"<exec cmd=\"!fltkd.filter {sc.FilterAddresses["AVMiniFilter"]:x}\">AVMiniFilter</exec>"));
+        Assert.That(dml.Text, Does.Contain($"<exec cmd=\"!devobj {sc.Stacks[0][2]:x}\">"));
+        Assert.That(dml.Text, Does.Contain("<exec cmd=\"!drvobj "));
+        Assert.That(dml.Text, Does.Contain("<b>AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O</b>"));
+
+        var (_, json) = Run(sc.Target, "-json -legacy EncryptionLegacy=149998.99");
+        using var doc = JsonDocument.Parse(json.Text);
+        Assert.That(doc.RootElement.GetProperty("disorders").GetArrayLength(), Is.EqualTo(3));
+        Assert.That(doc.RootElement.GetProperty("frames")[0].GetProperty("address").GetString(), Is.EqualTo($"0x{sc.FrameAddresses[0]:x}"));
+
+        var (rc3, bad) = Run(sc.Target, "-legacy EncryptionLegacy");
+        Assert.That(rc3, Is.Not.Zero);
+        Assert.That(bad.All, Does.Contain("Usage: !frameorder"));
+    }
+
+    [Test]
+    public void DamagedStacksAreFlaggedOthersShown()
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts());
+        // Volume 2's frame device points up to a device that is not in the dump; volume 3's AttachedDevice chain made cyclic.
+        ulong attached = sc.Target.Symbols.GetTypeLayout("nt", "_DEVICE_OBJECT")!.GetField("AttachedDevice").Offset;
+        sc.Memory.WriteU64(sc.Stacks[1][1] + attached, 0xffffe000_dead0000);
+        sc.Memory.WriteU64(sc.Stacks[2][3] + attached, sc.Stacks[2][1]);
+        var (rep, _) = Analyze(sc, legacy: "EncryptionLegacy=149998.99");
+        Assert.That(rep.Volumes, Has.Count.EqualTo(3));
+        Assert.That(rep.Volumes[0].Problem, Is.Null);
+        Assert.That(rep.Volumes[1].Problem, Does.Contain("not readable"));
+        Assert.That(rep.Volumes[2].Problem, Does.Contain("cycle"));
+        Assert.That(rep.Volumes[2].Stack, Has.Count.LessThanOrEqualTo(FrameAnalyzer.MaxStack));
+        Assert.That(rep.Disorders.Any(d => d.Volume == @"\Device\HarddiskVolume1"), Is.True);
+    }
+
+    [TestCase("2016", "", false)]
+    [TestCase("win10", "", false)]
+    [TestCase("win10", "fixed", true)]
+    [TestCase("win11", "no-legacy", true)]
+    public void CatalogScenarioOnLabKernels(string build, string variant, bool clean)
+    {
+        Layouts();
+        var lb = LabBuilds.TryGet(build);
+        if (lb is null) Assert.Ignore($"lab build {build} unavailable: {LabBuilds.UnavailableReason}");
+        var r = ScenarioCatalog.Build("fltmgr-frame-order", lb!, new ScenarioOptions { Variant = variant });
+        var sink = new BufferSink();
+        var cmd = r.Commands.Single();
+        int rc = CommandDispatcher.Run("frameorder", cmd["!frameorder".Length..] + " -json", r.CreateTarget(), sink);
+        Assert.That(rc, Is.Zero, sink.All);
+        using var doc = JsonDocument.Parse(sink.Text);
+        Assert.That(doc.RootElement.GetProperty("clean").GetBoolean(), Is.EqualTo(clean));
+        if (!clean)
+            Assert.That(doc.RootElement.GetProperty("disorders")[0].GetProperty("message").GetString(),
+                Is.EqualTo("AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O"));
+    }
+
+    [Test]
+    public void FltmgrNotLoadedOrNoSymbols()
+    {
+        var none = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
+        var (rc, sink) = Run(none, "");
+        Assert.That(rc, Is.Zero);
+        Assert.That(sink.Errors, Does.Contain("fltmgr.sys is not loaded"));
+        var loaded = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), new[] { new ModuleInfo("fltmgr", 0xfffff880_01000000, 0x80000) });
+        var (rc2, sink2) = Run(loaded, "");
+        Assert.That(rc2, Is.Not.Zero);
+        Assert.That(sink2.Errors, Does.Contain("fltmgr!FltGlobals"));
+        Assert.That(sink2.Errors, Does.Contain(".reload"));
+    }
+}
