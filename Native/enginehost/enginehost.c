@@ -1,0 +1,255 @@
+/*
+ * enginehost.exe - a tiny console host for Microsoft's real debugger engine (dbgeng.dll), used by the
+ * end-to-end tests (under wine on Linux, natively on Windows).
+ *
+ *   enginehost -engine <dir> [-y <sympath>] -z <dump> [-dml] [-rawdml] [-v] [-timeout <ms>]
+ *              [-interrupt-after <ms>] -c <command> [-c <command> ...]
+ *
+ * Output protocol (stdout, UTF-8): engine output captured through output callbacks; every command is framed:
+ *   @@begin <command>
+ *   ...output...
+ *   @@end <hr as 0x%08x> <elapsed ms>
+ * Setup lines start with "@@host " ; a fatal setup failure prints "@@fatal <what> <hr>" and exits non-zero.
+ * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout.
+ */
+#define WIN32_LEAN_AND_MEAN
+#define COBJMACROS
+#define INITGUID
+#include <windows.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dbgeng.h>
+
+#ifndef DEBUG_ENGOPT_PREFER_DML
+#define DEBUG_ENGOPT_PREFER_DML 0x00040000
+#endif
+#define OUTCBI_TEXT 0x2
+#define OUTCBI_DML 0x4
+#define OUTCB_DML 1
+
+DEFINE_GUID(IID_OutputCallbacks2_local, 0x67721fe9, 0x56d2, 0x4a44, 0xa3, 0x25, 0x2b, 0x65, 0x51, 0x3c, 0xe6, 0xeb);
+DEFINE_GUID(IID_OutputCallbacks_local, 0x4bf58045, 0xd654, 0x4c40, 0xb0, 0xaf, 0x68, 0x30, 0x90, 0xf3, 0x56, 0xdc);
+DEFINE_GUID(IID_IUnknown_local, 0x00000000, 0x0000, 0x0000, 0xc0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46);
+DEFINE_GUID(IID_IDebugClient_local, 0x27fe5639, 0x8407, 0x4f47, 0x83, 0x64, 0xee, 0x11, 0x8f, 0xb0, 0x8a, 0xc8);
+DEFINE_GUID(IID_IDebugControl_local, 0x5182e668, 0x105e, 0x416e, 0xad, 0x92, 0x24, 0xef, 0x80, 0x04, 0x24, 0xba);
+
+typedef HRESULT(STDAPICALLTYPE *DebugCreateFn)(REFIID, PVOID *);
+
+/* ---------------- output callbacks (IDebugOutputCallbacks, or IDebugOutputCallbacks2 with -rawdml) --------------- */
+typedef struct OutCb OutCb;
+typedef struct OutCbVtbl {
+    HRESULT(STDMETHODCALLTYPE *QueryInterface)(OutCb *, REFIID, void **);
+    ULONG(STDMETHODCALLTYPE *AddRef)(OutCb *);
+    ULONG(STDMETHODCALLTYPE *Release)(OutCb *);
+    HRESULT(STDMETHODCALLTYPE *Output)(OutCb *, ULONG, PCSTR);
+    /* IDebugOutputCallbacks2 only: */
+    HRESULT(STDMETHODCALLTYPE *GetInterestMask)(OutCb *, PULONG);
+    HRESULT(STDMETHODCALLTYPE *Output2)(OutCb *, ULONG, ULONG, ULONG64, PCWSTR);
+} OutCbVtbl;
+struct OutCb { const OutCbVtbl *lpVtbl; int v2; };
+
+static CRITICAL_SECTION g_outLock;
+static int g_tagErrors = 0;
+
+static void emit(const char *s, size_t n) {
+    EnterCriticalSection(&g_outLock);
+    fwrite(s, 1, n, stdout);
+    LeaveCriticalSection(&g_outLock);
+}
+static void emitz(const char *s) { emit(s, strlen(s)); }
+static void emitf(const char *fmt, ...) {
+    char buf[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if (n >= (int)sizeof buf) n = sizeof buf - 1;
+    emit(buf, (size_t)n);
+    EnterCriticalSection(&g_outLock);
+    fflush(stdout);
+    LeaveCriticalSection(&g_outLock);
+}
+
+static HRESULT STDMETHODCALLTYPE cb_qi(OutCb *self, REFIID iid, void **out) {
+    if (IsEqualIID(iid, &IID_IUnknown_local) || IsEqualIID(iid, &IID_OutputCallbacks_local) ||
+        (self->v2 && IsEqualIID(iid, &IID_OutputCallbacks2_local))) {
+        *out = self;
+        return S_OK;
+    }
+    *out = NULL;
+    return E_NOINTERFACE;
+}
+static ULONG STDMETHODCALLTYPE cb_addref(OutCb *self) { (void)self; return 1; }
+static ULONG STDMETHODCALLTYPE cb_release(OutCb *self) { (void)self; return 0; }
+static void emit_masked(ULONG mask, const char *text) {
+    if (g_tagErrors && (mask & DEBUG_OUTPUT_ERROR)) {
+        emitz("@@err ");
+    }
+    emitz(text);
+}
+static HRESULT STDMETHODCALLTYPE cb_output(OutCb *self, ULONG mask, PCSTR text) {
+    (void)self;
+    if (text) emit_masked(mask, text);
+    return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE cb_interest(OutCb *self, PULONG mask) {
+    (void)self;
+    *mask = OUTCBI_TEXT | OUTCBI_DML;
+    return S_OK;
+}
+static HRESULT STDMETHODCALLTYPE cb_output2(OutCb *self, ULONG which, ULONG flags, ULONG64 arg, PCWSTR text) {
+    (void)self; (void)flags;
+    if (!text || (which != 0 && which != OUTCB_DML)) return S_OK;
+    int n = WideCharToMultiByte(CP_UTF8, 0, text, -1, NULL, 0, NULL, NULL);
+    if (n <= 0) return S_OK;
+    char *buf = (char *)malloc((size_t)n);
+    if (!buf) return S_OK;
+    WideCharToMultiByte(CP_UTF8, 0, text, -1, buf, n, NULL, NULL);
+    emit_masked((ULONG)arg, buf);
+    free(buf);
+    return S_OK;
+}
+static const OutCbVtbl g_cbVtbl = { cb_qi, cb_addref, cb_release, cb_output, cb_interest, cb_output2 };
+
+/* ---------------- interrupt + watchdog threads ------------------------------------------------------------------ */
+static IDebugControl *g_control;
+static volatile LONG g_commandSeq = 0;
+static DWORD g_interruptAfter = 0;
+static DWORD g_timeout = 120000;
+static HANDLE g_cmdStarted;
+
+static DWORD WINAPI interrupt_thread(LPVOID p) {
+    (void)p;
+    for (;;) {
+        WaitForSingleObject(g_cmdStarted, INFINITE);
+        LONG seq = g_commandSeq;
+        Sleep(g_interruptAfter);
+        if (seq == g_commandSeq) {
+            HRESULT hr = g_control->lpVtbl->SetInterrupt(g_control, DEBUG_INTERRUPT_ACTIVE);
+            emitf("@@host interrupt requested hr=0x%08lx\n", (unsigned long)hr);
+        }
+    }
+    return 0;
+}
+static DWORD WINAPI watchdog_thread(LPVOID p) {
+    (void)p;
+    Sleep(g_timeout);
+    emitf("\n@@fatal timeout %lu ms\n", (unsigned long)g_timeout);
+    fflush(stdout);
+    TerminateProcess(GetCurrentProcess(), 5);
+    return 0;
+}
+
+static double now_ms(void) {
+    static LARGE_INTEGER f;
+    LARGE_INTEGER c;
+    if (!f.QuadPart) QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (double)c.QuadPart * 1000.0 / (double)f.QuadPart;
+}
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
+            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms>] -c <command> [-c <command> ...]\n");
+}
+
+int main(int argc, char **argv) {
+    const char *engineDir = NULL, *symPath = NULL, *dump = NULL;
+    const char **cmds = (const char **)calloc((size_t)argc + 1, sizeof(char *));
+    int ncmds = 0, dml = 0, rawdml = 0, verbose = 0;
+    InitializeCriticalSection(&g_outLock);
+    setvbuf(stdout, NULL, _IOFBF, 1 << 16);
+
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int more = i + 1 < argc;
+        if (!strcmp(a, "-engine") && more) engineDir = argv[++i];
+        else if (!strcmp(a, "-y") && more) symPath = argv[++i];
+        else if (!strcmp(a, "-z") && more) dump = argv[++i];
+        else if (!strcmp(a, "-c") && more) cmds[ncmds++] = argv[++i];
+        else if (!strcmp(a, "-timeout") && more) g_timeout = (DWORD)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(a, "-interrupt-after") && more) g_interruptAfter = (DWORD)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(a, "-dml")) dml = 1;
+        else if (!strcmp(a, "-rawdml")) rawdml = 1;
+        else if (!strcmp(a, "-tagerr")) g_tagErrors = 1;
+        else if (!strcmp(a, "-v")) verbose = 1;
+        else { usage(); return 2; }
+    }
+    if (!engineDir) { usage(); return 2; }
+
+    CreateThread(NULL, 0, watchdog_thread, NULL, 0, NULL);
+
+    /* Load dbgeng.dll by full path; its dependencies (dbghelp, dbgcore, dbgmodel, msdia140) resolve beside it. */
+    char path[MAX_PATH * 2];
+    snprintf(path, sizeof path, "%s\\dbgeng.dll", engineDir);
+    SetDllDirectoryA(engineDir);
+    HMODULE eng = LoadLibraryExA(path, NULL, LOAD_WITH_ALTERED_SEARCH_PATH);
+    if (!eng) {
+        emitf("@@fatal LoadLibrary %s error %lu\n", path, (unsigned long)GetLastError());
+        return 3;
+    }
+    DebugCreateFn create = (DebugCreateFn)(void *)GetProcAddress(eng, "DebugCreate");
+    if (!create) { emitf("@@fatal no DebugCreate export in %s\n", path); return 3; }
+
+    IDebugClient *client = NULL;
+    HRESULT hr = create(&IID_IDebugClient_local, (void **)&client);
+    if (FAILED(hr)) { emitf("@@fatal DebugCreate 0x%08lx\n", (unsigned long)hr); return 3; }
+    hr = client->lpVtbl->QueryInterface(client, &IID_IDebugControl_local, (void **)&g_control);
+    if (FAILED(hr)) { emitf("@@fatal QueryInterface(IDebugControl) 0x%08lx\n", (unsigned long)hr); return 3; }
+
+    static OutCb cb = { &g_cbVtbl, 0 };
+    cb.v2 = rawdml;
+    hr = client->lpVtbl->SetOutputCallbacks(client, (PDEBUG_OUTPUT_CALLBACKS)&cb);
+    if (FAILED(hr)) { emitf("@@fatal SetOutputCallbacks 0x%08lx\n", (unsigned long)hr); return 3; }
+    ULONG mask = 0xFFFFFFFFu;
+    if (!verbose) mask &= ~(ULONG)DEBUG_OUTPUT_VERBOSE;
+    client->lpVtbl->SetOutputMask(client, mask);
+    if (dml) {
+        hr = g_control->lpVtbl->AddEngineOptions(g_control, DEBUG_ENGOPT_PREFER_DML);
+        if (FAILED(hr)) emitf("@@host AddEngineOptions(PREFER_DML) 0x%08lx\n", (unsigned long)hr);
+    }
+    if (symPath) {
+        IDebugSymbols *sym = NULL;
+        hr = client->lpVtbl->QueryInterface(client, &IID_IDebugSymbols, (void **)&sym);
+        if (SUCCEEDED(hr)) {
+            hr = sym->lpVtbl->SetSymbolPath(sym, symPath);
+            sym->lpVtbl->Release(sym);
+        }
+        if (FAILED(hr)) { emitf("@@fatal SetSymbolPath 0x%08lx\n", (unsigned long)hr); return 3; }
+    }
+    double t0 = now_ms();
+    if (dump) {
+        hr = client->lpVtbl->OpenDumpFile(client, dump);
+        if (FAILED(hr)) { emitf("@@fatal OpenDumpFile %s 0x%08lx\n", dump, (unsigned long)hr); fflush(stdout); return 4; }
+        hr = g_control->lpVtbl->WaitForEvent(g_control, DEBUG_WAIT_DEFAULT, INFINITE);
+        if (FAILED(hr)) { emitf("@@fatal WaitForEvent 0x%08lx\n", (unsigned long)hr); fflush(stdout); return 4; }
+        client->lpVtbl->FlushCallbacks(client);
+        emitf("\n@@host dump opened in %.1f ms\n", now_ms() - t0);
+    }
+
+    if (g_interruptAfter) {
+        g_cmdStarted = CreateEventA(NULL, FALSE, FALSE, NULL);
+        CreateThread(NULL, 0, interrupt_thread, NULL, 0, NULL);
+    }
+    for (int i = 0; i < ncmds; i++) {
+        emitf("@@begin %s\n", cmds[i]);
+        InterlockedIncrement(&g_commandSeq);
+        if (g_interruptAfter) SetEvent(g_cmdStarted);
+        double t = now_ms();
+        hr = g_control->lpVtbl->Execute(g_control, DEBUG_OUTCTL_ALL_CLIENTS, cmds[i], DEBUG_EXECUTE_NOT_LOGGED | DEBUG_EXECUTE_NO_REPEAT);
+        double el = now_ms() - t;
+        InterlockedIncrement(&g_commandSeq);
+        client->lpVtbl->FlushCallbacks(client);
+        emitf("\n@@end 0x%08lx %.2f\n", (unsigned long)hr, el);
+    }
+    client->lpVtbl->SetOutputCallbacks(client, NULL);
+    client->lpVtbl->EndSession(client, DEBUG_END_ACTIVE_DETACH);
+    emitf("@@host done\n");
+    fflush(stdout);
+    /* Skip engine teardown in DLL detach: it is slow under wine and irrelevant to a test host. */
+    TerminateProcess(GetCurrentProcess(), 0);
+    return 0;
+}

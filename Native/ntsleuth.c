@@ -1,0 +1,282 @@
+/*
+ * ntsleuth.dll - the DbgEng extension DLL. A thin C shim: it exports the DbgEng extension entry points and the
+ * commands, starts .NET on the first command (nethost + hostfxr) and forwards every command to the managed
+ * entry point NtSleuth.Extension.Entry.Invoke:
+ *     int Invoke(IDebugClient* client, const char* commandName, const char* args)   (returns an HRESULT)
+ *
+ * Runtime lookup order: an app-local runtime "<dir of ntsleuth.dll>\dotnet\" (laid out as a dotnet root),
+ * then DOTNET_ROOT, then the global install (nethost's default search). When no runtime is found or hosting fails,
+ * the command prints one actionable message through IDebugControl::Output(DEBUG_OUTPUT_ERROR) and returns an error
+ * HRESULT. DebugExtensionInitialize never fails because of .NET, and .NET is never started under the loader lock.
+ */
+#define WIN32_LEAN_AND_MEAN
+#define COBJMACROS
+#define INITGUID
+#include <windows.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <wchar.h>
+#include <dbgeng.h>
+#include <nethost.h>
+#include <hostfxr.h>
+#include <coreclr_delegates.h>
+
+#define MANAGED_ASSEMBLY L"NtSleuth.Extension.dll"
+#define MANAGED_RUNTIMECONFIG L"NtSleuth.Extension.runtimeconfig.json"
+#define MANAGED_TYPE L"NtSleuth.Extension.Entry, NtSleuth.Extension"
+#define MANAGED_METHOD L"Invoke"
+#define APPLOCAL_RUNTIME_DIR L"dotnet"
+
+/* hostfxr status codes we name in messages (from the .NET host's error_codes.h) */
+#define HOSTFXR_CoreHostLibMissingFailure 0x80008083
+#define HOSTFXR_FrameworkMissingFailure 0x80008096
+#define E_NTSLEUTH_NO_RUNTIME ((HRESULT)0x80008083)
+
+typedef int(CORECLR_DELEGATE_CALLTYPE *invoke_fn)(void *client, const char *commandName, const char *args);
+typedef int(NETHOST_CALLTYPE *get_hostfxr_path_fn)(char_t *buffer, size_t *buffer_size,
+                                                    const struct get_hostfxr_parameters *parameters);
+
+static HMODULE g_self;
+static SRWLOCK g_initLock = SRWLOCK_INIT;
+static invoke_fn volatile g_invoke;
+static double g_startMs; /* how long the last successful .NET start took */
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Collected diagnostics for the "cannot start .NET" message.                                                    */
+typedef struct Diag {
+    wchar_t dllDir[MAX_PATH];
+    wchar_t appLocal[MAX_PATH];
+    int appLocalPresent;
+    wchar_t dotnetRoot[MAX_PATH];
+    int dotnetRootSet;
+    int dotnetRootHasFxr;
+    wchar_t hostfxrPath[MAX_PATH];
+    wchar_t step[160];
+    int32_t rc;
+    wchar_t hostMsg[1024];
+} Diag;
+
+static Diag *g_errDiag; /* target of the hostfxr error writer while we initialize (under g_initLock) */
+
+static void HOSTFXR_CALLTYPE error_writer(const char_t *message) {
+    if (!g_errDiag || !message) return;
+    size_t used = wcslen(g_errDiag->hostMsg);
+    size_t room = sizeof(g_errDiag->hostMsg) / sizeof(wchar_t) - used;
+    if (room > 2) {
+        _snwprintf(g_errDiag->hostMsg + used, room - 1, L"%ls%ls", used ? L" " : L"", message);
+        g_errDiag->hostMsg[sizeof(g_errDiag->hostMsg) / sizeof(wchar_t) - 1] = 0;
+    }
+}
+
+static int dir_exists(const wchar_t *p) {
+    DWORD a = GetFileAttributesW(p);
+    return a != INVALID_FILE_ATTRIBUTES && (a & FILE_ATTRIBUTE_DIRECTORY);
+}
+
+static void path_join(wchar_t *out, size_t cap, const wchar_t *a, const wchar_t *b) {
+    size_t n = wcslen(a);
+    _snwprintf(out, cap - 1, L"%ls%ls%ls", a, (n && a[n - 1] == L'\\') ? L"" : L"\\", b);
+    out[cap - 1] = 0;
+}
+
+static double now_ms(void) {
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (double)c.QuadPart * 1000.0 / (double)f.QuadPart;
+}
+
+/* Starts .NET and resolves the managed entry point. Called with g_initLock held exclusively. Returns 0 or the
+ * failing status; fills diag. */
+static int32_t start_dotnet(Diag *d) {
+    double t0 = now_ms();
+    wchar_t self[MAX_PATH];
+    DWORD n = GetModuleFileNameW(g_self, self, MAX_PATH);
+    if (n == 0 || n >= MAX_PATH) { wcscpy(d->step, L"GetModuleFileName"); return d->rc = (int32_t)HRESULT_FROM_WIN32(GetLastError()); }
+    wcscpy(d->dllDir, self);
+    wchar_t *slash = wcsrchr(d->dllDir, L'\\');
+    if (slash) *slash = 0;
+
+    path_join(d->appLocal, MAX_PATH, d->dllDir, APPLOCAL_RUNTIME_DIR);
+    wchar_t fxrDir[MAX_PATH];
+    path_join(fxrDir, MAX_PATH, d->appLocal, L"host\\fxr");
+    d->appLocalPresent = dir_exists(fxrDir);
+    DWORD rn = GetEnvironmentVariableW(L"DOTNET_ROOT", d->dotnetRoot, MAX_PATH);
+    d->dotnetRootSet = rn > 0 && rn < MAX_PATH;
+    if (!d->dotnetRootSet) d->dotnetRoot[0] = 0;
+    else {
+        wchar_t f[MAX_PATH];
+        path_join(f, MAX_PATH, d->dotnetRoot, L"host\\fxr");
+        d->dotnetRootHasFxr = dir_exists(f);
+    }
+
+    wchar_t assemblyPath[MAX_PATH], configPath[MAX_PATH], nethostPath[MAX_PATH];
+    path_join(assemblyPath, MAX_PATH, d->dllDir, MANAGED_ASSEMBLY);
+    path_join(configPath, MAX_PATH, d->dllDir, MANAGED_RUNTIMECONFIG);
+    path_join(nethostPath, MAX_PATH, d->dllDir, L"nethost.dll");
+
+    /* 1. nethost (shipped beside us; loaded by full path so no other copy is picked up). */
+    HMODULE nethost = LoadLibraryExW(nethostPath, NULL, LOAD_WITH_ALTERED_SEARCH_PATH);
+    if (!nethost) {
+        _snwprintf(d->step, 159, L"loading %ls (win32 error %lu; the ntsleuth package is incomplete)", nethostPath, GetLastError());
+        return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure;
+    }
+    get_hostfxr_path_fn get_path = (get_hostfxr_path_fn)(void *)GetProcAddress(nethost, "get_hostfxr_path");
+    if (!get_path) { wcscpy(d->step, L"nethost.dll has no get_hostfxr_path"); return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure; }
+
+    struct get_hostfxr_parameters gp = { sizeof(gp), assemblyPath, NULL };
+    if (d->appLocalPresent) gp.dotnet_root = d->appLocal; /* app-local first */
+    /* else: nethost searches DOTNET_ROOT, then the global install (registered location / %ProgramFiles%\dotnet). */
+    size_t cap = MAX_PATH;
+    int32_t rc = get_path(d->hostfxrPath, &cap, &gp);
+    if (rc != 0) { wcscpy(d->step, L"locating hostfxr.dll (get_hostfxr_path)"); d->hostfxrPath[0] = 0; return d->rc = rc; }
+
+    /* 2. hostfxr */
+    HMODULE fxr = LoadLibraryExW(d->hostfxrPath, NULL, LOAD_WITH_ALTERED_SEARCH_PATH);
+    if (!fxr) {
+        _snwprintf(d->step, 159, L"loading hostfxr.dll (win32 error %lu)", GetLastError());
+        return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure;
+    }
+    hostfxr_initialize_for_runtime_config_fn init =
+        (hostfxr_initialize_for_runtime_config_fn)(void *)GetProcAddress(fxr, "hostfxr_initialize_for_runtime_config");
+    hostfxr_get_runtime_delegate_fn get_delegate =
+        (hostfxr_get_runtime_delegate_fn)(void *)GetProcAddress(fxr, "hostfxr_get_runtime_delegate");
+    hostfxr_close_fn close_fn = (hostfxr_close_fn)(void *)GetProcAddress(fxr, "hostfxr_close");
+    hostfxr_set_error_writer_fn set_writer = (hostfxr_set_error_writer_fn)(void *)GetProcAddress(fxr, "hostfxr_set_error_writer");
+    if (!init || !get_delegate || !close_fn) { wcscpy(d->step, L"hostfxr.dll lacks the hosting exports (too old)"); return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure; }
+
+    /* dotnet root = the folder three levels above host\fxr\<version>\hostfxr.dll */
+    wchar_t root[MAX_PATH];
+    wcscpy(root, d->hostfxrPath);
+    for (int i = 0; i < 4; i++) { wchar_t *s = wcsrchr(root, L'\\'); if (s) *s = 0; }
+    struct hostfxr_initialize_parameters ip = { sizeof(ip), NULL, root };
+
+    g_errDiag = d;
+    hostfxr_error_writer_fn prevWriter = set_writer ? set_writer(error_writer) : NULL;
+    hostfxr_handle ctx = NULL;
+    rc = init(configPath, &ip, &ctx);
+    if (rc < 0 || !ctx) {
+        wcscpy(d->step, L"hostfxr_initialize_for_runtime_config");
+        if (ctx) close_fn(ctx);
+        if (set_writer) set_writer(prevWriter);
+        g_errDiag = NULL;
+        return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
+    }
+    /* rc 1 (Success_HostAlreadyInitialized) / 2 (Success_DifferentRuntimeProperties): .NET already runs in this
+     * process (e.g. after .unload/.load of this extension) - use it. */
+    load_assembly_and_get_function_pointer_fn load = NULL;
+    rc = get_delegate(ctx, hdt_load_assembly_and_get_function_pointer, (void **)&load);
+    close_fn(ctx);
+    if (rc < 0 || !load) {
+        wcscpy(d->step, L"hostfxr_get_runtime_delegate");
+        if (set_writer) set_writer(prevWriter);
+        g_errDiag = NULL;
+        return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
+    }
+    void *fn = NULL;
+    rc = load(assemblyPath, MANAGED_TYPE, MANAGED_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &fn);
+    if (set_writer) set_writer(prevWriter);
+    g_errDiag = NULL;
+    if (rc < 0 || !fn) {
+        _snwprintf(d->step, 159, L"loading %ls / %ls.%ls", assemblyPath, MANAGED_TYPE, MANAGED_METHOD);
+        return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
+    }
+    g_startMs = now_ms() - t0;
+    g_invoke = (invoke_fn)fn;
+    return 0;
+}
+
+static void report_failure(PDEBUG_CLIENT client, const char *command, const Diag *d) {
+    IDebugControl *ctl = NULL;
+    if (!client || FAILED(client->lpVtbl->QueryInterface(client, &IID_IDebugControl, (void **)&ctl)) || !ctl) return;
+    char msg[4096];
+    int noRuntime = (uint32_t)d->rc == HOSTFXR_CoreHostLibMissingFailure || (uint32_t)d->rc == HOSTFXR_FrameworkMissingFailure;
+    _snprintf(msg, sizeof msg - 1,
+              "ntsleuth: cannot run !%s: %s .NET (step: %ls, hostfxr error 0x%08x).\n"
+              "  Searched, in order:\n"
+              "    1. app-local runtime: %ls\\ (%s)\n"
+              "    2. DOTNET_ROOT: %ls%s\n"
+              "    3. global install: %%ProgramFiles%%\\dotnet (or the registered x64 install location)\n"
+              "%s%ls%s"
+              "  Fix: install the .NET 10 x64 runtime (https://dotnet.microsoft.com/download/dotnet/10.0 - \".NET Runtime\", x64),\n"
+              "       or set DOTNET_ROOT to a folder containing host\\fxr and shared\\Microsoft.NETCore.App\\10.x and restart the debugger,\n"
+              "       or use the ntsleuth package that bundles the runtime (a dotnet\\ folder beside ntsleuth.dll).\n",
+              command, noRuntime ? "no usable" : "could not start", d->step, (unsigned)d->rc,
+              d->appLocal, d->appLocalPresent ? "present" : "not present",
+              d->dotnetRootSet ? d->dotnetRoot : L"not set", !d->dotnetRootSet ? "" : d->dotnetRootHasFxr ? " (has host\\fxr)" : " (no host\\fxr there)",
+              d->hostMsg[0] ? "  hostfxr said: " : "", d->hostMsg, d->hostMsg[0] ? "\n" : "");
+    msg[sizeof msg - 1] = 0;
+    ctl->lpVtbl->Output(ctl, DEBUG_OUTPUT_ERROR, "%s", msg);
+    ctl->lpVtbl->Release(ctl);
+}
+
+static void trace(PDEBUG_CLIENT client, const char *fmt, double v) {
+    char buf[32];
+    if (!GetEnvironmentVariableA("NTSLEUTH_TRACE", buf, sizeof buf)) return;
+    IDebugControl *ctl = NULL;
+    if (FAILED(client->lpVtbl->QueryInterface(client, &IID_IDebugControl, (void **)&ctl)) || !ctl) return;
+    ctl->lpVtbl->Output(ctl, DEBUG_OUTPUT_NORMAL, fmt, v);
+    ctl->lpVtbl->Release(ctl);
+}
+
+static HRESULT run(PDEBUG_CLIENT client, const char *command, PCSTR args) {
+    invoke_fn fn = g_invoke;
+    if (!fn) {
+        Diag *d = (Diag *)HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(Diag));
+        if (!d) return E_OUTOFMEMORY;
+        AcquireSRWLockExclusive(&g_initLock);
+        int32_t rc = 0;
+        int started = 0;
+        if (!g_invoke) { rc = start_dotnet(d); started = rc == 0; }
+        fn = g_invoke;
+        ReleaseSRWLockExclusive(&g_initLock);
+        if (!fn) {
+            report_failure(client, command, d);
+            HeapFree(GetProcessHeap(), 0, d);
+            return rc < 0 ? (HRESULT)rc : E_NTSLEUTH_NO_RUNTIME;
+        }
+        HeapFree(GetProcessHeap(), 0, d);
+        if (started) trace(client, "ntsleuth: .NET started in %.1f ms\n", g_startMs);
+    }
+    return (HRESULT)fn((void *)client, command, args);
+}
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Exports                                                                                                       */
+
+BOOL WINAPI DllMain(HINSTANCE inst, DWORD reason, LPVOID reserved) {
+    (void)reserved;
+    if (reason == DLL_PROCESS_ATTACH) {
+        g_self = inst;
+        DisableThreadLibraryCalls(inst);
+    }
+    return TRUE;
+}
+
+HRESULT CALLBACK DebugExtensionInitialize(PULONG version, PULONG flags) {
+    if (version) *version = DEBUG_EXTENSION_VERSION(1, 0);
+    if (flags) *flags = 0;
+    return S_OK; /* .NET starts lazily on the first command, never here (loader lock, and never fail .load). */
+}
+
+void CALLBACK DebugExtensionUninitialize(void) {
+    /* The CLR cannot be unloaded; the managed side keeps no state tied to this DLL instance. After .load again,
+     * start_dotnet finds the runtime already initialized and re-obtains the entry point. */
+    g_invoke = NULL;
+}
+
+void CALLBACK DebugExtensionNotify(ULONG notify, ULONG64 argument) {
+    (void)notify;
+    (void)argument;
+}
+
+#define NTSLEUTH_COMMAND(name) \
+    HRESULT CALLBACK name(PDEBUG_CLIENT client, PCSTR args) { return run(client, #name, args); }
+
+NTSLEUTH_COMMAND(help)
+NTSLEUTH_COMMAND(leaktag)
+NTSLEUTH_COMMAND(alpcchain)
+NTSLEUTH_COMMAND(nblowners)
+NTSLEUTH_COMMAND(dpcblame)
+NTSLEUTH_COMMAND(frameorder)
+NTSLEUTH_COMMAND(dhcptimer)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Makes the user package: a folder + zip with ntsleuth.dll, nethost.dll, the managed NtSleuth.*.dll files and their
+# runtimeconfig/deps json; with --with-runtime also an app-local .NET runtime "dotnet/" (a dotnet root:
+# host/fxr/<v>/hostfxr.dll + shared/Microsoft.NETCore.App/<v>/...) from the Microsoft.NETCore.App.Runtime.win-x64 pack.
+#   scripts/package.sh [OUTDIR] [--with-runtime] [--config Debug|Release] [--no-build] [--no-zip]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OUT=""; WITH_RUNTIME=0; CONFIG=Release; BUILD=1; ZIP=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --with-runtime) WITH_RUNTIME=1;;
+    --config) CONFIG="$2"; shift;;
+    --no-build) BUILD=0;;
+    --no-zip) ZIP=0;;
+    -*) echo "unknown option $1" >&2; exit 2;;
+    *) OUT="$1";;
+  esac; shift
+done
+OUT="${OUT:-$ROOT/artifacts/ntsleuth}"
+if [ $BUILD -eq 1 ]; then dotnet build "$ROOT/Extension/NtSleuth.Extension.csproj" -c "$CONFIG" -nologo -v q; fi
+BIN="$ROOT/Extension/bin/$CONFIG/net10.0"
+for f in ntsleuth.dll nethost.dll NtSleuth.Extension.dll NtSleuth.Extension.runtimeconfig.json NtSleuth.Extension.deps.json; do
+  [ -f "$BIN/$f" ] || { echo "package: $BIN/$f missing (build with mingw-w64 installed: scripts/setup-linux.sh)" >&2; exit 1; }
+done
+rm -rf "$OUT"; mkdir -p "$OUT"
+cp "$BIN"/ntsleuth.dll "$BIN"/nethost.dll "$BIN"/NtSleuth.*.dll "$BIN"/NtSleuth.Extension.runtimeconfig.json "$BIN"/NtSleuth.Extension.deps.json "$OUT/"
+cp "$BIN"/NtSleuth.*.pdb "$OUT/" 2>/dev/null || true
+if [ $WITH_RUNTIME -eq 1 ]; then
+  PKGS="${NUGET_PACKAGES:-$HOME/.nuget/packages}"
+  RT="$(ls -d "$PKGS"/microsoft.netcore.app.runtime.win-x64/10.* 2>/dev/null | sort -V | tail -1)"
+  [ -n "$RT" ] || { echo "package: Microsoft.NETCore.App.Runtime.win-x64 10.x not in $PKGS (dotnet build restores it)" >&2; exit 1; }
+  V="$(basename "$RT")"
+  mkdir -p "$OUT/dotnet/host/fxr/$V" "$OUT/dotnet/shared/Microsoft.NETCore.App/$V"
+  cp "$RT/runtimes/win-x64/native/hostfxr.dll" "$OUT/dotnet/host/fxr/$V/"
+  cp "$RT"/runtimes/win-x64/lib/net10.0/* "$OUT/dotnet/shared/Microsoft.NETCore.App/$V/"
+  for f in "$RT"/runtimes/win-x64/native/*; do
+    case "$(basename "$f")" in hostfxr.dll|createdump.exe|*.lib|*.pdb) ;; *) cp "$f" "$OUT/dotnet/shared/Microsoft.NETCore.App/$V/";; esac
+  done
+  cp "$RT/LICENSE.TXT" "$RT/THIRD-PARTY-NOTICES.TXT" "$OUT/dotnet/" 2>/dev/null || true
+fi
+if [ $ZIP -eq 1 ] && command -v zip >/dev/null 2>&1; then
+  (cd "$(dirname "$OUT")" && rm -f "$(basename "$OUT").zip" && zip -qr "$(basename "$OUT").zip" "$(basename "$OUT")")
+  echo "package: $OUT.zip ($(du -h "$OUT.zip" | cut -f1))"
+elif [ $ZIP -eq 1 ]; then
+  (cd "$(dirname "$OUT")" && tar -czf "$(basename "$OUT").tar.gz" "$(basename "$OUT")")
+  echo "package: $OUT.tar.gz ($(du -h "$OUT.tar.gz" | cut -f1)) (zip not installed)"
+fi
+echo "package: $OUT ($(du -sh "$OUT" | cut -f1))"
