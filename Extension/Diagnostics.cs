@@ -70,6 +70,15 @@ internal static class Diagnostics
             : $"  evaluate     : {expr}: {err}\n");
         var stack = target.GetCurrentStack(64);
         sb.Append($"  stack        : {stack.Count} frame(s) for the current thread\n");
+        if (stack.Count > 0)
+        {
+            // The current thread's stack is in every dump: a read across it shows partial-read behaviour.
+            var mem = new TargetMemory(target);
+            ulong sp = stack[0].StackOffset;
+            var buf = new byte[0x4000];
+            int n = mem.Read(sp, buf);
+            sb.Append($"  stack read   : {n} of {buf.Length} bytes at {Fmt.Addr(sp)} ({mem.Stats})\n");
+        }
         sb.Append($"  interrupt    : {(target.IsInterruptRequested ? "requested" : "not requested")}\n");
         sb.Append($"  elapsed      : {sw.Elapsed.TotalMilliseconds:F1} ms\n");
         sink.Write(sb.ToString(), false);
