@@ -17,6 +17,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     private TargetInfo? _info;
     private bool _interrupted;
     private readonly DbgEngTypeQueries _types;
+    private readonly Dictionary<string, bool> _hasSymbols = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Layouts cached for the debugger session, keyed by module base + type id + name (a .reload that changes the PDB changes the key).</summary>
     private static readonly ConcurrentDictionary<(ulong, uint, string), TypeLayout> LayoutCache = new();
@@ -105,6 +106,10 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     {
         try
         {
+            // Without type symbols, asking the engine for a type prints a large "full symbol information" banner:
+            // check the module's symbol state first and answer "unknown type" quietly.
+            if (!_hasSymbols.TryGetValue(module, out bool has)) _hasSymbols[module] = has = HasSymbols(module);
+            if (!has) return null;
             string qualified = $"{module}!{typeName}";
             if (!_types.TryGetTypeId(qualified, out ulong modBase, out uint typeId)) return null;
             var key = (modBase, typeId, qualified);

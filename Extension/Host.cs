@@ -23,6 +23,7 @@ internal static class Host
             var target = new DbgEngTarget(session);
             if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
                 InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));
+            if (Diagnostics.Wants(name, args)) return Diagnostics.Run(target, sink);
             return CommandDispatcher.Run(name, args, target, sink);
         }
         catch (Exception ex)
