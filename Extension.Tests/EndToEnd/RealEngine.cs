@@ -177,8 +177,23 @@ public sealed class RealEngine
                 File.Copy(f, Path.Combine(shared, Path.GetFileName(f)), true);
     }
 
-    /// <summary>Runs enginehost on a dump with the given commands. env: extra variables (null value = remove).</summary>
+    /// <summary>Runs enginehost on a dump with the given commands. env: extra variables (null value = remove).
+    /// A run that never got the dump open (a wine/wineserver hiccup on a loaded machine, before any of our code runs)
+    /// is retried once; everything after the dump is open counts.</summary>
     public EngineRun Run(string dump, IEnumerable<string> commands, IDictionary<string, string?>? env = null,
+                         bool dml = false, int interruptAfterMs = 0, int timeoutMs = 60_000)
+    {
+        var list = commands.ToList();
+        var run = RunOnce(dump, list, env, dml, interruptAfterMs, timeoutMs);
+        if (!run.Raw.Contains("@@host dump opened"))
+        {
+            TestContext.Out.WriteLine("engine host never opened the dump; retrying once. First attempt:\n" + run.Raw);
+            run = RunOnce(dump, list, env, dml, interruptAfterMs, timeoutMs);
+        }
+        return run;
+    }
+
+    EngineRun RunOnce(string dump, IEnumerable<string> commands, IDictionary<string, string?>? env = null,
                          bool dml = false, int interruptAfterMs = 0, int timeoutMs = 60_000)
     {
         var args = new List<string> { "-tagerr", "-engine", WinPath(EngineDir), "-y", WinPath(Path.Combine(Path.GetTempPath(), "ntsleuth-e2e-nosyms")), "-z", WinPath(dump), "-timeout", timeoutMs.ToString() };
