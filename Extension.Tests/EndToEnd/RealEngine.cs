@@ -181,7 +181,7 @@ public sealed class RealEngine
     /// A run that never got the dump open (a wine/wineserver hiccup on a loaded machine, before any of our code runs)
     /// is retried once; everything after the dump is open counts.</summary>
     public EngineRun Run(string dump, IEnumerable<string> commands, IDictionary<string, string?>? env = null,
-                         bool dml = false, int interruptAfterMs = 0, int timeoutMs = 60_000)
+                         bool dml = false, int interruptAfterMs = 0, int timeoutMs = 30_000)
     {
         var list = commands.ToList();
         var run = RunOnce(dump, list, env, dml, interruptAfterMs, timeoutMs);
@@ -194,7 +194,7 @@ public sealed class RealEngine
     }
 
     EngineRun RunOnce(string dump, IEnumerable<string> commands, IDictionary<string, string?>? env = null,
-                         bool dml = false, int interruptAfterMs = 0, int timeoutMs = 60_000)
+                         bool dml = false, int interruptAfterMs = 0, int timeoutMs = 30_000)
     {
         var args = new List<string> { "-tagerr", "-engine", WinPath(EngineDir), "-y", WinPath(Path.Combine(Path.GetTempPath(), "ntsleuth-e2e-nosyms")), "-z", WinPath(dump), "-timeout", timeoutMs.ToString() };
         Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "ntsleuth-e2e-nosyms"));
@@ -223,7 +223,7 @@ public sealed class RealEngine
         using var p = Process.Start(psi)!;
         var stderr = p.StandardError.ReadToEndAsync();
         string stdout = p.StandardOutput.ReadToEnd();
-        if (!p.WaitForExit(timeoutMs + 30_000)) { try { p.Kill(true); } catch { } }
+        if (!p.WaitForExit(timeoutMs + 10_000)) { try { p.Kill(true); } catch { } }
         sw.Stop();
         string raw = stdout + stderr.Result;
         return new EngineRun(Parse(stdout), raw, p.HasExited ? p.ExitCode : -1, sw.Elapsed.TotalMilliseconds);
