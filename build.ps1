@@ -16,7 +16,7 @@ $ErrorActionPreference = "Stop"
 $root = $PSScriptRoot
 if (-not $OutDir) { $OutDir = Join-Path $root "artifacts\ntsleuth" }
 
-# ntsleuth.dll is compiled by Native\Native.targets (mingw gcc, clang or MSVC cl on PATH).
+# ntsleuth.dll and enginehost.exe are compiled by Native\Native.targets (mingw gcc, clang or MSVC cl on PATH).
 dotnet build (Join-Path $root "NtSleuthExt.sln") -c $Configuration -nologo
 if ($LASTEXITCODE) { exit $LASTEXITCODE }
 if (-not $SkipTests) {
@@ -27,12 +27,12 @@ if (-not $SkipTests) {
 
 $bin = Join-Path $root "Extension\bin\$Configuration\net10.0"
 foreach ($f in "ntsleuth.dll","nethost.dll","NtSleuth.Extension.dll","NtSleuth.Extension.runtimeconfig.json","NtSleuth.Extension.deps.json") {
-  if (-not (Test-Path (Join-Path $bin $f))) { throw "$f missing in $bin (install LLVM clang or MSVC build tools so ntsleuth.dll is built)" }
+  if (-not (Test-Path (Join-Path $bin $f))) { throw "$f missing in $bin (install LLVM clang or the MSVC build tools so ntsleuth.dll is built)" }
 }
 if (Test-Path $OutDir) { Remove-Item -Recurse -Force $OutDir }
 New-Item -ItemType Directory -Force $OutDir | Out-Null
-Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "nethost.dll") $OutDir
-Copy-Item (Join-Path $bin "NtSleuth.*.dll"), (Join-Path $bin "NtSleuth.*.pdb"), (Join-Path $bin "NtSleuth.Extension.runtimeconfig.json"), (Join-Path $bin "NtSleuth.Extension.deps.json") $OutDir
+Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "nethost.dll"), (Join-Path $bin "NtSleuth.Extension.runtimeconfig.json"), (Join-Path $bin "NtSleuth.Extension.deps.json") $OutDir
+Get-ChildItem $bin -File | Where-Object { $_.Name -like "NtSleuth.*" -and $_.Extension -in @(".dll",".pdb") } | Copy-Item -Destination $OutDir
 
 if ($WithRuntime) {
   $pkgs = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path $HOME ".nuget\packages" }

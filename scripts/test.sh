@@ -8,15 +8,16 @@ cd "$ROOT"
 "$ROOT/scripts/setup-linux.sh"
 . "$ROOT/scripts/wine-env.sh"
 "$WINESERVER" -p120 2>/dev/null || true   # keep one wineserver warm for the whole run
+mkdir -p "$ROOT/artifacts"
 dotnet build NtSleuthExt.sln -nologo -v q
 export NTSLEUTH_REQUIRE_E2E=1
 start=$(date +%s)
 set +e
-dotnet test NtSleuthExt.sln --no-build -nologo --logger "console;verbosity=minimal" "$@" 2>&1 | tee "$ROOT/artifacts-test.log"
+dotnet test NtSleuthExt.sln --no-build -nologo --logger "console;verbosity=minimal" "$@" 2>&1 | tee "$ROOT/artifacts/test.log"
 rc=${PIPESTATUS[0]}
 set -e
 echo "==== test summary ($(( $(date +%s) - start )) s) ===="
-grep -E "^(Passed|Failed)!|Total tests|Passed:|Failed:|Skipped:" "$ROOT/artifacts-test.log" || true
+grep -E "^(Passed|Failed)!|Total tests|Passed:|Failed:|Skipped:" "$ROOT/artifacts/test.log" || true
 echo "exports of ntsleuth.dll:"
 x86_64-w64-mingw32-objdump -p "$ROOT/Extension/bin/Debug/net10.0/ntsleuth.dll" | sed -n '/Ordinal\/Name Pointer/,/^$/p' | tail -n +2
 exit $rc
