@@ -25,7 +25,7 @@ public sealed record EngineOptions
     /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it (otherwise -rawdml).</summary>
     public bool Plain { get; init; }
     public int InterruptAfterMs { get; init; }
-    public int TimeoutSeconds { get; init; } = 240;
+    public int TimeoutSeconds { get; init; } = 120;
     /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 }
