@@ -204,7 +204,9 @@ int main(int argc, char **argv) {
     cb.v2 = rawdml;
     hr = client->lpVtbl->SetOutputCallbacks(client, (PDEBUG_OUTPUT_CALLBACKS)&cb);
     if (FAILED(hr)) { emitf("@@fatal SetOutputCallbacks 0x%08lx\n", (unsigned long)hr); return 3; }
-    ULONG mask = 0xFFFFFFFFu;
+    /* The documented output classes (NORMAL..XML, 0x1-0x800). The high "internal" bits would add the engine's own
+       tracing, e.g. DEBUG_IOUTPUT_ADDR_TRANSLATE (0x08000000) prints "Amd64VtoP: ..." for every translation. */
+    ULONG mask = 0x00000FFFu;
     if (!verbose) mask &= ~(ULONG)DEBUG_OUTPUT_VERBOSE;
     client->lpVtbl->SetOutputMask(client, mask);
     if (dml) {

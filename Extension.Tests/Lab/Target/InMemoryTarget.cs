@@ -107,6 +107,12 @@ public sealed class InMemoryTarget : ITarget
 
     public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => _stack.Take(maxFrames).ToList();
 
+    /// <summary>Per-thread stacks a scenario provides (user-mode scenarios: every thread of the process).</summary>
+    public List<ThreadStack> ThreadStacks { get; } = new();
+
+    public IReadOnlyList<ThreadStack> GetThreadStacks(int maxFrames) =>
+        ThreadStacks.Select(t => t with { Frames = t.Frames.Take(maxFrames).ToList() }).ToList();
+
     /// <summary>
     /// MASM-like expressions: hex numbers (fffffa80`73d3d770, 0x..., 0n decimal), symbols (nt!PsActiveProcessHead,
     /// module names = their base), pseudo-registers (@$thread, @$proc), + and - of terms, poi(expr).
