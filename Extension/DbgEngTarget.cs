@@ -225,6 +225,41 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         return list;
     }
 
+    /// <summary>
+    /// Every thread's stack (user mode: the process's threads; kernel dumps: the engine's per-processor threads):
+    /// switches the engine's current thread for each and restores it afterwards.
+    /// </summary>
+    public IReadOnlyList<ThreadStack> GetThreadStacks(int maxFrames)
+    {
+        var result = new List<ThreadStack>();
+        var so = _s.System;
+        if (so is null || maxFrames <= 0) return result;
+        uint saved = 0, count = 0;
+        try
+        {
+            if (so.GetCurrentThreadId(&saved) < 0 || so.GetNumberThreads(&count) < 0 || count == 0) return result;
+            count = Math.Min(count, 4096u);
+            var ids = new uint[count];
+            var sys = new uint[count];
+            fixed (uint* pi = ids) fixed (uint* ps = sys)
+                if (so.GetThreadIdsByIndex(0, count, pi, ps) < 0) return result;
+            for (int i = 0; i < count; i++)
+            {
+                if (IsInterruptRequested) break;
+                if (so.SetCurrentThreadId(ids[i]) < 0) continue;
+                ulong teb = 0;
+                if (so.GetCurrentThreadTeb(&teb) < 0 || teb == 0) so.GetCurrentThreadDataOffset(&teb);
+                result.Add(new ThreadStack(sys[i], teb, GetCurrentStack(maxFrames)));
+            }
+        }
+        catch { }
+        finally
+        {
+            try { so.SetCurrentThreadId(saved); } catch { }
+        }
+        return result;
+    }
+
     /// <summary>GetInterrupt clears the engine's flag when it reports it, so the answer is sticky for this command.</summary>
     public bool IsInterruptRequested
     {
