@@ -5,6 +5,9 @@ namespace NtSleuth.Commands.Cli;
 /// <summary>Bad arguments: the message is printed with the command's usage.</summary>
 public sealed class UsageException(string message) : Exception(message);
 
+/// <summary>The command cannot run on this target (wrong kind of target, module not loaded, ...): one clear line, no usage.</summary>
+public sealed class CommandFailedException(string message) : Exception(message);
+
 /// <summary>Declares the options a command accepts. Flags take no value; options take one.</summary>
 public sealed class ArgSpec
 {

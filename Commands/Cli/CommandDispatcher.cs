@@ -73,6 +73,11 @@ public static class CommandDispatcher
             sink.Write(cmd.Usage, false);
             return E_INVALIDARG;
         }
+        catch (CommandFailedException cf)
+        {
+            sink.WriteError($"!{cmd.Name}: {cf.Message}\n");
+            return E_FAIL;
+        }
         catch (MissingSymbolException ms)
         {
             sink.WriteError($"!{cmd.Name}: {ms.Message}\n");

@@ -23,11 +23,11 @@ public sealed class DhcpAnalyzer
     {
         var info = _ctx.Target.Info;
         if (info.Kind != TargetKind.User)
-            throw new UsageException("!dhcptimer needs a user-mode target: a dump of (or attach to) the svchost.exe that hosts the DHCP client service (dhcpcore.dll). This is a kernel target; use -lease for the arithmetic alone.");
+            throw new CommandFailedException("!dhcptimer needs a user-mode target: a dump of (or attach to) the svchost.exe that hosts the DHCP client service (dhcpcore.dll). This is a kernel target; use -lease for the arithmetic alone.");
 
         var module = _ctx.Target.GetModules().FirstOrDefault(m => IsDhcpCore(m.Name));
         if (module is null)
-            throw new UsageException("dhcpcore.dll is not loaded in this process. The DHCP client runs in the svchost.exe hosting the 'Dhcp' service (tasklist /svc /fi \"services eq dhcp\"); take a dump of that process.");
+            throw new CommandFailedException("dhcpcore.dll is not loaded in this process. The DHCP client runs in the svchost.exe hosting the 'Dhcp' service (tasklist /svc /fi \"services eq dhcp\"); take a dump of that process.");
 
         var head = R.Types.TrySymbol("dhcpcore!DhcpGlobalNICList")
                    ?? throw new MissingSymbolException("symbol dhcpcore!DhcpGlobalNICList", "dhcpcore");

@@ -37,7 +37,7 @@ public sealed class DpcBlameAnalyzer
     public DpcBlameResult Analyze(int? onlyCpu)
     {
         if (_t.Info.Kind != TargetKind.Kernel)
-            throw new Cli.UsageException("!dpcblame needs a kernel target (kernel dump or live kernel debugging)");
+            throw new Cli.CommandFailedException("!dpcblame needs a kernel target (kernel dump or live kernel debugging)");
         var res = new DpcBlameResult { Build = _t.Info.BuildNumber, OnlyCpu = onlyCpu, BugCheckCpu = _t.Info.EventProcessor };
         try { _mods = _t.GetModules(); } catch (Exception ex) { res.Notes.Add($"module list not available ({ex.Message})"); }
 

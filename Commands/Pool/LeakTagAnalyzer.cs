@@ -45,7 +45,7 @@ public sealed class LeakTagAnalyzer
             Sort = o.Sort.ToString().ToLowerInvariant(),
         };
         if (_t.Info.Kind != TargetKind.Kernel)
-            throw new Cli.UsageException("!leaktag needs a kernel target (kernel dump or live kernel debugging)");
+            throw new Cli.CommandFailedException("!leaktag needs a kernel target (kernel dump or live kernel debugging)");
 
         var tags = ReadTrackerTables(res);
         foreach (var u in tags.Values)
