@@ -16,8 +16,11 @@ set +e
 dotnet test NtSleuthExt.sln --no-build -nologo --logger "console;verbosity=minimal" "$@" 2>&1 | tee "$ROOT/artifacts/test.log"
 rc=${PIPESTATUS[0]}
 set -e
-echo "==== test summary ($(( $(date +%s) - start )) s) ===="
-grep -E "^(Passed|Failed)!|Total tests|Passed:|Failed:|Skipped:" "$ROOT/artifacts/test.log" || true
 echo "exports of ntsleuth.dll:"
 x86_64-w64-mingw32-objdump -p "$ROOT/Extension/bin/Debug/net10.0/ntsleuth.dll" | sed -n '/Ordinal\/Name Pointer/,/^$/p' | tail -n +2
+echo "==== test summary ($(( $(date +%s) - start )) s) ===="
+grep -E "^(Passed|Failed)!|Total tests|Passed:|Failed:|Skipped:" "$ROOT/artifacts/test.log" || true
+# One plain closing line, summed over the test assemblies: "N passed, N failed, N skipped".
+sed -nE 's/.*Failed: *([0-9]+), Passed: *([0-9]+), Skipped: *([0-9]+).*/\1 \2 \3/p' "$ROOT/artifacts/test.log" |
+  awk '{f+=$1; p+=$2; s+=$3} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}' 
 exit $rc
