@@ -66,6 +66,14 @@ usage: NtSleuth.Lab make-samples <outdir>
         if (LabBuilds.UnavailableReason is { } why) { Console.Error.WriteLine($"bench: {why}"); return 1; }
         var cases = BenchRunner.Discover();
         var rows = BenchRunner.Run(cases, command, scenario, build, scales, Console.Error);
+        // Commands whose bench rows come from their own harness (several command runs per row).
+        foreach (var src in BenchRowSources.Discover())
+        {
+            if (command is not null && !src.Command.Split(',').Contains(command)) continue;
+            if (scenario is not null) continue;
+            try { rows.AddRange(src.Rows(build, scales)); }
+            catch (Exception ex) { Console.Error.WriteLine($"bench: {src.Command}: {ex.Message}"); }
+        }
         Console.Write(BenchRunner.Format(rows));
         return rows.Any(r => r.HResult != 0) ? 3 : 0;
     }

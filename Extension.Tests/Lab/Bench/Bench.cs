@@ -165,3 +165,25 @@ public static class BenchRunner
         return sb.ToString().Replace(" \n", "\n");
     }
 }
+
+/// <summary>
+/// Bench rows measured by a command's own harness (when its scenario needs more than one command run per row, e.g.
+/// !alpcchain's chain and -all, or !leaktag's module-count scaling). Discovered by reflection like <see cref="IBenchCase"/>.
+/// </summary>
+public interface IBenchRowSource
+{
+    string Command { get; }
+    IEnumerable<BenchRow> Rows(string? buildKey, IReadOnlyList<int>? scales);
+}
+
+public static class BenchRowSources
+{
+    public static IReadOnlyList<IBenchRowSource> Discover() =>
+        typeof(BenchRowSources).Assembly.GetTypes()
+            .Where(t => !t.IsAbstract && typeof(IBenchRowSource).IsAssignableFrom(t) && t.GetConstructor(Type.EmptyTypes) is not null)
+            .Select(t => (IBenchRowSource)Activator.CreateInstance(t)!)
+            .OrderBy(s => s.Command, StringComparer.Ordinal).ToList();
+
+    public static BenchRow Row(string command, string scenario, string build, int scale, long rt, long bytes, long mrt, long mbytes, string note = "") =>
+        new(command, scenario, build, scale, rt, bytes, KdnetModel.Seconds(rt, bytes), mrt, mbytes, KdnetModel.Seconds(mrt, mbytes), 0, 0, note);
+}
