@@ -1,0 +1,68 @@
+using NtSleuth.Lab;
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
+using NtSleuth.Lab.Scenarios;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>
+/// !dhcptimer in Microsoft's real engine: the lab's svchost (seed 000, and the healthy eight-day lease) written as a
+/// full-memory user minidump with a forged dhcpcore.dll + dhcpcore.pdb (publics only, as Microsoft ships it) whose
+/// identity the dump's module list carries.
+/// </summary>
+[TestFixture]
+[Category("EndToEnd")]
+[NonParallelizable]
+public class DhcpTimerEngineTests
+{
+    private static (string Dump, string Sym) Make(DhcpLeaseScenario scenario, string name)
+    {
+        RealEngine.Require();
+        var tools = ForgeToolchain.Find(out var why);
+        if (tools is null) { TestPaths.Unavailable(why); return default; }
+        var dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-dhcp-{Environment.ProcessId}", name);
+        Directory.CreateDirectory(dir);
+        var sym = Path.Combine(dir, "sym");
+        var dhcp = new SymbolForge(tools).ForgeInto(sym, [ForgeModules.DhcpCore()])[0];
+        var b = scenario.Build();
+        new PeImage(File.ReadAllBytes(dhcp.ImagePath)).MapInto(b.Memory, DhcpLeaseScenario.DhcpCoreBase);
+        var modules = b.Target.GetModules().Select(m => m.Name == "dhcpcore"
+            ? new MinidumpModule(m.ImagePath!, m.Base, dhcp.SizeOfImage, dhcp.TimeDateStamp, dhcp.CheckSum, dhcp.PdbGuid, dhcp.Age, dhcp.PdbName)
+            : new MinidumpModule(m.ImagePath!, m.Base, m.Size, 0x4ce7b8a1)).ToList();
+        var threads = b.Target.GetThreadStacks(64).Select(t => new MinidumpThread(t.ThreadId, t.ThreadAddress,
+            t.Frames[0].InstructionOffset, t.Frames[0].StackOffset, 0, DhcpLeaseScenario.StackBase, DhcpLeaseScenario.StackBase + 0x10000)).ToList();
+        string dump = Path.Combine(dir, name + ".dmp");
+        MinidumpWriter.Write(dump, b.Memory, new MinidumpSpec
+        {
+            DumpTimeUtc = scenario.DumpTimeUtc, ProcessId = 0x3a4, Modules = modules, Threads = threads,
+        });
+        return (dump, sym);
+    }
+
+    [Test]
+    public void SeedDumpShowsMissedRenewalAndOverflow()
+    {
+        var (dump, sym) = Make(DhcpLeaseScenario.Seed(), "seed");
+        var run = RealEngine.Run(dump, [".load " + ExtensionPackage.DllWinPath(), "lm m dhcpcore", "x dhcpcore!DhcpGlobalNICList", "!dhcptimer", "!dhcptimer -json"],
+            new EngineOptions { SymbolPath = sym, Plain = true });
+        Assert.That(run["x dhcpcore!DhcpGlobalNICList"].Output, Does.Contain("dhcpcore!DhcpGlobalNICList"), run.Transcript);
+        var o = run["!dhcptimer"].Output;
+        Assert.That(o, Does.Contain("RENEWAL MISSED: renewal missed: RunTime == T1 and T1 passed"), run.Transcript);
+        Assert.That(o, Does.Contain("15,768,000,000 ms").And.Contain("OVERFLOW"));
+        Assert.That(o, Does.Contain("IP 10.20.30.41 mask 255.255.255.0"));
+        Assert.That(o, Does.Contain("now 2018-10-29 12:43:47 UTC (dump time)"));
+        TestContext.Out.WriteLine(o);
+        Assert.That(run["!dhcptimer -json"].Output, Does.Contain("\"verdict\": \"renewalMissed\""));
+    }
+
+    [Test]
+    public void EightDayLeaseIsHealthyInTheRealEngine()
+    {
+        var (dump, sym) = Make(DhcpLeaseScenario.EightDays(), "eightdays");
+        var run = RealEngine.Run(dump, [".load " + ExtensionPackage.DllWinPath(), "!dhcptimer"], new EngineOptions { SymbolPath = sym, Plain = true });
+        var o = run["!dhcptimer"].Output;
+        Assert.That(o, Does.Contain("OK: renewal pending normally: T1 renewal in 3."), run.Transcript);
+        Assert.That(o, Does.Not.Contain("OVERFLOW"));
+    }
+}
