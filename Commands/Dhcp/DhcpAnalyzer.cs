@@ -203,6 +203,56 @@ public sealed class DhcpAnalyzer
         return (null, null);
     }
 
+    /// <summary>Bytes of a thread's stack scanned for return addresses when the engine cannot unwind it.</summary>
+    public const int StackScanBytes = 0x2000;
+
+    /// <summary>
+    /// When the engine cannot unwind (no unwind data for a module), scans the thread's stack from its stack pointer for
+    /// return addresses into dhcpcore!ProcessDhcpRequestForever and into a WaitForMultipleObjectsEx, as `dps` would.
+    /// The return into ProcessDhcpRequestForever sits just below its frame's Child-SP, so the r9 home slot of its
+    /// outgoing call is at that slot + 8 + 0x18.
+    /// </summary>
+    private MainThreadWait? ScanStack(ThreadStack t)
+    {
+        if (t.Frames.Count == 0) return null;
+        ulong sp = t.Frames[0].StackOffset;
+        var buf = new byte[StackScanBytes];
+        int got = R.Memory.Read(sp, buf) & ~7;
+        if (got == 0) return null;
+        var syms = _ctx.Target.Symbols;
+        var modules = _ctx.Target.GetModules();
+        ulong pdrfSlot = 0;
+        bool inWait = false;
+        var names = new List<string>();
+        for (int off = 0; off < got; off += 8)
+        {
+            ulong v = BinaryPrimitives.ReadUInt64LittleEndian(buf.AsSpan(off));
+            if (v < 0x10000 || !modules.Any(m => m.Contains(v))) continue;
+            if (syms.GetNameByAddress(v, out var d) is not { } n) continue;
+            names.Add($"{sp + (ulong)off:x16} {n}+0x{d:x}");
+            if (!inWait && n.Contains("WaitForMultipleObjectsEx", StringComparison.OrdinalIgnoreCase)) inWait = true;
+            if (n.Equals("dhcpcore!ProcessDhcpRequestForever", StringComparison.OrdinalIgnoreCase) && d > 0) { pdrfSlot = sp + (ulong)off; break; }
+        }
+        if (pdrfSlot == 0) return null;
+        ulong slot = pdrfSlot + 8 + 0x18;
+        uint? timeout = null;
+        string note;
+        if (inWait && R.Memory.TryReadU32(slot, out var v32))
+        {
+            timeout = v32;
+            note = (v32 == LeaseMath.Infinite
+                ? "dwMilliseconds = 0xFFFFFFFF (INFINITE) in ProcessDhcpRequestForever's r9 home slot: the service waits with no timeout, so no timer wakes it for T1/T2"
+                : $"dwMilliseconds = 0x{v32:x} ({v32:N0} ms) in ProcessDhcpRequestForever's r9 home slot")
+                + " (found by a stack scan: the engine could not unwind this thread; the home slot holds the argument only if the callee spilled r9 there)";
+        }
+        else note = "found by a stack scan (the engine could not unwind this thread)" + (inWait ? "; the r9 home slot is not readable" : "; no WaitForMultipleObjectsEx return address below it");
+        return new MainThreadWait
+        {
+            ThreadId = t.ThreadId, Thread = t.ThreadAddress, InProcessDhcpRequestForever = true, InWaitForMultipleObjectsEx = inWait,
+            Frames = names, TimeoutFromHomeSlot = timeout, TimeoutSlotAddress = slot, TimeoutNote = note,
+        };
+    }
+
     private MainThreadWait? FindMainThread()
     {
         IReadOnlyList<ThreadStack> stacks;
@@ -212,7 +262,11 @@ public sealed class DhcpAnalyzer
         {
             var names = t.Frames.Select(f => syms.GetNameByAddress(f.InstructionOffset, out var d) is { } n ? (d == 0 ? n : $"{n}+0x{d:x}") : $"{f.InstructionOffset:x}").ToList();
             int pdrf = names.FindIndex(n => n.StartsWith("dhcpcore!ProcessDhcpRequestForever", StringComparison.OrdinalIgnoreCase));
-            if (pdrf < 0) continue;
+            if (pdrf < 0)
+            {
+                if (ScanStack(t) is { } scanned) return scanned;
+                continue;
+            }
             bool inWait = names.Take(pdrf).Any(n => n.Contains("WaitForMultipleObjectsEx", StringComparison.OrdinalIgnoreCase));
             uint? timeout = null;
             ulong slot = 0;

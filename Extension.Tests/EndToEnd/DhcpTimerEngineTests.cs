@@ -24,12 +24,21 @@ public class DhcpTimerEngineTests
         var dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-dhcp-{Environment.ProcessId}", name);
         Directory.CreateDirectory(dir);
         var sym = Path.Combine(dir, "sym");
-        var dhcp = new SymbolForge(tools).ForgeInto(sym, [ForgeModules.DhcpCore()])[0];
+        // dhcpcore, kernel32 and KERNELBASE with public symbols (as Microsoft's symbol server has them), at the scenario's RVAs.
+        var forged = new SymbolForge(tools).ForgeInto(sym,
+        [
+            ForgeModules.DhcpCore(),
+            ForgeModules.Synthetic("kernel32.dll", ForgeModuleKind.UserDll, new Dictionary<string, ulong> { ["WaitForMultipleObjectsExImplementation"] = 0x21630 }, pdbName: "kernel32.pdb"),
+            ForgeModules.Synthetic("KERNELBASE.dll", ForgeModuleKind.UserDll, new Dictionary<string, ulong> { ["WaitForMultipleObjectsEx"] = 0x11340 }, pdbName: "kernelbase.pdb"),
+        ]);
+        var byName = new Dictionary<string, ForgeResult>(StringComparer.OrdinalIgnoreCase) { ["dhcpcore"] = forged[0], ["kernel32"] = forged[1], ["KERNELBASE"] = forged[2] };
         var b = scenario.Build();
-        new PeImage(File.ReadAllBytes(dhcp.ImagePath)).MapInto(b.Memory, DhcpLeaseScenario.DhcpCoreBase);
-        var modules = b.Target.GetModules().Select(m => m.Name == "dhcpcore"
-            ? new MinidumpModule(m.ImagePath!, m.Base, dhcp.SizeOfImage, dhcp.TimeDateStamp, dhcp.CheckSum, dhcp.PdbGuid, dhcp.Age, dhcp.PdbName)
-            : new MinidumpModule(m.ImagePath!, m.Base, m.Size, 0x4ce7b8a1)).ToList();
+        var modules = b.Target.GetModules().Select(m =>
+        {
+            if (!byName.TryGetValue(m.Name, out var f)) return new MinidumpModule(m.ImagePath!, m.Base, m.Size, 0x4ce7b8a1);
+            new PeImage(File.ReadAllBytes(f.ImagePath)).MapInto(b.Memory, m.Base);
+            return new MinidumpModule(m.ImagePath!, m.Base, Math.Max(f.SizeOfImage, m.Size), f.TimeDateStamp, f.CheckSum, f.PdbGuid, f.Age, f.PdbName);
+        }).ToList();
         var threads = b.Target.GetThreadStacks(64).Select(t => new MinidumpThread(t.ThreadId, t.ThreadAddress,
             t.Frames[0].InstructionOffset, t.Frames[0].StackOffset, 0, DhcpLeaseScenario.StackBase, DhcpLeaseScenario.StackBase + 0x10000)).ToList();
         string dump = Path.Combine(dir, name + ".dmp");
@@ -52,6 +61,8 @@ public class DhcpTimerEngineTests
         Assert.That(o, Does.Contain("15,768,000,000 ms").And.Contain("OVERFLOW"));
         Assert.That(o, Does.Contain("IP 10.20.30.41 mask 255.255.255.0"));
         Assert.That(o, Does.Contain("now 2018-10-29 12:43:47 UTC (dump time)"));
+        Assert.That(o, Does.Contain("Main thread 1ea4: dhcpcore!ProcessDhcpRequestForever waiting in WaitForMultipleObjectsEx"));
+        Assert.That(o, Does.Contain("dwMilliseconds = 0xFFFFFFFF (INFINITE)"));
         TestContext.Out.WriteLine(o);
         Assert.That(run["!dhcptimer -json"].Output, Does.Contain("\"verdict\": \"renewalMissed\""));
     }

@@ -165,3 +165,23 @@ public class DhcpTimerScenarioTests
         Assert.That(stats.RoundTrips, Is.LessThanOrEqualTo(8), stats.ToString());
     }
 }
+
+public class DhcpTimerStackScanTests
+{
+    [Test]
+    public void MainThreadIsFoundByStackScanWhenTheEngineCannotUnwind()
+    {
+        var b = DhcpLeaseScenario.Seed().Build();
+        // What the engine gives without unwind data: the innermost frame only.
+        var main = b.Target.ThreadStacks.Single(t => t.ThreadId == DhcpLeaseScenario.MainThreadId);
+        b.Target.ThreadStacks.Clear();
+        b.Target.ThreadStacks.Add(main with { Frames = [main.Frames[0]] });
+        var sink = new BufferSink();
+        Assert.That(CommandDispatcher.Run("dhcptimer", "-json", b.Target, sink), Is.EqualTo(0), sink.All);
+        var r = JsonSerializer.Deserialize<DhcpTimerReport>(sink.Text, JsonOut.Options)!;
+        Assert.That(r.MainThread, Is.Not.Null);
+        Assert.That(r.MainThread!.InWaitForMultipleObjectsEx, Is.True);
+        Assert.That(r.MainThread.TimeoutFromHomeSlot, Is.EqualTo(0xFFFFFFFFu));
+        Assert.That(r.MainThread.TimeoutNote, Does.Contain("found by a stack scan"));
+    }
+}

@@ -129,6 +129,8 @@ public sealed class DhcpLeaseScenario
             new(DhcpCoreBase + 0x9000 + 0x398, 0x00000000_ffc11318, sp[4], 0),
             new(0x00000000_ffc11318, 0, sp[5], 0),
         };
+        // Return addresses where a real stack has them: the return into frame i+1 sits just below frame i+1's Child-SP.
+        for (int i = 0; i + 1 < frames.Count; i++) mem.WriteU64(frames[i + 1].StackOffset - 8, frames[i].ReturnOffset);
         var modules = new List<ModuleInfo>
         {
             new("svchost", 0x00000000_ffc10000, 0xb000, @"C:\Windows\System32\svchost.exe"),
