@@ -178,8 +178,13 @@ public static class CatalogSampleMaker
             Array.Clear(img);
             if (imageOnly.IsMapped(pg)) imageOnly.Read(pg, img);
             bool changed = false;
-            for (int i = 0; i < 0x1000; i++)
-                if (old[i] != 0 && cur[i] == img[i] && cur[i] != old[i]) { cur[i] = old[i]; changed = true; }
+            // Per aligned qword (pointers must never be mixed byte by byte): the scenario's value comes back only where
+            // the page still holds exactly what the image mapping put there.
+            for (int i = 0; i < 0x1000; i += 8)
+            {
+                ulong o = BitConverter.ToUInt64(old, i), c = BitConverter.ToUInt64(cur, i), m = BitConverter.ToUInt64(img, i);
+                if (o != 0 && c == m && c != o) { Array.Copy(old, i, cur, i, 8); changed = true; }
+            }
             if (changed) b.Memory.Write(pg, cur);
         }
         string dumpRel = Path.Combine("dumps", name + ".dmp");
