@@ -77,9 +77,16 @@ public class SampleCommandsTests
             var cmd = sample.Commands.FirstOrDefault(c => c.StartsWith(prefix, StringComparison.Ordinal));
             Assert.That(cmd, Is.Not.Null, $"{sample.Name} has no command starting with '{prefix}' (has: {string.Join(", ", sample.Commands)})");
             var r = run[cmd!];
+            // What is known to be missing when the fact is absent (measured, see the report of the samples branch).
+            string known = scenario == "dpc-watchdog" && r.Output.Contains("method: stack")
+                ? "KNOWN GAP: DbgEngTarget.GetCurrentStack returns what the engine unwinds from the dump's crash CONTEXT, which is only "
+                  + "nt!KeBugCheckEx: the sample dump has no stack memory with the seed's frames (ECHO!EchoEvtTimerFunc+0x7d under "
+                  + "Wdf01000!FxTimer::TimerHandler) and the forged images carry no .pdata to unwind them; the in-memory target serves "
+                  + "that stack synthetically. Needs: the dump writer to lay out the seed's stack + the forge to emit unwind data.\n"
+                : "";
             foreach (var fact in facts)
                 Assert.That(r.Output, Does.Contain(fact),
-                    $"{cmd} in the real engine (DbgEngTarget over the forged symbols of {sample.Name}) did not print '{fact}'; hr 0x{r.HResult:x8}; output:\n{r.Output}");
+                    $"{known}{cmd} in the real engine (DbgEngTarget over the forged symbols of {sample.Name}) did not print '{fact}'; hr 0x{r.HResult:x8}; output:\n{r.Output}");
         }
     }
 }

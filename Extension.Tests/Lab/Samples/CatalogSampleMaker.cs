@@ -130,6 +130,9 @@ public static class CatalogSampleMaker
             else modules.Add(new KernelModuleSpec { Name = file, Base = m.Base, SizeOfImage = m.Size, TimeDateStamp = m.TimeDateStamp });
         }
 
+        if (b.CurrentStack.Count > 0)
+            notes.Add($"the scenario's {b.CurrentStack.Count}-frame bugcheck stack (in-memory target) is not in the dump: the engine unwinds from the crash CONTEXT (Rip nt!KeBugCheckEx) and the forged images carry no unwind data");
+
         // The scenario's processors and their current threads.
         var prcbs = new List<ulong>();
         var threads = new List<ulong>();
