@@ -55,7 +55,7 @@ for line in "${SAMPLES[@]}"; do
   for c in "${F[@]:3}"; do args+=(-c "$c"); done
   echo "===== $name ($(du -h "$dump" | cut -f1)) ====="
   start=$(date +%s.%N)
-  if ! "${RUN[@]}" "${args[@]}" 2>&1 | sed -e '/^@@end /d' -e 's/^@@begin /> /'; then fail=$((fail + 1)); echo "!! $name: enginehost failed"; fi
+  if ! "${RUN[@]}" "${args[@]}" 2>&1 | awk '/^Loading Dump File/{on=1} on' | tr -d '\r' | sed -e '/^@@end /d' -e '/^@@host /d' -e 's/^@@begin /> /' | cat -s; then fail=$((fail + 1)); echo "!! $name: enginehost failed"; fi
   printf '%s: %.1f s\n\n' "$name" "$(echo "$(date +%s.%N) - $start" | bc)"
 done
 exit $fail
