@@ -28,6 +28,9 @@ public sealed class IsfSymbolProvider : ISymbolProvider
 
     public IReadOnlyDictionary<string, (IsfDocument Doc, ulong Base)> Modules => _modules;
 
+    /// <summary>The symbols added with <see cref="AddSymbol"/> ("module!name" -> address).</summary>
+    public IReadOnlyDictionary<string, ulong> ExtraSymbols => _extraSymbols;
+
     public ulong? GetSymbolAddress(string qualifiedName)
     {
         if (_extraSymbols.TryGetValue(qualifiedName, out var x)) return x;

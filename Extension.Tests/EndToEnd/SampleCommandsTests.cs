@@ -1,0 +1,92 @@
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
+using NtSleuth.Lab.Samples;
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.Unit;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>
+/// The samples users get from scripts/make-samples.sh, in Microsoft's real engine: make-samples writes the seed
+/// scenarios of the lab catalogue on Windows 10 19041 (dump + forged symbols), then each sample's own commands run
+/// after <c>.load ntsleuth.dll</c> (our package with an app-local .NET runtime), through the DbgEng-backed target.
+/// Each command must print the seed's key fact.
+/// </summary>
+[TestFixture]
+[Category("EndToEnd")]
+[NonParallelizable]
+public class SampleCommandsTests
+{
+    /// <summary>Seed scenario -> (command prefix, facts its output must contain).</summary>
+    private static readonly Dictionary<string, (string Command, string[] Facts)[]> Expected = new()
+    {
+        ["logon-hang-alpc"] = [("!alpcchain fffffa80", ["blocked 4:21:40"])],
+        ["pool-leak"] = [("!leaktag Leak", ["Leak", "615,424,000"])],
+        ["dpc-watchdog"] = [("!dpcblame", ["EchoEvtTimerFunc"])],
+        ["ndis-pending-nbls"] = [("!nblowners", ["1854"])],
+        ["fltmgr-frame-order"] = [("!frameorder", ["AVMiniFilter"])],
+    };
+
+    private static List<CatalogSample>? _samples;
+    private static string? _dir;
+
+    [OneTimeTearDown]
+    public void Cleanup()
+    {
+        ForgeTestEnv.Cleanup();
+        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    private static IReadOnlyList<CatalogSample> Samples()
+    {
+        if (_samples is not null) return _samples;
+        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
+        var build = LabBuilds.TryGet("19041");
+        if (build is null) Assert.Ignore("no 19041 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
+        var forge = new SymbolForge(ForgeTestEnv.Tools());
+        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-samples-e2e-{Environment.ProcessId}");
+        var log = new StringWriter();
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        _samples = CatalogSampleMaker.Make(_dir, forge, [build!], ScenarioCatalog.All.Where(s => Expected.ContainsKey(s.Name)), KernelDumpKind.Complete, log);
+        TestContext.Progress.WriteLine($"[samples] {_samples.Count} samples in {sw.Elapsed.TotalSeconds:F1} s\n{log}");
+        return _samples;
+    }
+
+    public static IEnumerable<string> SeedScenarios => Expected.Keys;
+
+    [TestCaseSource(nameof(SeedScenarios))]
+    public void SampleCommandsPrintTheSeedFactsInTheRealEngine(string scenario)
+    {
+        RealEngine.Require();
+        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-19041");
+        Assert.That(sample, Is.Not.Null, $"make-samples wrote no sample for {scenario} on 19041 (see the progress log)");
+        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        string load = ".load " + ExtensionPackage.DllWinPath();
+        var commands = new List<string> { load };
+        commands.AddRange(sample.Commands);
+        var run = RealEngine.Run(dump, commands, new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
+        TestContext.Out.WriteLine($"{sample.Name}: dump {sample.DumpBytes:N0} bytes, made in {sample.Seconds:F2} s, engine run {run.Wall.TotalSeconds:F1} s; notes: {string.Join("; ", sample.Notes)}");
+        foreach (var c in run.Commands) TestContext.Out.WriteLine($"> {c.Command}  (hr 0x{c.HResult:x8}, {c.Milliseconds:F0} ms)\n{c.Output}");
+
+        Assert.That(run.Commands.Select(c => c.Command), Does.Contain(load), run.Transcript);
+        var loaded = run[load];
+        Assert.That(loaded.HResult, Is.EqualTo(0u), $".load failed:\n{loaded.Output}");
+        foreach (var (prefix, facts) in Expected[scenario])
+        {
+            var cmd = sample.Commands.FirstOrDefault(c => c.StartsWith(prefix, StringComparison.Ordinal));
+            Assert.That(cmd, Is.Not.Null, $"{sample.Name} has no command starting with '{prefix}' (has: {string.Join(", ", sample.Commands)})");
+            var r = run[cmd!];
+            // What is known to be missing when the fact is absent (measured, see the report of the samples branch).
+            string known = scenario == "dpc-watchdog" && r.Output.Contains("method: stack")
+                ? "KNOWN GAP: DbgEngTarget.GetCurrentStack returns what the engine unwinds from the dump's crash CONTEXT, which is only "
+                  + "nt!KeBugCheckEx: the sample dump has no stack memory with the seed's frames (ECHO!EchoEvtTimerFunc+0x7d under "
+                  + "Wdf01000!FxTimer::TimerHandler) and the forged images carry no .pdata to unwind them; the in-memory target serves "
+                  + "that stack synthetically. Needs: the dump writer to lay out the seed's stack + the forge to emit unwind data.\n"
+                : "";
+            foreach (var fact in facts)
+                Assert.That(r.Output, Does.Contain(fact),
+                    $"{known}{cmd} in the real engine (DbgEngTarget over the forged symbols of {sample.Name}) did not print '{fact}'; hr 0x{r.HResult:x8}; output:\n{r.Output}");
+        }
+    }
+}
