@@ -268,17 +268,33 @@ public sealed class DpcBlameAnalyzer
             c.MethodNote = "culprit from the bugcheck thread's stack as the engine unwound it";
             foreach (var f in frames) c.Frames.Add(Frame(f.InstructionOffset, 0));
         }
-        else
+        // The engine's unwind may stop in nt (e.g. at KeBugCheckEx when a module has no unwind data): then the DPC
+        // stack is scanned as well, and its frames are used when they reach a driver.
+        bool driverFrame = c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module));
+        if (frames.Count == 0 || !driverFrame)
         {
+            var unwound = c.Frames.ToList();
             int cpu = res.BugCheckCpu >= 0 && res.BugCheckCpu < prcbs.Count ? res.BugCheckCpu : 0;
             var st = res.Processors.FirstOrDefault(p => p.Cpu == cpu);
             ulong dpcStack = 0;
             if (prcbs.Count > cpu && prcbs[cpu] != 0 && plan.Fields.TryGetValue("DpcStack", out var ds))
                 M.TryReadPointer(prcbs[cpu] + (ulong)ds.Offset, out dpcStack);
-            if (dpcStack == 0) { res.Notes.Add("no stack: the engine could not unwind and the PRCB has no readable DpcStack"); return; }
-            c.Method = "stack-scan";
-            c.MethodNote = $"no unwind data: scanned CPU {cpu}'s DPC stack ({Output.Fmt.Addr(dpcStack - 0x6000)}-{Output.Fmt.Addr(dpcStack)}) for return addresses inside modules that follow a call instruction";
-            ScanStack(c, dpcStack - 0x6000, 0x6000);
+            if (dpcStack == 0)
+            {
+                if (frames.Count == 0) { res.Notes.Add("no stack: the engine could not unwind and the PRCB has no readable DpcStack"); return; }
+            }
+            else
+            {
+                c.Frames.Clear();
+                ScanStack(c, dpcStack - 0x6000, 0x6000);
+                if (c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module)) || frames.Count == 0)
+                {
+                    c.Method = "stack-scan";
+                    c.MethodNote = (frames.Count == 0 ? "no unwind data" : $"the engine's unwind stopped in the kernel after {frames.Count} frame(s)")
+                        + $": scanned CPU {cpu}'s DPC stack ({Output.Fmt.Addr(dpcStack - 0x6000)}-{Output.Fmt.Addr(dpcStack)}) for return addresses inside modules that follow a call instruction";
+                }
+                else { c.Frames.Clear(); c.Frames.AddRange(unwound); }
+            }
         }
         res.Culprit = c;
         // The innermost frame outside the kernel and HAL is the culprit; frames above it show the dispatch path.

@@ -296,9 +296,10 @@ public sealed class DpcWatchdogScenario
             var b = new byte[5]; b[0] = 0xE8; BitConverter.GetBytes(rel).CopyTo(b, 1);
             k.Memory.Write(ip - 5, b);
         }
+        // A real stack holds the return addresses (what a dump carries and a stack scan finds); an unwindable target
+        // also reports the frames themselves.
+        for (int i = 1; i < ips.Count; i++) k.Memory.WriteU64(ips[i].Sp - 8, ips[i].Ip);
         if (unwindable)
             foreach (var (ip, _, sp) in ips) k.Stack.Add(new StackFrameInfo(ip, 0, sp, 0));
-        else
-            for (int i = 1; i < ips.Count; i++) k.Memory.WriteU64(ips[i].Sp - 8, ips[i].Ip);
     }
 }
