@@ -71,7 +71,10 @@ public sealed class BaselineKernelScenario : IScenario
         r.Facts["file"] = file.Address;
         r.Facts["processCount"] = (ulong)names.Count + 1;
         r.Facts["ntfsEntry"] = ntfs.Address;
-        r.Commands.Add($"!process 0 0");
+        // Our commands on a kernel with no problem: the DPC-pressure view of every CPU, and !alpcchain on a thread that
+        // waits for an IRP rather than an ALPC reply (it says what the thread is doing instead).
+        r.Commands.Add("!dpcblame");
+        r.Commands.Add($"!alpcchain {blocked.Address:x}");
         return r;
     }
 }
