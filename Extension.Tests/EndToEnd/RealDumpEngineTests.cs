@@ -163,6 +163,26 @@ public class RealDumpEngineTests
             Assert.That(dt, Does.Match($@"\+0x{mb.GetProperty(f).GetProperty("offset").GetProperty("Windows 10 v2004").GetInt32():x3} {f}\s+:"), dt);
     }
 
+    /// <summary>Our own target (DbgEngTarget) on the real dump: the extension reads the triage PRCB through it.</summary>
+    [Test]
+    public void OurTargetReadsTheRealDump()
+    {
+        var run = RealEngine.Run(_dump, [".load " + ExtensionPackage.DllWinPath(), "!help -diag", "!dpcblame", "!dpcblame -json"],
+            new EngineOptions { SymbolPath = _sym, Plain = true, TimeoutSeconds = 600 });
+        string diag = run["!help -diag"].Output;
+        TestContext.Out.WriteLine(diag);
+        Assert.That(diag, Does.Contain($"build {_exp.GetProperty("MinorVersion(build)").GetInt32()}"), diag);
+        string text = run["!dpcblame"].Output;
+        TestContext.Out.WriteLine(text);
+        Assert.That(text, Does.Contain("1000007E").IgnoreCase, "the bugcheck is read through our target");
+        // The event CPU's PRCB is in the triage dump: its watchdog period must come out as the .expected.json says.
+        int period = Walk.GetProperty("KPRCB.DpcWatchdogPeriod").GetInt32();
+        var cpu0Watchdog = text[text.IndexOf("CPU 0 ", StringComparison.Ordinal)..].Split('\n').First(l => l.Contains("watchdog:"));
+        Assert.That(cpu0Watchdog, Does.Contain($"DpcWatchdogPeriod 0x{period:x}"), text);
+        using var json = JsonDocument.Parse(run["!dpcblame -json"].Output);
+        Assert.That(json.RootElement.GetRawText(), Does.Contain(period.ToString()));
+    }
+
     [Test]
     public void TypesComeOutAtTheirIsfOffsets()
     {
