@@ -22,30 +22,7 @@ public class DhcpTimerEngineTests
         var tools = ForgeToolchain.Find(out var why);
         if (tools is null) { TestPaths.Unavailable(why); return default; }
         var dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-dhcp-{Environment.ProcessId}", name);
-        Directory.CreateDirectory(dir);
-        var sym = Path.Combine(dir, "sym");
-        // dhcpcore, kernel32 and KERNELBASE with public symbols (as Microsoft's symbol server has them), at the scenario's RVAs.
-        var forged = new SymbolForge(tools).ForgeInto(sym,
-        [
-            ForgeModules.DhcpCore(),
-            ForgeModules.Synthetic("kernel32.dll", ForgeModuleKind.UserDll, new Dictionary<string, ulong> { ["WaitForMultipleObjectsExImplementation"] = 0x21630 }, pdbName: "kernel32.pdb"),
-            ForgeModules.Synthetic("KERNELBASE.dll", ForgeModuleKind.UserDll, new Dictionary<string, ulong> { ["WaitForMultipleObjectsEx"] = 0x11340 }, pdbName: "kernelbase.pdb"),
-        ]);
-        var byName = new Dictionary<string, ForgeResult>(StringComparer.OrdinalIgnoreCase) { ["dhcpcore"] = forged[0], ["kernel32"] = forged[1], ["KERNELBASE"] = forged[2] };
-        var b = scenario.Build();
-        var modules = b.Target.GetModules().Select(m =>
-        {
-            if (!byName.TryGetValue(m.Name, out var f)) return new MinidumpModule(m.ImagePath!, m.Base, m.Size, 0x4ce7b8a1);
-            new PeImage(File.ReadAllBytes(f.ImagePath)).MapInto(b.Memory, m.Base);
-            return new MinidumpModule(m.ImagePath!, m.Base, Math.Max(f.SizeOfImage, m.Size), f.TimeDateStamp, f.CheckSum, f.PdbGuid, f.Age, f.PdbName);
-        }).ToList();
-        var threads = b.Target.GetThreadStacks(64).Select(t => new MinidumpThread(t.ThreadId, t.ThreadAddress,
-            t.Frames[0].InstructionOffset, t.Frames[0].StackOffset, 0, DhcpLeaseScenario.StackBase, DhcpLeaseScenario.StackBase + 0x10000)).ToList();
-        string dump = Path.Combine(dir, name + ".dmp");
-        MinidumpWriter.Write(dump, b.Memory, new MinidumpSpec
-        {
-            DumpTimeUtc = scenario.DumpTimeUtc, ProcessId = 0x3a4, Modules = modules, Threads = threads,
-        });
+        var (dump, sym, _) = scenario.WriteSample(dir, name, new SymbolForge(tools));
         return (dump, sym);
     }
 

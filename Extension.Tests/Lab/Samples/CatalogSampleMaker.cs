@@ -34,7 +34,7 @@ public static class CatalogSampleMaker
     };
 
     public static List<CatalogSample> Make(string outDir, SymbolForge forge, IEnumerable<LabBuild> builds, IEnumerable<IScenario> scenarios,
-        KernelDumpKind kind, TextWriter log)
+        KernelDumpKind kind, TextWriter log, bool userSamples = false)
     {
         Directory.CreateDirectory(outDir);
         var list = new List<CatalogSample>();
@@ -63,8 +63,28 @@ public static class CatalogSampleMaker
                 }
             }
         }
+        if (userSamples) list.AddRange(MakeUserSamples(outDir, forge, log));
         WriteManifest(Path.Combine(outDir, "manifest.json"), list);
         return list;
+    }
+
+    /// <summary>The user-mode samples: seed 000's svchost (one-year lease, renewal missed) and a healthy eight-day lease.</summary>
+    private static IEnumerable<CatalogSample> MakeUserSamples(string outDir, SymbolForge forge, TextWriter log)
+    {
+        foreach (var (name, sc) in new[] { ("dhcp-lease-7601", Scenarios.DhcpLeaseScenario.Seed()), ("dhcp-lease-8days-7601", Scenarios.DhcpLeaseScenario.EightDays()) })
+        {
+            CatalogSample? s = null;
+            try
+            {
+                var sw = Stopwatch.StartNew();
+                var (dump, sym, bytes) = sc.WriteSample(outDir, name, forge);
+                s = new CatalogSample(name, Path.GetRelativePath(outDir, dump), Path.GetRelativePath(outDir, sym), "6.1.7601.17514", "user",
+                    ["!dhcptimer", "!dhcptimer -lease 365.00:00:00"], "000_39f7cd67dd109944.txt", [], bytes, sw.Elapsed.TotalSeconds, new Dictionary<string, ulong>());
+                log.WriteLine($"{name}: {bytes:N0} bytes (user minidump), {s.Seconds:F2} s");
+            }
+            catch (Exception e) { log.WriteLine($"skip {name}: {e.GetType().Name}: {e.Message}"); }
+            if (s is not null) yield return s;
+        }
     }
 
     private static CatalogSample WriteOne(string outDir, string name, IScenario sc, ScenarioResult r, ForgeResult nt, SymbolForge forge, KernelDumpKind kind)

@@ -73,7 +73,9 @@ public static class SampleMaker
         var names = Opt("--scenarios")?.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var scenarios = names is null ? ScenarioCatalog.All : ScenarioCatalog.All.Where(s => names.Contains(s.Name, StringComparer.OrdinalIgnoreCase)).ToList();
         var sw = Stopwatch.StartNew();
-        var list = CatalogSampleMaker.Make(outDir, new SymbolForge(tools), builds, scenarios, bitmap ? KernelDumpKind.BitmapFull : KernelDumpKind.Complete, Console.Out);
+        // The user-mode DHCP samples (minidumps) come with every run unless --scenarios leaves out "dhcp-lease".
+        bool user = names is null || names.Contains("dhcp-lease", StringComparer.OrdinalIgnoreCase);
+        var list = CatalogSampleMaker.Make(outDir, new SymbolForge(tools), builds, scenarios, bitmap ? KernelDumpKind.BitmapFull : KernelDumpKind.Complete, Console.Out, user);
         Console.WriteLine($"{list.Count} samples, {list.Sum(s => s.DumpBytes):N0} dump bytes, {sw.Elapsed.TotalSeconds:F1} s -> {Path.Combine(outDir, "manifest.json")}");
         return list.Count > 0 ? 0 : 1;
     }

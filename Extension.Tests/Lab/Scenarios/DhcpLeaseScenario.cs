@@ -2,6 +2,8 @@ using System.Buffers.Binary;
 using System.Text;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Target;
 
 namespace NtSleuth.Lab.Scenarios;
@@ -152,4 +154,35 @@ public sealed class DhcpLeaseScenario
 
     private static byte[] Ip(string dotted) => dotted.Split('.').Select(byte.Parse).ToArray();
     private static long ToUnix(DateTime t) => (long)(t - DateTime.UnixEpoch).TotalSeconds;
+
+    /// <summary>
+    /// Writes the scenario as a full-memory user minidump plus forged dhcpcore.dll / kernel32.dll / KERNELBASE.dll
+    /// symbols (publics only, as Microsoft ships them; the dump's module list carries their identities) into
+    /// <paramref name="dir"/>: returns the dump path and the symbol folder.
+    /// </summary>
+    public (string Dump, string SymbolPath, long Bytes) WriteSample(string dir, string name, SymbolForge forge)
+    {
+        Directory.CreateDirectory(dir);
+        var sym = Path.Combine(dir, "symbols", name);
+        var forged = forge.ForgeInto(sym,
+        [
+            ForgeModules.DhcpCore(),
+            ForgeModules.Synthetic("kernel32.dll", ForgeModuleKind.UserDll, new Dictionary<string, ulong> { ["WaitForMultipleObjectsExImplementation"] = 0x21630 }, pdbName: "kernel32.pdb"),
+            ForgeModules.Synthetic("KERNELBASE.dll", ForgeModuleKind.UserDll, new Dictionary<string, ulong> { ["WaitForMultipleObjectsEx"] = 0x11340 }, pdbName: "kernelbase.pdb"),
+        ]);
+        var byName = new Dictionary<string, ForgeResult>(StringComparer.OrdinalIgnoreCase) { ["dhcpcore"] = forged[0], ["kernel32"] = forged[1], ["KERNELBASE"] = forged[2] };
+        var b = Build();
+        var modules = b.Target.GetModules().Select(m =>
+        {
+            if (!byName.TryGetValue(m.Name, out var f)) return new MinidumpModule(m.ImagePath!, m.Base, m.Size, 0x4ce7b8a1);
+            new PeImage(File.ReadAllBytes(f.ImagePath)).MapInto(b.Memory, m.Base);
+            return new MinidumpModule(m.ImagePath!, m.Base, Math.Max(f.SizeOfImage, m.Size), f.TimeDateStamp, f.CheckSum, f.PdbGuid, f.Age, f.PdbName);
+        }).ToList();
+        var threads = b.Target.GetThreadStacks(64).Select(t => new MinidumpThread(t.ThreadId, t.ThreadAddress,
+            t.Frames[0].InstructionOffset, t.Frames[0].StackOffset, 0, StackBase, StackBase + 0x10000)).ToList();
+        Directory.CreateDirectory(Path.Combine(dir, "dumps"));
+        string dump = Path.Combine(dir, "dumps", name + ".dmp");
+        long bytes = MinidumpWriter.Write(dump, b.Memory, new MinidumpSpec { DumpTimeUtc = DumpTimeUtc, ProcessId = 0x3a4, Modules = modules, Threads = threads });
+        return (dump, sym, bytes);
+    }
 }
