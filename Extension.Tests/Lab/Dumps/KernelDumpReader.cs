@@ -148,11 +148,11 @@ public sealed class KernelDumpReader
     public ulong? Translate(ulong va, ulong? dtb = null)
     {
         ulong table = (dtb ?? DirectoryTableBase) & KernelDumpWriter.PtePfnMask;
+        Span<byte> b = stackalloc byte[8];
         for (int level = 4; level >= 1; level--)
         {
             int shift = 12 + 9 * (level - 1);
             ulong idx = (va >> shift) & 0x1ff;
-            Span<byte> b = stackalloc byte[8];
             if (!ReadPhysical(table + idx * 8, b)) return null;
             ulong e = BinaryPrimitives.ReadUInt64LittleEndian(b);
             if ((e & KernelDumpWriter.PtePresent) == 0) return null;
