@@ -21,10 +21,13 @@ public sealed class FrameAnalyzer
     private readonly string? _volume;
     private readonly Dictionary<string, string> _legacyAltitudes;
     private readonly Dictionary<ulong, string> _driverNames = new();
+    private readonly Dictionary<ulong, string?> _serviceNames = new();
+    private readonly ILoadOrderGroupSource? _groups;
 
-    public FrameAnalyzer(KernelReader reader, string? volume = null, IReadOnlyDictionary<string, string>? legacyAltitudes = null)
+    public FrameAnalyzer(KernelReader reader, string? volume = null, IReadOnlyDictionary<string, string>? legacyAltitudes = null,
+        ILoadOrderGroupSource? groups = null)
     {
-        _r = reader; _volume = volume;
+        _r = reader; _volume = volume; _groups = groups;
         _legacyAltitudes = new Dictionary<string, string>(legacyAltitudes ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase);
     }
 
@@ -213,7 +216,7 @@ public sealed class FrameAnalyzer
             }
             else if (vs.Stack.Count == 0) item.Kind = StackItemKind.FileSystem;
             else if (item.DriverName.EndsWith("\\FltMgr", StringComparison.OrdinalIgnoreCase)) item.Kind = StackItemKind.Unknown;
-            else { item.Kind = StackItemKind.Legacy; item.Name = ShortName(item.DriverName); }
+            else { item.Kind = StackItemKind.Legacy; item.Name = ShortName(item.DriverName); item.Service = ServiceName(drv) ?? item.Name; }
             vs.Stack.Add(item);
             cur = dv.TryUInt("AttachedDevice") ?? 0;
         }
@@ -229,6 +232,23 @@ public sealed class FrameAnalyzer
         return n;
     }
 
+    /// <summary>DRIVER_OBJECT.DriverExtension->ServiceKeyName (the service key fltmgr reads the Group value from).</summary>
+    private string? ServiceName(ulong drv)
+    {
+        if (drv == 0) return null;
+        if (_serviceNames.TryGetValue(drv, out var n)) return n;
+        n = null;
+        var T = _r.Types;
+        if (T.TryGet("nt", "_DRIVER_EXTENSION") is not null &&
+            _r.TryReadPointer(drv + T.FieldOffset("nt", "_DRIVER_OBJECT", "DriverExtension")) is { } ext && ext != 0)
+        {
+            n = _r.ReadUnicodeString(ext + T.FieldOffset("nt", "_DRIVER_EXTENSION", "ServiceKeyName"));
+            if (string.IsNullOrWhiteSpace(n)) n = null;
+        }
+        _serviceNames[drv] = n;
+        return n;
+    }
+
     private static string ShortName(string driverName)
     {
         int i = driverName.LastIndexOf('\\');
@@ -236,13 +256,34 @@ public sealed class FrameAnalyzer
     }
 
     /// <summary>
-    /// Legacy filter altitudes, as fltmc shows them: given with -legacy (fltmc's value from the live machine), else from
-    /// the frame boundaries (a frame created directly above a legacy filter starts at its altitude; a frame's interval is
-    /// extended up to the highest legacy filter attached above it).
+    /// Legacy filter altitudes, as fltmc shows them. In order of trust:
+    /// 1. -legacy Name=altitude (fltmc's value from the live machine);
+    /// 2. what fltmgr itself computes: the service's load-order group (registry Group value) looked up in
+    ///    fltmgr!LegacyFilterAltitdudeMap as read from the target;
+    /// 3. the frame boundaries fltmgr derived from it (a frame created directly above a legacy filter starts at its
+    ///    altitude; a frame's interval is extended up to the highest legacy filter attached above it);
+    /// 4. the group's documented altitude range (fltmgr gives a legacy filter the top of its group's range less 0.01,
+    ///    e.g. FSFilter Encryption 140000-149999 -> 149998.99), when fltmgr's table is not readable.
     /// </summary>
     private void ResolveLegacyAltitudes(FrameOrderReport rep)
     {
-        bool anyUnknown = false;
+        var legacyItems = rep.Volumes.SelectMany(v => v.Stack).Where(s => s.Kind == StackItemKind.Legacy).ToList();
+        if (legacyItems.Count == 0) return;
+        LegacyAltitudeMap? map = null;
+        var groupNotes = new List<string>();
+        var groupCache = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        bool anyUnknown = false, mapNoted = false;
+
+        string? GroupOf(StackItem it)
+        {
+            if (_groups is null || it.Service is null) return null;
+            if (groupCache.TryGetValue(it.Service, out var g)) return g;
+            g = _groups.GroupOf(it.Service, out var why);
+            if (g is null && why is not null && !groupNotes.Contains(why)) groupNotes.Add(why);
+            groupCache[it.Service] = g;
+            return g;
+        }
+
         foreach (var vs in rep.Volumes)
         {
             var st = vs.Stack;
@@ -250,27 +291,78 @@ public sealed class FrameAnalyzer
             {
                 var it = st[i];
                 if (it.Kind != StackItemKind.Legacy) continue;
-                if (_legacyAltitudes.TryGetValue(it.Name!, out var given)) { it.Altitude = given; it.AltitudeSource = "-legacy"; continue; }
-                if (i + 1 < st.Count && st[i + 1].Kind == StackItemKind.Frame)
+                it.LoadOrderGroup = GroupOf(it);
+                if (_legacyAltitudes.TryGetValue(it.Name!, out var given) || (it.Service is not null && _legacyAltitudes.TryGetValue(it.Service, out given)))
+                { it.Altitude = given; it.AltitudeSource = "-legacy"; continue; }
+                if (it.LoadOrderGroup is not null)
                 {
-                    var fr = rep.Frames.First(f => f.Id == st[i + 1].FrameId);
-                    if (fr.Low != "0" && LoadOrderGroups.TryParse(fr.Low, out _)) { it.Altitude = fr.Low; it.AltitudeSource = $"low end of frame {fr.Id}"; continue; }
+                    map ??= ReadMap(rep);
+                    if (map.Entries.TryGetValue(it.LoadOrderGroup, out var ma))
+                    { it.Altitude = ma; it.AltitudeSource = $"group \"{it.LoadOrderGroup}\" in fltmgr's legacy altitude table"; continue; }
                 }
-                // Topmost legacy filter between the frame below it and the next frame (or the top of the stack).
-                int below = st.FindLastIndex(i, x => x.Kind == StackItemKind.Frame);
-                int nextFrame = st.FindIndex(i, x => x.Kind == StackItemKind.Frame);
-                int topLegacy = nextFrame < 0 ? st.FindLastIndex(x => x.Kind == StackItemKind.Legacy)
-                                              : st.FindLastIndex(nextFrame, x => x.Kind == StackItemKind.Legacy);
-                if (below >= 0 && topLegacy == i)
+                if (FromFrames(rep, st, i) is { } ff) { it.Altitude = ff.Altitude; it.AltitudeSource = ff.Source; continue; }
+                if (it.LoadOrderGroup is not null && LoadOrderGroups.All.FirstOrDefault(g => g.Name.Equals(it.LoadOrderGroup, StringComparison.OrdinalIgnoreCase)) is { } dg)
                 {
-                    var fr = rep.Frames.First(f => f.Id == st[below].FrameId);
-                    if (LoadOrderGroups.TryParse(fr.High, out _)) { it.Altitude = fr.High; it.AltitudeSource = $"high end of frame {fr.Id}"; continue; }
+                    it.Altitude = (dg.High - 0.01m).ToString("0.00", CultureInfo.InvariantCulture);
+                    it.AltitudeSource = $"group \"{dg.Name}\" ({dg.Low}-{dg.High}), documented range";
+                    if (!mapNoted && map?.Problem is { } mp)
+                    {
+                        rep.Notes.Add($"{mp}: legacy altitudes from the documented load-order group ranges (top of range - 0.01), which fltmc matches on the builds we know");
+                        mapNoted = true;
+                    }
+                    continue;
                 }
+                if (it.LoadOrderGroup is not null)
+                    rep.Notes.Add($"{it.Name}: load-order group \"{it.LoadOrderGroup}\" is neither in fltmgr's legacy altitude table nor a documented file-system filter group; its altitude is unknown");
                 anyUnknown = true;
             }
         }
+        // Cross-check: fltmgr's table against the frame boundaries it derived.
+        foreach (var vs in rep.Volumes)
+            for (int i = 0; i < vs.Stack.Count; i++)
+            {
+                var it = vs.Stack[i];
+                if (it.Kind != StackItemKind.Legacy || it.AltitudeSource is null || !it.AltitudeSource.StartsWith("group")) continue;
+                if (FromFrames(rep, vs.Stack, i) is { } ff && LoadOrderGroups.TryParse(ff.Altitude, out var fa) && LoadOrderGroups.TryParse(it.Altitude, out var ia) && fa != ia)
+                {
+                    string n = $"{vs.Name}: {it.Name} altitude {it.Altitude} ({it.AltitudeSource}) but the {ff.Source} is {ff.Altitude}: the group was changed after boot, or fltmgr adjusted the frame for another filter";
+                    if (!rep.Notes.Contains(n)) rep.Notes.Add(n);
+                }
+            }
         if (anyUnknown)
-            rep.Notes.Add("some legacy filter altitudes cannot be derived from the frame boundaries (fltmc computes them from the service's load-order group in the registry, which the dump does not carry; no fltmgr build in our symbol tables keeps them in a documented structure): pass them with -legacy Name=altitude as fltmc shows them");
+        {
+            foreach (var n in groupNotes) rep.Notes.Add(n);
+            rep.Notes.Add("some legacy filter altitudes are unknown: fltmc computes them from the service's load-order group (registry Group value), which could not be read here, and the frame boundaries do not give them; pass them with -legacy Name=altitude as fltmc shows them");
+        }
+    }
+
+    private LegacyAltitudeMap ReadMap(FrameOrderReport rep)
+    {
+        var map = LegacyAltitudeMap.Read(_r);
+        rep.LegacyAltitudeMap = map.Address;
+        foreach (var (g, a) in map.Entries) rep.LegacyAltitudes[g] = a;
+        return map;
+    }
+
+    /// <summary>A legacy filter's altitude from the frame boundaries around it, when they give it.</summary>
+    private static (string Altitude, string Source)? FromFrames(FrameOrderReport rep, List<StackItem> st, int i)
+    {
+        if (i + 1 < st.Count && st[i + 1].Kind == StackItemKind.Frame)
+        {
+            var fr = rep.Frames.First(f => f.Id == st[i + 1].FrameId);
+            if (fr.Low != "0" && LoadOrderGroups.TryParse(fr.Low, out _)) return (fr.Low, $"low end of frame {fr.Id}");
+        }
+        // Topmost legacy filter between the frame below it and the next frame (or the top of the stack).
+        int below = st.FindLastIndex(i, x => x.Kind == StackItemKind.Frame);
+        int nextFrame = st.FindIndex(i, x => x.Kind == StackItemKind.Frame);
+        int topLegacy = nextFrame < 0 ? st.FindLastIndex(x => x.Kind == StackItemKind.Legacy)
+                                      : st.FindLastIndex(nextFrame, x => x.Kind == StackItemKind.Legacy);
+        if (below >= 0 && topLegacy == i)
+        {
+            var fr = rep.Frames.First(f => f.Id == st[below].FrameId);
+            if (LoadOrderGroups.TryParse(fr.High, out _)) return (fr.High, $"high end of frame {fr.Id}");
+        }
+        return null;
     }
 
     private static void BuildFltmc(FrameOrderReport rep)
@@ -288,6 +380,9 @@ public sealed class FrameAnalyzer
 
     private static void CheckDisorder(FrameOrderReport rep)
     {
+        // Legacy filters' load-order groups as the registry gives them (else the documented group of their altitude).
+        var groups = rep.Volumes.SelectMany(v => v.Stack).Where(s => s.Kind == StackItemKind.Legacy && s.LoadOrderGroup is not null)
+            .GroupBy(s => s.Name!, StringComparer.OrdinalIgnoreCase).ToDictionary(g => g.Key, g => g.First().LoadOrderGroup!, StringComparer.OrdinalIgnoreCase);
         foreach (var vs in rep.Volumes)
         {
             // Flatten bottom to top: minifilter instances inside frames, legacy filters between them.
@@ -319,7 +414,7 @@ public sealed class FrameAnalyzer
                         Volume = vs.Name, Lower = a.Name, LowerAltitude = a.Alt, LowerFrame = a.Frame?.ToString(CultureInfo.InvariantCulture),
                         Upper = b.Name, UpperAltitude = b.Alt,
                         Message = $"{lowerDesc} is below {b.Name} ({b.Alt}): {LoadOrderGroups.Effect(ba, b.Name)}",
-                        Fix = SuggestFix(flat, up, aa, ba, b.Name, a),
+                        Fix = SuggestFix(flat, up, aa, ba, b.Name, a, groups),
                     };
                     rep.Disorders.Add(d);
                 }
@@ -328,7 +423,7 @@ public sealed class FrameAnalyzer
     }
 
     private static string? SuggestFix(List<(string Name, string Alt, uint? Frame, bool Legacy, int Pos)> flat, int upperIdx, decimal lowerAlt, decimal legacyAlt,
-        string legacyName, (string Name, string Alt, uint? Frame, bool Legacy, int Pos) lower)
+        string legacyName, (string Name, string Alt, uint? Frame, bool Legacy, int Pos) lower, IReadOnlyDictionary<string, string> groups)
     {
         if (lower.Legacy)
             return $"{lower.Name} and {legacyName} are both legacy filters: they attach in load order; make {lower.Name} load after {legacyName} (its load-order group) or replace it with a minifilter";
@@ -340,8 +435,8 @@ public sealed class FrameAnalyzer
                                                                 && (lgGroup is null || g.Low > lgGroup.High));
         if (candidate is null)
             return $"no documented load-order group lies between {legacyName} ({legacyAlt}) and {lower.Name} ({lowerAlt}); a new fltmgr frame cannot be forced between them with a dummy minifilter";
-        string after = lgGroup?.Name ?? legacyName;
-        string before = upperBound is null ? "" : $" and before {nextLegacy.Name} ({LoadOrderGroups.Containing(upperBound.Value)?.Name ?? nextLegacy.Alt})";
+        string after = groups.GetValueOrDefault(legacyName) ?? lgGroup?.Name ?? legacyName;
+        string before = upperBound is null ? "" : $" and before {nextLegacy.Name} ({groups.GetValueOrDefault(nextLegacy.Name) ?? LoadOrderGroups.Containing(upperBound.Value)?.Name ?? nextLegacy.Alt})";
         return $"install a dummy minifilter (e.g. a NullFilter) in load-order group \"{candidate.Name}\" ({candidate.Low}-{candidate.High}), SERVICE_BOOT_START, " +
                $"altitude e.g. {candidate.Low + 30}: it loads after {legacyName} ({after}){before}, so fltmgr creates a new frame above {legacyName} " +
                $"and {lower.Name} ({lowerAlt}) then attaches in that frame, above {legacyName}";

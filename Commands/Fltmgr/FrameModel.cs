@@ -14,6 +14,9 @@ public sealed class FrameOrderReport
     public List<Disorder> Disorders { get; set; } = new();
     public List<string> Notes { get; set; } = new();
     public string? VolumeFilter { get; set; }
+    /// <summary>fltmgr's group -> legacy altitude table as read from the target (empty when unavailable), and where it is.</summary>
+    [JsonConverter(typeof(HexConverter))] public ulong LegacyAltitudeMap { get; set; }
+    public Dictionary<string, string> LegacyAltitudes { get; set; } = new();
     public bool Clean => Disorders.Count == 0;
 }
 
@@ -62,6 +65,9 @@ public sealed class StackItem
     [JsonConverter(typeof(HexConverter))] public ulong FltVolume { get; set; }
     public string? Altitude { get; set; }
     public string? AltitudeSource { get; set; }
+    /// <summary>Legacy filter: its service (DRIVER_OBJECT.DriverExtension->ServiceKeyName) and that service's load-order group.</summary>
+    public string? Service { get; set; }
+    public string? LoadOrderGroup { get; set; }
     /// <summary>Frame: the minifilter instances on this volume in that frame, lowest altitude first.</summary>
     public List<StackMinifilter> Minifilters { get; set; } = new();
 }

@@ -45,7 +45,10 @@ public static class FrameRenderer
                     case StackItemKind.Legacy:
                         d.Text("legacy filter ").Text(Fmt.Clean(s.Name)).Text("  ").Link(Fmt.Clean(s.DriverName), $"!drvobj {s.Driver:x}")
                          .Text("  device ").Link(Fmt.Addr(s.Device), $"!devobj {s.Device:x}")
-                         .Text("  altitude ").Text(s.Altitude is null ? "unknown" : Fmt.Clean(s.Altitude) + $" ({s.AltitudeSource})").Line();
+                         .Text("  altitude ").Text(s.Altitude is null ? "unknown" : Fmt.Clean(s.Altitude) + " (" + Fmt.Clean(s.AltitudeSource) + ")");
+                        if (s.Service is not null && !s.Service.Equals(s.Name, StringComparison.OrdinalIgnoreCase)) d.Text("  service ").Text(Fmt.Clean(s.Service));
+                        if (s.LoadOrderGroup is not null && s.AltitudeSource?.StartsWith("group") != true) d.Text("  group \"").Text(Fmt.Clean(s.LoadOrderGroup)).Text("\"");
+                        d.Line();
                         break;
                     default:
                         d.Text("FltMgr device not on any frame's volume list ").Link(Fmt.Addr(s.Device), $"!devobj {s.Device:x}").Line();

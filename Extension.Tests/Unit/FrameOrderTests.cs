@@ -208,4 +208,93 @@ public class FrameOrderTests
         Assert.That(sink2.Errors, Does.Contain("fltmgr!FltGlobals"));
         Assert.That(sink2.Errors, Does.Contain(".reload"));
     }
+
+    /// <summary>A group source from a dictionary: the chain's logic apart from where groups come from (the registry).</summary>
+    private sealed class Groups(Dictionary<string, string> d) : ILoadOrderGroupSource
+    {
+        public string? GroupOf(string service, out string? whyNot)
+        {
+            whyNot = d.ContainsKey(service) ? null : $"no Group value for service {service}";
+            return d.GetValueOrDefault(service);
+        }
+    }
+
+    private static FrameOrderReport AnalyzeWithGroups(FltmgrScenario sc, ILoadOrderGroupSource groups, string? legacy = null) =>
+        new FrameAnalyzer(new KernelReader(sc.Target), null, FrameAnalyzer.ParseLegacy(legacy), groups).Analyze();
+
+    [TestCase(NdisFltmgrLayouts.V20H2)]
+    [TestCase(NdisFltmgrLayouts.V1607)]
+    [TestCase(NdisFltmgrLayouts.Win11)]
+    public void LegacyAltitudeMapIsReadFromFltmgr(string label)
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts(), label);
+        var stats = new ReadStats();
+        var map = LegacyAltitudeMap.Read(new KernelReader(sc.Target, stats));
+        Assert.That(map.Problem, Is.Null);
+        Assert.That(map.Entries, Has.Count.EqualTo(LoadOrderGroups.All.Count));
+        Assert.That(map.Entries["FSFilter Encryption"], Is.EqualTo("149998.99"));
+        Assert.That(map.Entries["fsfilter anti-virus"], Is.EqualTo("329998.99"));
+        Assert.That(stats.RoundTrips, Is.LessThanOrEqualTo(3), stats.ToString());
+    }
+
+    [Test]
+    public void SeedBrokenStackWithoutHintsTakesTheAltitudeFromFltmgrsTable()
+    {
+        // The table differs from the documented ranges on purpose: the altitude must come from the target's table.
+        var spec = FltmgrScenario.BrokenSpec(NdisFltmgrLayouts.V20H2) with
+        {
+            AltitudeMap = new[] { ("FSFilter Anti-Virus", "329998.99"), ("FSFilter Encryption", "141234.5"), ("FSFilter Bottom", "49998.99") },
+        };
+        var sc = FltmgrScenario.Build(Layouts(), spec);
+        var rep = AnalyzeWithGroups(sc, new Groups(FltmgrScenario.SeedLegacyGroups()));
+        var enc = rep.Volumes[0].Stack[2];
+        Assert.That((enc.Name, enc.Service, enc.LoadOrderGroup), Is.EqualTo(("EncryptionLegacy", "EncryptionLegacy", "FSFilter Encryption")));
+        Assert.That(enc.Altitude, Is.EqualTo("141234.5"));
+        Assert.That(enc.AltitudeSource, Is.EqualTo("group \"FSFilter Encryption\" in fltmgr's legacy altitude table"));
+        Assert.That(rep.Volumes[0].Stack[3].Altitude, Is.EqualTo("329998.99"));
+        Assert.That(rep.LegacyAltitudes, Has.Count.EqualTo(3));
+        Assert.That(rep.Disorders.Where(d => d.Volume == rep.Volumes[0].Name).Select(d => d.Message),
+            Is.EqualTo(new[] { "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (141234.5): it sees encrypted I/O" }));
+        Assert.That(rep.Disorders[0].Fix, Does.Contain("it loads after EncryptionLegacy (FSFilter Encryption) and before AVLegacy (FSFilter Anti-Virus)"));
+        Assert.That(rep.Notes, Is.Empty, string.Join("\n", rep.Notes));
+        var text = FrameRenderer.Render(rep).Render(OutputMode.Text);
+        Assert.That(text, Does.Contain("altitude 141234.5 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)"));
+    }
+
+    [Test]
+    public void UnrecognisedTableFallsBackToTheDocumentedRangeAndSaysSo()
+    {
+        var spec = FltmgrScenario.BrokenSpec(NdisFltmgrLayouts.V20H2) with { AltitudeMap = null };
+        var sc = FltmgrScenario.Build(Layouts(), spec);
+        var rep = AnalyzeWithGroups(sc, new Groups(FltmgrScenario.SeedLegacyGroups()));
+        var enc = rep.Volumes[0].Stack[2];
+        Assert.That(enc.Altitude, Is.EqualTo("149998.99"));
+        Assert.That(enc.AltitudeSource, Is.EqualTo("group \"FSFilter Encryption\" (140000-149999), documented range"));
+        // AVLegacy: the frame boundary (read from the target) is preferred to the documented range.
+        Assert.That(rep.Volumes[0].Stack[3].AltitudeSource, Is.EqualTo("high end of frame 0"));
+        Assert.That(rep.Notes.Single(), Does.Contain("LegacyFilterAltitdudeMap").And.Contain("documented load-order group ranges"));
+        Assert.That(rep.Disorders.Count(d => d.Volume == rep.Volumes[0].Name), Is.EqualTo(1));
+    }
+
+    [Test]
+    public void UnknownGroupAndUnreadableGroupAreNamed()
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts());
+        var rep = AnalyzeWithGroups(sc, new Groups(new() { ["EncryptionLegacy"] = "Vendor Special Group" }));
+        Assert.That(rep.Volumes[0].Stack[2].Altitude, Is.Null);
+        Assert.That(rep.Notes, Has.Some.Contains("\"Vendor Special Group\" is neither in fltmgr's legacy altitude table nor a documented"));
+        var rep2 = AnalyzeWithGroups(sc, new Groups(new()));
+        Assert.That(rep2.Notes, Has.Some.EqualTo("no Group value for service EncryptionLegacy"));
+        Assert.That(rep2.Notes, Has.Some.Contains("-legacy Name=altitude"));
+        Assert.That(rep2.Volumes[0].Stack[3].AltitudeSource, Is.EqualTo("high end of frame 0"));
+    }
+
+    [Test]
+    public void TableThatDisagreesWithTheFramesIsNoted()
+    {
+        var spec = FltmgrScenario.FixedSpec(NdisFltmgrLayouts.V20H2) with { AltitudeMap = new[] { ("FSFilter Encryption", "145000"), ("FSFilter Anti-Virus", "329998.99") } };
+        var rep = AnalyzeWithGroups(FltmgrScenario.Build(Layouts(), spec), new Groups(FltmgrScenario.SeedLegacyGroups()));
+        Assert.That(rep.Volumes[0].Stack[2].Altitude, Is.EqualTo("145000"));
+        Assert.That(rep.Notes, Has.Some.Contains("EncryptionLegacy altitude 145000").And.Contains("low end of frame 1 is 149998.99"));
+    }
 }

@@ -17,6 +17,13 @@ public sealed record FltmgrScenarioSpec
     public string[] Stack { get; init; } = Array.Empty<string>();
     public int Volumes { get; init; } = 1;
     public string FileSystem { get; init; } = "Ntfs";
+    /// <summary>Load-order group of each legacy filter's service (registry Group value), by driver name.</summary>
+    public Dictionary<string, string> LegacyGroups { get; init; } = new(StringComparer.OrdinalIgnoreCase);
+    /// <summary>
+    /// fltmgr!LegacyFilterAltitdudeMap as laid into fltMgr.sys .data: UNICODE_STRING pairs (group, altitude); null = leave
+    /// the table zeroed (a build whose table is not in the recognised shape).
+    /// </summary>
+    public (string Group, string Altitude)[]? AltitudeMap { get; init; } = FltmgrScenario.DocumentedAltitudeMap();
 }
 
 /// <summary>
@@ -58,6 +65,17 @@ public sealed class FltmgrScenario
         }
     }
 
+    /// <summary>The documented file-system filter groups with the legacy altitude fltmgr gives them (top of range - 0.01).</summary>
+    public static (string Group, string Altitude)[] DocumentedAltitudeMap() =>
+        NtSleuth.Commands.Fltmgr.LoadOrderGroups.All.Reverse()
+            .Select(g => (g.Name, (g.High - 0.01m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+
+    /// <summary>Seed 004's legacy filters: their services' load-order groups.</summary>
+    public static Dictionary<string, string> SeedLegacyGroups() => new(StringComparer.OrdinalIgnoreCase)
+    {
+        ["EncryptionLegacy"] = "FSFilter Encryption", ["AVLegacy"] = "FSFilter Anti-Virus",
+    };
+
     public static FltmgrScenario SeedBroken(string layouts, string label = NdisFltmgrLayouts.V20H2) => Build(layouts, BrokenSpec(label));
 
     public static FltmgrScenarioSpec BrokenSpec(string label) => new()
@@ -70,6 +88,7 @@ public sealed class FltmgrScenario
         },
         Stack = new[] { "frame:0", "legacy:EncryptionLegacy", "legacy:AVLegacy" },
         Volumes = 3,
+        LegacyGroups = SeedLegacyGroups(),
     };
 
     public static FltmgrScenario SeedFixed(string layouts, string label = NdisFltmgrLayouts.V20H2) => Build(layouts, FixedSpec(label));
@@ -85,6 +104,7 @@ public sealed class FltmgrScenario
         },
         Stack = new[] { "frame:0", "legacy:EncryptionLegacy", "frame:1", "legacy:AVLegacy" },
         Volumes = 3,
+        LegacyGroups = SeedLegacyGroups(),
     };
 
     public static FltmgrScenario NoLegacy(string layouts, string label = NdisFltmgrLayouts.V20H2, int volumes = 2, int extraFilters = 0) =>
@@ -152,8 +172,31 @@ public sealed class FltmgrScenario
             var t = w.Type("nt", "_DRIVER_OBJECT");
             d = Obj(t.Size);
             w.UnicodeString(d + w.Offset("nt", "_DRIVER_OBJECT", "DriverName"), heap.Alloc((ulong)name.Length * 2 + 8), name);
+            // The I/O manager's driver extension: ServiceKeyName = the service key (the driver name's last component).
+            ulong ext = Obj(w.Type("nt", "_DRIVER_EXTENSION").Size);
+            string service = name[(name.LastIndexOf('\\') + 1)..];
+            w.Set(ext, "nt", "_DRIVER_EXTENSION", "DriverObject", d);
+            w.UnicodeString(ext + w.Offset("nt", "_DRIVER_EXTENSION", "ServiceKeyName"), heap.Alloc((ulong)service.Length * 2 + 8), service);
+            w.Set(d, "nt", "_DRIVER_OBJECT", "DriverExtension", ext);
             drivers[name] = d;
             return d;
+        }
+
+        // fltmgr's legacy altitude table in .data, its strings in .rdata.
+        if (Spec.AltitudeMap is { } amap && flt.Symbols.ContainsKey("LegacyFilterAltitdudeMap"))
+        {
+            ulong table = FltmgrBase + flt.GetSymbolRva("LegacyFilterAltitdudeMap");
+            ulong strings = FltmgrBase + 0x1e000;
+            Memory.Map(table, (ulong)amap.Length * 32 + 16);
+            foreach (var (i, (g, a)) in amap.Index())
+            {
+                foreach (var (j, text) in new[] { g, a }.Index())
+                {
+                    Memory.Map(strings, (ulong)text.Length * 2 + 2);
+                    w.UnicodeString(table + (ulong)(i * 32 + j * 16), strings, text);
+                    strings += ((ulong)text.Length * 2 + 2 + 7) & ~7UL;
+                }
+            }
         }
 
         // Frames.
