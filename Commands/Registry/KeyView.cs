@@ -93,7 +93,7 @@ public sealed class KeyView
     {
         if (st.Stop) return;
         if (R.Kernel.Memory.IsInterruptRequested) { R.Note($"{Describe}: subkey walk interrupted by user; results are partial"); st.Stop = true; return; }
-        if (!st.Seen.Add(listCell)) { R.Note($"{Describe}: subkey index cell 0x{listCell:x8} is listed twice (cycle in the index); walk stopped"); st.Stop = true; return; }
+        if (!st.Seen.Add(listCell)) { R.Note($"{Describe}: subkey index cell 0x{listCell:x8} is listed twice (cycle in the index); skipped, results are partial"); return; }
         var c = _hive.GetCell(listCell, $"subkey list of {Describe}");
         if (c is null) return;
         var types = R.Kernel.Types;
