@@ -273,7 +273,8 @@ public class RegistryReaderTests
         // Partial results: the rest of the hive still reads.
         var hive = r.OpenHive(System)!;
         Assert.That(hive.CurrentControlSetName(), Is.EqualTo("ControlSet001"));
-        Assert.That(hive.OpenKey(@"ControlSet001\Enum\Dev0039"), Is.Not.Null);
+        Assert.That(lab.Sys.BlockAddress(lab.Key(@"ControlSet002\Services\EncryptionLegacy")), Is.Not.EqualTo(block));
+        Assert.That(hive.OpenKey(@"ControlSet002\Services\EncryptionLegacy")?.GetValue("Group")?.AsString(), Is.EqualTo("FSFilter Encryption (ControlSet002)"));
     }
 
     [TestCaseSource(nameof(Builds))]
@@ -381,6 +382,31 @@ public class RegistryReaderTests
         Assert.That(r.Notes, Has.Some.StartsWith(expected));
         Assert.That(why, Does.Contain(expected));
         Assert.That(r.Notes.Count(n => n.Contains("Registry process")), Is.EqualTo(1), "said once, not per cell");
+    }
+
+    [Test]
+    public void ProcessReadsAreCachedPerProcessAndCounted()
+    {
+        // TargetMemory.ForProcess: one cache per process (the same user VA differs between processes), counted with the rest.
+        var kernel = new SparseMemory();
+        kernel.WriteU64(0xffff_f000_0000_0000, 0x1111);
+        var t = new InMemoryTarget(kernel, new NtSleuth.Commands.Symbols.Isf.IsfSymbolProvider(), new NtSleuth.Commands.Target.TargetInfo(), []);
+        var a = new SparseMemory(); a.WriteU64(0x10000, 0xaaaa);
+        var b = new SparseMemory(); b.WriteU64(0x10000, 0xbbbb);
+        t.AddProcessSpace(0xffff_e000_0000_1000, a);
+        t.AddProcessSpace(0xffff_e000_0000_2000, b);
+        var stats = new ReadStats();
+        var mem = new TargetMemory(t, stats);
+        Assert.That(mem.ForProcess(0xffff_e000_0000_1000).TryReadU64(0x10000, out var va) ? va : 0, Is.EqualTo(0xaaaaUL));
+        Assert.That(mem.ForProcess(0xffff_e000_0000_2000).TryReadU64(0x10000, out var vb) ? vb : 0, Is.EqualTo(0xbbbbUL));
+        Assert.That(mem.TryReadU64(0x10000, out _), Is.False, "the kernel view has no user pages");
+        Assert.That(stats.RoundTrips, Is.EqualTo(3));
+        Assert.That(mem.ForProcess(0xffff_e000_0000_1000).TryReadU64(0x10000, out va) ? va : 0, Is.EqualTo(0xaaaaUL));
+        Assert.That(stats.RoundTrips, Is.EqualTo(3), "cached per process");
+        Span<byte> buf = stackalloc byte[8];
+        Assert.That(mem.ReadProcess(0xffff_e000_0000_3000, 0x10000, buf), Is.Zero, "a process the target cannot read");
+        Assert.That(mem.ReadProcess(0xffff_e000_0000_3000, 0xffff_f000_0000_0000, buf), Is.EqualTo(8), "kernel addresses read in any process context");
+        Assert.That(stats.RoundTrips, Is.EqualTo(t.ReadCalls));
     }
 
     // =====================================================================================
