@@ -53,15 +53,19 @@ public sealed class RegistryReader
     public HiveView? OpenHive(string rootPath)
     {
         string want = Normalize(rootPath);
+        // One view per hive and command: its map, blocks and cells stay cached across lookups.
+        if (_opened.TryGetValue(want, out var open)) return open;
         int n = 0;
         foreach (var h in EnumerateHives())
         {
             n++;
-            if (h.Matches(want)) return new HiveView(this, h.DisplayName(), h.CmHive);
+            if (h.Matches(want)) return _opened[want] = new HiveView(this, h.DisplayName(), h.CmHive);
         }
         Note($"hive {rootPath} not found among the {n} hive(s) on nt!CmpHiveListHead");
         return null;
     }
+
+    private readonly Dictionary<string, HiveView> _opened = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>
     /// HKLM\SYSTEM\&lt;CurrentControlSet&gt;\Services\<paramref name="service"/>\<paramref name="valueName"/>; the control set
