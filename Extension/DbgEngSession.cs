@@ -18,6 +18,8 @@ internal sealed class DbgEngSession : IDisposable
     public IDebugDataSpaces4? Data { get; }
     public IDebugSymbols3? Symbols { get; }
     public IDebugSystemObjects? System { get; }
+    /// <summary>For the implicit process (reads in another process's context); null on engines without it.</summary>
+    public IDebugSystemObjects2? System2 { get; }
     public IDebugAdvanced2? Advanced { get; }
 
     public DbgEngSession(IntPtr debugClient)
@@ -28,6 +30,7 @@ internal sealed class DbgEngSession : IDisposable
         Data = As<IDebugDataSpaces4>();
         Symbols = As<IDebugSymbols3>();
         System = As<IDebugSystemObjects>();
+        System2 = As<IDebugSystemObjects2>();
         Advanced = As<IDebugAdvanced2>();
     }
 

@@ -52,6 +52,36 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         }
     }
 
+    /// <summary>
+    /// Reads in the context of another process (kernel targets: <paramref name="process"/> = EPROCESS, whose KPROCESS is
+    /// at offset 0): saves the engine's implicit process, makes <paramref name="process"/> the implicit process (so user
+    /// addresses translate through its page tables), reads, and always restores the saved implicit process.
+    /// 0 when the engine lacks IDebugSystemObjects2, refuses the switch, or the memory is not readable.
+    /// </summary>
+    public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
+    {
+        var so = _s.System2;
+        if (so is null || _s.Data is null || buffer.IsEmpty || process == 0) return 0;
+        ulong saved = 0;
+        try { if (so.GetImplicitProcessDataOffset(&saved) < 0) return 0; }
+        catch { return 0; }
+        bool switched = false;
+        try
+        {
+            if (saved != process)
+            {
+                if (so.SetImplicitProcessDataOffset(process) < 0) return 0;
+                switched = true;
+            }
+            return ReadVirtual(address, buffer);
+        }
+        catch { return 0; }
+        finally
+        {
+            if (switched) { try { so.SetImplicitProcessDataOffset(saved); } catch { /* never throw into the engine */ } }
+        }
+    }
+
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
     {
         var data = _s.Data;

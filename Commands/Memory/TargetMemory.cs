@@ -129,7 +129,39 @@ public sealed class TargetMemory
         if (IsInterruptRequested) throw new OperationCanceledException("Interrupted by user (Ctrl+Break).");
     }
 
-    public void Clear() { _extents.Clear(); _badPages.Clear(); }
+    public void Clear() { _extents.Clear(); _badPages.Clear(); foreach (var m in _processes.Values) m.Clear(); }
+
+    // ---- other processes' address spaces ----
+    private readonly Dictionary<ulong, TargetMemory> _processes = new();
+
+    /// <summary>
+    /// The view of another process's address space (<see cref="ITarget.ReadProcessVirtual"/>; kernel targets: by EPROCESS
+    /// address): its own extent cache and unreadable-page memo, the same <see cref="Stats"/> (its round trips and bytes
+    /// are counted with this command's).
+    /// </summary>
+    public TargetMemory ForProcess(ulong process)
+    {
+        if (!_processes.TryGetValue(process, out var m))
+            _processes[process] = m = new TargetMemory(new ProcessContextTarget(_target, process), Stats);
+        return m;
+    }
+
+    /// <summary>Reads in the context of <paramref name="process"/> (cached per process, counted); bytes read contiguously.</summary>
+    public int ReadProcess(ulong process, ulong address, Span<byte> buffer) => ForProcess(process).Read(address, buffer);
+
+    /// <summary>An <see cref="ITarget"/> whose ReadVirtual is the inner target's ReadProcessVirtual for one process.</summary>
+    private sealed class ProcessContextTarget(ITarget inner, ulong process) : ITarget
+    {
+        public TargetInfo Info => inner.Info;
+        public int ReadVirtual(ulong address, Span<byte> buffer) => inner.ReadProcessVirtual(process, address, buffer);
+        public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern) => null;
+        public NtSleuth.Commands.Symbols.ISymbolProvider Symbols => inner.Symbols;
+        public IReadOnlyList<ModuleInfo> GetModules() => inner.GetModules();
+        public bool TryEvaluate(string expression, out ulong value, out string? error) => inner.TryEvaluate(expression, out value, out error);
+        public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => inner.GetCurrentStack(maxFrames);
+        public bool IsInterruptRequested => inner.IsInterruptRequested;
+        public int ReadProcessVirtual(ulong p, ulong address, Span<byte> buffer) => inner.ReadProcessVirtual(p, address, buffer);
+    }
 
     // ---- extent cache ----
     private bool TryFromCache(ulong address, Span<byte> buffer) => CachedPrefix(address, buffer) == buffer.Length;

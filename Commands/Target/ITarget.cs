@@ -47,6 +47,15 @@ public interface ITarget
     /// processors' current threads where the engine can unwind). Innermost frame first. Empty when unsupported.
     /// </summary>
     IReadOnlyList<ThreadStack> GetThreadStacks(int maxFrames) => Array.Empty<ThreadStack>();
+
+    /// <summary>
+    /// Reads virtual memory in the context of another process (kernel targets: <paramref name="process"/> is the
+    /// EPROCESS address; used for user-mode addresses such as the registry bins of the "Registry" process on Windows 10
+    /// 2004+). Same partial-read semantics as <see cref="ReadVirtual"/>: returns the bytes read contiguously from
+    /// <paramref name="address"/>; 0 = unreadable, or the target cannot read in another process's context (the default).
+    /// One call is one round trip.
+    /// </summary>
+    int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer) => 0;
 }
 
 public enum TargetKind { Kernel, User }

@@ -75,9 +75,48 @@ public class DbgEngHeaderContractTests
                 "GetTypeName", "GetFieldName", "GetFieldTypeAndOffset", "GetNumberModules", "GetModuleParameters",
                 "GetModuleNames", "GetModuleByModuleName"],
             [typeof(IDebugSystemObjects)] = ["GetEventThread"],
+            [typeof(IDebugSystemObjects2)] = ["GetImplicitProcessDataOffset", "SetImplicitProcessDataOffset"],
         };
         foreach (var (t, names) in required)
             Assert.That(OurMethods(t).Select(m => m.Name), Is.SupersetOf(names), t.Name);
+    }
+
+    [Test]
+    public void SystemObjects2IsGeneratedWithTheImplicitProcessSlots()
+    {
+        // ReadProcessVirtual switches the implicit process through these two slots; IDebugSystemObjects2 repeats
+        // IDebugSystemObjects' methods first (it derives from IUnknown in dbgeng.h), so a wrong count shifts them.
+        var h = Header();
+        Assert.That(typeof(IDebugSystemObjects2).GUID, Is.EqualTo(new Guid("0ae9f5ff-1852-4679-b055-494bee6407ee")));
+        var header = h.Interfaces["IDebugSystemObjects2"];
+        var ours = OurMethods(typeof(IDebugSystemObjects2));
+        int Slot(List<HeaderMethod> list, string name) => list.FindIndex(m => m.Name == name);
+        Assert.That(Slot(header, "GetImplicitProcessDataOffset"), Is.GreaterThan(0));
+        // Header lists include IUnknown's three methods; ours do not.
+        Assert.That(Slot(ours, "GetImplicitProcessDataOffset") + 3, Is.EqualTo(Slot(header, "GetImplicitProcessDataOffset")));
+        Assert.That(Slot(ours, "SetImplicitProcessDataOffset") + 3, Is.EqualTo(Slot(header, "SetImplicitProcessDataOffset")));
+        Assert.That(ours.Count + 3, Is.EqualTo(header.Count));
+        Assert.That(OurMethods(typeof(IDebugSystemObjects)).Count, Is.LessThan(ours.Count), "the 2 interface extends the 1 interface");
+    }
+
+    [Test]
+    public void GeneratedInteropIsUpToDateWithTheGenerator()
+    {
+        // The checked-in DbgEng.g.cs is what scripts/gen-dbgeng-interop.py emits from the pinned dbgeng.h.
+        var path = DbgEngHeader.Locate();
+        if (path is null) Assert.Ignore("dbgeng.h not in the package cache");
+        var root = RepoRoot();
+        var psi = new System.Diagnostics.ProcessStartInfo("python3") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(root, "scripts", "gen-dbgeng-interop.py"));
+        psi.ArgumentList.Add(path!);
+        System.Diagnostics.Process? p;
+        try { p = System.Diagnostics.Process.Start(psi); }
+        catch (System.ComponentModel.Win32Exception) { Assert.Ignore("python3 is not installed"); return; }
+        string generated = p!.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        Assert.That(p.ExitCode, Is.EqualTo(0), p.StandardError.ReadToEnd());
+        string checkedIn = File.ReadAllText(Path.Combine(root, "Extension", "Interop", "DbgEng.g.cs"));
+        Assert.That(generated.ReplaceLineEndings("\n"), Is.EqualTo(checkedIn.ReplaceLineEndings("\n")), "regenerate Extension/Interop/DbgEng.g.cs");
     }
 
     [Test]

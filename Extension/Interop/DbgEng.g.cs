@@ -442,6 +442,46 @@ public unsafe partial interface IDebugSystemObjects
 }
 
 [GeneratedComInterface(StringMarshalling = StringMarshalling.Utf8)]
+[Guid("0ae9f5ff-1852-4679-b055-494bee6407ee")]
+public unsafe partial interface IDebugSystemObjects2
+{
+    [PreserveSig] int GetEventThread(uint* id);
+    [PreserveSig] int GetEventProcess(uint* id);
+    [PreserveSig] int GetCurrentThreadId(uint* id);
+    [PreserveSig] int SetCurrentThreadId(uint id);
+    [PreserveSig] int GetCurrentProcessId(uint* id);
+    [PreserveSig] int SetCurrentProcessId(uint id);
+    [PreserveSig] int GetNumberThreads(uint* number);
+    [PreserveSig] int GetTotalNumberThreads(uint* total, uint* largestProcess);
+    [PreserveSig] int GetThreadIdsByIndex(uint start, uint count, uint* ids, uint* sysIds);
+    [PreserveSig] int GetThreadIdByProcessor(uint processor, uint* id);
+    [PreserveSig] int GetCurrentThreadDataOffset(ulong* offset);
+    [PreserveSig] int GetThreadIdByDataOffset(ulong offset, uint* id);
+    [PreserveSig] int GetCurrentThreadTeb(ulong* offset);
+    [PreserveSig] int GetThreadIdByTeb(ulong offset, uint* id);
+    [PreserveSig] int GetCurrentThreadSystemId(uint* sysId);
+    [PreserveSig] int GetThreadIdBySystemId(uint sysId, uint* id);
+    [PreserveSig] int GetCurrentThreadHandle(ulong* handle);
+    [PreserveSig] int GetThreadIdByHandle(ulong handle, uint* id);
+    [PreserveSig] int GetNumberProcesses(uint* number);
+    [PreserveSig] int GetProcessIdsByIndex(uint start, uint count, uint* ids, uint* sysIds);
+    [PreserveSig] int GetCurrentProcessDataOffset(ulong* offset);
+    [PreserveSig] int GetProcessIdByDataOffset(ulong offset, uint* id);
+    [PreserveSig] int GetCurrentProcessPeb(ulong* offset);
+    [PreserveSig] int GetProcessIdByPeb(ulong offset, uint* id);
+    [PreserveSig] int GetCurrentProcessSystemId(uint* sysId);
+    [PreserveSig] int GetProcessIdBySystemId(uint sysId, uint* id);
+    [PreserveSig] int GetCurrentProcessHandle(ulong* handle);
+    [PreserveSig] int GetProcessIdByHandle(ulong handle, uint* id);
+    [PreserveSig] int GetCurrentProcessExecutableName(byte* buffer, uint bufferSize, uint* exeSize);
+    [PreserveSig] int GetCurrentProcessUpTime(uint* upTime);
+    [PreserveSig] int GetImplicitThreadDataOffset(ulong* offset);
+    [PreserveSig] int SetImplicitThreadDataOffset(ulong offset);
+    [PreserveSig] int GetImplicitProcessDataOffset(ulong* offset);
+    [PreserveSig] int SetImplicitProcessDataOffset(ulong offset);
+}
+
+[GeneratedComInterface(StringMarshalling = StringMarshalling.Utf8)]
 [Guid("716d14c9-119b-4ba5-af1f-0890e672416a")]
 public unsafe partial interface IDebugAdvanced2
 {

@@ -215,6 +215,19 @@ public sealed class NdisLabTarget(SparseMemory memory, ISymbolProvider symbols, 
         return Memory.Read(address, buffer);
     }
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern) => null;
+
+    private readonly Dictionary<ulong, SparseMemory> _processSpaces = new();
+    /// <summary>Registers the user address space of the process whose EPROCESS is <paramref name="eprocess"/> (e.g. the Registry process).</summary>
+    public void AddProcessSpace(ulong eprocess, SparseMemory memory) => _processSpaces[eprocess] = memory;
+
+    /// <summary>Kernel addresses as ReadVirtual; user addresses from the process's registered space; 0 when it has none.</summary>
+    public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
+    {
+        if (address >= 0xffff_8000_0000_0000) return ReadVirtual(address, buffer);
+        Reads++; BytesRequested += buffer.Length;
+        return _processSpaces.TryGetValue(process, out var space) ? space.Read(address, buffer) : 0;
+    }
+
     public IReadOnlyList<ModuleInfo> GetModules() => modules;
     public bool TryEvaluate(string expression, out ulong value, out string? error)
     {

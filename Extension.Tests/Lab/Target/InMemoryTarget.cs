@@ -70,6 +70,29 @@ public sealed class InMemoryTarget : ITarget
         return got;
     }
 
+    // ---- other processes' address spaces (ReadProcessVirtual) ----
+    private readonly Dictionary<ulong, SparseMemory> _processSpaces = new();
+
+    /// <summary>Registers the user address space of the process whose EPROCESS is <paramref name="eprocess"/> (e.g. the Registry process).</summary>
+    public void AddProcessSpace(ulong eprocess, SparseMemory memory) => _processSpaces[eprocess] = memory;
+    public long ProcessReadCalls { get; private set; }
+
+    /// <summary>
+    /// Kernel addresses read as <see cref="ReadVirtual"/> (shared by every process); user addresses from the process's
+    /// registered space; 0 for a process without one (like a target that cannot switch process context). One round trip.
+    /// </summary>
+    public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
+    {
+        if (address >= 0xffff_8000_0000_0000) return ReadVirtual(address, buffer);
+        ReadCalls++; ProcessReadCalls++;
+        BytesRequested += buffer.Length;
+        if (!_processSpaces.TryGetValue(process, out var space)) { buffer.Clear(); return 0; }
+        int got = space.Read(address, buffer);
+        if (got < buffer.Length) buffer[got..].Clear();
+        BytesReturned += got;
+        return got;
+    }
+
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
     {
         SearchCalls++;
