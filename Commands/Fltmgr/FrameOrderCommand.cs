@@ -13,8 +13,10 @@ Usage: !frameorder [-volume <name|addr>] [-legacy Name=altitude[,...]] [-json]
   legacy filters between frames), a fltmc-style table, and every altitude out of order with a fix.
   -volume <v>  one volume: its device name (\Device\HarddiskVolume2 or HarddiskVolume2) or a _FLT_VOLUME /
                device object address
-  -legacy      legacy filter altitudes as fltmc shows them on the machine, for the ones the frame
-               boundaries do not give (fltmc computes them from the registry load-order group)
+  -legacy      legacy filter altitudes as fltmc shows them on the machine (overrides what the dump gives).
+               Without it, a legacy filter's altitude is computed as fltmgr does: its service's load-order
+               group (Group value in the SYSTEM hive in memory) looked up in fltmgr's legacy altitude table;
+               else the fltmgr frame boundaries; else the group's documented altitude range
   Links: !fltkd.frame, !fltkd.filter, !devobj, !drvobj, dt fltmgr!_FLTP_FRAME.
 """ + "\n";
 
@@ -22,7 +24,7 @@ Usage: !frameorder [-volume <name|addr>] [-legacy Name=altitude[,...]] [-json]
     {
         var legacy = FrameAnalyzer.ParseLegacy(ctx.Args.Get("legacy"));
         FrameOrderReport report;
-        try { report = new FrameAnalyzer(ctx.Reader, ctx.Args.Get("volume"), legacy).Analyze(); }
+        try { report = new FrameAnalyzer(ctx.Reader, ctx.Args.Get("volume"), legacy, new RegistryGroupSource(ctx.Reader)).Analyze(); }
         catch (FltmgrUnavailableException e) { ctx.Sink.WriteError($"!frameorder: {e.Message}\n"); return; }
         if (ctx.IsJson) ctx.WriteJson(report);
         else ctx.Write(FrameRenderer.Render(report));

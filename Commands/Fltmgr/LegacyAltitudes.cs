@@ -80,3 +80,21 @@ public interface ILoadOrderGroupSource
     /// <summary>The Group value of <paramref name="service"/>; null with <paramref name="whyNot"/> when it cannot be read.</summary>
     string? GroupOf(string service, out string? whyNot);
 }
+
+/// <summary>
+/// Load-order groups from the in-memory SYSTEM hive, as fltmgr reads them (FltpGetLoadOrderGroupRegistryValue):
+/// HKLM\SYSTEM\&lt;current control set&gt;\Services\&lt;service&gt;\Group.
+/// </summary>
+public sealed class RegistryGroupSource(Registry.RegistryReader registry) : ILoadOrderGroupSource
+{
+    public RegistryGroupSource(KernelReader reader) : this(new Registry.RegistryReader(reader)) { }
+
+    public string? GroupOf(string service, out string? whyNot)
+    {
+        var v = registry.GetServiceValue(service, "Group", out whyNot);
+        if (v is null) return null;
+        var s = v.AsString();
+        if (string.IsNullOrWhiteSpace(s)) { whyNot = $@"service {service}: its Group value is not a non-empty string (type {v.Type})"; return null; }
+        return s.Trim();
+    }
+}

@@ -25,7 +25,10 @@ public class SampleCommandsTests
         ["pool-leak"] = [("!leaktag Leak", ["601 outstanding, 615,424,000 bytes", "myfault  (2 site(s))"])],
         ["dpc-watchdog"] = [("!dpcblame", ["ECHO!EchoEvtTimerFunc", "KeStallExecutionProcessor"])],
         ["ndis-pending-nbls"] = [("!nblowners", ["1854"])],
-        ["fltmgr-frame-order"] = [("!frameorder", ["AVMiniFilter"])],
+        ["fltmgr-frame-order"] = [("!frameorder", [
+            "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O",
+            "altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)",
+            "\"FSFilter Compression\" (160000-169999)"])],
     };
 
     private static List<CatalogSample>? _samples;

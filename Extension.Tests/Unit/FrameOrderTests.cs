@@ -27,7 +27,8 @@ public class FrameOrderTests
     private static (FrameOrderReport rep, ReadStats stats) Analyze(FltmgrScenario sc, string? volume = null, string? legacy = null)
     {
         var stats = new ReadStats();
-        var rep = new FrameAnalyzer(new KernelReader(sc.Target, stats), volume, FrameAnalyzer.ParseLegacy(legacy)).Analyze();
+        var reader = new KernelReader(sc.Target, stats);
+        var rep = new FrameAnalyzer(reader, volume, FrameAnalyzer.ParseLegacy(legacy), new RegistryGroupSource(reader)).Analyze();
         return (rep, stats);
     }
 
@@ -55,7 +56,8 @@ public class FrameOrderTests
         Assert.That(c.Stack[2].Altitude, Is.EqualTo("149998.99"));
         Assert.That(c.Stack[3].Name, Is.EqualTo("AVLegacy"));
         Assert.That(c.Stack[3].Altitude, Is.EqualTo("329998.99"));
-        Assert.That(c.Stack[3].AltitudeSource, Is.EqualTo("high end of frame 0"));
+        Assert.That(c.Stack[2].AltitudeSource, Is.EqualTo("-legacy"));
+        Assert.That(c.Stack[3].AltitudeSource, Is.EqualTo("group \"FSFilter Anti-Virus\" in fltmgr's legacy altitude table"));
         Assert.That(c.Stack.Select(s => s.Device), Is.EqualTo(sc.Stacks[0]));
         var d = rep.Disorders.Where(x => x.Volume == c.Name).ToList();
         Assert.That(d.Select(x => x.Message), Is.EqualTo(new[] { "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O" }));
@@ -74,15 +76,49 @@ public class FrameOrderTests
         Assert.That(stats.RoundTrips, Is.LessThanOrEqualTo(3 * objects));
     }
 
-    [Test]
-    public void BrokenStackWithoutLegacyAltitudesSaysWhatIsMissing()
+    [TestCase(NdisFltmgrLayouts.V20H2)]
+    [TestCase(NdisFltmgrLayouts.V1607)]
+    [TestCase(NdisFltmgrLayouts.Win11)]
+    public void SeedBrokenStackWithoutHintsIsReportedFromTheDumpAlone(string label)
     {
-        var sc = FltmgrScenario.SeedBroken(Layouts());
+        // As fltmgr computes it: EncryptionLegacy's service -> Group "FSFilter Encryption" in the SYSTEM hive in memory ->
+        // fltmgr!LegacyFilterAltitdudeMap -> 149998.99. No -legacy.
+        var sc = FltmgrScenario.SeedBroken(Layouts(), label);
+        var (rep, stats) = Analyze(sc);
+        TestContext.Out.WriteLine($"{label} broken, no hints: {stats}");
+        var enc = rep.Volumes[0].Stack[2];
+        Assert.That((enc.Name, enc.Service, enc.LoadOrderGroup, enc.Altitude), Is.EqualTo(("EncryptionLegacy", "EncryptionLegacy", "FSFilter Encryption", "149998.99")));
+        Assert.That(enc.AltitudeSource, Is.EqualTo("group \"FSFilter Encryption\" in fltmgr's legacy altitude table"));
+        var av = rep.Volumes[0].Stack[3];
+        Assert.That((av.LoadOrderGroup, av.Altitude), Is.EqualTo(("FSFilter Anti-Virus", "329998.99")));
+        Assert.That(rep.Disorders.Where(x => x.Volume == rep.Volumes[0].Name).Select(x => x.Message),
+            Is.EqualTo(new[] { "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O" }));
+        Assert.That(rep.Disorders[0].Fix, Does.Contain("\"FSFilter Compression\" (160000-169999)").And.Contain("before AVLegacy (FSFilter Anti-Virus)"));
+        Assert.That(rep.Notes, Is.Empty, string.Join("\n", rep.Notes));
+        Assert.That(rep.Fltmc.Take(2).Select(r => (r.Name, r.Altitude, r.Frame)), Is.EqualTo(new[] { ("AVLegacy", "329998.99", "<Legacy>"), ("EncryptionLegacy", "149998.99", "<Legacy>") }));
+        int objects = rep.Frames.Count + rep.Filters.Count + rep.Filters.Sum(f => f.Instances.Count) + rep.Volumes.Count + rep.Volumes.Sum(v => v.Stack.Count);
+        Assert.That(stats.RoundTrips, Is.LessThanOrEqualTo(3 * objects), "the registry and the table must fit the per-object budget");
+    }
+
+    [Test]
+    public void BrokenStackWithoutTheSystemHiveSaysWhatIsMissing()
+    {
+        var sc = FltmgrScenario.Build(Layouts(), FltmgrScenario.BrokenSpec(NdisFltmgrLayouts.V20H2) with { SystemHive = false });
         var (rep, _) = Analyze(sc);
         Assert.That(rep.Volumes[0].Stack[2].Altitude, Is.Null);
         Assert.That(rep.Notes.Any(n => n.Contains("-legacy EncryptionLegacy=<altitude>")), Is.True, string.Join("\n", rep.Notes));
+        Assert.That(rep.Notes, Has.Some.StartsWith("the SYSTEM hive is not loaded or not readable"));
         Assert.That(rep.Notes.Any(n => n.Contains("load-order group")), Is.True);
         Assert.That(rep.Disorders, Is.Empty);
+    }
+
+    [Test]
+    public void HiveInTheRegistryProcessIsReadThroughItsAddressSpace()
+    {
+        var sc = FltmgrScenario.Build(Layouts(), FltmgrScenario.BrokenSpec(NdisFltmgrLayouts.V20H2) with { HiveInRegistryProcess = true });
+        var (rep, _) = Analyze(sc);
+        Assert.That(rep.Volumes[0].Stack[2].Altitude, Is.EqualTo("149998.99"));
+        Assert.That(rep.Disorders, Is.Not.Empty);
     }
 
     [TestCase(NdisFltmgrLayouts.V20H2)]
@@ -95,7 +131,7 @@ public class FrameOrderTests
         var c = rep.Volumes[0];
         Assert.That(c.Stack.Select(s => s.Kind), Is.EqualTo(new[] { StackItemKind.FileSystem, StackItemKind.Frame, StackItemKind.Legacy, StackItemKind.Frame, StackItemKind.Legacy }));
         Assert.That(c.Stack[2].Altitude, Is.EqualTo("149998.99"));
-        Assert.That(c.Stack[2].AltitudeSource, Is.EqualTo("low end of frame 1"));
+        Assert.That(c.Stack[2].AltitudeSource, Is.EqualTo("group \"FSFilter Encryption\" in fltmgr's legacy altitude table"));
         Assert.That(c.Stack[3].Minifilters.Select(m => m.Name), Is.EqualTo(new[] { "NullFilter", "AVMiniFilter" }));
         Assert.That(c.Stack[4].Altitude, Is.EqualTo("329998.99"));
         Assert.That(rep.Disorders, Is.Empty);
@@ -105,6 +141,21 @@ public class FrameOrderTests
         Assert.That(rc, Is.Zero);
         Assert.That(sink.Text, Does.Contain("Altitude order: clean"));
         Assert.That(sink.Text, Does.Contain("NullFilter                                  3        160030      1"));
+    }
+
+    [Test]
+    public void FrameBoundariesGiveAltitudesWhenTheRegistryCannot()
+    {
+        var fixedSc = FltmgrScenario.Build(Layouts(), FltmgrScenario.FixedSpec(NdisFltmgrLayouts.V20H2) with { SystemHive = false });
+        var (rep, _) = Analyze(fixedSc);
+        var st = rep.Volumes[0].Stack;
+        Assert.That((st[2].Altitude, st[2].AltitudeSource), Is.EqualTo(("149998.99", "low end of frame 1")));
+        Assert.That((st[4].Altitude, st[4].AltitudeSource), Is.EqualTo(("329998.99", "high end of frame 1")));
+        Assert.That(rep.Clean, Is.True);
+        Assert.That(rep.Notes, Is.Empty, "every altitude was derived: no note");
+        var broken = FltmgrScenario.Build(Layouts(), FltmgrScenario.BrokenSpec(NdisFltmgrLayouts.V20H2) with { SystemHive = false });
+        var (rep2, _) = Analyze(broken);
+        Assert.That((rep2.Volumes[0].Stack[3].Altitude, rep2.Volumes[0].Stack[3].AltitudeSource), Is.EqualTo(("329998.99", "high end of frame 0")));
     }
 
     [Test]

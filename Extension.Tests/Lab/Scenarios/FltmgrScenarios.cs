@@ -1,5 +1,7 @@
 using NtSleuth.Commands.Symbols.Isf;
+using NtSleuth.Commands.Fltmgr;
 using NtSleuth.Commands.Target;
+using NtSleuth.Lab.Registry;
 
 namespace NtSleuth.Lab.Scenarios;
 
@@ -24,6 +26,10 @@ public sealed record FltmgrScenarioSpec
     /// the table zeroed (a build whose table is not in the recognised shape).
     /// </summary>
     public (string Group, string Altitude)[]? AltitudeMap { get; init; } = FltmgrScenario.DocumentedAltitudeMap();
+    /// <summary>Lay the SYSTEM hive (Select, ControlSet001\Services\... with Group/Start/Type, minifilter Instances) on nt!CmpHiveListHead.</summary>
+    public bool SystemHive { get; init; } = true;
+    /// <summary>Put the hive's bins in a "Registry" process's user address space (Windows 10 2004+), not kernel pool.</summary>
+    public bool HiveInRegistryProcess { get; init; }
 }
 
 /// <summary>
@@ -142,6 +148,26 @@ public sealed class FltmgrScenario
         return sc;
     }
 
+    /// <summary>The services of the scenario's filters as the SYSTEM hive holds them.</summary>
+    public HiveImage SystemHiveImage()
+    {
+        var h = new HiveImage();
+        h.Key("Select").Dword("Current", 1).Dword("Default", 1).Dword("LastKnownGood", 2);
+        h.Key(@"ControlSet001\Control\ServiceGroupOrder").MultiString("List", LoadOrderGroups.All.Select(g => g.Name).ToArray());
+        foreach (var (driver, group) in Spec.LegacyGroups)
+            h.Key($@"ControlSet001\Services\{driver}").String("Group", group).Dword("Start", 0).Dword("Type", 2)
+             .ExpandString("ImagePath", $@"system32\drivers\{driver}.sys");
+        foreach (var mf in Spec.Minifilters)
+        {
+            var k = h.Key($@"ControlSet001\Services\{mf.Name}").Dword("Start", 0).Dword("Type", 2);
+            if (LoadOrderGroups.TryParse(mf.Altitude, out var a) && LoadOrderGroups.Containing(a) is { } g) k.String("Group", g.Name);
+            h.Key($@"ControlSet001\Services\{mf.Name}\Instances").String("DefaultInstance", mf.Name + " Instance");
+            h.Key($@"ControlSet001\Services\{mf.Name}\Instances\{mf.Name} Instance").String("Altitude", mf.Altitude).Dword("Flags", 0);
+        }
+        h.Key(@"ControlSet001\Services\Ntfs").String("Group", "Boot File System").Dword("Start", 0).Dword("Type", 2);
+        return h;
+    }
+
     private static void InitList(SparseMemory m, ulong head) { m.WriteU64(head, head); m.WriteU64(head + 8, head); }
 
     private static void InsertTail(SparseMemory m, ulong head, ulong entry)
@@ -197,6 +223,14 @@ public sealed class FltmgrScenario
                     strings += ((ulong)text.Length * 2 + 2 + 7) & ~7UL;
                 }
             }
+        }
+
+        // The SYSTEM hive (service load-order groups), on nt!CmpHiveListHead.
+        if (Spec.SystemHive)
+        {
+            var proc = Spec.HiveInRegistryProcess ? RegistryProcessSpace.Create(Memory, Target.Symbols, size => heap.Alloc(size, 0x40)) : null;
+            if (proc is not null) Target.AddProcessSpace(proc.EProcess, proc.Memory);
+            HiveLayer.Lay(Memory, Target.Symbols, heap, SystemHiveImage(), @"\REGISTRY\MACHINE\SYSTEM", new HiveLayerOptions { RegistryProcess = proc });
         }
 
         // Frames.

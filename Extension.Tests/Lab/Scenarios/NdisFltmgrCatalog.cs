@@ -71,7 +71,7 @@ public sealed class FltmgrFrameOrderScenario : IScenario
         var sc = FltmgrScenario.LayInto(NdisFltmgrCatalog.TargetOver(b), flt, spec);
         foreach (var (id, a) in sc.FrameAddresses) b.Facts[$"frame{id}"] = a;
         var r = new ScenarioResult(Name, b, options);
-        r.Commands.Add(options.Variant is null or "" ? "!frameorder -legacy EncryptionLegacy=149998.99" : "!frameorder");
+        r.Commands.Add("!frameorder");
         return r;
     }
 }
