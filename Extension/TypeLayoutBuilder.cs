@@ -41,7 +41,9 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         ["int32"] = (4, true), ["unsigned int32"] = (4, false),
     };
 
-    private static readonly Regex ArrayName = new(@"^(?<elem>.*?)\s*\[(?<n>\d+)\](?<rest>(\[\d+\])*)$", RegexOptions.CultureInvariant);
+    // "wchar_t [260]", "unsigned long [2][3]"; the engine also names some arrays without a count ("_DUAL[]", "_DUAL []"):
+    // the count is then the field's size over the element's.
+    private static readonly Regex ArrayName = new(@"^(?<elem>.*?)\s*\[(?<n>\d*)\](?<rest>(\[\d+\])*)$", RegexOptions.CultureInvariant);
 
     public TypeLayout? Build(string module, string typeName)
     {
@@ -95,9 +97,14 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         var m = ArrayName.Match(name);
         if (m.Success)
         {
-            ulong count = ulong.Parse(m.Groups["n"].Value);
             string elemName = (m.Groups["elem"].Value + " " + m.Groups["rest"].Value).Trim();
             if (m.Groups["rest"].Value.Length > 0) elemName = m.Groups["elem"].Value.Trim() + m.Groups["rest"].Value;
+            if (m.Groups["n"].Value.Length == 0)
+            {
+                var e = m.Groups["rest"].Value.Length > 0 ? DescribeName(modBase, elemName, 0, depth + 1) : ByName(modBase, elemName, depth + 1);
+                return new TypeRef { Kind = TypeKind.Array, Name = name, Size = size, Count = e.Size != 0 ? size / e.Size : 0, Inner = e };
+            }
+            ulong count = ulong.Parse(m.Groups["n"].Value);
             ulong elemSize = count != 0 ? size / count : 0;
             var elem = m.Groups["rest"].Value.Length > 0
                 ? DescribeName(modBase, elemName, elemSize, depth + 1)

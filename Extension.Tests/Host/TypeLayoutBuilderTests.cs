@@ -69,10 +69,12 @@ public class TypeLayoutBuilderTests
         uint voidp = t.Add("void *", 8);
         uint fn = t.Add("long  (*)(void *, unsigned long)", 8);
         uint arr2 = t.Add("unsigned long [2][3]", 24);
-        msg = t.Add("_KALPC_MESSAGE", 0x100,
+        t.Add("_DUAL", 0x278, ("Length", 0, ulong_));
+        uint duals = t.Add("_DUAL[]", 0x4f0);
+        msg = t.Add("_KALPC_MESSAGE", 0x600,
             ("Entry", 0x0, le), ("WaitingThread", 0x10, ethreadp), ("u1", 0x18, ulong_),
             ("Released", 0x1c, ulong_), ("Canceled", 0x1c, ulong_), ("State", 0x20, statep),
-            ("Name", 0x28, wname), ("Context", 0x48, voidp), ("Callback", 0x50, fn), ("Grid", 0x58, arr2));
+            ("Name", 0x28, wname), ("Context", 0x48, voidp), ("Callback", 0x50, fn), ("Grid", 0x58, arr2), ("Storage", 0x70, duals));
         t.Bits["Released"] = (0, 1);
         t.Bits["Canceled"] = (1, 3);
         _ = state; _ = ethread; _ = uint64;
@@ -84,9 +86,9 @@ public class TypeLayoutBuilderTests
     {
         var t = Kalpc(out _);
         var l = new TypeLayoutBuilder(t).Build("nt", "_KALPC_MESSAGE")!;
-        Assert.That(l.Size, Is.EqualTo(0x100UL));
+        Assert.That(l.Size, Is.EqualTo(0x600UL));
         Assert.That(l.Kind, Is.EqualTo(TypeKind.Struct));
-        Assert.That(l.Fields.Select(f => f.Name), Is.EqualTo(new[] { "Entry", "WaitingThread", "u1", "Released", "Canceled", "State", "Name", "Context", "Callback", "Grid" }));
+        Assert.That(l.Fields.Select(f => f.Name), Is.EqualTo(new[] { "Entry", "WaitingThread", "u1", "Released", "Canceled", "State", "Name", "Context", "Callback", "Grid", "Storage" }));
 
         var entry = l.GetField("Entry");
         Assert.That((entry.Offset, entry.Type.Kind, entry.Type.Name, entry.Size), Is.EqualTo((0UL, TypeKind.Struct, "_LIST_ENTRY", 16UL)));
@@ -122,6 +124,11 @@ public class TypeLayoutBuilderTests
         var grid = l.GetField("Grid").Type;
         Assert.That((grid.Kind, grid.Count, grid.Inner!.Kind, grid.Inner.Count, grid.Inner.Size, grid.Inner.Inner!.Size),
             Is.EqualTo((TypeKind.Array, 2UL, TypeKind.Array, 3UL, 12UL, 4UL)));
+
+        // An array the engine names without a count: the count from the sizes.
+        var st = l.GetField("Storage").Type;
+        Assert.That((st.Kind, st.Count, st.Size, st.Inner!.Kind, st.Inner.Name, st.Inner.Size),
+            Is.EqualTo((TypeKind.Array, 2UL, 0x4f0UL, TypeKind.Struct, "_DUAL", 0x278UL)));
 
         Assert.That(t.BitfieldCalls, Is.EqualTo(1), "bitfields for all fields in one engine call");
     }
