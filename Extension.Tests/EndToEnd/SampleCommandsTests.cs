@@ -29,6 +29,9 @@ public class SampleCommandsTests
             "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O",
             "altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)",
             "\"FSFilter Compression\" (160000-169999)"])],
+        ["fltmgr-frame-order-fixed"] = [("!frameorder", [
+            "Altitude order: clean", "NullFilter                                  3        160030      1",
+            "altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)"])],
     };
 
     private static List<CatalogSample>? _samples;
@@ -51,7 +54,7 @@ public class SampleCommandsTests
         _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-samples-e2e-{Environment.ProcessId}");
         var log = new StringWriter();
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        _samples = CatalogSampleMaker.Make(_dir, forge, builds, ScenarioCatalog.All.Where(s => Expected.ContainsKey(s.Name)), KernelDumpKind.Complete, log);
+        _samples = CatalogSampleMaker.Make(_dir, forge, builds, ScenarioCatalog.All.Where(s => Expected.Keys.Any(k => k.StartsWith(s.Name))), KernelDumpKind.Complete, log);
         TestContext.Progress.WriteLine($"[samples] {_samples.Count} samples in {sw.Elapsed.TotalSeconds:F1} s\n{log}");
         return _samples;
     }

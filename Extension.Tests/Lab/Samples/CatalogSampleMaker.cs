@@ -42,14 +42,14 @@ public static class CatalogSampleMaker
         foreach (var build in builds)
         {
             ForgeResult? nt = null;
-            foreach (var sc in scs)
+            foreach (var (sc, variant) in scs.SelectMany(sc => sc.SampleVariants.Select(v => (sc, v))))
             {
-                string name = $"{sc.Name}-{build.BuildNumber}";
+                string name = variant == "" ? $"{sc.Name}-{build.BuildNumber}" : $"{sc.Name}-{variant}-{build.BuildNumber}";
                 try
                 {
                     if (!sc.Supports(build)) { log.WriteLine($"skip {name}: the scenario's types/symbols are missing on {build.Label}"); continue; }
                     var sw = Stopwatch.StartNew();
-                    var r = sc.Build(build, ScenarioOptions.Default);
+                    var r = sc.Build(build, variant == "" ? ScenarioOptions.Default : new ScenarioOptions { Variant = variant });
                     if (r.Builder.Kind != TargetKind.Kernel) { log.WriteLine($"skip {name}: user-mode scenario (minidump samples not written yet)"); continue; }
                     nt ??= forge.Forge(ForgeModules.Kernel(build.Isf));
                     var s = WriteOne(outDir, name, sc, r, nt, forge, kind);

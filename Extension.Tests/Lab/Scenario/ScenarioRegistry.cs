@@ -50,6 +50,8 @@ public interface IScenario
     /// <summary>True when every type/field/symbol the scenario needs exists on the build.</summary>
     bool Supports(LabBuild build);
     ScenarioResult Build(LabBuild build, ScenarioOptions options);
+    /// <summary>Variants make-samples writes ("" = the default); a variant's sample is named scenario-variant-build.</summary>
+    IReadOnlyList<string> SampleVariants => [""];
 }
 
 /// <summary>All scenarios in the lab assembly (and any extra assemblies registered), by name.</summary>
