@@ -32,6 +32,7 @@ public class SampleCommandsTests
         ["fltmgr-frame-order-fixed"] = [("!frameorder", [
             "Altitude order: clean", "NullFilter                                  3        160030      1",
             "altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)"])],
+        ["fltmgr-frame-order-no-legacy"] = [("!frameorder", ["Altitude order: clean", "WdFilter                                    2        328010      0"])],
     };
 
     private static List<CatalogSample>? _samples;

@@ -52,8 +52,8 @@ public sealed class FltmgrFrameOrderScenario : IScenario
     public string Name => "fltmgr-frame-order";
     public string Seed => "004_057968894f01db56.txt";
     public bool Supports(LabBuild build) => build.LayoutLabel is not null;
-    /// <summary>Samples: the seed's broken stack and its fix (NullFilter forcing frame 1).</summary>
-    public IReadOnlyList<string> SampleVariants => ["", "fixed"];
+    /// <summary>Samples: the seed's broken stack, its fix (NullFilter forcing frame 1), and a stack without legacy filters.</summary>
+    public IReadOnlyList<string> SampleVariants => ["", "fixed", "no-legacy"];
 
     public ScenarioResult Build(LabBuild build, ScenarioOptions options)
     {
