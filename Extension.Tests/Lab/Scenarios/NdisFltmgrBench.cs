@@ -32,7 +32,8 @@ public sealed class FrameOrderBenchCase : IBenchCase
     public string Scenario => "fltmgr-frame-order";
     public IReadOnlyList<string> Builds { get; } = new[] { "win10", "2016" };
     public IReadOnlyList<int> Scales { get; } = new[] { 1 };
-    public string Arguments(ScenarioResult scenario) => "-legacy EncryptionLegacy=149998.99";
+    // No hints: the legacy altitudes come from the dump (registry group + fltmgr's table).
+    public string Arguments(ScenarioResult scenario) => "";
 
     public ManualProcedure Manual(ScenarioResult s)
     {
@@ -45,6 +46,12 @@ public sealed class FrameOrderBenchCase : IBenchCase
             .Dt("nt!_DEVICE_OBJECT (!devstack, per device)", b.Layout("_DEVICE_OBJECT").Size, 12)
             .Dt("nt!_DEVOBJ_EXTENSION (!devstack)", b.Layout("_DEVOBJ_EXTENSION").Size, 12)
             .Step("du driver/filter/volume/altitude names", 1, 64, 30)
+            // The legacy filters' groups: !drvobj (service key name), then !reg on the SYSTEM hive: hivelist, and per
+            // service querykey (key node, subkey lists down the path) and the Group value (value list, vk, data).
+            .Step("!drvobj <legacy driver> (DriverExtension.ServiceKeyName)", 2, 0x200, 2)
+            .Step("!reg hivelist (CmpHiveListHead, _CMHIVE names)", 2, 0x800, 1)
+            .Step(@"!reg querykey \REGISTRY\MACHINE\SYSTEM\ControlSet001\Services\<svc> (nk + subkey lists per level)", 8, 0x2000, 2)
+            .Step("!reg valuelist / !reg kvcb Group (value list, vk, data cell)", 3, 0x100, 2)
             .Build();
     }
 }
