@@ -11,7 +11,7 @@ using NUnit.Framework;
 namespace NtSleuth.Tests.EndToEnd;
 
 /// <summary>
-/// The Registry process in Microsoft's real engine: the catalogue's fltmgr-frame-order sample on Windows 10 19041 keeps
+/// The Registry process in Microsoft's real engine: the catalogue's fltmgr-frame-order sample on Windows 10 19041 and Windows 11 22000 keeps
 /// the SYSTEM hive's bins only in the user address space of the "Registry" process (its own PML4 in the dump, its
 /// _EPROCESS.Pcb.DirectoryTableBase pointing there). `!frameorder` can then only find the legacy group of
 /// EncryptionLegacy through DbgEngTarget.ReadProcessVirtual (implicit-process switch).
@@ -30,19 +30,20 @@ public class RegistryProcessEngineTests
         if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
     }
 
-    [TestCase(KernelDumpKind.Complete)]
-    [TestCase(KernelDumpKind.BitmapFull)]
-    public void FrameOrderReadsTheSystemHiveFromTheRegistryProcess(KernelDumpKind kind)
+    [TestCase("19041", KernelDumpKind.Complete)]
+    [TestCase("19041", KernelDumpKind.BitmapFull)]
+    [TestCase("22000", KernelDumpKind.BitmapFull)]
+    public void FrameOrderReadsTheSystemHiveFromTheRegistryProcess(string buildKey, KernelDumpKind kind)
     {
         RealEngine.Require();
         if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table");
+        var build = LabBuilds.TryGet(buildKey) ?? throw new IgnoreException($"no {buildKey} symbol table");
         var forge = new SymbolForge(ForgeTestEnv.Tools());
         _dir ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-regproc-e2e-{Environment.ProcessId}");
-        string outDir = Path.Combine(_dir, kind.ToString());
+        string outDir = Path.Combine(_dir, $"{buildKey}-{kind}");
         var log = new StringWriter();
         var samples = CatalogSampleMaker.Make(outDir, forge, [build], [new FltmgrFrameOrderScenario()], kind, log);
-        var sample = samples.SingleOrDefault(s => s.Name == "fltmgr-frame-order-19041");
+        var sample = samples.SingleOrDefault(s => s.Name == $"fltmgr-frame-order-{build.BuildNumber}");
         Assert.That(sample, Is.Not.Null, log.ToString());
         ulong eprocess = sample!.Facts["registryProcess"], bins = sample.Facts["registryBins"];
         string dump = Path.Combine(outDir, sample.Dump), sym = Path.Combine(outDir, sample.SymbolPath);
