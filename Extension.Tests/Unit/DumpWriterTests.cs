@@ -170,6 +170,61 @@ public class DumpWriterTests
         Assert.Throws<ArgumentException>(() => KernelDumpWriter.Layout(m), "scenario page inside the self-map range");
     }
 
+    [TestCase(KernelDumpKind.Complete)]
+    [TestCase(KernelDumpKind.BitmapFull)]
+    public void ProcessSpaceHasItsOwnPml4SharingTheKernelHalf(KernelDumpKind kind)
+    {
+        var kernel = SampleMemory();
+        var proc = new SparseMemory();
+        const ulong bins = 0x0000_01d3_a000_0000, clash = 0x0000_7FF6_0000_0000;
+        proc.Write(bins, "hbin"u8.ToArray());
+        proc.WriteU64(bins + 0x1ff8, 0x0BADC0DE);   // second page of the range
+        proc.WriteU64(clash, 0x5EC0D5EC);            // same VA as the system space's user page, other bytes
+        const ulong eprocess = 0xFFFF_F800_0100_0000;
+        var o = new PhysicalLayoutOptions { ProcessSpaces = [new ProcessAddressSpace(eprocess, proc)] };
+        var layout = KernelDumpWriter.Layout(kernel, o);
+        var r = new KernelDumpReader(Write(kernel, kind, o));
+        ulong dtb = layout.ProcessDirectoryTableBases[eprocess];
+        Assert.Multiple(() =>
+        {
+            Assert.That(dtb, Is.EqualTo(o.ProcessPml4Pfn(0) << 12).And.Not.EqualTo(r.DirectoryTableBase));
+            Assert.That(r.Translate(bins), Is.Null, "the process's pages are not in the system address space");
+            var b = new byte[4];
+            Assert.That(r.ReadVirtual(bins, b, dtb), Is.EqualTo(4));
+            Assert.That(b, Is.EqualTo("hbin"u8.ToArray()));
+            var q = new byte[8];
+            Assert.That(r.ReadVirtual(bins + 0x1ff8, q, dtb), Is.EqualTo(8));
+            Assert.That(BinaryPrimitives.ReadUInt64LittleEndian(q), Is.EqualTo(0x0BADC0DEUL));
+            r.ReadVirtual(clash, q, dtb);
+            Assert.That(BinaryPrimitives.ReadUInt64LittleEndian(q), Is.EqualTo(0x5EC0D5ECUL), "user half is the process's own");
+            Assert.That(r.ReadVirtualU64(clash), Is.EqualTo(0xCAFEBABEUL), "system space keeps its user page");
+            r.ReadVirtual(0xFFFF_F800_0100_0000, q, dtb);
+            Assert.That(BinaryPrimitives.ReadUInt64LittleEndian(q), Is.EqualTo(0x1122334455667788UL), "kernel half shared");
+            ulong e = r.ReadPhysicalU64(dtb + 0x1ED * 8);
+            Assert.That(e & KernelDumpWriter.PtePfnMask, Is.EqualTo(dtb), "the process's self-map points at its own PML4");
+            for (int i = 256; i < 512; i++)
+                if (i != 0x1ED) Assert.That(r.ReadPhysicalU64(dtb + (ulong)i * 8), Is.EqualTo(r.ReadPhysicalU64(r.DirectoryTableBase + (ulong)i * 8)), $"PML4[{i:x}]");
+            Assert.That(r.ReadPhysicalU64(dtb + (ulong)((bins >> 39) & 0x1ff) * 8) & KernelDumpWriter.PteUser, Is.Not.Zero, "user bit on the process's user tables");
+        });
+    }
+
+    [Test]
+    public void WithoutProcessSpacesTheDumpIsUnchanged()
+    {
+        var a = Write(SampleMemory(), KernelDumpKind.BitmapFull);
+        var b = Write(SampleMemory(), KernelDumpKind.BitmapFull, new PhysicalLayoutOptions { ProcessSpaces = [] });
+        Assert.That(b, Is.EqualTo(a));
+    }
+
+    [Test]
+    public void ProcessSpacesMustHoldUserPagesOnly()
+    {
+        var proc = new SparseMemory();
+        proc.WriteU64(0xFFFF_F800_2000_0000, 1);
+        var o = new PhysicalLayoutOptions { ProcessSpaces = [new ProcessAddressSpace(0xFFFF_F800_0100_0000, proc)] };
+        Assert.That(() => KernelDumpWriter.Layout(SampleMemory(), o), Throws.ArgumentException.With.Message.Contains("not a user address"));
+    }
+
     [Test]
     public void ReaderRejectsForeignFiles()
     {
@@ -294,5 +349,36 @@ public class DumpPreparationTests
         Assert.That(r.ReadVirtualU64(nt) & 0xffff, Is.EqualTo(0x5a4dUL));
         Assert.That(r.Translate(nt + soi - 0x1000), Is.Not.Null);
         Assert.That(r.PsActiveProcessHead, Is.EqualTo(r.ReadVirtualU64(r.PsActiveProcessHead)), "empty process list points to itself");
+    }
+
+    [Test]
+    public void ProcessSpaceDirectoryTableBaseIsWrittenIntoItsEProcess()
+    {
+        var isf = IsfDocument.Load(ForgeTestEnv.IsfPath(Win10));
+        const ulong nt = 0xFFFF_F800_0460_0000, eprocess = 0xFFFF_A58C_0200_0000, bins = 0x0000_01d3_a000_0000;
+        uint soi = (uint)((isf.Symbols.Values.Max() + 0x2000) & ~0xfffUL);
+        var mem = new SparseMemory();
+        var w = new IsfStructWriter(isf, mem);
+        mem.Map(eprocess, (ulong)w.SizeOf("_EPROCESS"));
+        w.SetBytes(eprocess, "_EPROCESS", "ImageFileName", "Registry\0"u8.ToArray());
+        var proc = new SparseMemory();
+        proc.Write(bins, "hbin"u8.ToArray());
+        var plan = new KernelDumpPlan
+        {
+            Nt = isf, BuildNumber = 19041,
+            Modules = [new KernelModuleSpec { Name = "ntoskrnl.exe", Base = nt, Image = MinimalPe(soi, 0x5f5f5f5f) }],
+            Physical = new PhysicalLayoutOptions { ProcessSpaces = [new ProcessAddressSpace(eprocess, proc)] },
+        };
+        var prep = KernelDumpPreparation.Prepare(mem, plan);
+        var layout = KernelDumpWriter.Layout(mem, plan.Physical);
+        using var ms = new MemoryStream();
+        KernelDumpWriter.Write(ms, layout, prep.Header, KernelDumpKind.Complete);
+        var r = new KernelDumpReader(ms.ToArray());
+        ulong dtb = r.ReadVirtualU64(eprocess + (ulong)w.Field("_EPROCESS", "Pcb.DirectoryTableBase").Offset);
+        Assert.That(dtb, Is.EqualTo(layout.ProcessDirectoryTableBases[eprocess]).And.Not.EqualTo(r.DirectoryTableBase));
+        var b = new byte[4];
+        Assert.That(r.ReadVirtual(bins, b), Is.EqualTo(0), "not in the system space");
+        Assert.That(r.ReadVirtual(bins, b, dtb), Is.EqualTo(4));
+        Assert.That(b, Is.EqualTo("hbin"u8.ToArray()));
     }
 }

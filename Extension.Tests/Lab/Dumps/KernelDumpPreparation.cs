@@ -164,6 +164,11 @@ public static class KernelDumpPreparation
         w.Set(idleProcess, "_EPROCESS", "Pcb.DirectoryTableBase", dtb);
         w.SetBytes(idleProcess, "_EPROCESS", "ImageFileName", Encoding.ASCII.GetBytes("Idle\0"));
         if (w.HasField("_EPROCESS", "Pcb.Header.Type")) w.Set(idleProcess, "_EPROCESS", "Pcb.Header.Type", 3); // ProcessObject
+        // Extra process address spaces (e.g. the Registry process): their _EPROCESS's DirectoryTableBase is the PML4 the
+        // writer builds for them (PhysicalLayoutOptions.ProcessPml4Pfn).
+        for (int i = 0; i < plan.Physical.ProcessSpaces.Count; i++)
+            w.Set(plan.Physical.ProcessSpaces[i].EProcess, "_EPROCESS", "Pcb.DirectoryTableBase", plan.Physical.ProcessPml4Pfn(i) << 12);
+
         var threads = new List<ulong>();
         for (int i = 0; i < n; i++)
         {

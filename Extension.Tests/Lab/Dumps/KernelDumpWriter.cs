@@ -55,7 +55,20 @@ public sealed record PhysicalLayoutOptions
     public int? SelfMapIndex { get; init; } = 0x1ED;
     /// <summary>Share one physical page for every all-zero virtual page (read-only semantics are not modelled).</summary>
     public bool ShareZeroPages { get; init; } = true;
+    /// <summary>
+    /// Other processes' user address spaces (e.g. the Registry process). Each gets its own PML4 at
+    /// <see cref="ProcessPml4Pfn"/> (kernel half = the system PML4's entries, user half = that process's pages on their
+    /// own physical pages); <see cref="KernelDumpPreparation"/> writes that PML4's address into the process's
+    /// _EPROCESS.Pcb.DirectoryTableBase. Empty = one address space (the layout is then exactly as without this option).
+    /// </summary>
+    public IReadOnlyList<ProcessAddressSpace> ProcessSpaces { get; init; } = [];
+
+    /// <summary>PFN of the PML4 of <see cref="ProcessSpaces"/>[index]: the PFNs right after the system PML4.</summary>
+    public ulong ProcessPml4Pfn(int index) => Pml4Pfn + 1 + (ulong)index;
 }
+
+/// <summary>A process's user address space for the dump: its _EPROCESS (kernel VA) and its user pages.</summary>
+public sealed record ProcessAddressSpace(ulong EProcess, SparseMemory Memory);
 
 /// <summary>The physical memory assigned to a scenario: PFN -> page bytes, VA page -> PFN, and the page tables.</summary>
 public sealed class PhysicalLayout
@@ -68,6 +81,10 @@ public sealed class PhysicalLayout
     public required IReadOnlyDictionary<ulong, ulong> VaToPfn { get; init; }
     public required int PageTablePages { get; init; }
     public int? SelfMapIndex { get; init; }
+    /// <summary>EPROCESS -> DirectoryTableBase of each extra process address space (<see cref="PhysicalLayoutOptions.ProcessSpaces"/>).</summary>
+    public IReadOnlyDictionary<ulong, ulong> ProcessDirectoryTableBases { get; init; } = new Dictionary<ulong, ulong>();
+    /// <summary>EPROCESS -> (user VA page -> PFN) of each extra process address space.</summary>
+    public IReadOnlyDictionary<ulong, IReadOnlyDictionary<ulong, ulong>> ProcessVaToPfn { get; init; } = new Dictionary<ulong, IReadOnlyDictionary<ulong, ulong>>();
 
     public ulong PageCount => (ulong)Pages.Count;
     public ulong PresentPages => (ulong)Pages.Count(p => p is not null);
@@ -139,6 +156,19 @@ public static class KernelDumpWriter
 
         var pml4 = new byte[PageSize];
         Put(options.Pml4Pfn, pml4);
+        var processPml4s = new List<byte[]>();
+        for (int i = 0; i < options.ProcessSpaces.Count; i++)
+        {
+            var sp = options.ProcessSpaces[i];
+            if (sp.EProcess < 0xFFFF_8000_0000_0000) throw new ArgumentException($"process space {i}: EPROCESS {sp.EProcess:x} is not a kernel address");
+            var kernelPage = sp.Memory.Pages.Select(p => p.Key).FirstOrDefault(va => va >= 0x0000_8000_0000_0000);
+            if (kernelPage != 0) throw new ArgumentException($"process space of EPROCESS {sp.EProcess:x}: page {kernelPage:x} is not a user address (the kernel half is shared)");
+            var p4 = new byte[PageSize];
+            ulong pfn = options.ProcessPml4Pfn(i);
+            if ((ulong)pages.Count > pfn && pages[(int)pfn] is not null) throw new ArgumentException($"process PML4 PFN {pfn} is taken");
+            Put(pfn, p4);
+            processPml4s.Add(p4);
+        }
         ulong? zeroPfn = null;
         if (options.ShareZeroPages) zeroPfn = Alloc(new byte[PageSize]);
 
@@ -151,42 +181,64 @@ public static class KernelDumpWriter
             WriteEntry(pml4, self, options.Pml4Pfn, PtePresent | PteWrite | PteAccessed | PteDirty);
         }
 
-        var tables = new Dictionary<(int Level, ulong Prefix), byte[]>();
-        int tableCount = 1;
+        int tableCount = 1 + processPml4s.Count;
         var vaToPfn = new Dictionary<ulong, ulong>();
-        foreach (var (va, data) in memory.Pages)
-        {
-            ulong pfn;
-            if (zeroPfn is ulong z && data.AsSpan().IndexOfAnyExcept((byte)0) < 0) pfn = z;
-            else pfn = Alloc((byte[])data.Clone());
-            vaToPfn[va] = pfn;
+        MapPages(memory, pml4, vaToPfn);
 
-            bool user = va < 0x0000_8000_0000_0000;
-            ulong flags = PtePresent | PteWrite | PteAccessed | (user ? PteUser : 0);
-            // Walk PML4 -> PDPT -> PD, creating tables as needed; then the PT entry.
-            byte[] table = pml4;
-            for (int level = 4; level > 1; level--)
+        // Extra process spaces: kernel half = the system PML4's entries (self-map: the process's own PML4, as Windows
+        // does), user half = the process's pages.
+        var processDtbs = new Dictionary<ulong, ulong>();
+        var processVaToPfn = new Dictionary<ulong, IReadOnlyDictionary<ulong, ulong>>();
+        for (int i = 0; i < processPml4s.Count; i++)
+        {
+            var sp = options.ProcessSpaces[i];
+            var p4 = processPml4s[i];
+            ulong pfn = options.ProcessPml4Pfn(i);
+            pml4.AsSpan(256 * 8, 256 * 8).CopyTo(p4.AsSpan(256 * 8));
+            if (options.SelfMapIndex is int si) WriteEntry(p4, si, pfn, PtePresent | PteWrite | PteAccessed | PteDirty);
+            var map = new Dictionary<ulong, ulong>();
+            MapPages(sp.Memory, p4, map);
+            processDtbs[sp.EProcess] = pfn << 12;
+            processVaToPfn[sp.EProcess] = map;
+        }
+
+        void MapPages(SparseMemory space, byte[] root, Dictionary<ulong, ulong> vaPfn)
+        {
+            foreach (var (va, data) in space.Pages)
             {
-                int shift = 12 + 9 * (level - 1);
-                int idx = (int)((va >> shift) & 0x1ff);
-                ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan(idx * 8));
-                byte[] child;
-                if ((entry & PtePresent) == 0)
+                ulong pfn;
+                if (zeroPfn is ulong z && data.AsSpan().IndexOfAnyExcept((byte)0) < 0) pfn = z;
+                else pfn = Alloc((byte[])data.Clone());
+                vaPfn[va] = pfn;
+
+                bool user = va < 0x0000_8000_0000_0000;
+                ulong flags = PtePresent | PteWrite | PteAccessed | (user ? PteUser : 0);
+                // Walk PML4 -> PDPT -> PD, creating tables as needed; then the PT entry.
+                byte[] table = root;
+                for (int level = 4; level > 1; level--)
                 {
-                    child = new byte[PageSize];
-                    ulong childPfn = Alloc(child);
-                    tableCount++;
-                    WriteEntry(table, idx, childPfn, flags);
+                    int shift = 12 + 9 * (level - 1);
+                    int idx = (int)((va >> shift) & 0x1ff);
+                    ulong entry = BinaryPrimitives.ReadUInt64LittleEndian(table.AsSpan(idx * 8));
+                    byte[] child;
+                    if ((entry & PtePresent) == 0)
+                    {
+                        child = new byte[PageSize];
+                        ulong childPfn = Alloc(child);
+                        tableCount++;
+                        WriteEntry(table, idx, childPfn, flags);
+                    }
+                    else child = pages[(int)((entry & PtePfnMask) >> 12)]!;
+                    table = child;
                 }
-                else child = pages[(int)((entry & PtePfnMask) >> 12)]!;
-                table = child;
+                WriteEntry(table, (int)((va >> 12) & 0x1ff), pfn, flags | PteDirty);
             }
-            WriteEntry(table, (int)((va >> 12) & 0x1ff), pfn, flags | PteDirty);
         }
         return new PhysicalLayout
         {
             DirectoryTableBase = options.Pml4Pfn << 12, ZeroPagePfn = zeroPfn, Pages = pages, VaToPfn = vaToPfn,
             PageTablePages = tableCount, SelfMapIndex = options.SelfMapIndex,
+            ProcessDirectoryTableBases = processDtbs, ProcessVaToPfn = processVaToPfn,
         };
     }
 

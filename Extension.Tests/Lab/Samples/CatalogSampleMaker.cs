@@ -169,7 +169,7 @@ public static class CatalogSampleMaker
         int ev = b.EventProcessor >= 0 ? b.EventProcessor : 0;
         if (b.CurrentThread != 0 && ev < threads.Count) threads[ev] = b.CurrentThread;
         var bc = b.BugCheck;
-        var physical = new PhysicalLayoutOptions();
+        var physical = new PhysicalLayoutOptions { ProcessSpaces = [.. b.ProcessSpaces.Select(p => new ProcessAddressSpace(p.EProcess, p.Memory))] };
         var plan = new KernelDumpPlan
         {
             Nt = b.Build.Isf, BuildNumber = (uint)b.Build.BuildNumber, Modules = modules,

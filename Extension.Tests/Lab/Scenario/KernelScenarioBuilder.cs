@@ -390,6 +390,21 @@ public sealed partial class KernelScenarioBuilder
     };
 
     /// <summary>The scenario served through <see cref="ITarget"/> (shares this builder's memory: later writes are visible).</summary>
-    public InMemoryTarget CreateTarget() => new(Memory, Symbols, Info, _modules.ToList(), CurrentStack.ToList(),
-        new Dictionary<string, ulong>(StringComparer.OrdinalIgnoreCase) { ["$thread"] = CurrentThread, ["$proc"] = CurrentProcess });
+    public InMemoryTarget CreateTarget()
+    {
+        var t = new InMemoryTarget(Memory, Symbols, Info, _modules.ToList(), CurrentStack.ToList(),
+            new Dictionary<string, ulong>(StringComparer.OrdinalIgnoreCase) { ["$thread"] = CurrentThread, ["$proc"] = CurrentProcess });
+        foreach (var (e, m) in _processSpaces) t.AddProcessSpace(e, m);
+        return t;
+    }
+
+    private readonly List<(ulong EProcess, SparseMemory Memory)> _processSpaces = new();
+    /// <summary>Other processes' user address spaces (EPROCESS, its user pages), e.g. the Registry process's: served by
+    /// the targets' ReadProcessVirtual and written into kernel dumps with their own page tables.</summary>
+    public IReadOnlyList<(ulong EProcess, SparseMemory Memory)> ProcessSpaces => _processSpaces;
+    public void AddProcessSpace(ulong eprocess, SparseMemory memory)
+    {
+        _processSpaces.RemoveAll(p => p.EProcess == eprocess);
+        _processSpaces.Add((eprocess, memory));
+    }
 }

@@ -66,11 +66,21 @@ public sealed class FltmgrFrameOrderScenario : IScenario
             "no-legacy" => FltmgrScenario.NoLegacySpec(label, volumes: 2 * Math.Max(1, options.Scale)),
             _ => FltmgrScenario.BrokenSpec(label),
         };
+        // As on real Windows 10 2004+ / 11: the SYSTEM hive's bins in the Registry process's user space where nt has
+        // CmpRegistryProcess.
+        spec = spec with { HiveInRegistryProcess = build.Isf.Symbols.ContainsKey("CmpRegistryProcess") };
         var b = new KernelScenarioBuilder(build);
         b.AddLoadedModule("fltmgr.sys", 0x80000, FltmgrScenario.FltmgrBase);
         var flt = NdisFltmgrLayouts.BuildIsf(layouts, "fltmgr", label);
         b.AddSymbolModule("fltmgr", flt, FltmgrScenario.FltmgrBase);
-        var sc = FltmgrScenario.LayInto(NdisFltmgrCatalog.TargetOver(b), flt, spec);
+        var target = NdisFltmgrCatalog.TargetOver(b);
+        var sc = FltmgrScenario.LayInto(target, flt, spec);
+        foreach (var (e, m) in target.ProcessSpaces) b.AddProcessSpace(e, m);
+        foreach (var (e, m) in target.ProcessSpaces)
+        {
+            b.Facts["registryProcess"] = e;
+            b.Facts["registryBins"] = m.Pages.Min(p => p.Key); // the first hbin (user VA, only in the Registry process)
+        }
         foreach (var (id, a) in sc.FrameAddresses) b.Facts[$"frame{id}"] = a;
         var r = new ScenarioResult(Name, b, options);
         r.Commands.Add("!frameorder");

@@ -217,6 +217,8 @@ public sealed class NdisLabTarget(SparseMemory memory, ISymbolProvider symbols, 
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern) => null;
 
     private readonly Dictionary<ulong, SparseMemory> _processSpaces = new();
+    /// <summary>The registered process address spaces (EPROCESS -> user pages).</summary>
+    public IReadOnlyDictionary<ulong, SparseMemory> ProcessSpaces => _processSpaces;
     /// <summary>Registers the user address space of the process whose EPROCESS is <paramref name="eprocess"/> (e.g. the Registry process).</summary>
     public void AddProcessSpace(ulong eprocess, SparseMemory memory) => _processSpaces[eprocess] = memory;
 

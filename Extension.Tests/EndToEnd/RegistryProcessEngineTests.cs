@@ -1,0 +1,85 @@
+using NtSleuth.Commands.Symbols.Isf;
+using NtSleuth.Lab;
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
+using NtSleuth.Lab.Samples;
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Lab.Scenarios;
+using NtSleuth.Tests.Unit;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>
+/// The Registry process in Microsoft's real engine: the catalogue's fltmgr-frame-order sample on Windows 10 19041 and Windows 11 22000 keeps
+/// the SYSTEM hive's bins only in the user address space of the "Registry" process (its own PML4 in the dump, its
+/// _EPROCESS.Pcb.DirectoryTableBase pointing there). `!frameorder` can then only find the legacy group of
+/// EncryptionLegacy through DbgEngTarget.ReadProcessVirtual (implicit-process switch).
+/// </summary>
+[TestFixture]
+[Category("EndToEnd")]
+[NonParallelizable]
+public class RegistryProcessEngineTests
+{
+    private string? _dir;
+
+    [OneTimeTearDown]
+    public void Cleanup()
+    {
+        ForgeTestEnv.Cleanup();
+        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    [TestCase("19041", KernelDumpKind.Complete)]
+    [TestCase("19041", KernelDumpKind.BitmapFull)]
+    [TestCase("22000", KernelDumpKind.BitmapFull)]
+    public void FrameOrderReadsTheSystemHiveFromTheRegistryProcess(string buildKey, KernelDumpKind kind)
+    {
+        RealEngine.Require();
+        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
+        var build = LabBuilds.TryGet(buildKey) ?? throw new IgnoreException($"no {buildKey} symbol table");
+        var forge = new SymbolForge(ForgeTestEnv.Tools());
+        _dir ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-regproc-e2e-{Environment.ProcessId}");
+        string outDir = Path.Combine(_dir, $"{buildKey}-{kind}");
+        var log = new StringWriter();
+        var samples = CatalogSampleMaker.Make(outDir, forge, [build], [new FltmgrFrameOrderScenario()], kind, log);
+        var sample = samples.SingleOrDefault(s => s.Name == $"fltmgr-frame-order-{build.BuildNumber}");
+        Assert.That(sample, Is.Not.Null, log.ToString());
+        ulong eprocess = sample!.Facts["registryProcess"], bins = sample.Facts["registryBins"];
+        string dump = Path.Combine(outDir, sample.Dump), sym = Path.Combine(outDir, sample.SymbolPath);
+
+        // The dump itself: the bins' VA is a user address, absent from the system address space, present through the
+        // Registry process's DirectoryTableBase.
+        var r = KernelDumpReader.Open(dump);
+        var isf = build.Isf;
+        ulong dtbOff = (ulong)new IsfStructWriter(isf, new SparseMemory()).Field("_EPROCESS", "Pcb.DirectoryTableBase").Offset;
+        ulong dtb = r.ReadVirtualU64(eprocess + dtbOff);
+        var sig = new byte[4];
+        Assert.Multiple(() =>
+        {
+            Assert.That(bins, Is.LessThan(0x0000_8000_0000_0000UL), "the bins are at a user address");
+            Assert.That(r.ReadVirtual(bins, sig), Is.EqualTo(0), "the bins are not readable in the kernel (system) address space");
+            Assert.That(dtb, Is.Not.EqualTo(r.DirectoryTableBase));
+            Assert.That(r.ReadVirtual(bins, sig, dtb), Is.EqualTo(4));
+            Assert.That(sig, Is.EqualTo("hbin"u8.ToArray()));
+            Assert.That(r.ReadVirtualU64(build.KernelBase + isf.GetSymbolRva("CmpRegistryProcess")), Is.EqualTo(eprocess));
+        });
+
+        string load = ".load " + ExtensionPackage.DllWinPath();
+        string dqBefore = $"db {bins:x} L4", proc = $".process /p {eprocess:x}", dqAfter = $"db 0x{bins:x} L4";
+        var run = RealEngine.Run(dump, [load, "!frameorder", dqBefore, proc, dqAfter],
+            new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
+        foreach (var c in run.Commands) TestContext.Out.WriteLine($"> {c.Command}  (hr 0x{c.HResult:x8}, {c.Milliseconds:F0} ms)\n{c.Output}");
+        Assert.That(run.Commands.Select(c => c.Command), Does.Contain(load), run.Transcript);
+        Assert.That(run[load].HResult, Is.EqualTo(0u), run[load].Output);
+        var fo = run["!frameorder"].Output;
+        Assert.Multiple(() =>
+        {
+            Assert.That(fo, Does.Contain("altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)"), fo);
+            Assert.That(fo, Does.Contain("AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O"), fo);
+            // The engine's own view: not readable before the switch, "hbin" after .process /p.
+            Assert.That(run[dqBefore].Output, Does.Contain("?? ?? ?? ??"), run[dqBefore].Output);
+            Assert.That(run[dqAfter].Output, Does.Contain("hbin"), run.Transcript);
+        });
+    }
+}
