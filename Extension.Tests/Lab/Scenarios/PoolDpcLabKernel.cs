@@ -2,6 +2,7 @@ using NtSleuth.Commands.Symbols;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
 using NtSleuth.Lab.Scenario;
+using NtSleuth.Lab.Target;
 
 namespace NtSleuth.Lab.Scenarios;
 
@@ -21,7 +22,7 @@ public static class PoolDpcBuilds
 /// <summary>
 /// The pool and DPC scenarios' view of a <see cref="KernelScenarioBuilder"/>: the builder's memory, symbols, pool
 /// allocator and field writer, plus the scenario-level facts these scenarios set themselves (their own module list,
-/// stack, bug check, processor count) and the counting <see cref="LabTarget"/>.
+/// stack, bug check, processor count), served by the lab's <see cref="InMemoryTarget"/>.
 /// </summary>
 public sealed class LabKernel
 {
@@ -113,93 +114,12 @@ public sealed class LabKernel
         return m;
     }
 
-    public LabTarget CreateTarget() => new(this);
+    /// <summary>The kernel served by the lab's in-memory target (counters, fault injection, hidden symbols).</summary>
+    public InMemoryTarget CreateTarget() => new(Memory, Symbols, Info, Modules, Stack);
 
-    /// <summary>The same kernel served by the lab's shared in-memory target (NtSleuth.Lab.Target.InMemoryTarget).</summary>
-    public NtSleuth.Lab.Target.InMemoryTarget CreateSharedTarget() => new(Memory, Symbols, Info, Modules, Stack);
-
-    internal TargetInfo Info => new()
+    private TargetInfo Info => new()
     {
         Kind = TargetKind.Kernel, IsDump = !IsLive, PointerSize = 8, BuildNumber = BuildNumber, ProcessorCount = ProcessorCount,
         EventProcessor = EventProcessor, BugCheck = BugCheck, Description = "lab kernel " + BuildId,
     };
-}
-
-/// <summary>The lab kernel served through ITarget, with counters and fault injection (interrupt after N searches).</summary>
-public sealed class LabTarget : ITarget
-{
-    private readonly LabKernel _k;
-    public LabTarget(LabKernel k)
-    {
-        _k = k;
-        Info = k.Info;
-    }
-
-    public TargetInfo Info { get; }
-    public ISymbolProvider Symbols => HiddenSymbols.Count == 0 ? _k.Symbols : new HidingSymbols(_k.Symbols, HiddenSymbols);
-    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know.</summary>
-    public HashSet<string> HiddenSymbols { get; } = new(StringComparer.OrdinalIgnoreCase);
-    public long Reads { get; private set; }
-    /// <summary>When set, every read request (address, length) is recorded.</summary>
-    public List<(ulong Address, int Length)>? ReadLog { get; set; }
-    public long BytesRequested { get; private set; }
-    public long Searches { get; private set; }
-    /// <summary>Ctrl+Break is "pressed" once this many searches have been made (fault injection).</summary>
-    public int? InterruptAfterSearches { get; set; }
-    public bool Interrupt { get; set; }
-
-    public int ReadVirtual(ulong address, Span<byte> buffer)
-    {
-        Reads++; BytesRequested += buffer.Length;
-        ReadLog?.Add((address, buffer.Length));
-        return _k.Memory.Read(address, buffer);
-    }
-
-    public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
-    {
-        Searches++;
-        if (pattern.Length == 0) return null;
-        ulong end = start + length;
-        // Scan mapped pages only (what the engine's search does over a dump); matches may span pages.
-        var buf = new byte[SparseMemory.PageSize + pattern.Length];
-        for (ulong page = SparseMemory.PageOf(start); page < end; page += SparseMemory.PageSize)
-        {
-            if (!_k.Memory.IsMapped(page)) continue;
-            int n = _k.Memory.Read(page, buf);
-            for (int i = 0; i + pattern.Length <= n; i++)
-            {
-                ulong a = page + (ulong)i;
-                if (a < start || a + (ulong)pattern.Length > end) continue;
-                if (i >= SparseMemory.PageSize) break;
-                if (buf.AsSpan(i, pattern.Length).SequenceEqual(pattern)) return a;
-            }
-        }
-        return null;
-    }
-
-    public IReadOnlyList<ModuleInfo> GetModules() => _k.Modules;
-
-    public bool TryEvaluate(string expression, out ulong value, out string? error)
-    {
-        error = null;
-        var e = expression.Trim().Replace("`", "");
-        if (e.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) e = e[2..];
-        if (ulong.TryParse(e, System.Globalization.NumberStyles.HexNumber, null, out value)) return true;
-        var s = _k.Symbols.GetSymbolAddress(expression.Trim());
-        if (s is not null) { value = s.Value; return true; }
-        error = "Couldn't resolve error at '" + expression + "'";
-        return false;
-    }
-
-    public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => _k.Stack.Take(maxFrames).ToList();
-
-    public bool IsInterruptRequested => Interrupt || (InterruptAfterSearches is int n && Searches >= n);
-}
-
-internal sealed class HidingSymbols(ISymbolProvider inner, HashSet<string> hidden) : ISymbolProvider
-{
-    public ulong? GetSymbolAddress(string q) => hidden.Contains(q) ? null : inner.GetSymbolAddress(q);
-    public string? GetNameByAddress(ulong a, out ulong d) => inner.GetNameByAddress(a, out d);
-    public TypeLayout? GetTypeLayout(string m, string t) => hidden.Contains(m + "!" + t) ? null : inner.GetTypeLayout(m, t);
-    public bool HasSymbols(string m) => inner.HasSymbols(m);
 }
