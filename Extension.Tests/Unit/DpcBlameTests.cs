@@ -5,6 +5,7 @@ using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
 using NtSleuth.Lab.Scenarios;
+using NtSleuth.Lab.Target;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.Unit;
@@ -18,14 +19,14 @@ public class DpcBlameTests
         return new DpcWatchdogScenario(new LabKernel(nt!, build, 0xfffff803_09400000), p1, cpus, unwindable, extraDpcs);
     }
 
-    private static (int Hr, BufferSink Sink, ReadStats Stats) Run(LabTarget t, string args, bool dml = false)
+    private static (int Hr, BufferSink Sink, ReadStats Stats) Run(InMemoryTarget t, string args, bool dml = false)
     {
         var sink = new BufferSink(dml);
         var stats = new ReadStats();
         return (CommandDispatcher.Run("dpcblame", args, t, sink, stats), sink, stats);
     }
 
-    private static DpcBlameResult Analyze(LabTarget t, int? cpu = null) => new DpcBlameAnalyzer(new KernelReader(t)).Analyze(cpu);
+    private static DpcBlameResult Analyze(InMemoryTarget t, int? cpu = null) => new DpcBlameAnalyzer(new KernelReader(t)).Analyze(cpu);
 
     private static readonly string[] SeedRoutines =
         ["NDIS!NdisReturnNetBufferLists", "ataport!AtaPortInitialize", "nt!KiBalanceSetManagerDeferredRoutine", "ataport!AtaPortInitialize", "USBPORT+0x1df0"];
@@ -311,7 +312,7 @@ public class DpcBlameTests
     public void SeedOnTheSharedInMemoryTarget(string build)
     {
         var s = Scenario(build);
-        var t = s.Kernel.CreateSharedTarget();
+        var t = s.Kernel.CreateTarget();
         var sink = new BufferSink();
         var stats = new ReadStats();
         Assert.That(CommandDispatcher.Run("dpcblame", "", t, sink, stats), Is.EqualTo(0), sink.All);

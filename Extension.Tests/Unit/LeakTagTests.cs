@@ -5,6 +5,7 @@ using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
 using NtSleuth.Commands.Pool;
 using NtSleuth.Lab.Scenarios;
+using NtSleuth.Lab.Target;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.Unit;
@@ -20,7 +21,7 @@ public class LeakTagTests
         return new PoolLeakScenario(k, processors, extraModules, bigPages);
     }
 
-    private static (int Hr, BufferSink Sink, ReadStats Stats) Run(LabTarget t, string args, bool dml = false)
+    private static (int Hr, BufferSink Sink, ReadStats Stats) Run(InMemoryTarget t, string args, bool dml = false)
     {
         var sink = new BufferSink(dml);
         var stats = new ReadStats();
@@ -28,7 +29,7 @@ public class LeakTagTests
         return (hr, sink, stats);
     }
 
-    private static LeakTagResult Analyze(LabTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
+    private static LeakTagResult Analyze(InMemoryTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
 
     [SetUp]
     public void NoPoolTagFile() => LeakTagCommand.DescriptionsOverride = null;
@@ -353,7 +354,7 @@ public class LeakTagTests
     public void SeedOnTheSharedInMemoryTarget(string build)
     {
         var s = Scenario(build);
-        var t = s.Kernel.CreateSharedTarget();
+        var t = s.Kernel.CreateTarget();
         var sink = new BufferSink();
         var stats = new ReadStats();
         Assert.That(CommandDispatcher.Run("leaktag", "Leak", t, sink, stats), Is.EqualTo(0), sink.All);

@@ -29,35 +29,3 @@ public sealed partial class KernelScenarioBuilder
         return doc;
     }
 }
-
-/// <summary>An <see cref="ISymbolProvider"/> that asks several providers in turn (nt ISF + layout modules + anything else).</summary>
-public sealed class CompositeSymbolProvider(params ISymbolProvider[] providers) : ISymbolProvider
-{
-    public IReadOnlyList<ISymbolProvider> Providers { get; } = providers;
-
-    public ulong? GetSymbolAddress(string qualifiedName)
-    {
-        foreach (var p in Providers) if (p.GetSymbolAddress(qualifiedName) is { } a) return a;
-        return null;
-    }
-
-    public string? GetNameByAddress(ulong address, out ulong displacement)
-    {
-        string? best = null; displacement = ulong.MaxValue;
-        foreach (var p in Providers)
-        {
-            var n = p.GetNameByAddress(address, out var d);
-            if (n is not null && d < displacement) { best = n; displacement = d; }
-        }
-        if (best is null) displacement = 0;
-        return best;
-    }
-
-    public TypeLayout? GetTypeLayout(string module, string typeName)
-    {
-        foreach (var p in Providers) if (p.GetTypeLayout(module, typeName) is { } l) return l;
-        return null;
-    }
-
-    public bool HasSymbols(string module) => Providers.Any(p => p.HasSymbols(module));
-}

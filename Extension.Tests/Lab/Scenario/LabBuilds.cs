@@ -17,6 +17,14 @@ public sealed class LabBuild
         _isf = new Lazy<IsfDocument>(() => IsfDocument.Load(isfPath), LazyThreadSafetyMode.ExecutionAndPublication);
     }
 
+    private LabBuild(LabBuild b, ulong kernelBase) : this(b.Key, b.Label, b.BuildNumber, b.Version, b.GuidAge, b.IsfPath, b.LayoutLabel, kernelBase, b.PoolBase)
+    {
+        _isf = b._isf; // the same decoded table
+    }
+
+    /// <summary>This build with ntoskrnl placed at another base (scenarios pinned to a seed's addresses).</summary>
+    public LabBuild WithKernelBase(ulong kernelBase) => kernelBase == KernelBase ? this : new LabBuild(this, kernelBase);
+
     /// <summary>Short key used in test names and the bench table: "win7", "2012r2", "2016", "win10", "win11".</summary>
     public string Key { get; }
     /// <summary>Human name, e.g. "Windows 7 SP1 / 2008 R2 (7601)".</summary>

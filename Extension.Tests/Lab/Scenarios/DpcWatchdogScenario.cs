@@ -54,7 +54,7 @@ public sealed class DpcWatchdogScenario
         Kernel = k;
         HalBase = k.NtBase + 0x1000000;
         _synthetic = k.SyntheticCodeBase;
-        if (k.Builder is null) k.Modules[0] = k.Modules[0] with { Size = 0x1000000 };
+        if (k.Standalone) k.Modules[0] = k.Modules[0] with { Size = 0x1000000 };
         k.Modules.Add(new ModuleInfo("hal", HalBase, 0x80000, @"\SystemRoot\system32\hal.dll"));
         k.AddModule("ECHO.sys", EchoBase, 0x8000, 0x8000);
         k.AddModule("Wdf01000.sys", WdfBase, 0xc0000, 0);
@@ -118,7 +118,7 @@ public sealed class DpcWatchdogScenario
         for (int i = 0; i < n; i++)
         {
             ulong prcb;
-            if (k.Builder is not null)
+            if (!k.Standalone)
                 prcb = k.Builder.Prcb(i).Address; // the shared builder's processors (KiProcessorBlock already set)
             else
             {

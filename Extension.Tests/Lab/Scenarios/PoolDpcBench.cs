@@ -1,6 +1,7 @@
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Output;
+using NtSleuth.Lab.Target;
 
 namespace NtSleuth.Lab.Scenarios;
 
@@ -39,7 +40,7 @@ public static class PoolDpcBench
         }
     }
 
-    private static (long, long) RunCommand(string name, string args, LabTarget t)
+    private static (long, long) RunCommand(string name, string args, InMemoryTarget t)
     {
         var stats = new ReadStats();
         var sink = new BufferSink();

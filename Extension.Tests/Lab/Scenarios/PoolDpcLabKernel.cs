@@ -1,11 +1,12 @@
-using System.Buffers.Binary;
 using NtSleuth.Commands.Symbols;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Lab.Target;
 
 namespace NtSleuth.Lab.Scenarios;
 
-/// <summary>The five kernel symbol tables by GUID-age, loaded through the lab's build catalogue (one decode per process).</summary>
+/// <summary>The five kernel symbol tables by GUID-age (test case ids), loaded through the lab's build catalogue (one decode per process).</summary>
 public static class PoolDpcBuilds
 {
     public const string Win7 = "339E74133576439CBCDF7E0229DA3773-1";
@@ -14,55 +15,57 @@ public static class PoolDpcBuilds
     public const string Win10 = "5278AFF86C341677D7D7835C85B7B844-1";
     public const string Win11 = "0CE4A95C0CD782A7596B034D8648E585-1";
 
-    public static int BuildNumber(string id) => id switch
-    {
-        Win7 => 7601, Win2012R2 => 9600, Win2016 => 14393, Win10 => 19041, Win11 => 22000, _ => 0,
-    };
-
     /// <summary>Loads an nt symbol table; null when ../shared is absent (tests then skip).</summary>
-    public static IsfDocument? TryLoadNt(string id) => NtSleuth.Lab.Scenario.LabBuilds.TryGet(id)?.Isf;
+    public static IsfDocument? TryLoadNt(string id) => LabBuilds.TryGet(id)?.Isf;
 }
 
 /// <summary>
-/// A small scenario kernel for the pool and DPC scenarios: sparse memory, nt symbols from an ISF table at a base,
-/// a module list, and typed writers that place fields by name (never by hand-written offsets).
-/// (Stand-in until the shared lab builder lands; it only uses SparseMemory and the ISF reader.)
+/// The pool and DPC scenarios' view of a <see cref="KernelScenarioBuilder"/>: the builder's memory, symbols, pool
+/// allocator and field writer, plus the scenario-level facts these scenarios set themselves (their own module list,
+/// stack, bug check, processor count), served by the lab's <see cref="InMemoryTarget"/>.
 /// </summary>
 public sealed class LabKernel
 {
+    /// <summary>
+    /// A kernel of its own (tests, bench): a builder for <paramref name="buildId"/> with nt at <paramref name="ntBase"/>;
+    /// the module list names nt with an 8 MB image and the scenarios lay out their own processors.
+    /// </summary>
     public LabKernel(IsfDocument nt, string buildId, ulong ntBase = 0xfffff800_01400000)
+        : this(new KernelScenarioBuilder(LabBuilds.Get(buildId).WithKernelBase(ntBase)), 0x800000, ntBase + 0xE00000)
     {
-        Nt = nt; BuildId = buildId; NtBase = ntBase;
-        Memory = new SparseMemory();
-        Symbols = new IsfSymbolProvider().Add("nt", nt, ntBase);
-        Modules.Add(new ModuleInfo("nt", ntBase, 0x800000, @"\SystemRoot\system32\ntoskrnl.exe"));
-        SyntheticCodeBase = ntBase + 0xE00000;
+        if (!ReferenceEquals(nt, Builder.Build.Isf)) throw new ArgumentException($"the symbol table is not the lab's table of {buildId}", nameof(nt));
+        Standalone = true;
     }
 
     /// <summary>
-    /// A view over the lab's shared scenario builder: same memory and symbols; allocations come from the builder's
-    /// pool regions; modules are registered with the builder (PsLoadedModuleList) by the IScenario adapters.
+    /// A view over a catalogue scenario's builder: its processors; modules are registered with the builder
+    /// (PsLoadedModuleList) by the IScenario adapters.
     /// </summary>
-    public LabKernel(NtSleuth.Lab.Scenario.KernelScenarioBuilder b)
+    public LabKernel(KernelScenarioBuilder b)
+        : this(b, b.KernelSize, b.KernelBase + b.KernelSize - 0x10000) // synthetic code above every public of the table
     {
-        Nt = b.Build.Isf; BuildId = b.Build.GuidAge; NtBase = b.KernelBase;
-        Memory = b.Memory; Symbols = b.Symbols; Builder = b;
-        Modules.Add(new ModuleInfo("nt", b.KernelBase, b.KernelSize, @"\SystemRoot\system32\ntoskrnl.exe"));
-        SyntheticCodeBase = b.KernelBase + b.KernelSize - 0x10000; // above every public of the table
         ProcessorCount = b.ProcessorCount;
     }
 
-    /// <summary>The shared builder when this kernel is a view over one; null for the standalone kernel.</summary>
-    public NtSleuth.Lab.Scenario.KernelScenarioBuilder? Builder { get; }
+    private LabKernel(KernelScenarioBuilder b, uint ntSize, ulong syntheticCodeBase)
+    {
+        Builder = b;
+        Modules.Add(new ModuleInfo("nt", b.KernelBase, ntSize, @"\SystemRoot\system32\ntoskrnl.exe"));
+        SyntheticCodeBase = syntheticCodeBase;
+    }
+
+    public KernelScenarioBuilder Builder { get; }
+    /// <summary>True for a kernel of its own (the scenario lays out processors itself); false for a view over a catalogue builder.</summary>
+    public bool Standalone { get; }
     /// <summary>Where scenarios place nt functions the symbol table lacks (inside the nt image, above its publics).</summary>
     public ulong SyntheticCodeBase { get; }
 
-    public IsfDocument Nt { get; }
-    public string BuildId { get; }
-    public int BuildNumber => PoolDpcBuilds.BuildNumber(BuildId);
-    public ulong NtBase { get; }
-    public SparseMemory Memory { get; }
-    public IsfSymbolProvider Symbols { get; }
+    public IsfDocument Nt => Builder.Build.Isf;
+    public string BuildId => Builder.Build.GuidAge;
+    public int BuildNumber => Builder.Build.BuildNumber;
+    public ulong NtBase => Builder.KernelBase;
+    public SparseMemory Memory => Builder.Memory;
+    public IsfSymbolProvider Symbols => Builder.Symbols;
     public List<ModuleInfo> Modules { get; } = new();
     public List<StackFrameInfo> Stack { get; } = new();
     public int ProcessorCount { get; set; } = 1;
@@ -70,82 +73,37 @@ public sealed class LabKernel
     public BugCheckInfo? BugCheck { get; set; }
     public bool IsLive { get; set; }
 
-    private ulong _heap = 0xffffe000_10000000;
+    private ulong _packed = 0xffffe000_10000000;
 
-    /// <summary>Bump allocator in a nonpaged-pool-like region; returns a zeroed, mapped block.</summary>
+    /// <summary>
+    /// A zeroed, mapped block: from the builder's nonpaged pool for a view; placed back to back (no pool-header gap)
+    /// through the builder for a kernel of its own, whose addresses the bench figures depend on (the KDPC arrays'
+    /// placement decides how !dpcblame's reads split).
+    /// </summary>
     public ulong Alloc(ulong size, ulong align = 16)
     {
-        if (Builder is not null) return Builder.Alloc(Math.Max(size, 1), NtSleuth.Lab.Scenario.PoolRegion.NonPaged, Math.Max(align, 16));
-        _heap = (_heap + align - 1) & ~(align - 1);
-        ulong a = _heap;
-        _heap += Math.Max(size, 1);
-        Memory.Map(a, Math.Max(size, 1));
+        size = Math.Max(size, 1);
+        if (!Standalone) return Builder.Alloc(size, PoolRegion.NonPaged, Math.Max(align, 16));
+        _packed = (_packed + align - 1) & ~(align - 1);
+        ulong a = Builder.Place(_packed, size);
+        _packed += size;
         return a;
     }
 
-    public ulong Sym(string name) => NtBase + Nt.GetSymbolRva(name);
+    public ulong Sym(string name) => Builder.Symbol(name);
+    /// <summary>True when the nt symbol table has <paramref name="name"/> (synthetic symbols do not count).</summary>
     public bool HasSym(string name) => Nt.Symbols.ContainsKey(name);
-    public TypeLayout Layout(string type) => Nt.ToLayout("nt", type) ?? throw new InvalidOperationException($"type {type} not in {BuildId}");
-    public bool HasType(string type) => Nt.UserTypes.ContainsKey(type);
-    public ulong SizeOf(string type) => Layout(type).Size;
-
-    public ulong Offset(string type, string path)
-    {
-        ulong off = 0;
-        var layout = Layout(type);
-        var parts = path.Split('.');
-        for (int i = 0; i < parts.Length; i++)
-        {
-            var f = layout.GetField(parts[i]);
-            off += f.Offset;
-            if (i < parts.Length - 1) layout = Layout(f.Type.Name);
-        }
-        return off;
-    }
+    public TypeLayout Layout(string type) => Builder.Layout(type);
+    public bool HasType(string type) => Builder.Has(type);
+    public ulong SizeOf(string type) => Builder.SizeOf(type);
+    public ulong Offset(string type, string path) => Builder.OffsetOf(type, path);
 
     /// <summary>Writes an integer field (sized by the layout; bitfields merged) of <paramref name="type"/> at <paramref name="addr"/>.</summary>
-    public void Set(string type, ulong addr, string path, ulong value)
-    {
-        var layout = Layout(type);
-        var parts = path.Split('.');
-        ulong off = 0;
-        FieldLayout f = null!;
-        for (int i = 0; i < parts.Length; i++)
-        {
-            f = layout.GetField(parts[i]);
-            off += f.Offset;
-            if (i < parts.Length - 1) layout = Layout(f.Type.Name);
-        }
-        var t = f.Type;
-        if (t.Kind == TypeKind.Bitfield)
-        {
-            int size = (int)(t.Inner?.Size ?? 4);
-            ulong cur = ReadLe(addr + off, size);
-            ulong mask = (t.BitLength >= 64 ? ulong.MaxValue : (1UL << t.BitLength) - 1) << t.BitPosition;
-            cur = (cur & ~mask) | ((value << t.BitPosition) & mask);
-            WriteLe(addr + off, size, cur);
-            return;
-        }
-        int sz = (int)(t.Kind == TypeKind.Pointer && t.Size == 0 ? 8 : t.Size);
-        if (sz is 0 or > 8) throw new InvalidOperationException($"{type}.{path} is not a scalar");
-        WriteLe(addr + off, sz, value);
-    }
+    public void Set(string type, ulong addr, string path, ulong value) => new StructWriter(Builder, Layout(type), addr).Set(path, value);
 
-    public ulong ReadLe(ulong addr, int size)
-    {
-        var b = new byte[8];
-        Memory.Read(addr, b.AsSpan(0, size));
-        return BinaryPrimitives.ReadUInt64LittleEndian(b);
-    }
-
-    public void WriteLe(ulong addr, int size, ulong value)
-    {
-        var b = new byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-        Memory.Write(addr, b.AsSpan(0, size));
-    }
-
-    public void WritePtr(ulong addr, ulong value) => Memory.WriteU64(addr, value);
+    public ulong ReadLe(ulong addr, int size) => Builder.ReadLe(addr, size);
+    public void WriteLe(ulong addr, int size, ulong value) => Builder.WriteLe(addr, size, value);
+    public void WritePtr(ulong addr, ulong value) => Builder.WritePointer(addr, value);
 
     /// <summary>Adds a driver module (image mapped for <paramref name="mappedBytes"/>, default the whole image).</summary>
     public ModuleInfo AddModule(string fileName, ulong @base, uint size, ulong? mappedBytes = null)
@@ -156,96 +114,12 @@ public sealed class LabKernel
         return m;
     }
 
-    public LabTarget CreateTarget() => new(this);
+    /// <summary>The kernel served by the lab's in-memory target (counters, fault injection, hidden symbols).</summary>
+    public InMemoryTarget CreateTarget() => new(Memory, Symbols, Info, Modules, Stack);
 
-    /// <summary>The same kernel served by the lab's shared in-memory target (NtSleuth.Lab.Target.InMemoryTarget).</summary>
-    public NtSleuth.Lab.Target.InMemoryTarget CreateSharedTarget() => new(Memory, Symbols, new TargetInfo
+    private TargetInfo Info => new()
     {
         Kind = TargetKind.Kernel, IsDump = !IsLive, PointerSize = 8, BuildNumber = BuildNumber, ProcessorCount = ProcessorCount,
         EventProcessor = EventProcessor, BugCheck = BugCheck, Description = "lab kernel " + BuildId,
-    }, Modules, Stack);
-}
-
-/// <summary>The lab kernel served through ITarget, with counters and fault injection (interrupt after N searches).</summary>
-public sealed class LabTarget : ITarget
-{
-    private readonly LabKernel _k;
-    public LabTarget(LabKernel k)
-    {
-        _k = k;
-        Info = new TargetInfo
-        {
-            Kind = TargetKind.Kernel, IsDump = !k.IsLive, PointerSize = 8, BuildNumber = k.BuildNumber,
-            ProcessorCount = k.ProcessorCount, EventProcessor = k.EventProcessor, BugCheck = k.BugCheck,
-            Description = "lab kernel " + k.BuildId,
-        };
-    }
-
-    public TargetInfo Info { get; }
-    public ISymbolProvider Symbols => HiddenSymbols.Count == 0 ? _k.Symbols : new HidingSymbols(_k.Symbols, HiddenSymbols);
-    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know.</summary>
-    public HashSet<string> HiddenSymbols { get; } = new(StringComparer.OrdinalIgnoreCase);
-    public long Reads { get; private set; }
-    /// <summary>When set, every read request (address, length) is recorded.</summary>
-    public List<(ulong Address, int Length)>? ReadLog { get; set; }
-    public long BytesRequested { get; private set; }
-    public long Searches { get; private set; }
-    /// <summary>Ctrl+Break is "pressed" once this many searches have been made (fault injection).</summary>
-    public int? InterruptAfterSearches { get; set; }
-    public bool Interrupt { get; set; }
-
-    public int ReadVirtual(ulong address, Span<byte> buffer)
-    {
-        Reads++; BytesRequested += buffer.Length;
-        ReadLog?.Add((address, buffer.Length));
-        return _k.Memory.Read(address, buffer);
-    }
-
-    public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
-    {
-        Searches++;
-        if (pattern.Length == 0) return null;
-        ulong end = start + length;
-        // Scan mapped pages only (what the engine's search does over a dump); matches may span pages.
-        var buf = new byte[SparseMemory.PageSize + pattern.Length];
-        for (ulong page = SparseMemory.PageOf(start); page < end; page += SparseMemory.PageSize)
-        {
-            if (!_k.Memory.IsMapped(page)) continue;
-            int n = _k.Memory.Read(page, buf);
-            for (int i = 0; i + pattern.Length <= n; i++)
-            {
-                ulong a = page + (ulong)i;
-                if (a < start || a + (ulong)pattern.Length > end) continue;
-                if (i >= SparseMemory.PageSize) break;
-                if (buf.AsSpan(i, pattern.Length).SequenceEqual(pattern)) return a;
-            }
-        }
-        return null;
-    }
-
-    public IReadOnlyList<ModuleInfo> GetModules() => _k.Modules;
-
-    public bool TryEvaluate(string expression, out ulong value, out string? error)
-    {
-        error = null;
-        var e = expression.Trim().Replace("`", "");
-        if (e.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) e = e[2..];
-        if (ulong.TryParse(e, System.Globalization.NumberStyles.HexNumber, null, out value)) return true;
-        var s = _k.Symbols.GetSymbolAddress(expression.Trim());
-        if (s is not null) { value = s.Value; return true; }
-        error = "Couldn't resolve error at '" + expression + "'";
-        return false;
-    }
-
-    public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => _k.Stack.Take(maxFrames).ToList();
-
-    public bool IsInterruptRequested => Interrupt || (InterruptAfterSearches is int n && Searches >= n);
-}
-
-internal sealed class HidingSymbols(ISymbolProvider inner, HashSet<string> hidden) : ISymbolProvider
-{
-    public ulong? GetSymbolAddress(string q) => hidden.Contains(q) ? null : inner.GetSymbolAddress(q);
-    public string? GetNameByAddress(ulong a, out ulong d) => inner.GetNameByAddress(a, out d);
-    public TypeLayout? GetTypeLayout(string m, string t) => hidden.Contains(m + "!" + t) ? null : inner.GetTypeLayout(m, t);
-    public bool HasSymbols(string m) => inner.HasSymbols(m);
+    };
 }

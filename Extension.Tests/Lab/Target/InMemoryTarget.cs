@@ -21,13 +21,18 @@ public sealed class InMemoryTarget : ITarget
     public InMemoryTarget(SparseMemory memory, ISymbolProvider symbols, TargetInfo info, IReadOnlyList<ModuleInfo> modules,
         IReadOnlyList<StackFrameInfo>? stack = null, Dictionary<string, ulong>? pseudoRegisters = null)
     {
-        _memory = memory; Symbols = symbols; Info = info; _modules = modules;
+        _memory = memory; _symbols = symbols; Info = info; _modules = modules;
         _stack = stack ?? []; _pseudo = pseudoRegisters ?? new(StringComparer.OrdinalIgnoreCase);
         Faults = new FaultInjector(this, memory);
     }
 
+    private readonly ISymbolProvider _symbols;
+
     public TargetInfo Info { get; set; }
-    public ISymbolProvider Symbols { get; }
+    /// <summary>The scenario's symbols, less <see cref="HiddenSymbols"/>.</summary>
+    public ISymbolProvider Symbols => HiddenSymbols.Count == 0 ? _symbols : new HidingSymbols(_symbols, HiddenSymbols);
+    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know.</summary>
+    public HashSet<string> HiddenSymbols { get; } = new(StringComparer.OrdinalIgnoreCase);
     public SparseMemory Memory => _memory;
     public FaultInjector Faults { get; }
 
@@ -37,13 +42,19 @@ public sealed class InMemoryTarget : ITarget
     public long BytesReturned { get; private set; }
     public long SearchCalls { get; private set; }
     public void ResetCounters() { ReadCalls = BytesRequested = BytesReturned = SearchCalls = 0; }
+    /// <summary>When set, every read request (address, length) is recorded.</summary>
+    public List<(ulong Address, int Length)>? ReadLog { get; set; }
 
     /// <summary>When set, <see cref="IsInterruptRequested"/> turns true once this many reads have been served (Ctrl+Break mid-walk).</summary>
     public long? InterruptAfterReads { get; set; }
     /// <summary>Set to simulate Ctrl+Break right now.</summary>
     public bool InterruptNow { get; set; }
 
-    public bool IsInterruptRequested => InterruptNow || (InterruptAfterReads is { } n && ReadCalls >= n);
+    /// <summary>When set, <see cref="IsInterruptRequested"/> turns true once this many searches have been made.</summary>
+    public long? InterruptAfterSearches { get; set; }
+
+    public bool IsInterruptRequested => InterruptNow || (InterruptAfterReads is { } n && ReadCalls >= n)
+        || (InterruptAfterSearches is { } s && SearchCalls >= s);
 
     public void MakeUnreadable(ulong address, ulong length) => _unreadable.Add((address, address + length));
     public void ClearUnreadable() => _unreadable.Clear();
@@ -58,6 +69,7 @@ public sealed class InMemoryTarget : ITarget
     {
         ReadCalls++;
         BytesRequested += buffer.Length;
+        ReadLog?.Add((address, buffer.Length));
         int got = _memory.Read(address, buffer);
         // Clip at the first injected unreadable byte.
         foreach (var (s, e) in _unreadable)
@@ -228,4 +240,12 @@ public sealed class InMemoryTarget : ITarget
             throw new FormatException($"Couldn't resolve error at '{tok}'");
         }
     }
+}
+
+internal sealed class HidingSymbols(ISymbolProvider inner, HashSet<string> hidden) : ISymbolProvider
+{
+    public ulong? GetSymbolAddress(string q) => hidden.Contains(q) ? null : inner.GetSymbolAddress(q);
+    public string? GetNameByAddress(ulong a, out ulong d) => inner.GetNameByAddress(a, out d);
+    public TypeLayout? GetTypeLayout(string m, string t) => hidden.Contains(m + "!" + t) ? null : inner.GetTypeLayout(m, t);
+    public bool HasSymbols(string m) => inner.HasSymbols(m);
 }
