@@ -294,13 +294,23 @@ public sealed class FrameAnalyzer
                 it.LoadOrderGroup = GroupOf(it);
                 if (_legacyAltitudes.TryGetValue(it.Name!, out var given) || (it.Service is not null && _legacyAltitudes.TryGetValue(it.Service, out given)))
                 { it.Altitude = given; it.AltitudeSource = "-legacy"; continue; }
+                var ff = FromFrames(rep, st, i);
                 if (it.LoadOrderGroup is not null)
                 {
                     map ??= ReadMap(rep);
                     if (map.Entries.TryGetValue(it.LoadOrderGroup, out var ma))
-                    { it.Altitude = ma; it.AltitudeSource = $"group \"{it.LoadOrderGroup}\" in fltmgr's legacy altitude table"; continue; }
+                    {
+                        it.Altitude = ma; it.AltitudeSource = $"group \"{it.LoadOrderGroup}\" in fltmgr's legacy altitude table";
+                        // Cross-check: fltmgr's table against the frame boundaries it derived.
+                        if (ff is { } f && LoadOrderGroups.TryParse(f.Altitude, out var fa) && LoadOrderGroups.TryParse(ma, out var ia) && fa != ia)
+                        {
+                            string n = $"{vs.Name}: {it.Name} altitude {ma} ({it.AltitudeSource}) but the {f.Source} is {f.Altitude}: the group was changed after boot, or fltmgr adjusted the frame for another filter";
+                            if (!rep.Notes.Contains(n)) rep.Notes.Add(n);
+                        }
+                        continue;
+                    }
                 }
-                if (FromFrames(rep, st, i) is { } ff) { it.Altitude = ff.Altitude; it.AltitudeSource = ff.Source; continue; }
+                if (ff is { } fr) { it.Altitude = fr.Altitude; it.AltitudeSource = fr.Source; continue; }
                 if (it.LoadOrderGroup is not null && LoadOrderGroups.All.FirstOrDefault(g => g.Name.Equals(it.LoadOrderGroup, StringComparison.OrdinalIgnoreCase)) is { } dg)
                 {
                     it.Altitude = (dg.High - 0.01m).ToString("0.00", CultureInfo.InvariantCulture);
@@ -317,18 +327,6 @@ public sealed class FrameAnalyzer
                 anyUnknown = true;
             }
         }
-        // Cross-check: fltmgr's table against the frame boundaries it derived.
-        foreach (var vs in rep.Volumes)
-            for (int i = 0; i < vs.Stack.Count; i++)
-            {
-                var it = vs.Stack[i];
-                if (it.Kind != StackItemKind.Legacy || it.AltitudeSource is null || !it.AltitudeSource.StartsWith("group")) continue;
-                if (FromFrames(rep, vs.Stack, i) is { } ff && LoadOrderGroups.TryParse(ff.Altitude, out var fa) && LoadOrderGroups.TryParse(it.Altitude, out var ia) && fa != ia)
-                {
-                    string n = $"{vs.Name}: {it.Name} altitude {it.Altitude} ({it.AltitudeSource}) but the {ff.Source} is {ff.Altitude}: the group was changed after boot, or fltmgr adjusted the frame for another filter";
-                    if (!rep.Notes.Contains(n)) rep.Notes.Add(n);
-                }
-            }
         if (anyUnknown)
         {
             foreach (var n in groupNotes) rep.Notes.Add(n);
@@ -436,7 +434,7 @@ public sealed class FrameAnalyzer
         if (candidate is null)
             return $"no documented load-order group lies between {legacyName} ({legacyAlt}) and {lower.Name} ({lowerAlt}); a new fltmgr frame cannot be forced between them with a dummy minifilter";
         string after = groups.GetValueOrDefault(legacyName) ?? lgGroup?.Name ?? legacyName;
-        string before = upperBound is null ? "" : $" and before {nextLegacy.Name} ({groups.GetValueOrDefault(nextLegacy.Name) ?? LoadOrderGroups.Containing(upperBound.Value)?.Name ?? nextLegacy.Alt})";
+        string before = upperBound is null ? "" : $" and before {nextLegacy.Name} ({groups.GetValueOrDefault(nextLegacy.Name!) ?? LoadOrderGroups.Containing(upperBound.Value)?.Name ?? nextLegacy.Alt})";
         return $"install a dummy minifilter (e.g. a NullFilter) in load-order group \"{candidate.Name}\" ({candidate.Low}-{candidate.High}), SERVICE_BOOT_START, " +
                $"altitude e.g. {candidate.Low + 30}: it loads after {legacyName} ({after}){before}, so fltmgr creates a new frame above {legacyName} " +
                $"and {lower.Name} ({lowerAlt}) then attaches in that frame, above {legacyName}";

@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Globalization;
 using NtSleuth.Commands.Model;
 
 namespace NtSleuth.Commands.Fltmgr;
@@ -59,7 +58,7 @@ public sealed class LegacyAltitudeMap
         var text = strings.Select(x => r.ReadUtf16(x.Buffer, x.Len)).ToList();
         for (int i = 0; i + 1 < text.Count; i++)
         {
-            if (text[i] is { } g && text[i + 1] is { } a && !IsAltitude(g) && IsAltitude(a))
+            if (text[i] is { } g && text[i + 1] is { } a && !LoadOrderGroups.TryParse(g, out _) && LoadOrderGroups.TryParse(a, out _))
             {
                 map.Entries.TryAdd(g.Trim(), a.Trim());
                 i++;
@@ -69,9 +68,6 @@ public sealed class LegacyAltitudeMap
             map.Problem = $"{Symbol} at {addr.Value:x}: {strings.Count} strings, none in (group, altitude) pairs";
         return map;
     }
-
-    public static bool IsAltitude(string s) =>
-        s.Length > 0 && decimal.TryParse(s, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out _);
 }
 
 /// <summary>Where a legacy filter's load-order group comes from (the service key's Group value).</summary>
