@@ -287,6 +287,10 @@ public sealed class HiveView
     internal const ushort KeyCompName = 0x20;
     internal const ushort ValueCompName = 0x1;
 
+    /// <summary>A key or value name as stored: one byte per character when compressed (KEY_COMP_NAME / VALUE_COMP_NAME), else UTF-16.</summary>
+    internal static string DecodeName(ReadOnlySpan<byte> bytes, bool compressed) =>
+        compressed ? Encoding.Latin1.GetString(bytes) : Encoding.Unicode.GetString(bytes[..(bytes.Length & ~1)]);
+
     /// <summary>Reads the key node ('nk') at <paramref name="cell"/>; null with a note when unreadable or not a key node.</summary>
     internal KeyView? ReadKey(uint cell, string path, string what)
     {
@@ -302,7 +306,7 @@ public sealed class HiveView
         if (len is null || flags is null || nameOff + len.Value > (ulong)c.Data.Length)
         { _rr.Note($"hive {Name}: {what}: key node 0x{cell:x8} at {c.Address:x16} is truncated (name of {len ?? 0} bytes does not fit in 0x{c.Data.Length:x})"); return null; }
         var nameBytes = c.Data.AsSpan((int)nameOff, (int)len.Value);
-        string name = (flags.Value & KeyCompName) != 0 ? Encoding.Latin1.GetString(nameBytes) : Encoding.Unicode.GetString(nameBytes[..(nameBytes.Length & ~1)]);
+        string name = DecodeName(nameBytes, (flags.Value & KeyCompName) != 0);
         string full = path.Length == 0 ? name : path + "\\" + name;
         if (what == "root key") full = "";
         return new KeyView(this, cell, name, full, nk);

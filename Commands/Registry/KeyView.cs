@@ -1,5 +1,4 @@
 using System.Buffers.Binary;
-using System.Text;
 using NtSleuth.Commands.Model;
 
 namespace NtSleuth.Commands.Registry;
@@ -245,7 +244,7 @@ public sealed class KeyView
         if (len is null || flags is null || dlen is null || data is null || type is null || nameOff + len.Value > (ulong)c.Data.Length)
         { R.Note($"hive {_hive.Name}: {what}: value cell 0x{cell:x8} at {c.Address:x16} is truncated"); return null; }
         var nb = c.Data.AsSpan((int)nameOff, (int)len.Value);
-        string name = (flags.Value & HiveView.ValueCompName) != 0 ? Encoding.Latin1.GetString(nb) : Encoding.Unicode.GetString(nb[..(nb.Length & ~1)]);
+        string name = HiveView.DecodeName(nb, (flags.Value & HiveView.ValueCompName) != 0);
         var (dataOff, dataType) = vk.Resolve("Data");
         var inline = c.Data.AsSpan((int)dataOff, (int)Math.Min(dataType.Size == 0 ? 4 : dataType.Size, 4)).ToArray();
         return new ValueHeader(name, (uint)type.Value, (uint)dlen.Value, (uint)data.Value, inline);
