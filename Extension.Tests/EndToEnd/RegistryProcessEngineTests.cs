@@ -42,7 +42,7 @@ public class RegistryProcessEngineTests
         _dir ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-regproc-e2e-{Environment.ProcessId}");
         string outDir = Path.Combine(_dir, $"{buildKey}-{kind}");
         var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(outDir, forge, [build], [new FltmgrFrameOrderScenario()], kind, log);
+        var samples = CatalogSampleMaker.Make(outDir, forge, [build], [new FltmgrFrameOrderScenario()], kind, log, variants: [""]);
         var sample = samples.SingleOrDefault(s => s.Name == $"fltmgr-frame-order-{build.BuildNumber}");
         Assert.That(sample, Is.Not.Null, log.ToString());
         ulong eprocess = sample!.Facts["registryProcess"], bins = sample.Facts["registryBins"];

@@ -34,7 +34,7 @@ public static class CatalogSampleMaker
     };
 
     public static List<CatalogSample> Make(string outDir, SymbolForge forge, IEnumerable<LabBuild> builds, IEnumerable<IScenario> scenarios,
-        KernelDumpKind kind, TextWriter log, bool userSamples = false)
+        KernelDumpKind kind, TextWriter log, bool userSamples = false, IReadOnlyList<string>? variants = null)
     {
         Directory.CreateDirectory(outDir);
         var list = new List<CatalogSample>();
@@ -42,7 +42,8 @@ public static class CatalogSampleMaker
         foreach (var build in builds)
         {
             ForgeResult? nt = null;
-            foreach (var (sc, variant) in scs.SelectMany(sc => sc.SampleVariants.Select(v => (sc, v))))
+            // The scenarios' own sample variants, or only the given ones.
+            foreach (var (sc, variant) in scs.SelectMany(sc => (variants ?? sc.SampleVariants).Select(v => (sc, v))))
             {
                 string name = variant == "" ? $"{sc.Name}-{build.BuildNumber}" : $"{sc.Name}-{variant}-{build.BuildNumber}";
                 try
