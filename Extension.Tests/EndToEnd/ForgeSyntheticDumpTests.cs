@@ -3,7 +3,7 @@ using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Forge;
-using NtSleuth.Tests.Unit;
+using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;

@@ -2,7 +2,7 @@ using System.Text.Json;
 using NtSleuth.Lab.Forge;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Other modules (ndis/fltmgr from the layout table, synthetic drivers, dhcpcore.dll) and the real dump's identity.</summary>
 [TestFixture]

@@ -3,7 +3,7 @@ using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab.Forge;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Where the forge tests find ../shared and the LLVM tools; skips (or fails under NTSLEUTH_REQUIRE_E2E=1).</summary>
 internal static class ForgeTestEnv

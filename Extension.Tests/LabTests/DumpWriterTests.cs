@@ -4,7 +4,7 @@ using NtSleuth.Lab;
 using NtSleuth.Lab.Dumps;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Kernel dump writer output checked with the independent <see cref="KernelDumpReader"/> and raw header bytes.</summary>
 [TestFixture]
