@@ -437,7 +437,7 @@ public class RegistryReaderTests
     [Test]
     public void LaysIntoAFltmgrScenarioTarget()
     {
-        var layouts = NdisFltmgrLayouts.FindLayoutsFile(TestContext.CurrentContext.TestDirectory);
+        var layouts = SharedData.LayoutsFile;
         if (layouts is null) Assert.Ignore("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent");
         var sc = FltmgrScenario.SeedBroken(layouts!);
         var heap = new LabHeap(0xffffe000_40000000);

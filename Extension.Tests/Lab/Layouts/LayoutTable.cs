@@ -53,10 +53,8 @@ public sealed class LayoutTable
 
     private static readonly Lazy<LayoutTable?> _shared = new(() =>
     {
-        var dir = Scenario.LabBuilds.SharedDirectory;
-        if (dir is null) return null;
-        var p = Path.Combine(dir, "realdata", "layouts", "ndis-fltmgr-layouts.json");
-        return File.Exists(p) ? Load(p) : null;
+        var p = SharedData.LayoutsFile;
+        return p is not null ? Load(p) : null;
     });
 
     /// <summary>The table in ../shared (cached per process), or null when absent.</summary>

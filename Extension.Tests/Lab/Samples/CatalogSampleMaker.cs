@@ -236,7 +236,7 @@ public static class CatalogSampleMaker
             notes.Add($"{file}: symbols not forged ({FirstLine(e)})");
             return null;
         }
-        string? layouts = LabBuilds.SharedDirectory is { } sh ? Path.Combine(sh, "realdata", "layouts", "ndis-fltmgr-layouts.json") : null;
+        string? layouts = SharedData.LayoutsFile;
         string? layoutMod = mod.ToLowerInvariant() switch { "ndis" => "ndis", "fltmgr" => "fltmgr", _ => null };
         if (layoutMod is not null && layouts is not null && File.Exists(layouts) && build.LayoutLabel is { } label)
         {

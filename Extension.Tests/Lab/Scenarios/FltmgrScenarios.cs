@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Fltmgr;
 using NtSleuth.Commands.Target;
@@ -45,7 +46,7 @@ public sealed class FltmgrScenario
 
     public required FltmgrScenarioSpec Spec { get; init; }
     public required SparseMemory Memory { get; init; }
-    public required NdisLabTarget Target { get; init; }
+    public required InMemoryTarget Target { get; init; }
     public Dictionary<uint, ulong> FrameAddresses { get; } = new();
     public Dictionary<string, ulong> FilterAddresses { get; } = new();
     public List<ulong> FrameZeroVolumes { get; } = new();
@@ -137,11 +138,11 @@ public sealed class FltmgrScenario
         var mem = new SparseMemory();
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("nt", NtBase, 0x1000000), new("FLTMGR", FltmgrBase, 0x80000, @"\SystemRoot\System32\drivers\FLTMGR.SYS") };
-        return LayInto(new NdisLabTarget(mem, syms, info, modules), flt, spec);
+        return LayInto(new InMemoryTarget(mem, syms, info, modules), flt, spec);
     }
 
     /// <summary>Lays the scenario into a target's memory; its symbols must have "fltmgr" = <paramref name="flt"/> at <see cref="FltmgrBase"/> and nt types.</summary>
-    public static FltmgrScenario LayInto(NdisLabTarget target, IsfDocument flt, FltmgrScenarioSpec spec)
+    public static FltmgrScenario LayInto(InMemoryTarget target, IsfDocument flt, FltmgrScenarioSpec spec)
     {
         var sc = new FltmgrScenario { Spec = spec, Memory = target.Memory, Target = target };
         sc.Lay(new NdisStructWriter(target.Memory, target.Symbols), flt);

@@ -29,14 +29,6 @@ public static class NdisFltmgrLayouts
 
     private static readonly Dictionary<string, JsonNode> Cache = new();
 
-    public static string? FindLayoutsFile(string? startDir = null)
-    {
-        var dir = new DirectoryInfo(startDir ?? AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "NtSleuthExt.sln"))) dir = dir.Parent;
-        if (dir is null) return null;
-        var p = Path.Combine(dir.FullName, "..", "shared", "realdata", "layouts", "ndis-fltmgr-layouts.json");
-        return File.Exists(p) ? Path.GetFullPath(p) : null;
-    }
 
     private static JsonNode Load(string path)
     {
@@ -172,76 +164,6 @@ public static class NdisFltmgrLayouts
         }
         return (null, 0);
     }
-}
-
-/// <summary>ISymbolProvider over several providers (first answer wins), e.g. nt from its ISF, ndis/fltmgr from the layouts.</summary>
-public sealed class CompositeSymbols(params ISymbolProvider[] providers) : ISymbolProvider
-{
-    public ulong? GetSymbolAddress(string qualifiedName)
-    {
-        foreach (var p in providers) if (p.GetSymbolAddress(qualifiedName) is { } a) return a;
-        return null;
-    }
-    public string? GetNameByAddress(ulong address, out ulong displacement)
-    {
-        foreach (var p in providers) if (p.GetNameByAddress(address, out displacement) is { } n) return n;
-        displacement = 0; return null;
-    }
-    public TypeLayout? GetTypeLayout(string module, string typeName)
-    {
-        foreach (var p in providers) if (p.GetTypeLayout(module, typeName) is { } t) return t;
-        return null;
-    }
-    public bool HasSymbols(string module) => providers.Any(p => p.HasSymbols(module));
-}
-
-/// <summary>
-/// A small in-memory kernel target over <see cref="SparseMemory"/>: one ReadVirtual = one round trip (counted here too),
-/// optional Ctrl+Break after a number of reads.
-/// </summary>
-public sealed class NdisLabTarget(SparseMemory memory, ISymbolProvider symbols, TargetInfo info, IReadOnlyList<ModuleInfo> modules) : ITarget
-{
-    public SparseMemory Memory { get; } = memory;
-    public TargetInfo Info { get; } = info;
-    public ISymbolProvider Symbols { get; } = symbols;
-    public int Reads { get; private set; }
-    public long BytesRequested { get; private set; }
-    /// <summary>When set, IsInterruptRequested turns true once this many reads were served.</summary>
-    public int? InterruptAfterReads { get; set; }
-
-    public int ReadVirtual(ulong address, Span<byte> buffer)
-    {
-        Reads++; BytesRequested += buffer.Length;
-        return Memory.Read(address, buffer);
-    }
-    public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern) => null;
-
-    private readonly Dictionary<ulong, SparseMemory> _processSpaces = new();
-    /// <summary>The registered process address spaces (EPROCESS -> user pages).</summary>
-    public IReadOnlyDictionary<ulong, SparseMemory> ProcessSpaces => _processSpaces;
-    /// <summary>Registers the user address space of the process whose EPROCESS is <paramref name="eprocess"/> (e.g. the Registry process).</summary>
-    public void AddProcessSpace(ulong eprocess, SparseMemory memory) => _processSpaces[eprocess] = memory;
-
-    /// <summary>Kernel addresses as ReadVirtual; user addresses from the process's registered space; 0 when it has none.</summary>
-    public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
-    {
-        if (address >= 0xffff_8000_0000_0000) return ReadVirtual(address, buffer);
-        Reads++; BytesRequested += buffer.Length;
-        return _processSpaces.TryGetValue(process, out var space) ? space.Read(address, buffer) : 0;
-    }
-
-    public IReadOnlyList<ModuleInfo> GetModules() => modules;
-    public bool TryEvaluate(string expression, out ulong value, out string? error)
-    {
-        error = null;
-        var e = expression.Trim().Replace("`", "");
-        if (e.StartsWith("0x", StringComparison.OrdinalIgnoreCase)) e = e[2..];
-        if (ulong.TryParse(e, System.Globalization.NumberStyles.HexNumber, null, out value)) return true;
-        if (Symbols.GetSymbolAddress(expression.Trim()) is { } a) { value = a; return true; }
-        error = "syntax error"; value = 0; return false;
-    }
-    public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => Array.Empty<StackFrameInfo>();
-    public bool IsInterruptRequested => InterruptAfterReads is { } n && Reads >= n;
 }
 
 /// <summary>Writes structures by field name (layouts from the symbol provider) into a <see cref="SparseMemory"/>.</summary>

@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
 
@@ -51,7 +52,7 @@ public sealed class NdisScenario
 
     public required NdisScenarioSpec Spec { get; init; }
     public required SparseMemory Memory { get; init; }
-    public required NdisLabTarget Target { get; init; }
+    public required InMemoryTarget Target { get; init; }
     public List<ulong> PoolAddresses { get; } = new();
     /// <summary>Each pool's NBL addresses (in list order) and states.</summary>
     public Dictionary<ulong, List<(ulong Nbl, ulong Entry, LabNblState State)>> Nbls { get; } = new();
@@ -73,11 +74,11 @@ public sealed class NdisScenario
         var mem = new SparseMemory();
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("ndis", NdisBase, 0x150000, @"\SystemRoot\system32\drivers\ndis.sys") };
-        return LayInto(new NdisLabTarget(mem, syms, info, modules), doc, spec);
+        return LayInto(new InMemoryTarget(mem, syms, info, modules), doc, spec);
     }
 
     /// <summary>Lays the scenario into a target's memory; its symbols must have "ndis" = <paramref name="doc"/> at <see cref="NdisBase"/>.</summary>
-    public static NdisScenario LayInto(NdisLabTarget target, IsfDocument doc, NdisScenarioSpec spec)
+    public static NdisScenario LayInto(InMemoryTarget target, IsfDocument doc, NdisScenarioSpec spec)
     {
         var sc = new NdisScenario { Spec = spec, Memory = target.Memory, Target = target };
         sc.Lay(new NdisStructWriter(target.Memory, target.Symbols), doc);
