@@ -166,59 +166,6 @@ public static class NdisFltmgrLayouts
     }
 }
 
-/// <summary>Writes structures by field name (layouts from the symbol provider) into a <see cref="SparseMemory"/>.</summary>
-public sealed class NdisStructWriter(SparseMemory mem, ISymbolProvider symbols)
-{
-    public SparseMemory Memory { get; } = mem;
-    public ISymbolProvider Symbols { get; } = symbols;
-
-    public TypeLayout Type(string module, string type) =>
-        Symbols.GetTypeLayout(module, type) ?? throw new InvalidOperationException($"lab: no type {module}!{type}");
-
-    public ulong Offset(string module, string type, string path)
-    {
-        ulong off = 0;
-        var t = Type(module, type);
-        var parts = path.Split('.');
-        for (int i = 0; i < parts.Length; i++)
-        {
-            var f = t.GetField(parts[i]);
-            off += f.Offset;
-            if (i < parts.Length - 1) t = Type(module, f.Type.Name);
-        }
-        return off;
-    }
-
-    public FieldLayout Field(string module, string type, string path)
-    {
-        var t = Type(module, type);
-        var parts = path.Split('.');
-        for (int i = 0; i < parts.Length - 1; i++) t = Type(module, t.GetField(parts[i]).Type.Name);
-        return t.GetField(parts[^1]);
-    }
-
-    /// <summary>Writes an integer into a field with the field's width.</summary>
-    public void Set(ulong obj, string module, string type, string path, ulong value)
-    {
-        var f = Field(module, type, path);
-        ulong off = Offset(module, type, path);
-        ulong size = f.Type.Kind == TypeKind.Pointer ? 8 : f.Type.Size;
-        var bytes = BitConverter.GetBytes(value);
-        Memory.Write(obj + off, bytes.AsSpan(0, (int)Math.Clamp(size, 1, 8)));
-    }
-
-    /// <summary>Writes a UNICODE_STRING at <paramref name="at"/> whose buffer is placed at <paramref name="buffer"/>.</summary>
-    public void UnicodeString(ulong at, ulong buffer, string text)
-    {
-        var b = Encoding.Unicode.GetBytes(text);
-        Memory.WriteU16(at, (ushort)b.Length);
-        Memory.WriteU16(at + 2, (ushort)(b.Length + 2));
-        Memory.WriteU64(at + 8, buffer);
-        Memory.Write(buffer, b);
-        Memory.WriteU16(buffer + (ulong)b.Length, 0);
-    }
-}
-
 /// <summary>A bump allocator for scenario objects in a kernel address range.</summary>
 public sealed class LabHeap(ulong start)
 {
