@@ -34,6 +34,9 @@ public class TypedMemory
     /// <summary>A writer over module!type at <paramref name="address"/> (maps nothing; writes map the pages they touch).</summary>
     public StructWriter View(string type, ulong address, string module = "nt") => new(this, Layout(type, module), address);
 
+    /// <summary>A writer over a layout already in hand at <paramref name="address"/>.</summary>
+    public StructWriter View(TypeLayout layout, ulong address) => new(this, layout, address);
+
     /// <summary>True when the type (and, if given, the dotted field path) exists on this build.</summary>
     public bool Has(string type, string? field = null, string module = "nt")
     {
