@@ -51,10 +51,23 @@ public sealed class LayoutTable
         catch (JsonException ex) { throw new LayoutTableException($"{path}: not valid JSON ({ex.Message})"); }
     }
 
+    private static readonly Dictionary<string, LayoutTable> _opened = new(StringComparer.Ordinal);
+
+    /// <summary>The table at <paramref name="path"/>, loaded once per process (its ISF conversions are cached with it).</summary>
+    public static LayoutTable Open(string path)
+    {
+        string full = Path.GetFullPath(path);
+        lock (_opened)
+        {
+            if (!_opened.TryGetValue(full, out var t)) _opened[full] = t = Load(full);
+            return t;
+        }
+    }
+
     private static readonly Lazy<LayoutTable?> _shared = new(() =>
     {
         var p = SharedData.LayoutsFile;
-        return p is not null ? Load(p) : null;
+        return p is not null ? Open(p) : null;
     });
 
     /// <summary>The table in ../shared (cached per process), or null when absent.</summary>
