@@ -229,7 +229,7 @@ public static class CatalogSampleMaker
         try { return forge.Forge(spec); }
         catch (Exception e) when (spec.Types is not null)
         {
-            notes.Add($"{file}: scenario types not forgeable ({FirstLine(e)})");
+            notes.Add($"{file}: scenario types not forgeable ({FirstLine(e)})"); if (Environment.GetEnvironmentVariable("NTSLEUTH_FORGE_DEBUG") == "1") Console.Error.WriteLine(e.Message);
         }
         catch (Exception e)
         {
