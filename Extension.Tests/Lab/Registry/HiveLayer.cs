@@ -100,16 +100,14 @@ public sealed class LaidHive
 /// BlockAddress/BinAddress on 7601/9600 or PermanentBinAddress+BlockOffset on 14393+, entry size from the type), the
 /// _CMHIVE (_HHIVE signature, BaseBlock, Storage[Stable], HiveRootPath/FileUserName/FileFullPath) linked on
 /// nt!CmpHiveListHead (initialised when empty). Usable from <see cref="KernelScenarioBuilder"/> and from the
-/// ndis/fltmgr labs (<see cref="LabHeap"/>): both are a SparseMemory + ISymbolProvider. Kernel-side structures are in
+/// ndis/fltmgr labs (a <see cref="TypedMemory"/> with a heap): both are a SparseMemory + ISymbolProvider. Kernel-side structures are in
 /// the kernel SparseMemory, so the dump writers include them.
 /// </summary>
 public static class HiveLayer
 {
-    public static LaidHive Lay(KernelScenarioBuilder b, HiveImage image, string rootPath, HiveLayerOptions? opts = null) =>
-        Lay(b.Memory, b.Symbols, size => b.Alloc(size), image, rootPath, opts);
-
-    public static LaidHive Lay(SparseMemory mem, ISymbolProvider syms, LabHeap heap, HiveImage image, string rootPath, HiveLayerOptions? opts = null) =>
-        Lay(mem, syms, size => heap.Alloc(size, 0x10), image, rootPath, opts);
+    /// <summary>Lays the hive into <paramref name="w"/>'s memory, allocating from it (a scenario builder's pool, or a TypedMemory heap).</summary>
+    public static LaidHive Lay(TypedMemory w, HiveImage image, string rootPath, HiveLayerOptions? opts = null) =>
+        Lay(w.Memory, w.SymbolProvider, size => w.Allocate(size, 0x10), image, rootPath, opts);
 
     /// <summary>Lays the hive; <paramref name="alloc"/>(size) returns kernel addresses for new objects (mapped here when needed).</summary>
     public static LaidHive Lay(SparseMemory mem, ISymbolProvider syms, Func<ulong, ulong> alloc, HiveImage image, string rootPath, HiveLayerOptions? opts = null)

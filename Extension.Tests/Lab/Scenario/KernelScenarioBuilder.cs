@@ -179,6 +179,9 @@ public sealed partial class KernelScenarioBuilder : TypedMemory
         return a;
     }
 
+    /// <summary>Pool-like allocation (<see cref="Alloc"/>) in the non-paged region, mapped.</summary>
+    public override ulong Allocate(ulong size, ulong align = 16) => Alloc(size, PoolRegion.NonPaged, align);
+
     /// <summary>A UNICODE_STRING's text: placed at <paramref name="bufferAt"/> (reserved) or in fresh paged pool.</summary>
     protected override ulong PlaceUtf16(string text, byte[] bytes, ulong? bufferAt)
     {

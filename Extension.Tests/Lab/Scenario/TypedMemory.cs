@@ -17,11 +17,26 @@ public class TypedMemory
 {
     private readonly TypeCache _types;
 
+    private ulong? _heap;
+
     /// <param name="label">Names the symbol tables in error messages ("Windows 10 20H2 (19041)", "layouts:ndis:...").</param>
-    public TypedMemory(SparseMemory memory, ISymbolProvider symbols, string label)
+    /// <param name="heapStart">Where <see cref="Allocate"/> hands out addresses from (a bump allocator); null: no allocation.</param>
+    public TypedMemory(SparseMemory memory, ISymbolProvider symbols, string label, ulong? heapStart = null)
     {
-        Memory = memory; SymbolProvider = symbols; Label = label;
+        Memory = memory; SymbolProvider = symbols; Label = label; _heap = heapStart;
         _types = new TypeCache(symbols);
+    }
+
+    /// <summary>
+    /// <paramref name="size"/> bytes at the next <paramref name="align"/>ed address of the heap (not mapped: writes map the
+    /// pages they touch). <see cref="KernelScenarioBuilder"/> allocates from its non-paged pool region instead.
+    /// </summary>
+    public virtual ulong Allocate(ulong size, ulong align = 16)
+    {
+        ulong next = _heap ?? throw new InvalidOperationException($"{Label}: this TypedMemory has no heap (give heapStart)");
+        ulong a = (next + align - 1) & ~(align - 1);
+        _heap = a + size;
+        return a;
     }
 
     /// <summary>Over one symbol table as module "nt" (the dump preparation's kernel ISF).</summary>

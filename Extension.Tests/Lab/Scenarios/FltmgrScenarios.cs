@@ -146,7 +146,7 @@ public sealed class FltmgrScenario
     public static FltmgrScenario LayInto(InMemoryTarget target, IsfDocument flt, FltmgrScenarioSpec spec)
     {
         var sc = new FltmgrScenario { Spec = spec, Memory = target.Memory, Target = target };
-        sc.Lay(new TypedMemory(target.Memory, target.Symbols, flt.Source), flt);
+        sc.Lay(new TypedMemory(target.Memory, target.Symbols, flt.Source, heapStart: 0xffffe000_10000000), flt);
         return sc;
     }
 
@@ -182,7 +182,6 @@ public sealed class FltmgrScenario
     private void Lay(TypedMemory w, IsfDocument flt)
     {
         const string F = "fltmgr";
-        var heap = new LabHeap(0xffffe000_10000000);
         ulong globals = FltmgrBase + flt.GetSymbolRva("FltGlobals");
         var gType = w.Layout("_GLOBALS", F);
         Memory.Map(globals, gType.Size);
@@ -190,7 +189,7 @@ public sealed class FltmgrScenario
         ulong frameHead = globals + w.OffsetOf("_GLOBALS", "FrameList", F) + rList;
         InitList(Memory, frameHead);
 
-        ulong Obj(ulong size) { ulong a = heap.Alloc(size + 0x100, 0x40); Memory.Map(a, size + 0x100); return a; }
+        ulong Obj(ulong size) { ulong a = w.Allocate(size + 0x100, 0x40); Memory.Map(a, size + 0x100); return a; }
 
         // Driver objects.
         var drivers = new Dictionary<string, ulong>();
@@ -199,12 +198,12 @@ public sealed class FltmgrScenario
             if (drivers.TryGetValue(name, out var d)) return d;
             var t = w.Layout("_DRIVER_OBJECT", "nt");
             d = Obj(t.Size);
-            w.WriteUnicodeString(d + w.OffsetOf("_DRIVER_OBJECT", "DriverName", "nt"), name, heap.Alloc((ulong)name.Length * 2 + 8));
+            w.WriteUnicodeString(d + w.OffsetOf("_DRIVER_OBJECT", "DriverName", "nt"), name, w.Allocate((ulong)name.Length * 2 + 8));
             // The I/O manager's driver extension: ServiceKeyName = the service key (the driver name's last component).
             ulong ext = Obj(w.Layout("_DRIVER_EXTENSION", "nt").Size);
             string service = name[(name.LastIndexOf('\\') + 1)..];
             w.Set(ext, "_DRIVER_EXTENSION", "DriverObject", d, "nt");
-            w.WriteUnicodeString(ext + w.OffsetOf("_DRIVER_EXTENSION", "ServiceKeyName", "nt"), service, heap.Alloc((ulong)service.Length * 2 + 8));
+            w.WriteUnicodeString(ext + w.OffsetOf("_DRIVER_EXTENSION", "ServiceKeyName", "nt"), service, w.Allocate((ulong)service.Length * 2 + 8));
             w.Set(d, "_DRIVER_OBJECT", "DriverExtension", ext, "nt");
             drivers[name] = d;
             return d;
@@ -230,9 +229,9 @@ public sealed class FltmgrScenario
         // The SYSTEM hive (service load-order groups), on nt!CmpHiveListHead.
         if (Spec.SystemHive)
         {
-            var proc = Spec.HiveInRegistryProcess ? RegistryProcessSpace.Create(Memory, Target.Symbols, size => heap.Alloc(size, 0x40)) : null;
+            var proc = Spec.HiveInRegistryProcess ? RegistryProcessSpace.Create(Memory, Target.Symbols, size => w.Allocate(size, 0x40)) : null;
             if (proc is not null) Target.AddProcessSpace(proc.EProcess, proc.Memory);
-            HiveLayer.Lay(Memory, Target.Symbols, heap, SystemHiveImage(), @"\REGISTRY\MACHINE\SYSTEM", new HiveLayerOptions { RegistryProcess = proc });
+            HiveLayer.Lay(w, SystemHiveImage(), @"\REGISTRY\MACHINE\SYSTEM", new HiveLayerOptions { RegistryProcess = proc });
         }
 
         // Frames.
@@ -242,8 +241,8 @@ public sealed class FltmgrScenario
             ulong fa = Obj(frameType.Size);
             FrameAddresses[id] = fa;
             w.Set(fa, "_FLTP_FRAME", "FrameID", id, F);
-            w.WriteUnicodeString(fa + w.OffsetOf("_FLTP_FRAME", "AltitudeIntervalLow", F), low, heap.Alloc(32));
-            w.WriteUnicodeString(fa + w.OffsetOf("_FLTP_FRAME", "AltitudeIntervalHigh", F), high, heap.Alloc(32));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLTP_FRAME", "AltitudeIntervalLow", F), low, w.Allocate(32));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLTP_FRAME", "AltitudeIntervalHigh", F), high, w.Allocate(32));
             InitList(Memory, fa + w.OffsetOf("_FLTP_FRAME", "RegisteredFilters", F) + rList);
             InitList(Memory, fa + w.OffsetOf("_FLTP_FRAME", "AttachedVolumes", F) + rList);
             InsertTail(Memory, frameHead, fa + w.OffsetOf("_FLTP_FRAME", "Links", F));
@@ -281,7 +280,7 @@ public sealed class FltmgrScenario
                 if (item.StartsWith("legacy:")) { Device(@"\Driver\" + item["legacy:".Length..]); continue; }
                 uint fid = uint.Parse(item["frame:".Length..]);
                 ulong dev = Device(@"\FileSystem\FltMgr");
-                ulong va = heap.Alloc(volType.Size + 0x100, 0x40);
+                ulong va = w.Allocate(volType.Size + 0x100, 0x40);
                 Memory.Map(va, volType.Size + 0x100);
                 // DeviceName string right after the volume object.
                 string name = $@"\Device\HarddiskVolume{v + 1}";
@@ -312,8 +311,8 @@ public sealed class FltmgrScenario
         {
             ulong fa = Obj(filterType.Size);
             FilterAddresses[mf.Name] = fa;
-            w.WriteUnicodeString(fa + w.OffsetOf("_FLT_FILTER", "Name", F), mf.Name, heap.Alloc((ulong)mf.Name.Length * 2 + 8));
-            w.WriteUnicodeString(fa + w.OffsetOf("_FLT_FILTER", "DefaultAltitude", F), mf.Altitude, heap.Alloc(32));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLT_FILTER", "Name", F), mf.Name, w.Allocate((ulong)mf.Name.Length * 2 + 8));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLT_FILTER", "DefaultAltitude", F), mf.Altitude, w.Allocate(32));
             w.Set(fa, "_FLT_FILTER", "Frame", FrameAddresses[mf.Frame], F);
             w.Set(fa, "_FLT_FILTER", "DriverObject", Driver(@"\FileSystem\" + mf.Name), F);
             InitList(Memory, fa + instList);
@@ -322,7 +321,7 @@ public sealed class FltmgrScenario
             foreach (int v in vols)
             {
                 if (!fltVolumes.TryGetValue((v, mf.Frame), out var va)) throw new InvalidOperationException($"lab: frame {mf.Frame} is not on volume {v}'s stack");
-                ulong ia = heap.Alloc(instType.Size + 0x100, 0x40);
+                ulong ia = w.Allocate(instType.Size + 0x100, 0x40);
                 Memory.Map(ia, instType.Size + 0x100);
                 string iname = mf.Name + " Instance";
                 w.WriteUnicodeString(ia + w.OffsetOf("_FLT_INSTANCE", "Altitude", F), mf.Altitude, ia + instType.Size + 0x10);

@@ -25,14 +25,3 @@ public static class NdisFltmgrLayouts
     /// <summary>The module's symbol table for a build label: <see cref="LayoutTable.ToIsf"/>, the lab's one layout conversion.</summary>
     public static IsfDocument BuildIsf(string layoutsPath, string module, string label) => LayoutTable.Open(layoutsPath).ToIsf(module, label);
 }
-
-/// <summary>A bump allocator for scenario objects in a kernel address range.</summary>
-public sealed class LabHeap(ulong start)
-{
-    private ulong _next = start;
-    public ulong Alloc(ulong size, ulong align = 16)
-    {
-        _next = (_next + align - 1) & ~(align - 1);
-        ulong a = _next; _next += size; return a;
-    }
-}

@@ -82,14 +82,13 @@ public sealed class NdisScenario
     public static NdisScenario LayInto(InMemoryTarget target, IsfDocument doc, NdisScenarioSpec spec)
     {
         var sc = new NdisScenario { Spec = spec, Memory = target.Memory, Target = target };
-        sc.Lay(new TypedMemory(target.Memory, target.Symbols, doc.Source), doc);
+        sc.Lay(new TypedMemory(target.Memory, target.Symbols, doc.Source, heapStart: 0xfffffa80_0c000000), doc);
         return sc;
     }
 
     private void Lay(TypedMemory w, IsfDocument doc)
     {
         const string N = "ndis";
-        var heap = new LabHeap(0xfffffa80_0c000000);
         ulong Sym(string name) => NdisBase + doc.GetSymbolRva(name);
         // ndis .data pages for the globals we use.
         foreach (var g in new[] { "ndisGlobalTriageBlock", "ndisMiniportList", "ndisGlobalFilterList", "ndisGlobalOpenList", "ndisProtocolList", "ndisNblTrackerMode" })
@@ -101,8 +100,8 @@ public sealed class NdisScenario
         Memory.WriteU64(Sym("ndisMiniportList"), MiniportAddr);
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", Miniport2Addr, N);
         w.Set(Miniport2Addr, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", 0, N);
-        NameMiniport(w, heap, MiniportAddr, Spec.AdapterName, "MyMiniPortDriver");
-        NameMiniport(w, heap, Miniport2Addr, "Microsoft Kernel Debug Network Adapter", "kdnic");
+        NameMiniport(w, MiniportAddr, Spec.AdapterName, "MyMiniPortDriver");
+        NameMiniport(w, Miniport2Addr, "Microsoft Kernel Debug Network Adapter", "kdnic");
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "State", (ulong)Spec.MiniportState, N);
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "PnPDeviceState", (ulong)Spec.PnPState, N);
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "OldPnPDeviceState", 1, N);
@@ -118,8 +117,8 @@ public sealed class NdisScenario
         var fb = w.Layout("_NDIS_FILTER_BLOCK", N);
         Memory.Map(FilterAddr, fb.Size);
         Memory.WriteU64(Sym("ndisGlobalFilterList"), FilterAddr);
-        ulong fname = heap.Alloc(16);
-        w.WriteUnicodeString(fname, "WFP Native MAC Layer LightWeight Filter-0000", heap.Alloc(0x100));
+        ulong fname = w.Allocate(16);
+        w.WriteUnicodeString(fname, "WFP Native MAC Layer LightWeight Filter-0000", w.Allocate(0x100));
         w.Set(FilterAddr, "_NDIS_FILTER_BLOCK", "FilterFriendlyName", fname, N);
         w.Set(FilterAddr, "_NDIS_FILTER_BLOCK", "Miniport", MiniportAddr, N);
         w.Set(FilterAddr, "_NDIS_FILTER_BLOCK", "State", 5, N);
@@ -127,15 +126,15 @@ public sealed class NdisScenario
         var ob = w.Layout("_NDIS_OPEN_BLOCK", N);
         Memory.Map(OpenAddr, ob.Size);
         Memory.WriteU64(Sym("ndisGlobalOpenList"), OpenAddr);
-        ulong bname = heap.Alloc(16);
-        w.WriteUnicodeString(bname, @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", heap.Alloc(0x100));
+        ulong bname = w.Allocate(16);
+        w.WriteUnicodeString(bname, @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", w.Allocate(0x100));
         w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "BindDeviceName", bname, N);
         w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "MiniportHandle", MiniportAddr, N);
 
         var pb = w.Layout("_NDIS_PROTOCOL_BLOCK", N);
         Memory.Map(ProtocolAddr, pb.Size);
         Memory.WriteU64(Sym("ndisProtocolList"), ProtocolAddr);
-        w.WriteUnicodeString(ProtocolAddr + w.OffsetOf("_NDIS_PROTOCOL_BLOCK", "Name", N), "TCPIP", heap.Alloc(0x40));
+        w.WriteUnicodeString(ProtocolAddr + w.OffsetOf("_NDIS_PROTOCOL_BLOCK", "Name", N), "TCPIP", w.Allocate(0x40));
 
         // NBL geometry: NBL size from the build's type, current-owner stamp in the context after the NBL.
         var nblType = w.Layout("_NET_BUFFER_LIST", N);
@@ -163,7 +162,7 @@ public sealed class NdisScenario
 
         // Pool list head: the public global on 1607, otherwise a head published through the triage block.
         ulong? headSym = doc.Symbols.TryGetValue("ndisGlobalNetBufferListPoolList", out var hr) ? NdisBase + hr : null;
-        PoolListHead = headSym ?? heap.Alloc(16);
+        PoolListHead = headSym ?? w.Allocate(16);
         Memory.Map(PoolListHead, 16);
         w.Set(tri, T, "GlobalNetBufferListPoolList", PoolListHead, N);
 
@@ -281,17 +280,17 @@ public sealed class NdisScenario
         return result.ToList();
     }
 
-    private static void NameMiniport(TypedMemory w, LabHeap heap, ulong mp, string name, string driver)
+    private static void NameMiniport(TypedMemory w, ulong mp, string name, string driver)
     {
         const string N = "ndis";
-        ulong us = heap.Alloc(16);
-        w.WriteUnicodeString(us, name, heap.Alloc((ulong)(name.Length * 2 + 16)));
+        ulong us = w.Allocate(16);
+        w.WriteUnicodeString(us, name, w.Allocate((ulong)(name.Length * 2 + 16)));
         w.Set(mp, "_NDIS_MINIPORT_BLOCK", "pAdapterInstanceName", us, N);
-        w.WriteUnicodeString(mp + w.OffsetOf("_NDIS_MINIPORT_BLOCK", "MiniportName", N), @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", heap.Alloc(0x100));
+        w.WriteUnicodeString(mp + w.OffsetOf("_NDIS_MINIPORT_BLOCK", "MiniportName", N), @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", w.Allocate(0x100));
         var db = w.Layout("_NDIS_M_DRIVER_BLOCK", N);
-        ulong drv = heap.Alloc(db.Size);
+        ulong drv = w.Allocate(db.Size);
         w.Memory.Map(drv, db.Size);
-        w.WriteUnicodeString(drv + w.OffsetOf("_NDIS_M_DRIVER_BLOCK", "ServiceName", N), driver, heap.Alloc(0x80));
+        w.WriteUnicodeString(drv + w.OffsetOf("_NDIS_M_DRIVER_BLOCK", "ServiceName", N), driver, w.Allocate(0x80));
         w.Set(mp, "_NDIS_MINIPORT_BLOCK", "DriverHandle", drv, N);
     }
 }
