@@ -3,19 +3,22 @@
  * end-to-end tests (under wine on Linux, natively on Windows).
  *
  *   enginehost -engine <dir> [-y <sympath>] -z <dump> [-dml] [-rawdml] [-v] [-timeout <ms>]
- *              [-interrupt-after <ms>] -c <command> [-c <command> ...]
+ *              [-interrupt-after <ms>] [-mem] -c <command> [-c <command> ...]
  *
  * Output protocol (stdout, UTF-8): engine output captured through output callbacks; every command is framed:
  *   @@begin <command>
  *   ...output...
  *   @@end <hr as 0x%08x> <elapsed ms>
+ * With -mem, every "@@end" line is followed by "@@mem <private bytes of this process>" (PrivateUsage).
  * Setup lines start with "@@host " ; a fatal setup failure prints "@@fatal <what> <hr>" and exits non-zero.
  * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout.
  */
 #define WIN32_LEAN_AND_MEAN
 #define COBJMACROS
 #define INITGUID
+#define PSAPI_VERSION 2 /* GetProcessMemoryInfo = K32GetProcessMemoryInfo in kernel32: no psapi import library */
 #include <windows.h>
+#include <psapi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,6 +120,7 @@ static const OutCbVtbl g_cbVtbl = { cb_qi, cb_addref, cb_release, cb_output, cb_
 static IDebugControl *g_control;
 static volatile LONG g_commandSeq = 0;
 static DWORD g_interruptAfter = 0;
+static int g_reportMem = 0;
 static DWORD g_timeout = 120000;
 static HANDLE g_cmdStarted;
 
@@ -153,7 +157,7 @@ static double now_ms(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
-            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms>] -c <command> [-c <command> ...]\n");
+            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms>] [-mem] -c <command> [-c <command> ...]\n");
 }
 
 int main(int argc, char **argv) {
@@ -172,6 +176,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-c") && more) cmds[ncmds++] = argv[++i];
         else if (!strcmp(a, "-timeout") && more) g_timeout = (DWORD)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "-interrupt-after") && more) g_interruptAfter = (DWORD)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(a, "-mem")) g_reportMem = 1;
         else if (!strcmp(a, "-dml")) dml = 1;
         else if (!strcmp(a, "-rawdml")) rawdml = 1;
         else if (!strcmp(a, "-tagerr")) g_tagErrors = 1;
@@ -246,6 +251,13 @@ int main(int argc, char **argv) {
         InterlockedIncrement(&g_commandSeq);
         client->lpVtbl->FlushCallbacks(client);
         emitf("\n@@end 0x%08lx %.2f\n", (unsigned long)hr, el);
+        if (g_reportMem) {
+            PROCESS_MEMORY_COUNTERS_EX pmc;
+            ZeroMemory(&pmc, sizeof pmc);
+            pmc.cb = sizeof pmc;
+            if (GetProcessMemoryInfo(GetCurrentProcess(), (PROCESS_MEMORY_COUNTERS *)&pmc, sizeof pmc))
+                emitf("@@mem %llu\n", (unsigned long long)pmc.PrivateUsage);
+        }
     }
     client->lpVtbl->SetOutputCallbacks(client, NULL);
     client->lpVtbl->EndSession(client, DEBUG_END_ACTIVE_DETACH);
