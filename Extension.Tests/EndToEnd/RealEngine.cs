@@ -25,6 +25,8 @@ public sealed record EngineOptions
     /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it (otherwise -rawdml).</summary>
     public bool Plain { get; init; }
     public int InterruptAfterMs { get; init; }
+    /// <summary>enginehost -mem: a "@@mem &lt;private bytes&gt;" line after every "@@end" (see <see cref="RealEngine.PrivateBytes"/>).</summary>
+    public bool ReportMemory { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
@@ -170,6 +172,7 @@ public static class RealEngine
         if (options.PreferDml) psi.ArgumentList.Add("-dml");
         if (!options.Plain) psi.ArgumentList.Add("-rawdml");
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
+        if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
         ApplyWineEnv(psi);
@@ -215,6 +218,12 @@ public static class RealEngine
     private static string Tail(string s) => s.Length <= 4000 ? s : "..." + s[^4000..];
 
     private static readonly Regex EndLine = new(@"^@@end (?:0x)?([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
+
+    private static readonly Regex MemLine = new(@"^@@mem (\d+)\r?$", RegexOptions.Multiline);
+
+    /// <summary>The engine process's private bytes after each command, in command order (enginehost -mem).</summary>
+    public static List<long> PrivateBytes(string transcript) =>
+        MemLine.Matches(transcript).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
 
     internal static List<EngineCommandResult> Parse(string transcript)
     {
