@@ -21,7 +21,8 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class SessionTests
 {
-    private const int Rounds = 25, ReloadEvery = 5, SoakCommands = 1000;
+    // 9 rounds x 3 modes = 27 runs of every command; memory is judged over the last 20 runs (7 rounds).
+    private const int Rounds = 9, ReloadEvery = 3, SoakCommands = 1000, SoakHeavyEvery = 25;
     private static List<CatalogSample>? _samples;
     private static string? _dir;
 
@@ -56,9 +57,10 @@ public class SessionTests
         return (Path.Combine(_dir!, s!.Dump), Path.Combine(_dir!, s.SymbolPath), s);
     }
 
-    /// <summary>Masks what legitimately varies between two runs of the same command: durations.</summary>
+    /// <summary>Masks what legitimately varies between two runs of the same command: durations, and the engine's own
+    /// one-time "Loading symbols" activity lines (printed by dbgeng the first time a module's symbols load).</summary>
     internal static string Mask(string output) =>
-        Regex.Replace(output, @"\d+(?:[.,]\d+)?\s?(?:ms|s)\b", "<t>");
+        Regex.Replace(Regex.Replace(output, @"<Activity [^>]*>\r?\n?|</Activity>\r?\n?", ""), @"\d+(?:[.,]\d+)?\s?(?:ms|s)\b", "<t>");
 
     [TestCaseSource(nameof(SampleNames))]
     public void EveryCommandManyTimesInOneSessionIsStableAndFlat(string name)
@@ -101,27 +103,35 @@ public class SessionTests
         var mem = RealEngine.PrivateBytes(run.Transcript);
         Assert.That(mem, Has.Count.EqualTo(cmds.Count), "enginehost -mem reported no private bytes");
         var perRound = roundEnds.Select(i => mem[i]).ToList();
-        long warm = perRound[Rounds - 21], last = perRound[^1];
+        long warm = perRound[Rounds - 8], last = perRound[^1]; // the last 7 rounds = the last 21 runs of each command
         TestContext.Out.WriteLine($"private bytes per round (MB): {string.Join(" ", perRound.Select(v => (v / 1048576.0).ToString("F1")))}");
-        Assert.That(last, Is.LessThan(warm * 1.10), $"private memory grew {100.0 * (last - warm) / warm:F1}% over the last 20 rounds ({warm:N0} -> {last:N0} bytes)");
+        Assert.That(last, Is.LessThan(warm * 1.10), $"private memory grew {100.0 * (last - warm) / warm:F1}% over the last 20 runs ({warm:N0} -> {last:N0} bytes)");
     }
 
+    /// <summary>1,000 commands in one session: the old crash repro (<c>!leaktag Leak</c>, 1.5 s each here) every
+    /// 25th command, cheap commands (usage, help, a missing tag, -json) in between, to fit the CI budget. The 1,000 x
+    /// <c>!leaktag Leak</c> session is scripts/crash-campaign.sh's job (docs/real-engine-lab.md).</summary>
     [Test]
-    public void SoakTheOldCrashReproAThousandTimesInOneSession()
+    public void SoakAThousandCommandsInOneSession()
     {
         var (dump, sym, _) = Get("pool-leak-19041");
+        string[] cheap = ["!help", "!leaktag -?", "!leaktag Zzzz", "!help -json", "!nblowners -?"];
         var cmds = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
-        cmds.AddRange(Enumerable.Repeat("!leaktag Leak", SoakCommands));
+        for (int i = 0; i < SoakCommands; i++) cmds.Add(i % SoakHeavyEvery == 0 ? "!leaktag Leak" : cheap[i % cheap.Length]);
         var run = RealEngine.Run(dump, cmds, new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 1200, ReportMemory = true });
         TestContext.Out.WriteLine($"soak: {cmds.Count} commands in {run.Wall.TotalSeconds:F1} s");
         Assert.That(run.Commands, Has.Count.EqualTo(cmds.Count), $"the engine process died during the soak:\n{run.Errors}\n{run.Transcript[^Math.Min(4000, run.Transcript.Length)..]}");
-        var expected = Mask(run.Commands[1].Output);
-        Assert.That(expected, Does.Contain("601 outstanding"));
-        for (int i = 2; i < run.Commands.Count; i++)
-            Assert.That(Mask(run.Commands[i].Output), Is.EqualTo(expected), $"run #{i} differs");
+        Assert.That(run.Commands[1].Output, Does.Contain("601 outstanding"));
+        var first = new Dictionary<string, string>();
+        for (int i = 1; i < run.Commands.Count; i++)
+        {
+            var m = Mask(run.Commands[i].Output);
+            if (!first.TryAdd(cmds[i], m)) Assert.That(m, Is.EqualTo(first[cmds[i]]), $"{cmds[i]} (command #{i}) printed something else than the first time");
+        }
         var mem = RealEngine.PrivateBytes(run.Transcript);
+        Assert.That(mem, Has.Count.EqualTo(cmds.Count));
         long warm = mem[100], last = mem[^1];
-        TestContext.Out.WriteLine($"private bytes after run 100: {warm:N0}, after run {SoakCommands}: {last:N0}");
+        TestContext.Out.WriteLine($"private bytes after command 100: {warm:N0}, after command {SoakCommands}: {last:N0}");
         Assert.That(last, Is.LessThan(warm * 1.10), "private memory grew more than 10% over the soak");
     }
 }
