@@ -25,6 +25,9 @@ public sealed record Finding(string Id, Severity Severity, string Title, string 
 /// </summary>
 public static class Findings
 {
+    /// <summary>An ALPC reply waited for less than this is not reported above info.</summary>
+    public const double ShortWaitSeconds = 60;
+
     public static List<Finding> Of(string command, object? model)
     {
         var list = new List<Finding>();
@@ -34,9 +37,12 @@ public static class Findings
                 for (int i = 0; i < a.Chains.Count; i++)
                 {
                     var c = a.Chains[i];
+                    // A reply that has been waited for under a minute is ordinary traffic (-all on a healthy system).
+                    double? waited = c.Hops.Count > 0 ? c.Hops[0].Waiter.WaitSeconds : null;
                     var sev = c.End switch
                     {
                         ChainEnd.Deadlock => Severity.Critical,
+                        ChainEnd.Blocker or ChainEnd.ServerNotReceiving when waited is < ShortWaitSeconds => Severity.Info,
                         ChainEnd.Blocker or ChainEnd.ServerNotReceiving => Severity.Error,
                         ChainEnd.Unreadable or ChainEnd.HopLimit => Severity.Warning,
                         _ => Severity.Info,
