@@ -37,8 +37,8 @@ public static class Findings
                 for (int i = 0; i < a.Chains.Count; i++)
                 {
                     var c = a.Chains[i];
-                    // A reply that has been waited for under a minute is ordinary traffic (-all on a healthy system).
-                    double? waited = c.Hops.Count > 0 ? c.Hops[0].Waiter.WaitSeconds : null;
+                    // A reply that has been waited for under a minute (by every waiter of the chain) is ordinary traffic.
+                    double? waited = c.Hops.Count > 0 ? c.Hops.Max(h => h.Waiter.WaitSeconds) : null;
                     var sev = c.End switch
                     {
                         ChainEnd.Deadlock => Severity.Critical,
@@ -50,7 +50,6 @@ public static class Findings
                     string title = c.Summary.Length > 0 ? c.Summary : $"ALPC chain ends: {c.End}";
                     list.Add(new Finding($"{command}.chain.{i}", sev, title, $"/chains/{i}"));
                 }
-                if (a.Problem is { } p) list.Add(new Finding($"{command}.problem", Severity.Info, p, "/problem"));
                 break;
             case LeakTagResult l:
                 if (l.Totals.NonPagedExcessive || l.Totals.PagedExcessive)
