@@ -2,6 +2,7 @@ using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.LabTests;
 using NtSleuth.Tests.Unit;
 using NUnit.Framework;
 

@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json.Nodes;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.LabTests;
 using NtSleuth.Tests.Unit;
 using NUnit.Framework;
 
