@@ -305,7 +305,8 @@ def write_markdown(path, recs, fail_on):
              "|---|---|---|---|" + "---|" * len(cols) + "---|"]
 
     def cell(s):
-        return str(s).replace("|", "\\|").replace("\n", " ")
+        # Target strings (driver, process names) must not become markup in a Markdown renderer.
+        return html.escape(str(s), quote=False).replace("|", "\\|").replace("\n", " ")
 
     for r in sorted(recs, key=lambda r: (-rank(r["severity"]), r["id"])):
         row = [cell(r["id"]), cell(r.get("build") or ""), cell((r.get("bugCheck") or {}).get("code", "")), r["severity"]]

@@ -53,6 +53,23 @@ public static class CommandDispatcher
         }
     }
 
+    /// <summary>
+    /// The host's own barrier (an exception before or around the dispatcher, e.g. while creating the target): in
+    /// -json mode still one JSON document (status internalError), else the text lines. Never throws.
+    /// </summary>
+    public static int ReportHostFailure(string name, string? args, IOutputSink sink, Exception ex)
+    {
+        string msg = $"ntsleuth: internal error in !{name}: {ex.GetType().FullName}: {ex.Message}";
+        try
+        {
+            var (json, outFile) = ParsedArgs.PeekOutput(args);
+            if (json) return EmitJson(sink, JsonReport.Failure(name, args, "internalError", "internal", msg), outFile, E_FAIL);
+        }
+        catch { /* fall back to the text line */ }
+        SafeError(sink, msg + "\n  The debugger session is unaffected; please report this with the command line.\n");
+        return E_FAIL;
+    }
+
     /// <summary>How a run ended when it produced no result.</summary>
     private sealed record Outcome(int HResult, string Status, string Kind, string Message, bool WithUsage = false);
 

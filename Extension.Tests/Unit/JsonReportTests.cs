@@ -150,6 +150,21 @@ public class JsonReportTests
     }
 
     [Test]
+    public void HostBarrierFailureIsADocumentInJsonMode()
+    {
+        var sink = new BufferSink();
+        int rc = CommandDispatcher.ReportHostFailure("frameorder", "-v -json", sink, new InvalidOperationException("no target"));
+        var doc = OneDocument("frameorder", sink);
+        Assert.That(doc["status"]!.GetValue<string>(), Is.EqualTo("internalError"));
+        Assert.That(doc["error"]!["message"]!.GetValue<string>(), Does.Contain("no target"));
+        Assert.That(rc, Is.EqualTo(CommandDispatcher.E_FAIL));
+        var text = new BufferSink();
+        CommandDispatcher.ReportHostFailure("frameorder", "-v", text, new InvalidOperationException("no target"));
+        Assert.That(text.Text, Is.Empty);
+        Assert.That(text.Errors, Does.Contain("internal error in !frameorder").And.Contain("no target"));
+    }
+
+    [Test]
     public void UnknownCommandInJsonMode()
     {
         var sink = new BufferSink();
