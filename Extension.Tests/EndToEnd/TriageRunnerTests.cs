@@ -132,6 +132,20 @@ print(p.rows, p.headers, len(p.links), len(missing), missing[:3])
         foreach (var (id, r) in again.Where(kv => kv.Key != "broken"))
             Assert.That(r["finished"]!.GetValue<string>(), Is.EqualTo(finished[id]), $"{id} was run again");
 
+        // The script alone: "live" never resumes the target, "live-go" does (on a dump the engine answers that nothing
+        // can run), without a folder it prints its usage.
+        string script = RealEngine.WinPath(Path.Combine(TestPaths.RepoRoot, "scripts", "ntsleuth-triage.txt"));
+        string live = Path.Combine(_dir, "live"), liveGo = Path.Combine(_dir, "live-go");
+        Directory.CreateDirectory(live); Directory.CreateDirectory(liveGo);
+        string[] liveCmds = [".load " + ExtensionPackage.DllWinPath(), $"$$>a<{script} {RealEngine.WinPath(live)} live",
+                             $"$$>a<{script} {RealEngine.WinPath(liveGo)} live-go", $"$$>a<{script}"];
+        var lr = RealEngine.Run(Path.Combine(samples, "dumps", "dhcp-lease-7601.dmp"), liveCmds,
+            new EngineOptions { SymbolPath = Path.Combine(samples, "symbols", "dhcp-lease-7601"), Plain = true, TimeoutSeconds = 300 });
+        Assert.That(lr[liveCmds[1]].Output, Does.Contain("@@ntsleuth run dhcptimer").And.Contain("@@ntsleuth done").And.Not.Contain("resuming"));
+        Assert.That(File.Exists(Path.Combine(live, "dhcptimer.json")), Is.True);
+        Assert.That(lr[liveCmds[2]].Output, Does.Contain("resuming the target (live-go)"));
+        Assert.That(lr[liveCmds[3]].Output, Does.Contain("usage:"));
+
         // Without the broken dump the exit status gates on the findings' severity.
         File.Delete(Path.Combine(samples, "dumps", "broken.dmp"));
         Assert.That(Sh(triage, [.. common, "--fail-on", "critical"]).Exit, Is.EqualTo(1), "a critical finding with --fail-on critical");
