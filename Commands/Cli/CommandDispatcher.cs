@@ -80,7 +80,8 @@ public static class CommandDispatcher
         }
         catch (MissingSymbolException ms)
         {
-            sink.WriteError($"!{cmd.Name}: {ms.Message}\n");
+            // Symbols missing, or memory (module list, image header) unreadable: say which.
+            sink.WriteError($"!{cmd.Name}: {SymbolDiagnosis.Explain(target, ms)}\n");
             return E_FAIL;
         }
         catch (OperationCanceledException)

@@ -10,6 +10,7 @@ usage: NtSleuth.Lab make-samples <outdir>
        NtSleuth.Lab bench [--command NAME] [--scenario NAME] [--build KEY] [--scales 1,10,100]
        NtSleuth.Lab scenarios      (list scenarios and the builds they support)
        NtSleuth.Lab forge ...      (symbol forge: see 'forge --help')
+       NtSleuth.Lab fuzz ...       (corrupted-memory campaign in the real engine: scripts/fuzz.sh)
 """;
 
     public static int Main(string[] args)
@@ -21,6 +22,7 @@ usage: NtSleuth.Lab make-samples <outdir>
             {
                 "bench" => Bench(args[1..]),
                 "forge" => Forge.ForgeCli.Run(args[1..]),
+                "fuzz" => Fuzz.FuzzCli.Run(args[1..]),
                 "make-samples" => Samples.SampleMaker.Run(args[1..]),
                 "scenarios" => Scenarios(),
                 _ => UsageError($"unknown verb '{args[0]}'"),
