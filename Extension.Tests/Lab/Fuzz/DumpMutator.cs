@@ -223,8 +223,8 @@ public sealed class DumpMutator
                 case 0: nv = 0xFFFF_F000_0000_0000 | ((ulong)rng.NextInt64(0, 1L << 40) & ~7UL); what = "wild"; break;
                 case 1: nv = 0; what = "NULL"; break;
                 case 2: nv = selfVa != 0 ? selfVa : old; what = "self"; break;
-                case 3: nv = ptrs[rng.Next(0, Math.Max(1, k))].Value; what = "previous object's pointer (cycle)"; break;
-                default: nv = (selfVa != 0 ? selfVa : old) - (ulong)(8 * rng.Next(1, 32)); what = "points just before itself (cycle)"; break;
+                case 3: nv = ptrs[rng.Next(0, Math.Max(1, k))].Value; what = "previous object's pointer, a cycle"; break;
+                default: nv = (selfVa != 0 ? selfVa : old) - (ulong)(8 * rng.Next(1, 32)); what = "points just before itself, a cycle"; break;
             }
             Span<byte> b = stackalloc byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(b, nv);
