@@ -58,29 +58,35 @@ public static class FuzzCampaign
     public static List<FuzzResult> Run(FuzzEngine engine, IReadOnlyList<FuzzSample> samples, FuzzPlan plan, string workDir, TextWriter? progress = null, bool keepAll = false)
     {
         Directory.CreateDirectory(workDir);
-        var results = new List<FuzzResult>();
         var sw = Stopwatch.StartNew();
+        var chunks = new List<(FuzzSample Sample, DumpMutator Mutator, (MutationStrategy Strategy, int Seed, List<FuzzInvocation> Invocations)[] Items)>();
         foreach (var s in samples)
         {
             var mutator = new DumpMutator(s.Name, File.ReadAllBytes(s.Dump));
             progress?.WriteLine($"[fuzz] {s.Name}: {mutator.DataPageCount} data pages mutable, {mutator.TablePageCount} page-table pages kept");
-            foreach (var chunk in plan.For(s).Chunk(Math.Max(1, engine.BatchSize)))
-            {
-                var cases = new List<FuzzCase>();
-                foreach (var (strategy, seed, inv) in chunk)
-                {
-                    var m = mutator.Mutate(strategy, seed);
-                    string path = Path.Combine(workDir, m.Id + ".dmp");
-                    File.WriteAllBytes(path, m.Dump);
-                    cases.Add(new FuzzCase(m, path, s.SymbolPath, inv));
-                }
-                var r = FuzzRunner.Run(engine, cases, progress);
-                results.AddRange(r);
-                var failed = r.Where(x => x.Class is not (FuzzClass.Ok or FuzzClass.NotRun)).Select(x => x.Case.DumpPath).ToHashSet();
-                if (!keepAll) foreach (var c in cases) if (!failed.Contains(c.DumpPath)) try { File.Delete(c.DumpPath); } catch { }
-            }
+            foreach (var c in plan.For(s).Chunk(Math.Max(1, engine.BatchSize))) chunks.Add((s, mutator, c));
         }
-        progress?.WriteLine($"[fuzz] {results.Count} runs on {results.Select(r => r.Case.Mutant.Id).Distinct().Count()} mutants in {sw.Elapsed.TotalSeconds:F0} s");
+        // Engine processes side by side (each one is mostly single-threaded); results keep the plan's order.
+        var perChunk = new List<FuzzResult>[chunks.Count];
+        var prog = progress is null ? null : TextWriter.Synchronized(progress);
+        Parallel.For(0, chunks.Count, new ParallelOptions { MaxDegreeOfParallelism = Math.Max(1, engine.Workers) }, i =>
+        {
+            var (s, mutator, items) = chunks[i];
+            var cases = new List<FuzzCase>();
+            foreach (var (strategy, seed, inv) in items)
+            {
+                var m = mutator.Mutate(strategy, seed);
+                string path = Path.Combine(workDir, m.Id + ".dmp");
+                File.WriteAllBytes(path, m.Dump);
+                cases.Add(new FuzzCase(m, path, s.SymbolPath, inv));
+            }
+            var r = FuzzRunner.Run(engine, cases, prog);
+            perChunk[i] = r;
+            var failed = r.Where(x => x.Class is not (FuzzClass.Ok or FuzzClass.NotRun)).Select(x => x.Case.DumpPath).ToHashSet();
+            if (!keepAll) foreach (var c in cases) if (!failed.Contains(c.DumpPath)) try { File.Delete(c.DumpPath); } catch { }
+        });
+        var results = perChunk.SelectMany(x => x).ToList();
+        progress?.WriteLine($"[fuzz] {results.Count} runs on {results.Select(r => r.Case.Mutant.Id).Distinct().Count()} mutants in {sw.Elapsed.TotalSeconds:F0} s ({engine.Workers} engine process(es) at a time)");
         return results;
     }
 }

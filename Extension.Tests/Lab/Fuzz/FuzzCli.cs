@@ -10,7 +10,7 @@ public static class FuzzCli
 usage: NtSleuth.Lab fuzz --samples DIR --engine WINDIR --host ENGINEHOST.EXE --dll WINPATH\ntsleuth.dll [--wine WINE64]
                          [--mutants N (200)] [--seed S (1)] [--strategies flip,pointer,zero,unicodelength,markup]
                          [--only NAME[,NAME]] [--exclude-command PREFIX] [--all-modes] [--batch N (25)]
-                         [--timeout-ms MS (30000)] [--work DIR] [--keep] [--env K=V]...
+                         [--timeout-ms MS (30000)] [--workers N (2)] [--work DIR] [--keep] [--env K=V]...
        one mutant = (sample, strategy, seed): the same triple always gives the same bytes
 """;
 
@@ -21,7 +21,7 @@ usage: NtSleuth.Lab fuzz --samples DIR --engine WINDIR --host ENGINEHOST.EXE --d
         var only = new List<string>();
         var exclude = new List<string>();
         var env = new Dictionary<string, string>();
-        int batch = 25, timeout = 30_000;
+        int batch = 25, timeout = 30_000, workers = 2;
         bool keep = false;
         for (int i = 0; i < args.Length; i++)
         {
@@ -43,6 +43,7 @@ usage: NtSleuth.Lab fuzz --samples DIR --engine WINDIR --host ENGINEHOST.EXE --d
                 case "--batch": batch = int.Parse(Next()); break;
                 case "--timeout-ms": timeout = int.Parse(Next()); break;
                 case "--keep": keep = true; break;
+                case "--workers": workers = int.Parse(Next()); break;
                 case "--env": { var kv = Next(); int eq = kv.IndexOf('='); env[kv[..eq]] = kv[(eq + 1)..]; break; }
                 default: Console.Error.WriteLine($"fuzz: unknown option '{args[i]}'\n{Usage}"); return 2;
             }
@@ -54,7 +55,7 @@ usage: NtSleuth.Lab fuzz --samples DIR --engine WINDIR --host ENGINEHOST.EXE --d
         var engine = new FuzzEngine
         {
             Wine = wine, HostExe = host, EngineDir = engineDir, ExtensionDll = dll, WinPath = p => wine is null ? Path.GetFullPath(p) : "Z:" + Path.GetFullPath(p).Replace('/', '\\'),
-            Environment = env, BatchSize = batch, CommandTimeoutMs = timeout,
+            Environment = env, BatchSize = batch, CommandTimeoutMs = timeout, Workers = workers,
         };
         work ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-fuzz-{Environment.ProcessId}");
         var results = FuzzCampaign.Run(engine, list, plan, work, Console.Error, keep);

@@ -60,6 +60,8 @@ public sealed record FuzzEngine
     public int CommandTimeoutMs { get; init; } = 30_000;
     /// <summary>Mutants opened one after another in one engine process (EndSession + OpenDumpFile).</summary>
     public int BatchSize { get; init; } = 25;
+    /// <summary>Engine processes running at the same time.</summary>
+    public int Workers { get; init; } = 1;
 }
 
 /// <summary>
