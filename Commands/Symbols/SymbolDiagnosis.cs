@@ -64,16 +64,22 @@ public static class SymbolDiagnosis
                    $"or {list} is damaged (check with lm m {Fmt.Clean(module)}*). Symbols cannot help until the module is listed.";
         }
         if (target.Symbols.HasSymbols(module)) return null; // loaded symbols without the name: wrong/public-only symbols (the exception says so)
-        // Listed without symbols: the symbols are the likely cause (the engine matches them from the module list's
-        // timestamp and size, not from the image in memory); a damaged or absent image header is worth saying too.
+        // User-mode dumps carry each module's identity (timestamp, size, CodeView record) in their module list: the
+        // symbols are the cause there, whatever the memory holds.
+        if (!kernel) return null;
+        // Listed without symbols. With the image header readable the symbols are the cause (the exception's advice).
+        // Without it the debugger has nothing to identify the PDB by (kernel dumps: it reads the image's debug
+        // record from memory), so the memory is the cause: say that first.
         Span<byte> mz = stackalloc byte[2];
         int n = target.ReadVirtual(m.Base, mz);
+        string name = Fmt.Clean(m.Name), at = Fmt.Addr(m.Base);
+        string remedy = $"The memory is at fault, not the symbol path: with the matching image file, set .exepath to its folder and .reload /f {name}={at} to load the symbols without it.";
         if (n < 2)
-            return ex.Message + $" Note: the image header of {Fmt.Clean(m.Name)} at {Fmt.Addr(m.Base)} is not readable in the target either " +
-                   "(paged out or not in the dump); if .reload /f does not load the symbols, give the image path (.exepath) so the debugger can match them.";
+            return $"{ex.What} cannot be resolved: {name} has no symbols because its image header at {at} is not readable in the target " +
+                   $"(paged out or not in the dump), and the debugger identifies the module's symbols from it. {remedy}";
         if (mz[0] != (byte)'M' || mz[1] != (byte)'Z')
-            return ex.Message + $" Note: the image of {Fmt.Clean(m.Name)} at {Fmt.Addr(m.Base)} has no 'MZ' header in memory (0x{mz[0]:x2}{mz[1]:x2}): " +
-                   "if .reload /f does not help, the module's memory or its module-list entry is damaged.";
+            return $"{ex.What} cannot be resolved: {name} has no symbols because its image header at {at} is damaged (no 'MZ': 0x{mz[0]:x2}{mz[1]:x2}), " +
+                   $"and the debugger identifies the module's symbols from it. {remedy}";
         return null;
     }
 

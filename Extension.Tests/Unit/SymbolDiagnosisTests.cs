@@ -56,7 +56,7 @@ public class SymbolDiagnosisTests
     }
 
     [Test]
-    public void AnUnreadableImageHeaderIsNamedBesideTheSymbols()
+    public void AnUnreadableImageHeaderIsMemoryNotSymbols()
     {
         var t = Scenario().Kernel.CreateTarget();
         var nt = t.GetModules().First(m => m.Name == "nt");
@@ -64,8 +64,23 @@ public class SymbolDiagnosisTests
         t.HiddenSymbols.Add("nt");
         t.HiddenSymbols.Add("nt!PoolTrackTable");
         string e = Errors(t);
-        Assert.That(e, Does.Contain("symbols for 'nt' are missing or wrong"));
-        Assert.That(e, Does.Contain($"image header of nt at {Fmt.Addr(nt.Base)} is not readable in the target either"));
+        Assert.That(e, Does.Contain($"nt has no symbols because its image header at {Fmt.Addr(nt.Base)} is not readable"));
+        Assert.That(e, Does.Contain($".reload /f nt={Fmt.Addr(nt.Base)}"));
+        Assert.That(e, Does.Not.Contain(".symfix"));
+    }
+
+    [Test]
+    public void AZeroedImageHeaderIsMemoryNotSymbols()
+    {
+        var s = Scenario();
+        var t = s.Kernel.CreateTarget();
+        var nt = t.GetModules().First(m => m.Name == "nt");
+        s.Kernel.Memory.Write(nt.Base, new byte[2]);
+        t.HiddenSymbols.Add("nt");
+        t.HiddenSymbols.Add("nt!PoolTrackTable");
+        string e = Errors(t);
+        Assert.That(e, Does.Contain($"image header at {Fmt.Addr(nt.Base)} is damaged (no 'MZ': 0x0000)"));
+        Assert.That(e, Does.Not.Contain(".symfix"));
     }
 
     [Test]
