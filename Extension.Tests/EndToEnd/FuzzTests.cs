@@ -75,7 +75,7 @@ public class FuzzTests
         return new FuzzEngine
         {
             Wine = RealEngine.IsWindows ? null : RealEngine.FindWine(), HostExe = RealEngine.EngineHostExe, EngineDir = RealEngine.WinPath(RealEngine.EngineDir!),
-            ExtensionDll = ExtensionPackage.DllWinPath(), WinPath = RealEngine.WinPath, Environment = env, BatchSize = 25, CommandTimeoutMs = 30_000,
+            ExtensionDll = ExtensionPackage.DllWinPath(), WinPath = RealEngine.WinPath, Environment = env, BatchSize = 25, CommandTimeoutMs = 30_000, Workers = 2,
         };
     }
 

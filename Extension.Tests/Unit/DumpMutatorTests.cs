@@ -145,6 +145,8 @@ public class DumpMutatorTests
         Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "note: x\n{ \"a\": 1 }\n", []).Item1, Is.EqualTo(FuzzClass.BadJson));
         Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "@@err GetContextState failed, 0xD0000147\n{ \"a\": 1 }\n", []).Item1, Is.EqualTo(FuzzClass.Ok), "errors are a separate channel");
         Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "@@err !x: cannot read\n", []).Item1, Is.EqualTo(FuzzClass.Ok));
+        Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "Unable to get program counter\nUnable to get current machine context, NTSTATUS 0xC0000147\n{ \"a\": 1 }\n", []).Item1,
+            Is.EqualTo(FuzzClass.Ok), "the engine's own context errors (printed before any extension command) are not ours");
         Assert.That(FuzzRunner.Classify(FuzzOutput.Text, "@@err !leaktag: symbol nt!X not found: symbols for 'nt' are missing or wrong. Run .symfix\n", []).Item1, Is.EqualTo(FuzzClass.WrongDiagnosis));
     }
 }

@@ -217,7 +217,14 @@ public static class FuzzRunner
     private static readonly Regex SymbolBlame = new(@"symbols for '[^']*' are missing or wrong|Run \.symfix");
     private static readonly Regex LinkCmd = new("<(?:exec|link)\\s[^>]*?cmd=\"([^\"]*)\"", RegexOptions.Singleline);
     /// <summary>The engine's own DML (log, activity, telemetry) interleaved with command output.</summary>
-    private static readonly Regex EngineNoise = new(@"<Log [^>]*?/>|<Log message=""[\s\S]*?/>|<Activity[\s\S]*?</Activity>|<Event [^>]*/>", RegexOptions.Multiline);
+    /// <summary>
+    /// The engine's own output in a command's frame: its DML log, activity and telemetry elements, and the context
+    /// errors it prints before it calls any extension command on a target whose register context is damaged (seen for
+    /// !ntsleuth.help, which reads nothing: "GetContextState failed, 0xD0000147", "Unable to get program counter") and
+    /// from inside IDebugControl::GetStackTrace ("Unable to get current machine context, NTSTATUS 0xC0000147").
+    /// </summary>
+    private static readonly Regex EngineNoise = new(@"<Log [^>]*?/>|<Log message=""[\s\S]*?/>|<Activity[\s\S]*?</Activity>|<Event [^>]*/>" +
+        @"|^(?:@@err )?(?:GetContextState failed, 0x[0-9A-Fa-f]+|Unable to get program counter|Unable to get current machine context, NTSTATUS 0x[0-9A-Fa-f]+)\r?$", RegexOptions.Multiline);
 
     public static FuzzResult Classify(FuzzCase c, FuzzInvocation inv, string rawOutput, double ms)
     {
