@@ -140,6 +140,7 @@ public class DumpMutatorTests
         Assert.That(FuzzRunner.Classify(FuzzOutput.Text, "<exec cmd=\"!leaktag ;q;x\">\n", payloads).Item1, Is.EqualTo(FuzzClass.Ok), "text mode has no markup");
         Assert.That(FuzzRunner.Classify(FuzzOutput.Text, "!x: internal error: System.NullReferenceException: boom\n", []).Item1, Is.EqualTo(FuzzClass.LeakedException));
         Assert.That(FuzzRunner.Classify(FuzzOutput.Text, "   at NtSleuth.Commands.Foo.Bar(Int32 x)\n", []).Item1, Is.EqualTo(FuzzClass.LeakedException));
+        Assert.That(FuzzRunner.Classify(FuzzOutput.Text, "  fffff800`02a81234  nt!KiDispatchException+0x1c2\n", []).Item1, Is.EqualTo(FuzzClass.Ok), "a target symbol is not a leak");
         Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "{ \"a\": 1 }\n", []).Item1, Is.EqualTo(FuzzClass.Ok));
         Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "{ \"a\": 1 }\n{ \"b\": 2 }\n", []).Item1, Is.EqualTo(FuzzClass.BadJson));
         Assert.That(FuzzRunner.Classify(FuzzOutput.Json, "note: x\n{ \"a\": 1 }\n", []).Item1, Is.EqualTo(FuzzClass.BadJson));

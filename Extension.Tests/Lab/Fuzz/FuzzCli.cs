@@ -10,7 +10,7 @@ public static class FuzzCli
 usage: NtSleuth.Lab fuzz --samples DIR --engine WINDIR --host ENGINEHOST.EXE --dll WINPATH\ntsleuth.dll [--wine WINE64]
                          [--mutants N (200)] [--seed S (1)] [--strategies flip,pointer,zero,unicodelength,markup]
                          [--only NAME[,NAME]] [--exclude-command PREFIX] [--all-modes] [--batch N (25)]
-                         [--timeout-ms MS (30000)] [--workers N (2)] [--work DIR] [--keep] [--env K=V]...
+                         [--timeout-ms MS (120000)] [--workers N (2)] [--work DIR] [--keep] [--env K=V]...
        one mutant = (sample, strategy, seed): the same triple always gives the same bytes
 """;
 
@@ -21,7 +21,7 @@ usage: NtSleuth.Lab fuzz --samples DIR --engine WINDIR --host ENGINEHOST.EXE --d
         var only = new List<string>();
         var exclude = new List<string>();
         var env = new Dictionary<string, string>();
-        int batch = 25, timeout = 30_000, workers = 2;
+        int batch = 25, timeout = 120_000, workers = 2;
         bool keep = false;
         for (int i = 0; i < args.Length; i++)
         {

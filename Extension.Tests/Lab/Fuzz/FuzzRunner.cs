@@ -57,7 +57,7 @@ public sealed record FuzzEngine
     /// <summary>Host path -> the path the Windows side sees (Z:\... under wine).</summary>
     public required Func<string, string> WinPath { get; init; }
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
-    public int CommandTimeoutMs { get; init; } = 30_000;
+    public int CommandTimeoutMs { get; init; } = 120_000;
     /// <summary>Mutants opened one after another in one engine process (EndSession + OpenDumpFile).</summary>
     public int BatchSize { get; init; } = 25;
     /// <summary>Engine processes running at the same time.</summary>
@@ -211,8 +211,9 @@ public static class FuzzRunner
 
     // ---- classification ----------------------------------------------------------------------------------------
 
-    /// <summary>.NET exception names and stack-trace lines that must never reach the user.</summary>
-    private static readonly Regex Leak = new(@"\bSystem\.[A-Z][A-Za-z]+|\b[A-Z][A-Za-z]*Exception\b|^\s+at [\w.`<>\[\]]+\(|internal error|NtSleuth\.[A-Z]\w+\.", RegexOptions.Multiline);
+    /// <summary>.NET exception names and stack-trace lines that must never reach the user (a symbol such as
+    /// nt!KiDispatchException in a stack is the target's, not a leak).</summary>
+    private static readonly Regex Leak = new(@"(?<![!\w])System\.[A-Z][A-Za-z]+|(?<![!\w+])[A-Z][A-Za-z]*Exception\b|^\s+at [\w.`<>\[\]]+\(|internal error|NtSleuth\.[A-Z]\w+\.", RegexOptions.Multiline);
     /// <summary>The "symbols are missing, run .symfix" advice (MissingSymbolException's message).</summary>
     private static readonly Regex SymbolBlame = new(@"symbols for '[^']*' are missing or wrong|Run \.symfix");
     private static readonly Regex LinkCmd = new("<(?:exec|link)\\s[^>]*?cmd=\"([^\"]*)\"", RegexOptions.Singleline);
