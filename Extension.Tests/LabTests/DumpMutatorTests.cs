@@ -5,7 +5,7 @@ using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Fuzz;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>
 /// The corrupted-memory tier's mutator (issue 20, item 3) on a small hand-made kernel dump: reproducible from
