@@ -117,7 +117,7 @@ public class FuzzTests
         };
     }
 
-    public static IEnumerable<TestCaseData> Cases => Targets.Select(t => new TestCaseData(t.Sample, t.Command).SetName($"EveryRunOnCorruptedMemoryIsOk({t.Command.Split(' ')[0]})"));
+    public static IEnumerable<TestCaseData> Cases => Targets.Select(t => new TestCaseData(t.Sample, t.Command).SetName($"EveryRunOnCorruptedMemoryIsOk_{t.Command.Split(' ')[0].TrimStart('!')}"));
 
     [TestCaseSource(nameof(Cases))]
     public void EveryRunOnCorruptedMemoryIsOk(string sampleName, string command)
