@@ -19,6 +19,7 @@ public sealed class TargetMemory
     // Storing by page keeps the cost of a read linear in the bytes it moves (no coalescing of growing ranges by copying).
     private readonly Dictionary<ulong, CachePage> _pages = new();
     private readonly HashSet<ulong> _badPages = new();
+    private readonly HashSet<ulong> _searchedPages = new();
     private const ulong PageMask = PageSize - 1;
 
     public TargetMemory(ITarget target, ReadStats? stats = null)
@@ -111,10 +112,22 @@ public sealed class TargetMemory
         return TryReadU64(address, out value);
     }
 
-    /// <summary>Searches via the target (no transfer); counted as one round trip.</summary>
+    /// <summary>Searches via the target; counted as one round trip that transfers every page of the range (the engine reads them).</summary>
     public ulong? Search(ulong start, ulong length, ReadOnlySpan<byte> pattern)
     {
-        Stats.AddSearch();
+        // The engine reads the range's pages to search them and keeps them in its cache: pages searched before are not
+        // transferred again (a page this command read itself is counted, as the engine's cache of the search is separate).
+        long fresh = 0;
+        if (length > 0)
+        {
+            ulong first = start & ~PageMask, last = (start + length - 1) & ~PageMask;
+            for (ulong p = first; ; p += PageSize)
+            {
+                if (_searchedPages.Add(p)) fresh++;
+                if (p >= last) break;
+            }
+        }
+        Stats.AddSearch(fresh);
         try { return _target.SearchVirtual(start, length, pattern); }
         catch (Exception) { return null; }
     }
@@ -130,7 +143,7 @@ public sealed class TargetMemory
         if (IsInterruptRequested) throw new OperationCanceledException("Interrupted by user (Ctrl+Break).");
     }
 
-    public void Clear() { _pages.Clear(); _badPages.Clear(); foreach (var m in _processes.Values) m.Clear(); }
+    public void Clear() { _pages.Clear(); _badPages.Clear(); _searchedPages.Clear(); foreach (var m in _processes.Values) m.Clear(); }
 
     // ---- other processes' address spaces ----
     private readonly Dictionary<ulong, TargetMemory> _processes = new();

@@ -48,6 +48,8 @@ public sealed class DpcWatchdogScenario
     public ulong BalanceRoutine { get; private set; }
     private ulong _synthetic;
     public int QueuedTotal { get; private set; }
+    /// <summary>Every queued KDPC's address (what !pcr's DpcQueue lines read).</summary>
+    public List<ulong> QueuedDpcs { get; } = new();
 
     public DpcWatchdogScenario(LabKernel k, ulong p1 = 0, int processors = 2, bool unwindable = true, int extraDpcs = 0, int extraDrivers = 16)
     {
@@ -194,6 +196,7 @@ public sealed class DpcWatchdogScenario
         }
         k.Set("_KDPC_DATA", dd, "DpcQueueDepth", k.ReadLe(dd + k.Offset("_KDPC_DATA", "DpcQueueDepth"), 4) + 1);
         QueuedTotal++;
+        QueuedDpcs.Add(kdpc);
     }
 
     private void BuildSeedQueue()
@@ -235,24 +238,29 @@ public sealed class DpcWatchdogScenario
     }
 
     /// <summary>
-    /// Modelled cost of the seed's manual procedure over KDNET (KD moves at most one 4 KB page per packet):
-    /// k (one read per frame), ub + u of the culprit, and per processor !pcr (KPCR page + DPC data + one read per
-    /// queued KDPC) and dt nt!_KPRCB &lt;prcb&gt; Dpc* (the whole KPRCB).
+    /// Modelled cost of the seed's manual procedure over KDNET, counted as the command's reads are (KD packets per
+    /// request, the engine's cache on a stopped target: nothing read twice): k (one 0x100-byte stack read per frame),
+    /// ub + u of the culprit, and per processor !pcr (the KPCR page, DPC data, each queued KDPC) and
+    /// dt nt!_KPRCB &lt;prcb&gt; Dpc* (the whole KPRCB).
     /// </summary>
     public (long RoundTrips, long Bytes) ManualProcedureCost()
     {
         var k = Kernel;
-        long rt = 0, bytes = 0;
-        rt += SeedStack.Length; bytes += SeedStack.Length * 0x100L;           // k
-        rt += 2; bytes += 0x80;                                                // ub, u
-        long prcb = (long)k.SizeOf("_KPRCB"), kdpc = (long)k.SizeOf("_KDPC");
-        foreach (var _ in Prcbs)
+        var m = new NtSleuth.Lab.Bench.ManualProcedureBuilder(k.CreateTarget());
+        m.Step("k", SeedStack.Length, SeedStack.Length * 0x100L);
+        m.Step("ub; u", 2, 0x80);
+        ulong prcbSize = k.SizeOf("_KPRCB"), kdpc = k.SizeOf("_KDPC");
+        ulong prcbOff = k.Offset("_KPCR", "Prcb");
+        foreach (var prcb in Prcbs)
         {
-            rt += 2; bytes += 0x1000 + 0x100;                                  // !pcr: KPCR page, DPC data
-            rt += (prcb + 0xfff) / 0x1000; bytes += prcb;                      // dt nt!_KPRCB Dpc*
+            ulong pcr = prcb - prcbOff;
+            m.Read(pcr & ~0xfffUL, 0x1000);                                    // !pcr: the KPCR page
+            m.Read(DpcData(prcb), 0x100);                                      // !pcr: DPC data
+            m.Read(prcb, (int)prcbSize);                                       // dt nt!_KPRCB Dpc*
         }
-        rt += QueuedTotal; bytes += QueuedTotal * kdpc;                        // !pcr's DpcQueue lines
-        return (rt, bytes);
+        foreach (var d in QueuedDpcs) m.Read(d, (int)kdpc);                    // !pcr's DpcQueue lines
+        var r = m.Build();
+        return (r.RoundTrips, r.Bytes);
     }
 
     private static readonly (string Module, string Function, ulong Disp, ulong ChildSp)[] SeedStack =

@@ -46,6 +46,6 @@ public static class PoolDpcBench
         var sink = new BufferSink();
         int hr = CommandDispatcher.Run(name, args, t, sink, stats);
         if (hr != 0) throw new InvalidOperationException($"!{name} {args} failed: {sink.Errors}");
-        return (stats.RoundTrips, stats.Bytes);
+        return (stats.Packets, stats.TransferBytes);
     }
 }
