@@ -51,7 +51,7 @@ public sealed class DpcWatchdogScenario
     /// <summary>Every queued KDPC's address (what !pcr's DpcQueue lines read).</summary>
     public List<ulong> QueuedDpcs { get; } = new();
 
-    public DpcWatchdogScenario(LabKernel k, ulong p1 = 0, int processors = 2, bool unwindable = true, int extraDpcs = 0, int extraDrivers = 16)
+    public DpcWatchdogScenario(LabKernel k, ulong p1 = 0, int processors = 2, bool unwindable = true, int extraDpcs = 0, int extraDrivers = 16, bool scatterDpcs = false)
     {
         Kernel = k;
         HalBase = k.NtBase + 0x1000000;
@@ -81,7 +81,7 @@ public sealed class DpcWatchdogScenario
         WriteEchoCode();
         BuildPrcbs(processors);
         BuildSeedQueue();
-        if (extraDpcs > 0) BuildExtraQueues(extraDpcs, extraDrivers);
+        if (extraDpcs > 0) BuildExtraQueues(extraDpcs, extraDrivers, scatterDpcs);
         BuildStack(unwindable);
     }
 
@@ -213,8 +213,12 @@ public sealed class DpcWatchdogScenario
         }
     }
 
-    /// <summary>Many DPCs: each extra driver keeps an array of KDPCs (as NDIS miniports keep per-queue DPCs) spread over the processors.</summary>
-    private void BuildExtraQueues(int count, int drivers)
+    /// <summary>
+    /// Many DPCs: each extra driver keeps an array of KDPCs (as NDIS miniports keep per-queue DPCs) spread over the
+    /// processors; <paramref name="scatter"/>: each KDPC lives in its own pool allocation instead (one per page at a random
+    /// offset, other allocations between them, in an address order unrelated to the queue order).
+    /// </summary>
+    private void BuildExtraQueues(int count, int drivers, bool scatter)
     {
         var k = Kernel;
         ulong dpcSize = k.SizeOf("_KDPC");
@@ -228,12 +232,17 @@ public sealed class DpcWatchdogScenario
             k.Symbols.AddSymbol($"nic{d:00}!RxQueueDpc", b + 0x1200);
             arrays.Add((k.Alloc(dpcSize * (ulong)per, 0x40), b + 0x1200, 0));
         }
+        int[] slots = Enumerable.Range(0, count).ToArray();
+        var rnd = new Random(133);
+        ulong region = 0;
+        if (scatter) { rnd.Shuffle(slots); region = k.Alloc((ulong)count * 0x1000, 0x1000); }
         for (int i = 0; i < count; i++)
         {
             int d = i % drivers;
             var (arr, routine, next) = arrays[d];
             arrays[d] = (arr, routine, next + 1);
-            Queue(i % Prcbs.Count, arr + (ulong)next * dpcSize, routine);
+            ulong kdpc = scatter ? region + (ulong)slots[i] * 0x1000 + (ulong)rnd.Next(0, 0x1000 / 0x40 - 1) * 0x40 : arr + (ulong)next * dpcSize;
+            Queue(i % Prcbs.Count, kdpc, routine);
         }
     }
 
