@@ -18,6 +18,7 @@ namespace NtSleuth.Tests.Unit;
 public class ReadCacheScalingTests
 {
     private const double MaxExponent = 1.1;
+    private const double MaxCpuExponent = 1.5;
 
     private static (long Allocated, double CpuMs) Measure(string command, string args, Func<ITarget> target, int runs)
     {
@@ -59,7 +60,9 @@ public class ReadCacheScalingTests
         // run cannot fake a steep exponent; the quadratic cache measured 1 ms -> 8.5 s (exponent ~2) on the same sizes.
         double cpuExp = Exponent(Math.Max(m[1].CpuMs, 1), m[^1].CpuMs, (double)sizes[^1] / sizes[1]);
         TestContext.Out.WriteLine($"CPU exponent (upper decade) {cpuExp:0.00}");
-        Assert.That(cpuExp, Is.LessThanOrEqualTo(MaxExponent + 0.2), string.Join("\n", lines));
+        // Generous CPU bound for a shared 2-core machine (allocations above are the strict check): the quadratic cache
+        // measured 1.9-2.4 here.
+        Assert.That(cpuExp, Is.LessThanOrEqualTo(MaxCpuExponent), string.Join("\n", lines));
     }
 
     [Test]
