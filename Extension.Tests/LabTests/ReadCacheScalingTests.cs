@@ -7,7 +7,7 @@ using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>
 /// The per-command read cache is linear in the bytes read: a command's allocations and CPU grow with exponent <= 1.1
