@@ -30,6 +30,7 @@ public sealed class NblAnalyzer
     private readonly ulong? _ownerFilter;
     private readonly ulong? _poolFilter;
     private readonly HashSet<ulong> _windows = new();
+    private bool _layoutContiguous = true;
 
     public NblAnalyzer(KernelReader reader, ulong? ownerFilter = null, ulong? poolFilter = null)
     {
@@ -203,7 +204,8 @@ public sealed class NblAnalyzer
 
     /// <summary>
     /// Makes [address, address+length) cached before the walk reads its link: the aligned window(s) holding it when the
-    /// previous entry of the walk was its neighbour (contiguous layout: one request serves the neighbours), else
+    /// previous entry of the walk was its neighbour, or for a pool's first entry when the last pool was laid out so
+    /// (contiguous layout: one request serves the neighbours), else
     /// just the entry (scattered layout: a window would move bytes of unrelated allocations).
     /// </summary>
     private void EnsureWindow(ulong address, int length, ulong? previous)
@@ -211,8 +213,10 @@ public sealed class NblAnalyzer
         ulong first = address & ~(ulong)(Window - 1);
         ulong last = (address + (ulong)Math.Max(length, 1) - 1) & ~(ulong)(Window - 1);
         if (_windows.Contains(first) && _windows.Contains(last)) return;
-        // Neighbours: the previous entry lies within two entry spans (back-to-back entries of a pool's block).
-        bool contiguous = previous is { } p && (p > address ? p - address : address - p) <= 2UL * (ulong)Math.Max(length, 1);
+        // Neighbours: the previous entry lies within two entry spans (back-to-back entries of a pool's block). A pool's
+        // first entry follows what the previous pool's entries showed (optimistic for the first pool).
+        bool contiguous = previous is { } p ? (p > address ? p - address : address - p) <= 2UL * (ulong)Math.Max(length, 1) : _layoutContiguous;
+        if (previous is not null) _layoutContiguous = contiguous;
         if (!contiguous) { _r.Memory.Prefetch(address, Math.Max(length, 1)); return; }
         for (ulong w = first; w <= last; w += Window)
             if (_windows.Add(w)) _r.Memory.Prefetch(w, Window);
