@@ -44,9 +44,10 @@ def builtins(cmd, modules):
                 f"dt nt!_EPROCESS @@c++({port}->OwnerProcess)",
                 f"dt nt!_ETHREAD @@c++({msg}->WaitingThread)"]
     if name == "leaktag":
-        group = ["dq poi(nt!PoolTrackTable) L?@@c++(*(unsigned __int64*)&nt!PoolTrackTableSize * sizeof(nt!_POOL_TRACKER_TABLE) / 8)",
-                 "dq poi(nt!PoolTrackTableExpansion) L?@@c++(*(unsigned __int64*)&nt!PoolTrackTableExpansionSize * sizeof(nt!_POOL_TRACKER_TABLE) / 8)",
-                 "dq poi(nt!PoolBigPageTable) L?@@c++(*(unsigned __int64*)&nt!PoolBigPageTableSize * sizeof(nt!_POOL_TRACKER_BIG_PAGES) / 8)",
+        table = lambda t, size, entry: f"dq poi(nt!{t}) L?(poi(nt!{size})*@@c++(sizeof(nt!{entry}))/8)"
+        group = [table("PoolTrackTable", "PoolTrackTableSize", "_POOL_TRACKER_TABLE"),
+                 ".if (poi(nt!PoolTrackTableExpansionSize) != 0) { " + table("PoolTrackTableExpansion", "PoolTrackTableExpansionSize", "_POOL_TRACKER_TABLE") + " }",
+                 table("PoolBigPageTable", "PoolBigPageTableSize", "_POOL_TRACKER_BIG_PAGES"),
                  "dd nt!PoolHitTag L1"]
         tag = [a for a in cmd.split()[1:] if not a.startswith("-") and not a.isdigit()]
         if tag:
@@ -61,7 +62,7 @@ def run_engine(host, engine, dump, sym, dll, cmds, timeout_s, env):
             "-timeout", str(timeout_s * 1000), "-c", f".load {dll}"]
     for c in cmds:
         args += ["-c", c]
-    p = subprocess.run(args, capture_output=True, env=env, timeout=timeout_s + 60)
+    p = subprocess.run(args, capture_output=True, env=env, timeout=timeout_s + 30)
     out = p.stdout.decode("utf-8", "replace").replace("\r", "")
     runs, cur, text = [], None, []
     for line in out.split("\n"):
@@ -107,7 +108,11 @@ def main():
                 mods = modules_of(host, engine, dump, sym, dll, env)
             manual = builtins(cmd, mods or [])
             cmds = [cmd] * n + manual * n
-            runs, raw = run_engine(host, engine, dump, sym, dll, cmds, timeout, env)
+            try:
+                runs, raw = run_engine(host, engine, dump, sym, dll, cmds, timeout, env)
+            except subprocess.TimeoutExpired:
+                rows.append((s["name"], cmd, None, None, None, None, f"engine session timed out after {timeout} s"))
+                continue
             ext = [ms for c, ms, _ in runs[1:1 + n]]
             man_runs = runs[1 + n:]
             if len(ext) < n or len(man_runs) < len(manual) * n:

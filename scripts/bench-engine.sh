@@ -8,7 +8,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ $# -ge 1 ] || { echo "usage: $0 OUTDIR [--runs N] [--only NAME] [--config C] [--timeout S] [--no-build]" >&2; exit 2; }
 OUT="$(cd "$1" && pwd)"; shift
-RUNS=5; ONLY=""; CONFIG=Release; TIMEOUT=300; BUILD=1
+RUNS=5; ONLY=""; CONFIG=Release; TIMEOUT=120; BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS="$2"; shift;;
