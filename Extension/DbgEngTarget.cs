@@ -151,12 +151,6 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
             // check the module's symbol state first and answer "unknown type" quietly.
             if (!HasSymbols(module)) { EngineSessionCache.PutLayout(qualified, null); return null; }
             var layout = EngineSessionCache.Builder.BuildLazy(module, typeName, EngineSessionCache.ModuleBase(module));
-            // A type without fields may be a symbol hiccup: asked again next time (as before the session cache).
-            if (layout is null || layout.IsComplete && layout.Fields.Count == 0)
-            {
-                if (layout is null) EngineSessionCache.PutLayout(qualified, null);
-                return layout;
-            }
             EngineSessionCache.PutLayout(qualified, layout);
             return layout;
         }

@@ -61,9 +61,8 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         if (modBase == 0 || !TryKnownTypeId(modBase, typeName, out typeId))
             if (!q.TryGetTypeId(qualified, out modBase, out typeId)) return null;
         ulong size = q.GetTypeSize(modBase, typeId);
-        // A type without fields (an enum, a forward declaration) stays "unknown" as a complete layout says.
-        if (q.GetFieldName(modBase, typeId, 0) is null)
-            return new TypeLayout(module, typeName, size, TypeKind.Unknown, []);
+        // A type without fields (an enum, a forward declaration) answers as a complete one would: no field, kind
+        // Unknown once enumerated; no engine call is spent on finding that out up front.
         return new TypeLayout(module, typeName, size,
             name => ResolveField(qualified, modBase, typeId, name),
             () => BuildFields(qualified, modBase, typeId));
