@@ -23,11 +23,13 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     public DbgEngTarget(DbgEngSession session)
     {
         _s = session;
-        EngineSessionCache.Begin(session, () => Info.PointerSize);
+        _outerQueries = EngineSessionCache.Begin(session, () => Info.PointerSize);
     }
 
+    private readonly ITypeQueries? _outerQueries;
+
     /// <summary>End of the command: the session cache remembers the module list as the command leaves it.</summary>
-    public void EndCommand() => EngineSessionCache.End(_s);
+    public void EndCommand() => EngineSessionCache.End(_s, _outerQueries);
 
     public ISymbolProvider Symbols => this;
 
@@ -188,9 +190,9 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
                 {
                     case 1: case 2: case 3: case 6: case 7: return true;
                     case 5 when attempt == 0: // deferred: an address lookup in the module makes the engine load its symbols
-                        var buf = stackalloc byte[256];
+                        var name = new byte[256];
                         uint size = 0; ulong disp = 0;
-                        sym.GetNameByOffset(b, buf, 256, &size, &disp);
+                        fixed (byte* buf = name) sym.GetNameByOffset(b, buf, (uint)name.Length, &size, &disp);
                         continue;
                     default: return false;
                 }

@@ -60,35 +60,39 @@ internal static unsafe class EngineSessionCache
     }
 
     /// <summary>Start of a command: bind the engine questions to this command's interfaces, validate against the modules.</summary>
-    public static void Begin(DbgEngSession session, Func<int> pointerSize)
+    /// <returns>The questions of the command this one runs inside (an engine command that calls back into the
+    /// extension), given back to <see cref="End"/>.</returns>
+    public static ITypeQueries? Begin(DbgEngSession session, Func<int> pointerSize)
     {
+        var outer = Queries.Inner;
         Queries.Inner = new DbgEngTypeQueries(session, pointerSize);
         var now = Snapshot(session);
         lock (Lock)
         {
             var before = _modules;
-            if (now is null) { ClearUnlocked(); return; }
-            if (before is null) { if (Layouts.Count + SymbolAddresses.Count + HasSymbolsByModule.Count > 0) ClearUnlocked(); return; }
-            if (before.Length != now.Length) { ClearUnlocked(); return; }
+            if (now is null) { ClearUnlocked(); return outer; }
+            if (before is null) { if (Layouts.Count + SymbolAddresses.Count + HasSymbolsByModule.Count > 0) ClearUnlocked(); return outer; }
+            if (before.Length != now.Length) { ClearUnlocked(); return outer; }
             bool newlyLoaded = false;
             for (int i = 0; i < now.Length; i++)
             {
                 var (a, b) = (before[i], now[i]);
                 if (a.Base != b.Base || a.Size != b.Size || a.TimeDateStamp != b.TimeDateStamp || a.Checksum != b.Checksum)
-                { ClearUnlocked(); return; }
-                if (Loaded(a.SymbolType) && !Loaded(b.SymbolType)) { ClearUnlocked(); return; } // symbols unloaded/reloaded
+                { ClearUnlocked(); return outer; }
+                if (Loaded(a.SymbolType) && !Loaded(b.SymbolType)) { ClearUnlocked(); return outer; } // symbols unloaded/reloaded
                 if (!Loaded(a.SymbolType) && Loaded(b.SymbolType)) newlyLoaded = true;
             }
             if (newlyLoaded) DropMisses();
         }
+        return outer;
     }
 
     /// <summary>End of a command: remember the module list as this command leaves it (its own symbol loads included).</summary>
-    public static void End(DbgEngSession session)
+    public static void End(DbgEngSession session, ITypeQueries? outer)
     {
         var now = Snapshot(session);
         lock (Lock) _modules = now;
-        Queries.Inner = null;
+        Queries.Inner = outer;
     }
 
     private static void ClearUnlocked()
