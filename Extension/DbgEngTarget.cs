@@ -144,10 +144,16 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
             if (!_types.TryGetTypeId(qualified, out ulong modBase, out uint typeId)) return null;
             var key = (modBase, typeId, qualified);
             if (LayoutCache.TryGetValue(key, out var cached)) return cached;
-            var layout = new TypeLayoutBuilder(_types).Build(module, typeName);
+            // Ctrl+Break: building a layout takes hundreds of engine queries, and the engine fails the ones it runs
+            // while an interrupt is pending, so a layout built then would lack fields (and, cached, would break every
+            // later command of the session). Stop the command instead; the dispatcher reports the interrupt.
+            if (IsInterruptRequested) throw new OperationCanceledException($"interrupted by user (Ctrl+Break) before the layout of {qualified} was loaded from the symbols");
+            var layout = new TypeLayoutBuilder(_types, () => IsInterruptRequested).Build(module, typeName);
+            if (IsInterruptRequested) throw new OperationCanceledException($"interrupted by user (Ctrl+Break) while loading the layout of {qualified} from the symbols");
             if (layout is not null && layout.Fields.Count > 0) LayoutCache[key] = layout;
             return layout;
         }
+        catch (OperationCanceledException) { throw; }
         catch { return null; }
     }
 

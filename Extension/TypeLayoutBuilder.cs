@@ -25,7 +25,7 @@ internal interface ITypeQueries
 /// offset + field type id (GetFieldTypeAndOffset), type name / size, bitfields from the type-dump ioctl.
 /// The field type kind is derived from the engine's type name ("T *", "T [n]", base names) and structure probing.
 /// </summary>
-internal sealed class TypeLayoutBuilder(ITypeQueries q)
+internal sealed class TypeLayoutBuilder(ITypeQueries q, Func<bool>? interrupted = null)
 {
     public const int MaxFields = 4096;
 
@@ -54,6 +54,7 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         var names = new List<string>();
         for (uint i = 0; i < MaxFields; i++)
         {
+            if ((i & 15) == 15) PollInterrupt(qualified);
             string? f = q.GetFieldName(modBase, typeId, i);
             if (f is null) break;
             names.Add(f);
@@ -63,6 +64,7 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         var fields = new List<FieldLayout>(names.Count);
         foreach (var name in names)
         {
+            if ((fields.Count & 15) == 15) PollInterrupt(qualified);
             if (!q.TryGetFieldTypeAndOffset(modBase, typeId, name, out uint ftype, out uint offset)) continue;
             TypeRef tr = Describe(modBase, ftype, depth: 0);
             if (bits.TryGetValue(name, out var b) && b.Length > 0)
@@ -73,6 +75,16 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         TypeKind kind = names.Count == 0 ? TypeKind.Unknown
             : fields.Count > 1 && fields.All(f => f.Offset == 0) ? TypeKind.Union : TypeKind.Struct;
         return new TypeLayout(module, typeName, size, kind, fields);
+    }
+
+    /// <summary>
+    /// A big type (_EPROCESS, _KTHREAD) costs hundreds of engine queries, seconds under a slow symbol server: Ctrl+Break
+    /// stops the build (a half-built layout would make the command misread fields).
+    /// </summary>
+    private void PollInterrupt(string qualified)
+    {
+        if (interrupted?.Invoke() == true)
+            throw new OperationCanceledException($"interrupted by user (Ctrl+Break) while loading the layout of {qualified} from the symbols");
     }
 
     /// <summary>Describes a field's type from its id (kind from the engine's type name, size from GetTypeSize).</summary>

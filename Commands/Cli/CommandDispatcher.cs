@@ -83,9 +83,11 @@ public static class CommandDispatcher
             sink.WriteError($"!{cmd.Name}: {ms.Message}\n");
             return E_FAIL;
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException oce)
         {
-            sink.WriteError($"!{cmd.Name}: interrupted by user (Ctrl+Break).\n");
+            // The target says where it stopped ("... while loading the layout of nt!_ETHREAD from the symbols").
+            string where = oce.Message.StartsWith("interrupted by user", StringComparison.Ordinal) ? oce.Message : "interrupted by user (Ctrl+Break)";
+            sink.WriteError($"!{cmd.Name}: {where}; nothing to show yet.\n");
             return E_ABORT;
         }
         catch (TargetReadException tr)
