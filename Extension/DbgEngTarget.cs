@@ -28,8 +28,11 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     private readonly ITypeQueries? _outerQueries;
 
-    /// <summary>End of the command: the session cache remembers the module list as the command leaves it.</summary>
-    public void EndCommand() => EngineSessionCache.End(_s, _outerQueries);
+    /// <summary>End of the command: the session cache remembers the module list as the command leaves it.
+    /// A command that saw Ctrl+Break leaves nothing in the cache: the engine fails the type and symbol queries it runs
+    /// while an interrupt is pending, so layouts, fields and symbols learnt then may be wrong "not found" answers
+    /// (seen in the real engine: every later command printed empty image names and bogus links).</summary>
+    public void EndCommand() => EngineSessionCache.End(_s, _outerQueries, discard: _interrupted);
 
     public ISymbolProvider Symbols => this;
 

@@ -88,10 +88,16 @@ internal static unsafe class EngineSessionCache
     }
 
     /// <summary>End of a command: remember the module list as this command leaves it (its own symbol loads included).</summary>
-    public static void End(DbgEngSession session, ITypeQueries? outer)
+    /// <param name="discard">true when the command was interrupted: everything cached may hold answers the engine
+    /// refused because of the pending interrupt, so the cache starts over.</param>
+    public static void End(DbgEngSession session, ITypeQueries? outer, bool discard = false)
     {
         var now = Snapshot(session);
-        lock (Lock) _modules = now;
+        lock (Lock)
+        {
+            _modules = now;
+            if (discard) ClearUnlocked();
+        }
         Queries.Inner = outer;
     }
 

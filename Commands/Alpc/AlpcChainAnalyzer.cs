@@ -324,7 +324,9 @@ public sealed class AlpcChainAnalyzer
         report.Chains = groups.Values.OrderByDescending(c => c.Waiters).ThenByDescending(c => c.Hops.Count).ToList();
         foreach (var c in report.Chains) c.Summary = AlpcChainRenderer.SummaryLine(c);
         if (waiters.Count == 0 && report.Problem is null)
-            report.Problem = report.Mode == "all" ? "no thread in the system waits for an ALPC reply." : "no thread of this process waits for an ALPC reply.";
+            report.Problem = report.Interrupted
+                ? $"interrupted by user (Ctrl+Break) after {report.ThreadsExamined} thread(s), before any thread waiting for an ALPC reply was found."
+                : report.Mode == "all" ? "no thread in the system waits for an ALPC reply." : "no thread of this process waits for an ALPC reply.";
         report.Reads = Figures(rt0, b0, null, hops, p0);
         return Finish(report);
     }

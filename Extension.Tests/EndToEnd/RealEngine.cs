@@ -25,6 +25,8 @@ public sealed record EngineOptions
     /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it (otherwise -rawdml).</summary>
     public bool Plain { get; init; }
     public int InterruptAfterMs { get; init; }
+    /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
+    public int InterruptCommand { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
@@ -185,6 +187,7 @@ public static class RealEngine
         if (options.PreferDml) psi.ArgumentList.Add("-dml");
         if (!options.Plain) psi.ArgumentList.Add("-rawdml");
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
+        if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
         ApplyWineEnv(psi);

@@ -3,7 +3,7 @@
  * end-to-end tests (under wine on Linux, natively on Windows).
  *
  *   enginehost -engine <dir> [-y <sympath>] -z <dump> [-dml] [-rawdml] [-v] [-timeout <ms>]
- *              [-interrupt-after <ms>] [-cmdtimeout <ms>] [-ext <extension dll>] -c <command> [-c <command> ...]
+ *              [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-ext <extension dll>] -c <command> [-c <command> ...]
  *              [-z <dump> -c <command> ...]...
  *
  * Several dumps: each -z after the first starts a new group; the commands after it run on that dump, which is opened
@@ -19,6 +19,10 @@
  *   @@begin <command>
  *   ...output...
  *   @@end <hr as 0x%08x> <elapsed ms>
+ * With -interrupt-after, a thread calls IDebugControl::SetInterrupt once a command (every command, or only the n-th,
+ * 1-based, with -interrupt-cmd) has run that long, and the host measures how long the command took to return after it:
+ *   @@host interrupt requested at <ms since the command began> hr=<hr>      (printed by the interrupt thread)
+ *   @@host interrupt latency <ms from SetInterrupt to Execute's return>   (printed before @@end)
  * Setup lines start with "@@host " ; a fatal setup failure prints "@@fatal <what> <hr>" and exits non-zero.
  * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout,
  * 6 one command exceeded -cmdtimeout.
@@ -128,6 +132,10 @@ static const OutCbVtbl g_cbVtbl = { cb_qi, cb_addref, cb_release, cb_output, cb_
 static IDebugControl *g_control;
 static volatile LONG g_commandSeq = 0;
 static DWORD g_interruptAfter = 0;
+static int g_interruptCmd = 0;               /* 0 = every command, else the 1-based index of the one to interrupt */
+static volatile double g_cmdStart = 0;       /* now_ms() when the current command began */
+static volatile double g_interruptAt = 0;    /* now_ms() just before SetInterrupt, 0 = not requested */
+static double now_ms(void);
 static DWORD g_timeout = 120000;
 static HANDLE g_cmdStarted;
 
@@ -138,8 +146,10 @@ static DWORD WINAPI interrupt_thread(LPVOID p) {
         LONG seq = g_commandSeq;
         Sleep(g_interruptAfter);
         if (seq == g_commandSeq) {
+            double before = now_ms();
             HRESULT hr = g_control->lpVtbl->SetInterrupt(g_control, DEBUG_INTERRUPT_ACTIVE);
-            emitf("@@host interrupt requested hr=0x%08lx\n", (unsigned long)hr);
+            g_interruptAt = before;
+            emitf("@@host interrupt requested at %.2f ms hr=0x%08lx\n", before - g_cmdStart, (unsigned long)hr);
         }
     }
     return 0;
@@ -170,7 +180,7 @@ static DWORD WINAPI watchdog_thread(LPVOID p) {
 }
 
 static double now_ms(void) {
-    static LARGE_INTEGER f;
+    static LARGE_INTEGER f; /* first call is on the main thread, before any other thread starts */
     LARGE_INTEGER c;
     if (!f.QuadPart) QueryPerformanceFrequency(&f);
     QueryPerformanceCounter(&c);
@@ -180,7 +190,7 @@ static double now_ms(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
-            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms>] [-cmdtimeout <ms>] [-ext <dll>]\n"
+            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-ext <dll>]\n"
             "                  -c <command> [-c <command> ...] [-z <dump> -c <command> ...]...\n"
             "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n");
 }
@@ -206,6 +216,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-ext") && more) extDll = argv[++i];
         else if (!strcmp(a, "-timeout") && more) g_timeout = (DWORD)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "-interrupt-after") && more) g_interruptAfter = (DWORD)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(a, "-interrupt-cmd") && more) g_interruptCmd = atoi(argv[++i]);
         else if (!strcmp(a, "-dml")) dml = 1;
         else if (!strcmp(a, "-rawdml")) rawdml = 1;
         else if (!strcmp(a, "-tagerr")) g_tagErrors = 1;
@@ -302,8 +313,10 @@ int main(int argc, char **argv) {
             const char *c = cmds[i];
             emitf("@@begin %s\n", c);
             InterlockedIncrement(&g_commandSeq);
-            if (g_interruptAfter) SetEvent(g_cmdStarted);
+            g_interruptAt = 0;
             double t = now_ms();
+            g_cmdStart = t;
+            if (g_interruptAfter && (g_interruptCmd == 0 || g_interruptCmd == i + 1)) SetEvent(g_cmdStarted);
             g_cmdStartTick = (LONGLONG)GetTickCount64();
             if (!strncmp(c, "@call ", 6)) {
                 /* IDebugControl::CallExtension: the extension's own HRESULT comes back. */
@@ -323,9 +336,16 @@ int main(int argc, char **argv) {
                 hr = g_control->lpVtbl->Execute(g_control, DEBUG_OUTCTL_ALL_CLIENTS, c, DEBUG_EXECUTE_NOT_LOGGED | DEBUG_EXECUTE_NO_REPEAT);
             }
             g_cmdStartTick = 0;
-            double el = now_ms() - t;
+            double done = now_ms();
+            double el = done - t;
             InterlockedIncrement(&g_commandSeq);
             client->lpVtbl->FlushCallbacks(client);
+            /* The interrupt thread sets g_interruptAt only while this command's sequence number is current. */
+            if (g_interruptAt != 0) {
+                emitf("\n@@host interrupt latency %.2f ms\n", done - g_interruptAt);
+                /* Clear a request the command never polled, so it cannot leak into the next command. */
+                g_control->lpVtbl->GetInterrupt(g_control);
+            }
             emitf("\n@@end 0x%08lx %.2f\n", (unsigned long)hr, el);
         }
     }
