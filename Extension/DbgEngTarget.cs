@@ -31,8 +31,14 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     /// <summary>End of the command: the session cache remembers the module list as the command leaves it.
     /// A command that saw Ctrl+Break leaves nothing in the cache: the engine fails the type and symbol queries it runs
     /// while an interrupt is pending, so layouts, fields and symbols learnt then may be wrong "not found" answers
-    /// (seen in the real engine: every later command printed empty image names and bogus links).</summary>
-    public void EndCommand() => EngineSessionCache.End(_s, _outerQueries, discard: _interrupted);
+    /// (seen in the real engine: every later command printed empty image names and bogus links).
+    /// A command that failed on a "not found" type, field or symbol leaves nothing either: the engine swallows some
+    /// Ctrl+Breaks and fails the lookup it was running (GetInterrupt never reports them), so such a failure may be a
+    /// false one; the next command asks the engine again instead of repeating it until symbols change.</summary>
+    public void EndCommand() => EngineSessionCache.End(_s, _outerQueries, discard: _interrupted || _distrusted);
+
+    private bool _distrusted;
+    public void DistrustSymbolAnswers() => _distrusted = true;
 
     public ISymbolProvider Symbols => this;
 

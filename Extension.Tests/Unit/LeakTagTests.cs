@@ -191,6 +191,11 @@ public class LeakTagTests
         Assert.That(hr, Is.EqualTo(CommandDispatcher.E_FAIL));
         Assert.That(sink.Errors, Does.Contain("nt!PoolTrackTable"));
         Assert.That(sink.Errors, Does.Contain(".reload"));
+        // A "not found" may be the engine's answer to a swallowed Ctrl+Break: the session cache must not keep it.
+        Assert.That(t.SymbolAnswersDistrusted, Is.EqualTo(1));
+        var ok = s.Kernel.CreateTarget();
+        Assert.That(Run(ok, "").Hr, Is.EqualTo(CommandDispatcher.S_OK));
+        Assert.That(ok.SymbolAnswersDistrusted, Is.Zero, "a command that succeeds keeps its answers");
     }
 
     [Test]

@@ -12,6 +12,10 @@ namespace NtSleuth.Lab.Target;
 /// </summary>
 public sealed class InMemoryTarget : ITarget
 {
+    /// <summary>How often a command told this target not to keep its symbol answers (<see cref="ITarget.DistrustSymbolAnswers"/>).</summary>
+    public int SymbolAnswersDistrusted { get; private set; }
+    public void DistrustSymbolAnswers() => SymbolAnswersDistrusted++;
+
     private readonly SparseMemory _memory;
     private readonly IReadOnlyList<ModuleInfo> _modules;
     private readonly IReadOnlyList<StackFrameInfo> _stack;
