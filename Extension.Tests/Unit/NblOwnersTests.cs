@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
@@ -17,7 +18,7 @@ public class NblOwnersTests
 {
     private static string Layouts()
     {
-        var p = NdisFltmgrLayouts.FindLayoutsFile(TestContext.CurrentContext.TestDirectory);
+        var p = SharedData.LayoutsFile;
         if (p is null) Assert.Ignore("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent: ndis scenarios need the layout table");
         return p!;
     }
@@ -325,11 +326,11 @@ public class NblOwnersTests
     [Test]
     public void NdisNotLoadedOrNoSymbolsGivesAClearMessage()
     {
-        var empty = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
+        var empty = new InMemoryTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
         var (rc, sink) = Run(empty, "");
         Assert.That(sink.Errors, Does.Contain("ndis.sys is not loaded"));
 
-        var loaded = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(),
+        var loaded = new InMemoryTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(),
             new[] { new ModuleInfo("ndis", 0xfffff880_00e00000, 0x150000) });
         var (rc2, sink2) = Run(loaded, "");
         Assert.That(rc2, Is.Not.Zero);

@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using NtSleuth.Lab.Scenario;
 
 namespace NtSleuth.Lab.Scenarios;
@@ -9,9 +10,9 @@ namespace NtSleuth.Lab.Scenarios;
 /// </summary>
 public static class NdisFltmgrCatalog
 {
-    public static string LayoutsPath => LabBuilds.SharedPath("realdata", "layouts", "ndis-fltmgr-layouts.json");
+    public static string LayoutsPath => SharedData.LayoutsFile ?? throw new InvalidOperationException(SharedData.AbsentReason);
 
-    public static NdisLabTarget TargetOver(KernelScenarioBuilder b) =>
+    public static InMemoryTarget TargetOver(KernelScenarioBuilder b) =>
         new(b.Memory, b.Symbols, b.Info, b.Modules.ToList());
 }
 

@@ -84,6 +84,8 @@ public sealed class InMemoryTarget : ITarget
 
     // ---- other processes' address spaces (ReadProcessVirtual) ----
     private readonly Dictionary<ulong, SparseMemory> _processSpaces = new();
+    /// <summary>The registered process address spaces (EPROCESS -> user pages).</summary>
+    public IReadOnlyDictionary<ulong, SparseMemory> ProcessSpaces => _processSpaces;
 
     /// <summary>Registers the user address space of the process whose EPROCESS is <paramref name="eprocess"/> (e.g. the Registry process).</summary>
     public void AddProcessSpace(ulong eprocess, SparseMemory memory) => _processSpaces[eprocess] = memory;

@@ -1,7 +1,7 @@
 using NtSleuth.Lab.Scenarios;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 public class LeakTagBenchTests
 {
