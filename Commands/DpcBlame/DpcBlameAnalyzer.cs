@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.LeakTag;
 using NtSleuth.Commands.Symbols;
 using NtSleuth.Commands.Target;
+using NtSleuth.Commands.Kernel;
 
 namespace NtSleuth.Commands.DpcBlame;
 
@@ -236,7 +236,7 @@ public sealed class DpcBlameAnalyzer
             q.Routine = routine;
             q.Symbol = Name(routine);
             var m = ModuleOf(routine);
-            q.Module = m is null ? "?" : LeakTagAnalyzer.ModuleShortName(m.Name);
+            q.Module = m is null ? "?" : KernelModules.ShortName(m.Name);
             q.ModuleBase = m?.Base ?? 0;
             q.Importance = (v.TryUInt("Importance") ?? 1) switch { 0 => "Low", 1 => "Medium", 2 => "High", 3 => "MediumHigh", var x => "0x" + x.ToString("x") };
             st.Queued.Add(q);
@@ -322,7 +322,7 @@ public sealed class DpcBlameAnalyzer
     private DpcFrame Frame(ulong addr, ulong stackAddr)
     {
         var m = ModuleOf(addr);
-        return new DpcFrame { Address = addr, Symbol = Name(addr), Module = m is null ? null : LeakTagAnalyzer.ModuleShortName(m.Name), StackAddress = stackAddr };
+        return new DpcFrame { Address = addr, Symbol = Name(addr), Module = m is null ? null : KernelModules.ShortName(m.Name), StackAddress = stackAddr };
     }
 
     private ulong ReadPtr(byte[] b, int off) =>
@@ -330,7 +330,7 @@ public sealed class DpcBlameAnalyzer
 
     private void ScanStack(DpcCulprit c, ulong start, int length)
     {
-        var (data, _) = new LeakTagAnalyzer(_r).ReadBulk(start, length);
+        var (data, _) = _r.Memory.ReadBulk(start, length);
         int ps = _r.PointerSize;
         for (int off = 0; off + ps <= length; off += ps)
         {
@@ -459,14 +459,14 @@ public sealed class DpcBlameAnalyzer
             if (p.CurrentDpcRoutine != 0 && p.DpcRoutineActive != false)
             {
                 var m = ModuleOf(p.CurrentDpcRoutine);
-                var row = Row(m is null ? "?" : LeakTagAnalyzer.ModuleShortName(m.Name), m?.Base ?? 0);
+                var row = Row(m is null ? "?" : KernelModules.ShortName(m.Name), m?.Base ?? 0);
                 row.Running++;
                 if (p.CurrentDpcSymbol?.Contains('!') == true) row.HasSymbols = true;
             }
         }
         if (res.Culprit?.Module is string cm)
         {
-            var m = _mods.FirstOrDefault(x => LeakTagAnalyzer.ModuleShortName(x.Name).Equals(cm, StringComparison.OrdinalIgnoreCase));
+            var m = _mods.FirstOrDefault(x => KernelModules.ShortName(x.Name).Equals(cm, StringComparison.OrdinalIgnoreCase));
             var row = Row(cm, m?.Base ?? 0);
             row.Culprit = true;
             if (res.Culprit.Symbol?.Contains('!') == true) row.HasSymbols = true;
@@ -507,8 +507,8 @@ public sealed class DpcBlameAnalyzer
         {
             var n = _t.Symbols.GetNameByAddress(addr, out var disp);
             var m = ModuleOf(addr);
-            if (n is null || (m is not null && !n.StartsWith(LeakTagAnalyzer.ModuleShortName(m.Name) + "!", StringComparison.OrdinalIgnoreCase)))
-                return m is null ? null : $"{LeakTagAnalyzer.ModuleShortName(m.Name)}+0x{addr - m.Base:x}";
+            if (n is null || (m is not null && !n.StartsWith(KernelModules.ShortName(m.Name) + "!", StringComparison.OrdinalIgnoreCase)))
+                return m is null ? null : $"{KernelModules.ShortName(m.Name)}+0x{addr - m.Base:x}";
             if (m is null && disp > 0x100000) return null;
             return disp == 0 ? n : $"{n}+0x{disp:x}";
         }

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using NtSleuth.Commands.Output;
+using NtSleuth.Commands.Memory;
 
 namespace NtSleuth.Commands.DpcBlame;
 
@@ -110,5 +111,5 @@ public sealed class DpcBlameReport
     public int TotalQueued { get; set; }
     public List<string> Guidance { get; } = new();
     public List<string> Notes { get; } = new();
-    public LeakTag.ReadFigures? Stats { get; set; }
+    public ReadFigures? Stats { get; set; }
 }

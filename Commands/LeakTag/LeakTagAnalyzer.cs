@@ -1,3 +1,4 @@
+using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Symbols;
@@ -150,7 +151,7 @@ public sealed class LeakTagAnalyzer
                 info.Partial = true; info.Note = $"implausible size ({count} entries); table skipped"; res.Partial = true;
                 continue;
             }
-            var (data, holes) = ReadBulk(addr, (int)bytes);
+            var (data, holes) = M.ReadBulk(addr, (int)bytes);
             int es = (int)layout.Size;
             for (int i = 0; i < (int)count; i++)
             {
@@ -198,38 +199,6 @@ public sealed class LeakTagAnalyzer
         public readonly PackedField PAllocs = PackedField.From(l, "PagedAllocs");
         public readonly PackedField PFrees = PackedField.From(l, "PagedFrees");
         public readonly PackedField PBytes = PackedField.From(l, "PagedBytes");
-    }
-
-    /// <summary>
-    /// Reads a range in bulk (one round trip per 64 KB); unreadable pages are skipped and reported as holes
-    /// (offset, length) so the rest of the table is still used.
-    /// </summary>
-    public (byte[] Data, List<(int Offset, int Length)> Holes) ReadBulk(ulong address, int length)
-    {
-        var data = new byte[length];
-        var holes = new List<(int, int)>();
-        int pos = 0;
-        while (pos < length)
-        {
-            M.ThrowIfInterrupted();
-            int got = M.Read(address + (ulong)pos, data.AsSpan(pos));
-            pos += got;
-            if (pos >= length) break;
-            ulong bad = address + (ulong)pos;
-            ulong nextPage = (bad & ~(ulong)(TargetMemory.PageSize - 1)) + TargetMemory.PageSize;
-            int skip = (int)Math.Min((ulong)(length - pos), nextPage - bad);
-            holes.Add((pos, skip));
-            pos += skip;
-        }
-        // Merge adjacent holes for a compact note.
-        var merged = new List<(int Offset, int Length)>();
-        foreach (var h in holes)
-        {
-            if (merged.Count > 0 && merged[^1].Offset + merged[^1].Length == h.Item1)
-                merged[^1] = (merged[^1].Offset, merged[^1].Length + h.Item2);
-            else merged.Add(h);
-        }
-        return (data, merged);
     }
 
     private static bool Overlaps(List<(int Offset, int Length)> holes, int off, int len)
@@ -291,7 +260,7 @@ public sealed class LeakTagAnalyzer
         var key = PackedField.From(layout, "Key");
         var nb = PackedField.From(layout, "NumberOfBytes");
         var pt = PackedField.From(layout, "PoolType", required: false);
-        var (data, holes) = ReadBulk(table, (int)bytes);
+        var (data, holes) = M.ReadBulk(table, (int)bytes);
         if (holes.Count > 0) { res.BigPoolPartial = true; res.Notes.Add($"big-page table: {holes.Count} unreadable range(s); big-pool list is partial"); }
         int es = (int)layout.Size;
         for (int i = 0; i < (int)count; i++)
@@ -358,7 +327,7 @@ public sealed class LeakTagAnalyzer
 
     private TagSite MakeSite(ModuleInfo m, ulong addr)
     {
-        string mod = ModuleShortName(m.Name);
+        string mod = KernelModules.ShortName(m.Name);
         var site = new TagSite { Module = mod, Address = addr, ModuleBase = m.Base, Offset = addr - m.Base };
         try
         {
@@ -368,16 +337,6 @@ public sealed class LeakTagAnalyzer
         }
         catch (Exception) { /* no symbols: module+offset only */ }
         return site;
-    }
-
-    public static string ModuleShortName(string name)
-    {
-        string n = name;
-        int slash = n.LastIndexOfAny(['\\', '/']);
-        if (slash >= 0) n = n[(slash + 1)..];
-        foreach (var ext in new[] { ".sys", ".dll", ".exe" })
-            if (n.EndsWith(ext, StringComparison.OrdinalIgnoreCase)) return n[..^ext.Length];
-        return n;
     }
 
     private void AddLiveSuggestions(LeakTagReport res, PoolTagPattern tag)

@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using NtSleuth.Commands.Output;
+using NtSleuth.Commands.Memory;
 
 namespace NtSleuth.Commands.LeakTag;
 
@@ -121,12 +122,4 @@ public sealed class LeakTagReport
 
     public List<string> Notes { get; } = new();
     public ReadFigures? Stats { get; set; }
-}
-
-public sealed class ReadFigures
-{
-    public long RoundTrips { get; set; }
-    public long Bytes { get; set; }
-    public long Searches { get; set; }
-    public double ModelledKdnetSeconds { get; set; }
 }

@@ -25,3 +25,19 @@ public static class KdnetModel
     public const double BytesPerSecond = 2_000_000;
     public static double Seconds(long roundTrips, long bytes) => roundTrips * SecondsPerRoundTrip + bytes / BytesPerSecond;
 }
+
+/// <summary>A command's read figures as its report carries them (JSON <c>Stats</c>).</summary>
+public sealed class ReadFigures
+{
+    public long RoundTrips { get; set; }
+    public long Bytes { get; set; }
+    public long Searches { get; set; }
+    public double ModelledKdnetSeconds { get; set; }
+
+    /// <summary>The figures of a command run so far (KDNET seconds rounded to 0.1 ms).</summary>
+    public static ReadFigures From(ReadStats s) => new()
+    {
+        RoundTrips = s.RoundTrips, Bytes = s.Bytes, Searches = s.Searches,
+        ModelledKdnetSeconds = Math.Round(s.ModelledKdnetSeconds, 4),
+    };
+}
