@@ -30,8 +30,7 @@ internal static class Host
         {
             try
             {
-                sink?.WriteError($"ntsleuth: internal error in !{name}: {ex.GetType().FullName}: {ex.Message}\n" +
-                                 "  The debugger session is unaffected; please report this with the command line.\n");
+                if (sink is not null) return CommandDispatcher.ReportHostFailure(name, args, sink, ex);
             }
             catch { /* the barrier */ }
             return CommandDispatcher.E_FAIL;
