@@ -22,7 +22,6 @@ public sealed class AlpcChainAnalyzer
     private readonly KernelReader _r;
     private readonly Dictionary<ulong, AlpcThread> _threads = new();
     private readonly Dictionary<ulong, (string Image, ulong Pid)> _procs = new();
-    private readonly Dictionary<ulong, AlpcWaitChain> _chainMemo = new();
     private readonly List<string> _notes = new();
     private uint _currentTick;
     private uint _tickIncrement;

@@ -100,6 +100,7 @@ public static class CommandDispatcher
         }
         catch (UsageException ue) { outcome = new Outcome(E_INVALIDARG, "usageError", "usage", ue.Message, true); }
         catch (CommandNotApplicableException na) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", na.Message); }
+        catch (Kernel.ModuleNotLoadedException nl) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", nl.Message); }
         catch (CommandFailedException cf) { outcome = new Outcome(E_FAIL, "error", "failed", cf.Message); }
         catch (MissingSymbolException ms) { outcome = new Outcome(E_FAIL, "error", "missingSymbol", ms.Message); }
         catch (OperationCanceledException) { outcome = new Outcome(E_ABORT, "interrupted", "interrupted", "interrupted by user (Ctrl+Break)."); }

@@ -1,3 +1,4 @@
+using NtSleuth.Commands.Kernel;
 using System.Buffers.Binary;
 using System.Text;
 using NtSleuth.Commands.Cli;
@@ -27,7 +28,7 @@ public sealed class DhcpTimerAnalyzer
 
         var module = _ctx.Target.GetModules().FirstOrDefault(m => IsDhcpCore(m.Name));
         if (module is null)
-            throw new CommandFailedException("dhcpcore.dll is not loaded in this process. The DHCP client runs in the svchost.exe hosting the 'Dhcp' service (tasklist /svc /fi \"services eq dhcp\"); take a dump of that process.");
+            throw new ModuleNotLoadedException("dhcpcore.dll is not loaded in this process. The DHCP client runs in the svchost.exe hosting the 'Dhcp' service (tasklist /svc /fi \"services eq dhcp\"); take a dump of that process.");
 
         var head = R.Types.TrySymbol("dhcpcore!DhcpGlobalNICList")
                    ?? throw new MissingSymbolException("symbol dhcpcore!DhcpGlobalNICList", "dhcpcore");

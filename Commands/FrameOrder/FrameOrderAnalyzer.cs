@@ -1,3 +1,4 @@
+using NtSleuth.Commands.Kernel;
 using System.Globalization;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Symbols;
@@ -54,7 +55,7 @@ public sealed class FrameOrderAnalyzer
         try { loaded = _r.Target.GetModules().Any(m => m.Name.Equals("fltmgr", StringComparison.OrdinalIgnoreCase) || m.Name.Equals("fltmgr.sys", StringComparison.OrdinalIgnoreCase)); }
         catch { loaded = false; }
         if (!loaded && !T.Symbols.HasSymbols(F))
-            throw new FltmgrUnavailableException("fltmgr.sys is not loaded on the target (no filter manager: nothing to report).");
+            throw new ModuleNotLoadedException("fltmgr.sys is not loaded on the target (no filter manager: nothing to report).");
         ulong globals = T.Symbol("fltmgr!FltGlobals");
         ulong head = globals + T.FieldOffset(F, "_GLOBALS", "FrameList") + T.FieldOffset(F, "_FLT_RESOURCE_LIST_HEAD", "rList");
         ulong frameLinks = T.FieldOffset(F, "_FLTP_FRAME", "Links");
@@ -441,4 +442,3 @@ public sealed class FrameOrderAnalyzer
     }
 }
 
-public sealed class FltmgrUnavailableException(string message) : Exception(message);

@@ -24,8 +24,7 @@ Usage: !frameorder [-volume <name|addr>] [-legacy Name=altitude[,...]] [-json]
     {
         var legacy = FrameOrderAnalyzer.ParseLegacy(ctx.Args.Get("legacy"));
         FrameOrderReport report;
-        try { report = new FrameOrderAnalyzer(ctx.Reader, ctx.Args.Get("volume"), legacy, new RegistryGroupSource(ctx.Reader)).Analyze(); }
-        catch (FltmgrUnavailableException e) { throw new CommandNotApplicableException(e.Message); }
+        report = new FrameOrderAnalyzer(ctx.Reader, ctx.Args.Get("volume"), legacy, new RegistryGroupSource(ctx.Reader)).Analyze();
         if (ctx.IsJson) ctx.WriteJson(report);
         else ctx.Write(FrameOrderRenderer.Render(report));
     }

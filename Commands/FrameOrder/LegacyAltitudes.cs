@@ -22,7 +22,6 @@ public sealed class LegacyAltitudeMap
     public Dictionary<string, string> Entries { get; } = new(StringComparer.OrdinalIgnoreCase);
     /// <summary>Why the table gives nothing (symbol missing, unreadable, unrecognised shape); null when it was read.</summary>
     public string? Problem { get; private set; }
-    public bool IsUsable => Problem is null && Entries.Count > 0;
 
     public static LegacyAltitudeMap Read(KernelReader r)
     {

@@ -14,3 +14,10 @@ public static class KernelModules
         return n;
     }
 }
+
+/// <summary>
+/// The module a command is about is not loaded on the target (no ndis.sys, no fltmgr.sys, no dhcpcore.dll): the
+/// command does not apply. Every command reports it the same way: the message on the error channel, JSON status
+/// "notApplicable", HRESULT S_OK (the debugger session is fine; there is nothing to analyse).
+/// </summary>
+public sealed class ModuleNotLoadedException(string message) : Exception(message);

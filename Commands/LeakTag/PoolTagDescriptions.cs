@@ -4,8 +4,7 @@ namespace NtSleuth.Commands.LeakTag;
 
 /// <summary>
 /// Tag descriptions from the debugger's pooltag.txt ("Tag  - binary - description" lines, "//" comments).
-/// Located beside the engine (triage\pooltag.txt), through the NTSLEUTH_POOLTAG environment variable, or through
-/// <see cref="EngineDirectoryProvider"/> which the DbgEng-backed host may set to the engine's directory.
+/// Located through the NTSLEUTH_POOLTAG environment variable or beside the engine (triage\pooltag.txt).
 /// </summary>
 public sealed class PoolTagDescriptions
 {
@@ -15,9 +14,6 @@ public sealed class PoolTagDescriptions
     public int Count => _byTag.Count;
 
     private PoolTagDescriptions(string path) => Path = path;
-
-    /// <summary>Optional hook: returns the directory of the debugger engine (dbgeng.dll); set by the host.</summary>
-    public static Func<string?>? EngineDirectoryProvider { get; set; }
 
     public static PoolTagDescriptions Parse(string path, IEnumerable<string> lines)
     {
@@ -51,7 +47,7 @@ public sealed class PoolTagDescriptions
         catch (Exception) { return null; }
     }
 
-    /// <summary>Finds pooltag.txt: $NTSLEUTH_POOLTAG, the engine directory hook, then the host process directory and dbgeng.dll's directory.</summary>
+    /// <summary>Finds pooltag.txt: $NTSLEUTH_POOLTAG, then the host process directory and dbgeng.dll's directory.</summary>
     public static PoolTagDescriptions? Locate()
     {
         try
@@ -59,7 +55,6 @@ public sealed class PoolTagDescriptions
             var env = Environment.GetEnvironmentVariable("NTSLEUTH_POOLTAG");
             if (!string.IsNullOrEmpty(env) && TryLoad(env) is { } e) return e;
             var dirs = new List<string?>();
-            try { dirs.Add(EngineDirectoryProvider?.Invoke()); } catch (Exception) { }
             try
             {
                 using var p = Process.GetCurrentProcess();

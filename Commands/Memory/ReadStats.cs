@@ -11,7 +11,6 @@ public sealed class ReadStats
     public void AddRead(long bytes) { RoundTrips++; Bytes += bytes; }
     public void AddSearch() { RoundTrips++; Searches++; }
     public void AddHit() => CacheHits++;
-    public void Reset() { RoundTrips = Bytes = Searches = CacheHits = 0; }
 
     /// <summary>Modelled KDNET time: 1 ms per round trip plus the bytes at 2 MB/s.</summary>
     public double ModelledKdnetSeconds => KdnetModel.Seconds(RoundTrips, Bytes);

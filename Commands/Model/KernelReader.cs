@@ -73,15 +73,6 @@ public sealed class KernelReader
         return Encoding.Unicode.GetString(b, 0, got);
     }
 
-    public string? ReadAsciiZ(ulong address, int max = 256)
-    {
-        var b = new byte[max];
-        int got = Memory.Read(address, b);
-        if (got == 0) return null;
-        int n = Array.IndexOf(b, (byte)0, 0, got);
-        return Encoding.Latin1.GetString(b, 0, n < 0 ? got : n);
-    }
-
     /// <summary>
     /// Walks a circular doubly linked LIST_ENTRY list starting at <paramref name="headAddress"/> (the head itself is not an entry).
     /// Yields the address of each entry's LIST_ENTRY; the walk is bounded by <paramref name="max"/>, detects cycles

@@ -1,3 +1,4 @@
+using NtSleuth.Commands.Kernel;
 using System.Buffers.Binary;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Symbols;
@@ -37,7 +38,7 @@ public sealed class NblOwnersAnalyzer
         var rep = new NblOwnersReport { OwnerFilter = _ownerFilter, PoolFilter = _poolFilter };
         var types = _r.Types;
         if (!types.Symbols.HasSymbols(Module) && !IsLoaded())
-            throw new NdisUnavailableException("ndis.sys is not loaded on the target (no NDIS: nothing to report).");
+            throw new ModuleNotLoadedException("ndis.sys is not loaded on the target (no NDIS: nothing to report).");
         var poolType = types.TryGet(Module, "_NDIS_NET_BUFFER_LIST_POOL")
             ?? throw new MissingSymbolException("type ndis!_NDIS_NET_BUFFER_LIST_POOL", Module);
 
@@ -328,7 +329,6 @@ public sealed class NblOwnersAnalyzer
 }
 
 /// <summary>ndis is not loaded: a clear message, not an error.</summary>
-public sealed class NdisUnavailableException(string message) : Exception(message);
 
 /// <summary>
 /// Identifies NDIS handles by the global list they are on: ndisMiniportList (NextGlobalMiniport),

@@ -22,8 +22,7 @@ Usage: !nblowners [-owner <handle>] [-pool <pool>] [-json]
         ulong? owner = ctx.Args.Get("owner") is { } o ? ctx.EvaluateAddress(o) : null;
         ulong? pool = ctx.Args.Get("pool") is { } p ? ctx.EvaluateAddress(p) : null;
         NblOwnersReport report;
-        try { report = new NblOwnersAnalyzer(ctx.Reader, owner, pool).Analyze(); }
-        catch (NdisUnavailableException e) { throw new CommandNotApplicableException(e.Message); }
+        report = new NblOwnersAnalyzer(ctx.Reader, owner, pool).Analyze();
         if (ctx.IsJson) ctx.WriteJson(report);
         else ctx.Write(NblOwnersRenderer.Render(report, ctx.Args.Verbose));
     }

@@ -131,11 +131,6 @@ public static class NdisNames
         0 => "ADDED", 1 => "STARTED", 2 => "QUERY_STOPPED", 3 => "STOPPED", 4 => "QUERY_REMOVED", 5 => "REMOVED", 6 => "SURPRISE_REMOVED",
         _ => $"PNP_{v}",
     };
-    public static string FilterState(ulong v) => v switch
-    {
-        0 => "UNSPECIFIED", 1 => "DETACHED", 2 => "ATTACHING", 3 => "PAUSED", 4 => "RESTARTING", 5 => "RUNNING", 6 => "PAUSING", 7 => "DETACHING",
-        _ => $"STATE_{v}",
-    };
     public static string OperStatus(ulong v) => v switch
     {
         1 => "UP", 2 => "DOWN", 3 => "TESTING", 4 => "UNKNOWN", 5 => "DORMANT", 6 => "NOT_PRESENT", 7 => "LOWER_LAYER_DOWN",
