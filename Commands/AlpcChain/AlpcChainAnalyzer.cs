@@ -88,14 +88,12 @@ public sealed class AlpcChainAnalyzer
         ulong head = _r.Types.Symbol("nt!PsActiveProcessHead");
         var waiters = new List<AlpcThread>();
         var walk = new ListWalkResult();
-        ulong linkOff = _r.Types.FieldOffset(Nt, "_EPROCESS", "ActiveProcessLinks");
-        foreach (var link in _r.WalkList(head, walk, MaxProcesses))
+        foreach (var proc in _r.WalkRecords(head, Nt, "_EPROCESS", "ActiveProcessLinks", walk, MaxProcesses))
         {
             if (_r.Memory.IsInterruptRequested) { report.Interrupted = true; break; }
-            ulong proc = link - linkOff;
             try
             {
-                if (ReadProcess(proc) is null) { _notes.Add($"process list entry {Output.Fmt.Addr(link)} is not a process object; skipped"); continue; }
+                if (ReadProcess(proc) is null) { _notes.Add($"process list entry {Output.Fmt.Addr(proc + _r.Types.FieldOffset(Nt, "_EPROCESS", "ActiveProcessLinks"))} is not a process object; skipped"); continue; }
                 waiters.AddRange(ProcessThreads(proc, report, pageExtend: true).Where(t => t.WaitsForAlpcReply));
             }
             catch (TargetReadException ex) { _notes.Add($"process {Output.Fmt.Addr(proc)}: {ex.Message}; its threads were not examined"); }
@@ -502,11 +500,9 @@ public sealed class AlpcChainAnalyzer
         var list = new List<AlpcThread>();
         var pv = ReadRange("_EPROCESS", process, "ThreadListHead", "ImageFileName", "UniqueProcessId");
         ulong head = pv.AddressOf("ThreadListHead");
-        ulong entryOff = _r.Types.FieldOffset(Nt, "_ETHREAD", "ThreadListEntry");
         var walk = new ListWalkResult();
-        foreach (var link in _r.WalkList(head, walk, MaxThreadsPerProcess))
+        foreach (var ta in _r.WalkRecords(head, Nt, "_ETHREAD", "ThreadListEntry", walk, MaxThreadsPerProcess))
         {
-            ulong ta = link - entryOff;
             try
             {
                 var t = ReadThread(ta, out _, pageExtend);
@@ -534,11 +530,9 @@ public sealed class AlpcChainAnalyzer
     {
         if (!_irpsDone.Add(t.Address) || !_irpHead.TryGetValue(t.Address, out var head)) return;
         var irpLayout = _r.Types.Get(Nt, "_IRP");
-        ulong linkOff = _r.Types.FieldOffset(Nt, "_IRP", "ThreadListEntry");
         var walk = new ListWalkResult();
-        foreach (var link in _r.WalkList(head, walk, MaxIrps))
+        foreach (var irpAddr in _r.WalkRecords(head, Nt, "_IRP", "ThreadListEntry", walk, MaxIrps))
         {
-            ulong irpAddr = link - linkOff;
             var irp = new AlpcIrp { Address = irpAddr };
             t.Irps.Add(irp);
             try

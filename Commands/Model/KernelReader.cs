@@ -117,6 +117,17 @@ public sealed class KernelReader
         result.Stop(ListStop.Complete, 0);
     }
 
+    /// <summary>
+    /// <see cref="WalkList"/> yielding the containing records (CONTAINING_RECORD of each link): the entries are
+    /// <paramref name="module"/>!<paramref name="type"/> linked through <paramref name="linkPath"/>, whose offset is
+    /// resolved by name once, before the first link is read.
+    /// </summary>
+    public IEnumerable<ulong> WalkRecords(ulong headAddress, string module, string type, string linkPath, ListWalkResult result, int max = 100_000)
+    {
+        ulong linkOffset = Types.FieldOffset(module, type, linkPath);
+        foreach (var link in WalkList(headAddress, result, max)) yield return link - linkOffset;
+    }
+
     /// <summary>CONTAINING_RECORD: the address of the structure whose field <paramref name="linkPath"/> is at <paramref name="linkAddress"/>.</summary>
     public ulong ContainingRecord(ulong linkAddress, string module, string type, string linkPath) =>
         linkAddress - Types.FieldOffset(module, type, linkPath);
