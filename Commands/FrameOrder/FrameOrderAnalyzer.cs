@@ -58,7 +58,6 @@ public sealed class FrameOrderAnalyzer
             throw new ModuleNotLoadedException("fltmgr.sys is not loaded on the target (no filter manager: nothing to report).");
         ulong globals = T.Symbol("fltmgr!FltGlobals");
         ulong head = globals + T.FieldOffset(F, "_GLOBALS", "FrameList") + T.FieldOffset(F, "_FLT_RESOURCE_LIST_HEAD", "rList");
-        ulong frameLinks = T.FieldOffset(F, "_FLTP_FRAME", "Links");
         ulong rList = T.FieldOffset(F, "_FLT_RESOURCE_LIST_HEAD", "rList");
         ulong regFilters = T.FieldOffset(F, "_FLTP_FRAME", "RegisteredFilters") + rList;
         ulong attVolumes = T.FieldOffset(F, "_FLTP_FRAME", "AttachedVolumes") + rList;
@@ -70,9 +69,8 @@ public sealed class FrameOrderAnalyzer
 
         var volumes = new List<(ulong Vol, StructView View, FrameInfo Frame)>();
         var walk = new ListWalkResult();
-        foreach (var link in _r.WalkList(head, walk, MaxFrames))
+        foreach (var fa in _r.WalkRecords(head, F, "_FLTP_FRAME", "Links", walk, MaxFrames))
         {
-            ulong fa = link - frameLinks;
             StructView fv;
             try { fv = _r.Read(F, "_FLTP_FRAME", fa); }
             catch (TargetReadException e) { rep.Notes.Add($"frame {fa:x}: {e.Message}"); break; }
