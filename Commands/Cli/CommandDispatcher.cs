@@ -102,7 +102,7 @@ public static class CommandDispatcher
         catch (CommandNotApplicableException na) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", na.Message); }
         catch (Kernel.ModuleNotLoadedException nl) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", nl.Message); }
         catch (CommandFailedException cf) { outcome = new Outcome(E_FAIL, "error", "failed", cf.Message); }
-        catch (MissingSymbolException ms) { outcome = new Outcome(E_FAIL, "error", "missingSymbol", ms.Message); }
+        catch (MissingSymbolException ms) { outcome = new Outcome(E_FAIL, "error", "missingSymbol", SymbolDiagnosis.Explain(target, ms)); } // symbols missing, or memory (module list, image header) damaged: say which
         catch (OperationCanceledException) { outcome = new Outcome(E_ABORT, "interrupted", "interrupted", "interrupted by user (Ctrl+Break)."); }
         catch (TargetReadException tr) { outcome = new Outcome(E_FAIL, "error", "targetRead", tr.Message); }
         catch (Exception ex)

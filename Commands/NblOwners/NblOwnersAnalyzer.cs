@@ -85,6 +85,14 @@ public sealed class NblOwnersAnalyzer
         // 3. The pool list head.
         ulong? head = types.TrySymbol("ndis!ndisGlobalNetBufferListPoolList");
         if (head is null && tri is not null && tri.TryUInt("GlobalNetBufferListPoolList") is { } p && p != 0) head = p;
+        if (head is null && tri is not null && triType!.HasField("GlobalNetBufferListPoolList"))
+            // The symbols are fine (the triage block and its type resolved): its field holds no list head. Memory, not symbols.
+            throw new Cli.CommandFailedException($"the NBL pool list cannot be found: ndis!ndisGlobalNetBufferListPoolList is not in these ndis symbols, and " +
+                $"ndisGlobalTriageBlock.GlobalNetBufferListPoolList at {Output.Fmt.Addr(triAddr!.Value + triType.GetField("GlobalNetBufferListPoolList").Offset)} " +
+                $"{(tri.TryUInt("GlobalNetBufferListPoolList") is null ? "is not readable" : "reads 0")} (the triage block is damaged, or ndis has not initialised it)");
+        if (head is null && tri is null && triAddr is not null && triType is not null)
+            throw new Cli.CommandFailedException($"the NBL pool list cannot be found: ndis!ndisGlobalNetBufferListPoolList is not in these ndis symbols, and " +
+                $"ndis!ndisGlobalTriageBlock at {Output.Fmt.Addr(triAddr.Value)}, which publishes it, is not readable (paged out or not in the dump)");
         if (head is null)
             throw new MissingSymbolException("ndis!ndisGlobalNetBufferListPoolList (or ndisGlobalTriageBlock.GlobalNetBufferListPoolList)", Module);
         rep.PoolListHead = head.Value;

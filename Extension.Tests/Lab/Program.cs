@@ -11,6 +11,7 @@ usage: NtSleuth.Lab make-samples <outdir>
        NtSleuth.Lab json-schemas <dir>   (writes docs/schema/ntsleuth.<command>.json)
        NtSleuth.Lab scenarios      (list scenarios and the builds they support)
        NtSleuth.Lab forge ...      (symbol forge: see 'forge --help')
+       NtSleuth.Lab fuzz ...       (corrupted-memory campaign in the real engine: scripts/fuzz.sh)
 """;
 
     public static int Main(string[] args)
@@ -22,6 +23,7 @@ usage: NtSleuth.Lab make-samples <outdir>
             {
                 "bench" => Bench(args[1..]),
                 "forge" => Forge.ForgeCli.Run(args[1..]),
+                "fuzz" => Fuzz.FuzzCli.Run(args[1..]),
                 "make-samples" => Samples.SampleMaker.Run(args[1..]),
                 "scenarios" => Scenarios(),
                 "json-schemas" => args.Length == 2 ? JsonSchemaFiles(args[1]) : UsageError("json-schemas needs a folder"),

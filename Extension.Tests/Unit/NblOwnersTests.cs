@@ -350,4 +350,30 @@ public class NblOwnersTests
         Assert.That(rc2, Is.Not.Zero);
         Assert.That(sink2.Errors, Does.Contain("cannot evaluate"));
     }
+
+    /// <summary>
+    /// Regression (corrupted-memory tier, ndis-pending-nbls-19041 pointer.42 / zero.173): with the triage block's pool-list
+    /// field damaged the command said "symbols for 'ndis' are missing or wrong. Run .symfix"; the symbols were fine.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ADamagedTriageBlockPoolListFieldIsMemoryNotSymbols(bool unreadable)
+    {
+        var sc = NdisScenario.Seed(Layouts(), NdisFltmgrLayouts.V20H2);
+        var syms = sc.Target.Symbols;
+        Assume.That(syms.GetSymbolAddress("ndis!ndisGlobalNetBufferListPoolList"), Is.Null, "this build publishes the head only through the triage block");
+        ulong tri = syms.GetSymbolAddress("ndis!ndisGlobalTriageBlock")!.Value;
+        ulong field = tri + syms.GetTypeLayout("ndis", "_NDIS_GLOBAL_TRIAGE_BLOCK")!.GetField("GlobalNetBufferListPoolList").Offset;
+        if (unreadable)
+        {
+            // The whole triage block's page gone: the block itself is not readable.
+            sc.Memory.Unmap(tri & ~0xfffUL, 0x1000);
+        }
+        else sc.Memory.WriteU64(field, 0);
+        var (rc, sink) = Run(sc.Target, "");
+        Assert.That(rc, Is.Not.EqualTo(0), sink.All);
+        Assert.That(sink.Errors, Does.Contain("the NBL pool list cannot be found"));
+        Assert.That(sink.Errors, Does.Contain(unreadable ? $"ndis!ndisGlobalTriageBlock at {Fmt.Addr(tri)}, which publishes it, is not readable" : $"GlobalNetBufferListPoolList at {Fmt.Addr(field)} reads 0"));
+        Assert.That(sink.Errors, Does.Not.Contain(".symfix"));
+    }
 }
