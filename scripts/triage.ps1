@@ -30,7 +30,7 @@ if (-not $Debugger) {
   if (-not $Debugger) { Write-Error "cdb.exe not found: install the Debugging Tools for Windows (Windows SDK) or pass -Debugger"; exit 3 }
 }
 if (-not $Extension) {
-  foreach ($c in @((Join-Path $root "artifacts\ntsleuth\ntsleuth.dll"), (Join-Path $root "Extension\bin\Release\net10.0\ntsleuth.dll"), (Join-Path $root "Extension\bin\Debug\net10.0\ntsleuth.dll"))) {
+  foreach ($c in @((Join-Path $root "artifacts\ntsleuth\amd64\ntsleuth.dll"), (Join-Path $root "artifacts\ntsleuth\ntsleuth.dll"), (Join-Path $root "Extension\bin\Release\net10.0\ntsleuth.dll"), (Join-Path $root "Extension\bin\Debug\net10.0\ntsleuth.dll"))) {
     if (Test-Path $c) { $Extension = $c; break }
   }
   if (-not $Extension) { Write-Error "ntsleuth.dll not found: run .\build.ps1 or pass -Extension"; exit 3 }
