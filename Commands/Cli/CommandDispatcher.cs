@@ -100,6 +100,7 @@ public static class CommandDispatcher
         }
         catch (UsageException ue) { outcome = new Outcome(E_INVALIDARG, "usageError", "usage", ue.Message, true); }
         catch (CommandNotApplicableException na) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", na.Message); }
+        catch (Kernel.ModuleNotLoadedException nl) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", nl.Message); }
         catch (CommandFailedException cf) { outcome = new Outcome(E_FAIL, "error", "failed", cf.Message); }
         catch (MissingSymbolException ms) { target.DistrustSymbolAnswers(); outcome = new Outcome(E_FAIL, "error", "missingSymbol", SymbolDiagnosis.Explain(target, ms)); } // symbols missing, or memory (module list, image header) damaged: say which
         // The target may say where it stopped ("... while loading the layout of nt!_EPROCESS from the symbols").

@@ -1,9 +1,9 @@
-using NtSleuth.Commands.Alpc;
-using NtSleuth.Commands.Dhcp;
-using NtSleuth.Commands.Dpc;
-using NtSleuth.Commands.Fltmgr;
-using NtSleuth.Commands.Ndis;
-using NtSleuth.Commands.Pool;
+using NtSleuth.Commands.AlpcChain;
+using NtSleuth.Commands.DhcpTimer;
+using NtSleuth.Commands.DpcBlame;
+using NtSleuth.Commands.FrameOrder;
+using NtSleuth.Commands.NblOwners;
+using NtSleuth.Commands.LeakTag;
 
 namespace NtSleuth.Commands.Cli;
 
@@ -51,7 +51,7 @@ public static class Findings
                     list.Add(new Finding($"{command}.chain.{i}", sev, title, $"/chains/{i}"));
                 }
                 break;
-            case LeakTagResult l:
+            case LeakTagReport l:
                 if (l.Totals.NonPagedExcessive || l.Totals.PagedExcessive)
                     list.Add(new Finding($"{command}.pool", Severity.Error,
                         $"{(l.Totals.NonPagedExcessive ? "nonpaged" : "paged")} pool at 80% or more of its maximum" +
@@ -70,7 +70,7 @@ public static class Findings
                         (modules.Count > 0 ? $"; used by {string.Join(", ", modules)}" : ""), $"/matches/{i}"));
                 }
                 break;
-            case DpcBlameResult d:
+            case DpcBlameReport d:
                 if (d.Culprit is { } cu)
                 {
                     bool watchdog = d.BugCheck?.IsDpcWatchdog == true;

@@ -1,13 +1,13 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Schema;
-using NtSleuth.Commands.Alpc;
-using NtSleuth.Commands.Dhcp;
-using NtSleuth.Commands.Dpc;
-using NtSleuth.Commands.Fltmgr;
-using NtSleuth.Commands.Ndis;
+using NtSleuth.Commands.AlpcChain;
+using NtSleuth.Commands.DhcpTimer;
+using NtSleuth.Commands.DpcBlame;
+using NtSleuth.Commands.FrameOrder;
+using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.Output;
-using NtSleuth.Commands.Pool;
+using NtSleuth.Commands.LeakTag;
 
 namespace NtSleuth.Commands.Cli;
 
@@ -23,8 +23,8 @@ public static class JsonSchemas
     public static readonly IReadOnlyDictionary<string, Type> ModelTypes = new Dictionary<string, Type>
     {
         ["alpcchain"] = typeof(AlpcChainReport),
-        ["leaktag"] = typeof(LeakTagResult),
-        ["dpcblame"] = typeof(DpcBlameResult),
+        ["leaktag"] = typeof(LeakTagReport),
+        ["dpcblame"] = typeof(DpcBlameReport),
         ["nblowners"] = typeof(NblOwnersReport),
         ["frameorder"] = typeof(FrameOrderReport),
         ["dhcptimer"] = typeof(DhcpTimerReport),

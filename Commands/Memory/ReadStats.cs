@@ -31,7 +31,6 @@ public sealed class ReadStats
     }
 
     public void AddHit() => CacheHits++;
-    public void Reset() { RoundTrips = Bytes = Packets = Searches = SearchPages = CacheHits = 0; }
 
     /// <summary>Modelled KDNET time: 1 ms per KD packet plus the transferred bytes at 2 MB/s.</summary>
     public double ModelledKdnetSeconds => KdnetModel.Seconds(Packets, TransferBytes);
@@ -64,4 +63,20 @@ public static class KdnetModel
         ulong first = start / PageSize, last = (start + length - 1) / PageSize;
         return (long)(last - first + 1);
     }
+}
+
+/// <summary>A command's read figures as its report carries them (JSON <c>Stats</c>).</summary>
+public sealed class ReadFigures
+{
+    public long RoundTrips { get; set; }
+    public long Bytes { get; set; }
+    public long Searches { get; set; }
+    public double ModelledKdnetSeconds { get; set; }
+
+    /// <summary>The figures of a command run so far (KDNET seconds rounded to 0.1 ms).</summary>
+    public static ReadFigures From(ReadStats s) => new()
+    {
+        RoundTrips = s.RoundTrips, Bytes = s.Bytes, Searches = s.Searches,
+        ModelledKdnetSeconds = Math.Round(s.ModelledKdnetSeconds, 4),
+    };
 }

@@ -145,6 +145,38 @@ public sealed class TargetMemory
 
     public void Clear() { _pages.Clear(); _badPages.Clear(); _searchedPages.Clear(); foreach (var m in _processes.Values) m.Clear(); }
 
+    /// <summary>
+    /// Reads a range in bulk (one round trip per 64 KB); unreadable pages are skipped and reported as holes
+    /// (offset, length) so the rest of the table is still used.
+    /// </summary>
+    public (byte[] Data, List<(int Offset, int Length)> Holes) ReadBulk(ulong address, int length)
+    {
+        var data = new byte[length];
+        var holes = new List<(int, int)>();
+        int pos = 0;
+        while (pos < length)
+        {
+            ThrowIfInterrupted();
+            int got = Read(address + (ulong)pos, data.AsSpan(pos));
+            pos += got;
+            if (pos >= length) break;
+            ulong bad = address + (ulong)pos;
+            ulong nextPage = (bad & ~(ulong)(PageSize - 1)) + PageSize;
+            int skip = (int)Math.Min((ulong)(length - pos), nextPage - bad);
+            holes.Add((pos, skip));
+            pos += skip;
+        }
+        // Merge adjacent holes for a compact note.
+        var merged = new List<(int Offset, int Length)>();
+        foreach (var h in holes)
+        {
+            if (merged.Count > 0 && merged[^1].Offset + merged[^1].Length == h.Item1)
+                merged[^1] = (merged[^1].Offset, merged[^1].Length + h.Item2);
+            else merged.Add(h);
+        }
+        return (data, merged);
+    }
+
     // ---- other processes' address spaces ----
     private readonly Dictionary<ulong, TargetMemory> _processes = new();
 

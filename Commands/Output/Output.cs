@@ -152,7 +152,6 @@ public static class Fmt
 {
     /// <summary>64-bit address as the debugger prints it: fffffa80`73d3d770.</summary>
     public static string Addr(ulong a) => $"{a >> 32:x8}`{a & 0xffffffff:x8}";
-    public static string Hex(ulong a) => $"{a:x}";
     /// <summary>h:mm:ss (hours unbounded), as !thread prints wait times.</summary>
     public static string Duration(TimeSpan t)
     {

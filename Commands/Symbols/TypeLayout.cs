@@ -134,21 +134,17 @@ public sealed class TypeLayout
     public bool HasField(string name) => TryGetField(name) is not null;
 
     public FieldLayout GetField(string name) =>
-        TryGetField(name) ?? throw new MissingFieldException($"{Module}!{Name} has no field '{name}'");
+        TryGetField(name) ?? throw new MissingSymbolException($"field {Module}!{Name}.{name}", Module);
 
     public override string ToString() => IsComplete
         ? $"{Module}!{Name} (0x{Size:x} bytes, {Fields.Count} fields)"
         : $"{Module}!{Name} (0x{Size:x} bytes, fields resolved on use)";
 }
 
-/// <summary>Thrown when a type or field that the analysis needs is not in the symbols.</summary>
-public sealed class MissingFieldException(string message) : Exception(message);
-
 /// <summary>Thrown when a required type or symbol is missing; the message names it and says what to run.</summary>
 public sealed class MissingSymbolException(string what, string module)
-    : Exception($"{what} not found: symbols for '{module}' are missing or wrong. Run .symfix; .reload /f {ModuleFile(module)} (or check .sympath), then try again.")
+    : Exception($"{what} not found: symbols for '{module}' are missing or wrong. Run .symfix; .reload /f {module} (or check .sympath), then try again.")
 {
     public string What { get; } = what;
     public string Module { get; } = module;
-    private static string ModuleFile(string m) => m switch { "nt" => "nt", _ => m };
 }

@@ -3,7 +3,7 @@ using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
-using NtSleuth.Commands.Pool;
+using NtSleuth.Commands.LeakTag;
 using NtSleuth.Lab.Scenarios;
 using NtSleuth.Lab.Target;
 using NUnit.Framework;
@@ -29,7 +29,7 @@ public class LeakTagTests
         return (hr, sink, stats);
     }
 
-    private static LeakTagResult Analyze(InMemoryTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
+    private static LeakTagReport Analyze(InMemoryTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
 
     [SetUp]
     public void NoPoolTagFile() => LeakTagCommand.DescriptionsOverride = null;

@@ -3,7 +3,7 @@ using System.Text.Json;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.Ndis;
+using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.Output;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
@@ -27,7 +27,7 @@ public class NblOwnersTests
     {
         var stats = new ReadStats();
         var reader = new KernelReader(sc.Target, stats);
-        return (new NblAnalyzer(reader, owner, pool).Analyze(), stats);
+        return (new NblOwnersAnalyzer(reader, owner, pool).Analyze(), stats);
     }
 
     private static (int rc, BufferSink sink) Run(ITarget target, string args, bool dml = false)
@@ -213,9 +213,9 @@ public class NblOwnersTests
     [Test]
     public void MiniportConditionWording()
     {
-        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "PAUSED", PnPState = "STARTED", OperStatus = "DORMANT", OperStatusFlags = "NONE" }), Is.EqualTo("PAUSED"));
-        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "RUNNING", PnPState = "STARTED", OperStatus = "UP", OperStatusFlags = "NONE" }), Is.EqualTo("RUNNING"));
-        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "PAUSING", PnPState = "SURPRISE_REMOVED", OperStatus = "DORMANT", OperStatusFlags = "DORMANT_PAUSED" }),
+        Assert.That(NblOwnersAnalyzer.MiniportCondition(new MiniportState { State = "PAUSED", PnPState = "STARTED", OperStatus = "DORMANT", OperStatusFlags = "NONE" }), Is.EqualTo("PAUSED"));
+        Assert.That(NblOwnersAnalyzer.MiniportCondition(new MiniportState { State = "RUNNING", PnPState = "STARTED", OperStatus = "UP", OperStatusFlags = "NONE" }), Is.EqualTo("RUNNING"));
+        Assert.That(NblOwnersAnalyzer.MiniportCondition(new MiniportState { State = "PAUSING", PnPState = "SURPRISE_REMOVED", OperStatus = "DORMANT", OperStatusFlags = "DORMANT_PAUSED" }),
             Is.EqualTo("DORMANT_PAUSED after SURPRISE_REMOVED"));
         Assert.That(NdisNames.OperStatusFlags(0x6), Is.EqualTo("DOWN_NOT_MEDIA_CONNECTED, DORMANT_PAUSED"));
         Assert.That(NdisNames.Tag(0x4c424e54), Is.EqualTo("TNBL"));

@@ -1,4 +1,4 @@
-using NtSleuth.Commands.Alpc;
+using NtSleuth.Commands.AlpcChain;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Lab.Scenario;
