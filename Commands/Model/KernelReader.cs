@@ -73,15 +73,6 @@ public sealed class KernelReader
         return Encoding.Unicode.GetString(b, 0, got);
     }
 
-    public string? ReadAsciiZ(ulong address, int max = 256)
-    {
-        var b = new byte[max];
-        int got = Memory.Read(address, b);
-        if (got == 0) return null;
-        int n = Array.IndexOf(b, (byte)0, 0, got);
-        return Encoding.Latin1.GetString(b, 0, n < 0 ? got : n);
-    }
-
     /// <summary>
     /// Walks a circular doubly linked LIST_ENTRY list starting at <paramref name="headAddress"/> (the head itself is not an entry).
     /// Yields the address of each entry's LIST_ENTRY; the walk is bounded by <paramref name="max"/>, detects cycles
@@ -124,6 +115,17 @@ public sealed class KernelReader
             cur = next.Value;
         }
         result.Stop(ListStop.Complete, 0);
+    }
+
+    /// <summary>
+    /// <see cref="WalkList"/> yielding the containing records (CONTAINING_RECORD of each link): the entries are
+    /// <paramref name="module"/>!<paramref name="type"/> linked through <paramref name="linkPath"/>, whose offset is
+    /// resolved by name once, before the first link is read.
+    /// </summary>
+    public IEnumerable<ulong> WalkRecords(ulong headAddress, string module, string type, string linkPath, ListWalkResult result, int max = 100_000)
+    {
+        ulong linkOffset = Types.FieldOffset(module, type, linkPath);
+        foreach (var link in WalkList(headAddress, result, max)) yield return link - linkOffset;
     }
 
     /// <summary>CONTAINING_RECORD: the address of the structure whose field <paramref name="linkPath"/> is at <paramref name="linkAddress"/>.</summary>

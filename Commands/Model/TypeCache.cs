@@ -19,7 +19,7 @@ public sealed class TypeCache
         string key = module + "!" + type;
         if (!_types.TryGetValue(key, out var t))
         {
-            try { t = _symbols.GetTypeLayout(module, type); } catch (Exception) { t = null; }
+            try { t = _symbols.GetTypeLayout(module, type); } catch (OperationCanceledException) { throw; } catch (Exception) { t = null; }
             _types[key] = t;
         }
         return t;

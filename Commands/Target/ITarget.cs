@@ -14,6 +14,13 @@ public interface ITarget
     TargetInfo Info { get; }
 
     /// <summary>
+    /// The command failed because a type, field or symbol was "not found": a target that keeps symbol answers across
+    /// commands must not keep this command's answers (the engine also answers "not found" when it aborts a lookup for
+    /// a Ctrl+Break it then swallows). The next command asks again. Default: nothing is kept, nothing to do.
+    /// </summary>
+    void DistrustSymbolAnswers() { }
+
+    /// <summary>
     /// Reads virtual memory with partial-read semantics: fills <paramref name="buffer"/> from
     /// <paramref name="address"/> as far as memory is readable and returns the number of bytes read
     /// (0 when the first byte is unreadable). Never throws for unreadable memory.

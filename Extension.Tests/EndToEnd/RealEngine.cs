@@ -27,6 +27,8 @@ public sealed record EngineOptions
     public int InterruptAfterMs { get; init; }
     /// <summary>enginehost -mem: a "@@mem &lt;private bytes&gt;" line after every "@@end" (see <see cref="RealEngine.PrivateBytes"/>).</summary>
     public bool ReportMemory { get; init; }
+    /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
+    public int InterruptCommand { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
@@ -152,6 +154,21 @@ public static class RealEngine
         psi.Environment.Remove("_NT_SYMBOL_PATH");
     }
 
+    /// <summary>
+    /// The environment changes <see cref="ApplyWineEnv"/> makes, for hosts started elsewhere (the fuzz tier's runner
+    /// in the lab): name -> value, "" = removed.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> WineEnvironment()
+    {
+        var psi = new ProcessStartInfo("x");
+        var before = psi.Environment.ToDictionary(e => e.Key, e => e.Value);
+        ApplyWineEnv(psi);
+        var diff = new Dictionary<string, string>();
+        foreach (var (k, v) in psi.Environment) if (!before.TryGetValue(k, out var old) || old != v) diff[k] = v ?? "";
+        foreach (var k in before.Keys) if (!psi.Environment.ContainsKey(k)) diff[k] = "";
+        return diff;
+    }
+
     /// <summary>Opens <paramref name="dump"/> in the real engine and runs <paramref name="commands"/> in order.</summary>
     public static EngineRun Run(string dump, IReadOnlyList<string> commands, EngineOptions? options = null)
     {
@@ -173,6 +190,7 @@ public static class RealEngine
         if (!options.Plain) psi.ArgumentList.Add("-rawdml");
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
         if (options.ReportMemory) psi.ArgumentList.Add("-mem");
+        if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
         ApplyWineEnv(psi);

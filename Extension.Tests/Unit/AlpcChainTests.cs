@@ -1,5 +1,5 @@
 using System.Text.Json;
-using NtSleuth.Commands.Alpc;
+using NtSleuth.Commands.AlpcChain;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;

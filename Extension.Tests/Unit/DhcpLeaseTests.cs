@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
-using NtSleuth.Commands.Dhcp;
+using NtSleuth.Commands.DhcpTimer;
 using NtSleuth.Commands.Output;
 using NtSleuth.Commands.Target;
 using Moq;
@@ -152,7 +152,7 @@ public class DhcpLeaseTests
         var blk = LeaseBlockFinder.Find(Context(obtained, lease, obtained + lease / 2))!;
         var now = DateTime.UnixEpoch.AddSeconds(obtained + lease - 3600);
         var sched = LeaseMath.CheckWait("RunTime - Obtained", lease / 2);
-        var (v, text) = DhcpAnalyzer.Judge(blk, now, sched);
+        var (v, text) = DhcpTimerAnalyzer.Judge(blk, now, sched);
         Assert.That(v, Is.EqualTo(DhcpVerdict.RenewalMissed));
         Assert.That(text, Does.Contain("RunTime == T1"));
         Assert.That(text, Does.Contain("32-bit"));
@@ -164,7 +164,7 @@ public class DhcpLeaseTests
         long obtained = 1_500_000_000, lease = 8 * 86400;
         var blk = LeaseBlockFinder.Find(Context(obtained, lease, obtained + lease / 2))!;
         var now = DateTime.UnixEpoch.AddSeconds(obtained + 3600);
-        var (v, _) = DhcpAnalyzer.Judge(blk, now, LeaseMath.CheckWait("x", lease / 2));
+        var (v, _) = DhcpTimerAnalyzer.Judge(blk, now, LeaseMath.CheckWait("x", lease / 2));
         Assert.That(v, Is.EqualTo(DhcpVerdict.RenewalPending));
     }
 
@@ -172,8 +172,8 @@ public class DhcpLeaseTests
     public void AddressFinderNeedsContiguousMask()
     {
         var b = new byte[] { 0, 0, 0, 0, 10, 1, 2, 30, 255, 255, 255, 0, 0, 0, 0, 0 };
-        Assert.That(DhcpAnalyzer.FindAddress(b, b.Length), Is.EqualTo(("10.1.2.30", "255.255.255.0")));
+        Assert.That(DhcpTimerAnalyzer.FindAddress(b, b.Length), Is.EqualTo(("10.1.2.30", "255.255.255.0")));
         var bad = new byte[] { 10, 1, 2, 30, 255, 0, 255, 0 };
-        Assert.That(DhcpAnalyzer.FindAddress(bad, bad.Length), Is.EqualTo(((string?)null, (string?)null)));
+        Assert.That(DhcpTimerAnalyzer.FindAddress(bad, bad.Length), Is.EqualTo(((string?)null, (string?)null)));
     }
 }

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
-using NtSleuth.Commands.Dhcp;
+using NtSleuth.Commands.DhcpTimer;
 using NtSleuth.Commands.Output;
 using NtSleuth.Commands.Target;
 using NtSleuth.Lab.Scenarios;

@@ -1,6 +1,6 @@
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
-using NtSleuth.Commands.Dpc;
+using NtSleuth.Commands.DpcBlame;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
@@ -26,7 +26,7 @@ public class DpcBlameTests
         return (CommandDispatcher.Run("dpcblame", args, t, sink, stats), sink, stats);
     }
 
-    private static DpcBlameResult Analyze(InMemoryTarget t, int? cpu = null) => new DpcBlameAnalyzer(new KernelReader(t)).Analyze(cpu);
+    private static DpcBlameReport Analyze(InMemoryTarget t, int? cpu = null) => new DpcBlameAnalyzer(new KernelReader(t)).Analyze(cpu);
 
     private static readonly string[] SeedRoutines =
         ["NDIS!NdisReturnNetBufferLists", "ataport!AtaPortInitialize", "nt!KiBalanceSetManagerDeferredRoutine", "ataport!AtaPortInitialize", "USBPORT+0x1df0"];

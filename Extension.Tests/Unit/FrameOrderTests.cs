@@ -1,7 +1,7 @@
 using NtSleuth.Lab.Target;
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
-using NtSleuth.Commands.Fltmgr;
+using NtSleuth.Commands.FrameOrder;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
@@ -28,7 +28,7 @@ public class FrameOrderTests
     {
         var stats = new ReadStats();
         var reader = new KernelReader(sc.Target, stats);
-        var rep = new FrameAnalyzer(reader, volume, FrameAnalyzer.ParseLegacy(legacy), new RegistryGroupSource(reader)).Analyze();
+        var rep = new FrameOrderAnalyzer(reader, volume, FrameOrderAnalyzer.ParseLegacy(legacy), new RegistryGroupSource(reader)).Analyze();
         return (rep, stats);
     }
 
@@ -221,7 +221,7 @@ public class FrameOrderTests
         Assert.That(rep.Volumes[0].Problem, Is.Null);
         Assert.That(rep.Volumes[1].Problem, Does.Contain("not readable"));
         Assert.That(rep.Volumes[2].Problem, Does.Contain("cycle"));
-        Assert.That(rep.Volumes[2].Stack, Has.Count.LessThanOrEqualTo(FrameAnalyzer.MaxStack));
+        Assert.That(rep.Volumes[2].Stack, Has.Count.LessThanOrEqualTo(FrameOrderAnalyzer.MaxStack));
         Assert.That(rep.Disorders.Any(d => d.Volume == @"\Device\HarddiskVolume1"), Is.True);
     }
 
@@ -271,7 +271,7 @@ public class FrameOrderTests
     }
 
     private static FrameOrderReport AnalyzeWithGroups(FltmgrScenario sc, ILoadOrderGroupSource groups, string? legacy = null) =>
-        new FrameAnalyzer(new KernelReader(sc.Target), null, FrameAnalyzer.ParseLegacy(legacy), groups).Analyze();
+        new FrameOrderAnalyzer(new KernelReader(sc.Target), null, FrameOrderAnalyzer.ParseLegacy(legacy), groups).Analyze();
 
     [TestCase(NdisFltmgrLayouts.V20H2)]
     [TestCase(NdisFltmgrLayouts.V1607)]
@@ -308,7 +308,7 @@ public class FrameOrderTests
             Is.EqualTo(new[] { "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (141234.5): it sees encrypted I/O" }));
         Assert.That(rep.Disorders[0].Fix, Does.Contain("it loads after EncryptionLegacy (FSFilter Encryption) and before AVLegacy (FSFilter Anti-Virus)"));
         Assert.That(rep.Notes, Is.Empty, string.Join("\n", rep.Notes));
-        var text = FrameRenderer.Render(rep).Render(OutputMode.Text);
+        var text = FrameOrderRenderer.Render(rep).Render(OutputMode.Text);
         Assert.That(text, Does.Contain("altitude 141234.5 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)"));
     }
 

@@ -1,5 +1,5 @@
 using System.Reflection.PortableExecutable;
-using NtSleuth.Commands.Pool;
+using NtSleuth.Commands.LeakTag;
 using NtSleuth.Commands.Target;
 using NUnit.Framework;
 

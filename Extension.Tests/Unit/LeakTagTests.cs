@@ -3,7 +3,7 @@ using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
-using NtSleuth.Commands.Pool;
+using NtSleuth.Commands.LeakTag;
 using NtSleuth.Lab.Scenarios;
 using NtSleuth.Lab.Target;
 using NUnit.Framework;
@@ -29,7 +29,7 @@ public class LeakTagTests
         return (hr, sink, stats);
     }
 
-    private static LeakTagResult Analyze(InMemoryTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
+    private static LeakTagReport Analyze(InMemoryTarget t, LeakTagOptions o) => new LeakTagAnalyzer(new KernelReader(t)).Analyze(o);
 
     [SetUp]
     public void NoPoolTagFile() => LeakTagCommand.DescriptionsOverride = null;
@@ -191,6 +191,11 @@ public class LeakTagTests
         Assert.That(hr, Is.EqualTo(CommandDispatcher.E_FAIL));
         Assert.That(sink.Errors, Does.Contain("nt!PoolTrackTable"));
         Assert.That(sink.Errors, Does.Contain(".reload"));
+        // A "not found" may be the engine's answer to a swallowed Ctrl+Break: the session cache must not keep it.
+        Assert.That(t.SymbolAnswersDistrusted, Is.EqualTo(1));
+        var ok = s.Kernel.CreateTarget();
+        Assert.That(Run(ok, "").Hr, Is.EqualTo(CommandDispatcher.S_OK));
+        Assert.That(ok.SymbolAnswersDistrusted, Is.Zero, "a command that succeeds keeps its answers");
     }
 
     [Test]
@@ -281,7 +286,8 @@ public class LeakTagTests
         long bulkTrips = (long)((tableBytes + 0xffff) / 0x10000) + s.TrackerTables.Count + 1;
         Assert.That(stats.RoundTrips - stats.Searches, Is.LessThanOrEqualTo(bulkTrips + 20));
         Assert.That(stats.Bytes, Is.LessThan((long)tableBytes + 0x10000));
-        Assert.That(manual / ours, Is.GreaterThanOrEqualTo(20.0));
+        // Both sides in KD packets with the search charged as the pages it transfers: parity (see LeakTagBenchTests).
+        Assert.That(manual / ours, Is.GreaterThanOrEqualTo(0.95));
     }
 
     private static byte[] MiniPe(uint stamp, uint sizeOfImage, int tagRawOffset)

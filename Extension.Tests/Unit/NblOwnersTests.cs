@@ -3,7 +3,7 @@ using System.Text.Json;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.Ndis;
+using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.Output;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
@@ -27,7 +27,7 @@ public class NblOwnersTests
     {
         var stats = new ReadStats();
         var reader = new KernelReader(sc.Target, stats);
-        return (new NblAnalyzer(reader, owner, pool).Analyze(), stats);
+        return (new NblOwnersAnalyzer(reader, owner, pool).Analyze(), stats);
     }
 
     private static (int rc, BufferSink sink) Run(ITarget target, string args, bool dml = false)
@@ -213,9 +213,9 @@ public class NblOwnersTests
     [Test]
     public void MiniportConditionWording()
     {
-        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "PAUSED", PnPState = "STARTED", OperStatus = "DORMANT", OperStatusFlags = "NONE" }), Is.EqualTo("PAUSED"));
-        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "RUNNING", PnPState = "STARTED", OperStatus = "UP", OperStatusFlags = "NONE" }), Is.EqualTo("RUNNING"));
-        Assert.That(NblAnalyzer.MiniportCondition(new MiniportState { State = "PAUSING", PnPState = "SURPRISE_REMOVED", OperStatus = "DORMANT", OperStatusFlags = "DORMANT_PAUSED" }),
+        Assert.That(NblOwnersAnalyzer.MiniportCondition(new MiniportState { State = "PAUSED", PnPState = "STARTED", OperStatus = "DORMANT", OperStatusFlags = "NONE" }), Is.EqualTo("PAUSED"));
+        Assert.That(NblOwnersAnalyzer.MiniportCondition(new MiniportState { State = "RUNNING", PnPState = "STARTED", OperStatus = "UP", OperStatusFlags = "NONE" }), Is.EqualTo("RUNNING"));
+        Assert.That(NblOwnersAnalyzer.MiniportCondition(new MiniportState { State = "PAUSING", PnPState = "SURPRISE_REMOVED", OperStatus = "DORMANT", OperStatusFlags = "DORMANT_PAUSED" }),
             Is.EqualTo("DORMANT_PAUSED after SURPRISE_REMOVED"));
         Assert.That(NdisNames.OperStatusFlags(0x6), Is.EqualTo("DOWN_NOT_MEDIA_CONNECTED, DORMANT_PAUSED"));
         Assert.That(NdisNames.Tag(0x4c424e54), Is.EqualTo("TNBL"));
@@ -349,5 +349,31 @@ public class NblOwnersTests
         var (rc2, sink2) = Run(sc.Target, "-owner notanaddress");
         Assert.That(rc2, Is.Not.Zero);
         Assert.That(sink2.Errors, Does.Contain("cannot evaluate"));
+    }
+
+    /// <summary>
+    /// Regression (corrupted-memory tier, ndis-pending-nbls-19041 pointer.42 / zero.173): with the triage block's pool-list
+    /// field damaged the command said "symbols for 'ndis' are missing or wrong. Run .symfix"; the symbols were fine.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ADamagedTriageBlockPoolListFieldIsMemoryNotSymbols(bool unreadable)
+    {
+        var sc = NdisScenario.Seed(Layouts(), NdisFltmgrLayouts.V20H2);
+        var syms = sc.Target.Symbols;
+        Assume.That(syms.GetSymbolAddress("ndis!ndisGlobalNetBufferListPoolList"), Is.Null, "this build publishes the head only through the triage block");
+        ulong tri = syms.GetSymbolAddress("ndis!ndisGlobalTriageBlock")!.Value;
+        ulong field = tri + syms.GetTypeLayout("ndis", "_NDIS_GLOBAL_TRIAGE_BLOCK")!.GetField("GlobalNetBufferListPoolList").Offset;
+        if (unreadable)
+        {
+            // The whole triage block's page gone: the block itself is not readable.
+            sc.Memory.Unmap(tri & ~0xfffUL, 0x1000);
+        }
+        else sc.Memory.WriteU64(field, 0);
+        var (rc, sink) = Run(sc.Target, "");
+        Assert.That(rc, Is.Not.EqualTo(0), sink.All);
+        Assert.That(sink.Errors, Does.Contain("the NBL pool list cannot be found"));
+        Assert.That(sink.Errors, Does.Contain(unreadable ? $"ndis!ndisGlobalTriageBlock at {Fmt.Addr(tri)}, which publishes it, is not readable" : $"GlobalNetBufferListPoolList at {Fmt.Addr(field)} reads 0"));
+        Assert.That(sink.Errors, Does.Not.Contain(".symfix"));
     }
 }

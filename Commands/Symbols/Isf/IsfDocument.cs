@@ -10,7 +10,6 @@ public sealed record IsfBaseType(string Name, int Size, bool Signed, string Kind
 
 public sealed record IsfEnum(string Name, string Base, int Size, IReadOnlyDictionary<string, long> Constants)
 {
-    public string? NameOf(long value) => Constants.FirstOrDefault(kv => kv.Value == value).Key;
 }
 
 /// <summary>A type reference in ISF (kind + name/subtype/count/bit position).</summary>

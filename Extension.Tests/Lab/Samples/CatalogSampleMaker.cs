@@ -34,7 +34,7 @@ public static class CatalogSampleMaker
     };
 
     public static List<CatalogSample> Make(string outDir, SymbolForge forge, IEnumerable<LabBuild> builds, IEnumerable<IScenario> scenarios,
-        KernelDumpKind kind, TextWriter log, bool userSamples = false, IReadOnlyList<string>? variants = null)
+        KernelDumpKind kind, TextWriter log, bool userSamples = false, IReadOnlyList<string>? variants = null, int scale = 1)
     {
         Directory.CreateDirectory(outDir);
         var list = new List<CatalogSample>();
@@ -45,12 +45,12 @@ public static class CatalogSampleMaker
             // The scenarios' own sample variants, or only the given ones.
             foreach (var (sc, variant) in scs.SelectMany(sc => (variants ?? sc.SampleVariants).Select(v => (sc, v))))
             {
-                string name = variant == "" ? $"{sc.Name}-{build.BuildNumber}" : $"{sc.Name}-{variant}-{build.BuildNumber}";
+                string name = (variant == "" ? $"{sc.Name}-{build.BuildNumber}" : $"{sc.Name}-{variant}-{build.BuildNumber}") + (scale > 1 ? $"-x{scale}" : "");
                 try
                 {
                     if (!sc.Supports(build)) { log.WriteLine($"skip {name}: the scenario's types/symbols are missing on {build.Label}"); continue; }
                     var sw = Stopwatch.StartNew();
-                    var r = sc.Build(build, variant == "" ? ScenarioOptions.Default : new ScenarioOptions { Variant = variant });
+                    var r = sc.Build(build, variant == "" && scale <= 1 ? ScenarioOptions.Default : new ScenarioOptions { Variant = variant, Scale = Math.Max(1, scale) });
                     if (r.Builder.Kind != TargetKind.Kernel) { log.WriteLine($"skip {name}: user-mode scenario (minidump samples not written yet)"); continue; }
                     nt ??= forge.Forge(ForgeModules.Kernel(build.Isf));
                     var s = WriteOne(outDir, name, sc, r, nt, forge, kind);

@@ -1,7 +1,7 @@
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Target;
 using NtSleuth.Commands.Symbols.Isf;
-using NtSleuth.Commands.Fltmgr;
+using NtSleuth.Commands.FrameOrder;
 using NtSleuth.Commands.Target;
 using NtSleuth.Lab.Registry;
 
@@ -75,7 +75,7 @@ public sealed class FltmgrScenario
 
     /// <summary>The documented file-system filter groups with the legacy altitude fltmgr gives them (top of range - 0.01).</summary>
     public static (string Group, string Altitude)[] DocumentedAltitudeMap() =>
-        NtSleuth.Commands.Fltmgr.LoadOrderGroups.All.Reverse()
+        NtSleuth.Commands.FrameOrder.LoadOrderGroups.All.Reverse()
             .Select(g => (g.Name, (g.High - 0.01m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture))).ToArray();
 
     /// <summary>Seed 004's legacy filters: their services' load-order groups.</summary>

@@ -30,6 +30,12 @@ public sealed record NdisScenarioSpec
     public int EntryLinkageOffset { get; init; } = 0x10;
     /// <summary>Extra bytes after the NBL in each entry (NDIS context, where the current-owner stamp lives).</summary>
     public int ContextBytes { get; init; } = 0x40;
+    /// <summary>
+    /// 0: each pool's NBL entries lie back to back in list order. N &gt; 0: as real pool does, each entry takes a random
+    /// slot among N times as many entry-sized slots (the others stand for other allocations between them), so about
+    /// one NBL per page at N = 8, in an address order unrelated to the list order.
+    /// </summary>
+    public int ScatterFactor { get; init; }
     public int Total => Freed + PendingOnMiniport + PendingOnFilter + PendingOnOpen + AtHome;
 }
 
@@ -189,12 +195,21 @@ public sealed class NdisScenario
 
             int count = perPool + (p < extra ? 1 : 0);
             var list = new List<(ulong, ulong, LabNblState)>();
-            ulong area = NblArea + (ulong)p * 0x0100_0000;
+            ulong areaSize = Math.Max(0x0100_0000UL, ((ulong)count * (ulong)Math.Max(1, Spec.ScatterFactor) * (ulong)EntryStride + 0xff_ffff) & ~0xff_ffffUL);
+            ulong area = NblArea + (ulong)p * (Spec.ScatterFactor > 0 ? areaSize : 0x0100_0000);
+            int[]? slots = null;
+            if (Spec.ScatterFactor > 0)
+            {
+                var rnd = new Random(1000 + p);
+                var all = Enumerable.Range(0, count * Spec.ScatterFactor).ToArray();
+                rnd.Shuffle(all);
+                slots = all[..count];
+            }
             ulong prevEntryLink = pool + allocOff;
             for (int i = 0; i < count; i++, si++)
             {
                 var st = states[si];
-                ulong entry = area + (ulong)i * (ulong)EntryStride;
+                ulong entry = area + (ulong)(slots?[i] ?? i) * (ulong)EntryStride;
                 ulong nbl = entry + (ulong)Spec.EntryHeaderSize;
                 Memory.Map(entry, (ulong)EntryStride);
                 ulong link = entry + (ulong)Spec.EntryLinkageOffset;

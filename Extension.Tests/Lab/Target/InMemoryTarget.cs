@@ -12,6 +12,10 @@ namespace NtSleuth.Lab.Target;
 /// </summary>
 public sealed class InMemoryTarget : ITarget
 {
+    /// <summary>How often a command told this target not to keep its symbol answers (<see cref="ITarget.DistrustSymbolAnswers"/>).</summary>
+    public int SymbolAnswersDistrusted { get; private set; }
+    public void DistrustSymbolAnswers() => SymbolAnswersDistrusted++;
+
     private readonly SparseMemory _memory;
     private readonly IReadOnlyList<ModuleInfo> _modules;
     private readonly IReadOnlyList<StackFrameInfo> _stack;
@@ -31,7 +35,8 @@ public sealed class InMemoryTarget : ITarget
     public TargetInfo Info { get; set; }
     /// <summary>The scenario's symbols, less <see cref="HiddenSymbols"/>.</summary>
     public ISymbolProvider Symbols => HiddenSymbols.Count == 0 ? _symbols : new HidingSymbols(_symbols, HiddenSymbols);
-    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know.</summary>
+    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know; a bare
+    /// module name ("nt") makes <see cref="ISymbolProvider.HasSymbols"/> false for it.</summary>
     public HashSet<string> HiddenSymbols { get; } = new(StringComparer.OrdinalIgnoreCase);
     public SparseMemory Memory => _memory;
     public FaultInjector Faults { get; }
@@ -140,7 +145,9 @@ public sealed class InMemoryTarget : ITarget
         return null;
     }
 
-    public IReadOnlyList<ModuleInfo> GetModules() => _modules;
+    public IReadOnlyList<ModuleInfo> GetModules() => HiddenModules.Count == 0 ? _modules : [.. _modules.Where(m => !HiddenModules.Contains(m.Name))];
+    /// <summary>Fault injection: modules (by listed name) left out of <see cref="GetModules"/>, as from a damaged module list.</summary>
+    public HashSet<string> HiddenModules { get; } = new(StringComparer.OrdinalIgnoreCase);
 
     public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => _stack.Take(maxFrames).ToList();
 
@@ -249,5 +256,5 @@ internal sealed class HidingSymbols(ISymbolProvider inner, HashSet<string> hidde
     public ulong? GetSymbolAddress(string q) => hidden.Contains(q) ? null : inner.GetSymbolAddress(q);
     public string? GetNameByAddress(ulong a, out ulong d) => inner.GetNameByAddress(a, out d);
     public TypeLayout? GetTypeLayout(string m, string t) => hidden.Contains(m + "!" + t) ? null : inner.GetTypeLayout(m, t);
-    public bool HasSymbols(string m) => inner.HasSymbols(m);
+    public bool HasSymbols(string m) => !hidden.Contains(m) && inner.HasSymbols(m);
 }

@@ -1,0 +1,696 @@
+using NtSleuth.Commands.Memory;
+using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Symbols;
+
+namespace NtSleuth.Commands.AlpcChain;
+
+/// <summary>
+/// Follows ALPC wait chains: waiting thread -> _KALPC_MESSAGE -> queue port (+ owner) -> server thread -> ...
+/// Every structure is read by field name from the nt symbols (the field order of _KALPC_MESSAGE differs on
+/// Windows 7, _ETHREAD/_KTHREAD/_EPROCESS move on every build), each structure in one request.
+/// </summary>
+public sealed class AlpcChainAnalyzer
+{
+    public const int MaxHops = 32;
+    public const int MaxInferenceCandidates = 16;
+    public const int MaxIrps = 64;
+    public const int MaxWaitBlocks = 64;
+    public const int MaxThreadsPerProcess = 20_000;
+    public const int MaxProcesses = 20_000;
+
+    private const string Nt = "nt";
+    private readonly KernelReader _r;
+    private readonly Dictionary<ulong, AlpcThread> _threads = new();
+    private readonly Dictionary<ulong, (string Image, ulong Pid)> _procs = new();
+    private readonly List<string> _notes = new();
+    private uint _currentTick;
+    private uint _tickIncrement;
+    private string _tickSource = "";
+
+    public AlpcChainAnalyzer(KernelReader reader) => _r = reader;
+
+    private ReadStats Stats => _r.Memory.Stats;
+
+    // ------------------------------------------------------------------ entry points
+
+    public AlpcChainReport AnalyzeThread(ulong thread)
+    {
+        var report = NewReport("thread", thread);
+        if (thread == 0) { report.Problem = "0 is not a thread address: give an _ETHREAD address (e.g. from !process 0 2 or !thread)."; return Finish(report); }
+        AlpcThread start;
+        Setup(report);
+        long rtS = Stats.RoundTrips, bS = Stats.Bytes, pS = Stats.Packets;
+        try
+        {
+            var t = ReadThread(thread, out string? notThread);
+            if (t is null) { report.Problem = notThread; return Finish(report); }
+            start = t;
+        }
+        catch (TargetReadException ex)
+        {
+            report.Problem = $"{Output.Fmt.Addr(thread)} is not a readable thread: {ex.Message}";
+            return Finish(report);
+        }
+        report.StartThread = start;
+        if (!start.WaitsForAlpcReply)
+        {
+            try { FillBlockerDetails(start); } catch (TargetReadException) { }
+            report.Problem = $"thread {Output.Fmt.Addr(thread)} ({start.Image} {start.Cid}) is not waiting for an ALPC reply: {DescribeState(start)}";
+            return Finish(report);
+        }
+        long rtStart = Stats.RoundTrips - rtS, bStart = Stats.Bytes - bS;
+        var chain = Walk(start, new List<AlpcThread>(), allowInference: true);
+        if (chain.Hops.Count > 0) { chain.Hops[0].RoundTrips += rtStart; chain.Hops[0].Bytes += bStart; }
+        report.Chains.Add(chain);
+        report.Reads = Figures(rtS, bS, chain, p0: pS);
+        return Finish(report);
+    }
+
+    public AlpcChainReport AnalyzeProcess(ulong process)
+    {
+        var report = NewReport("process", process);
+        Setup(report);
+        var waiters = new List<AlpcThread>();
+        try
+        {
+            var p = ReadProcess(process);
+            if (p is null) { report.Problem = $"{Output.Fmt.Addr(process)} is not a process object (dispatcher header type is not ProcessObject)."; return Finish(report); }
+            waiters.AddRange(ProcessThreads(process, report).Where(t => t.WaitsForAlpcReply));
+        }
+        catch (TargetReadException ex) { report.Problem = $"{Output.Fmt.Addr(process)}: {ex.Message}"; return Finish(report); }
+        return Merge(report, waiters);
+    }
+
+    public AlpcChainReport AnalyzeAll()
+    {
+        var report = NewReport("all", 0);
+        Setup(report);
+        ulong head = _r.Types.Symbol("nt!PsActiveProcessHead");
+        var waiters = new List<AlpcThread>();
+        var walk = new ListWalkResult();
+        foreach (var proc in _r.WalkRecords(head, Nt, "_EPROCESS", "ActiveProcessLinks", walk, MaxProcesses))
+        {
+            if (_r.Memory.IsInterruptRequested) { report.Interrupted = true; break; }
+            try
+            {
+                if (ReadProcess(proc) is null) { _notes.Add($"process list entry {Output.Fmt.Addr(proc + _r.Types.FieldOffset(Nt, "_EPROCESS", "ActiveProcessLinks"))} is not a process object; skipped"); continue; }
+                waiters.AddRange(ProcessThreads(proc, report, pageExtend: true).Where(t => t.WaitsForAlpcReply));
+            }
+            catch (TargetReadException ex) { _notes.Add($"process {Output.Fmt.Addr(proc)}: {ex.Message}; its threads were not examined"); }
+            if (report.Interrupted) break;
+        }
+        if (walk.StopReason == ListStop.Interrupted) report.Interrupted = true;
+        if (!walk.IsComplete && walk.StopReason != ListStop.Interrupted) _notes.Add(walk.Describe("process list (PsActiveProcessHead)"));
+        return Merge(report, waiters);
+    }
+
+    // ------------------------------------------------------------------ chain walk
+
+    /// <summary>Follows the chain from <paramref name="start"/> (which waits for an ALPC reply).</summary>
+    private AlpcWaitChain Walk(AlpcThread start, List<AlpcThread> before, bool allowInference)
+    {
+        var chain = new AlpcWaitChain { WaiterThreads = { start.Address } };
+        var path = new List<AlpcThread>(before);
+        var cur = start;
+        while (true)
+        {
+            if (_r.Memory.IsInterruptRequested) { chain.End = ChainEnd.Interrupted; break; }
+            if (chain.Hops.Count + before.Count >= MaxHops) { chain.End = ChainEnd.HopLimit; chain.Notes.Add($"stopped after {MaxHops} hops"); break; }
+            path.Add(cur);
+            long rt0 = Stats.RoundTrips, b0 = Stats.Bytes, p0 = Stats.Packets;
+            var hop = new AlpcHop { Waiter = cur };
+            chain.Hops.Add(hop);
+            try
+            {
+                hop.Message = ReadMessage(cur.AlpcMessage);
+                if (hop.Message.WaitingThread != cur.Address)
+                    chain.Notes.Add($"message {Output.Fmt.Addr(cur.AlpcMessage)} names waiting thread {Output.Fmt.Addr(hop.Message.WaitingThread)}, not {Output.Fmt.Addr(cur.Address)} (reply in flight or stale pointer)");
+                ulong portAddr = PortQueueOf(cur.AlpcMessage);
+                hop.QueuePort = portAddr == 0 ? null : ReadPort(portAddr, chain);
+                hop.ServerThread = ServerThreadOf(cur.AlpcMessage);
+            }
+            catch (TargetReadException ex)
+            {
+                chain.End = ChainEnd.Unreadable;
+                chain.Notes.Add($"hop {chain.Hops.Count}: ALPC message {Output.Fmt.Addr(cur.AlpcMessage)} of thread {cur.Image} {cur.Cid}: {ex.Message}");
+                Account(hop, rt0, b0);
+                break;
+            }
+            if (hop.ServerThread == 0)
+            {
+                chain.End = ChainEnd.ServerNotReceiving;
+                chain.IdlePort = hop.QueuePort;
+                Account(hop, rt0, b0);
+                break;
+            }
+            AlpcThread server;
+            try
+            {
+                var s = ReadThread(hop.ServerThread, out string? notThread);
+                if (s is null)
+                {
+                    chain.End = ChainEnd.Unreadable;
+                    chain.Notes.Add($"hop {chain.Hops.Count}: server thread {Output.Fmt.Addr(hop.ServerThread)}: {notThread}");
+                    Account(hop, rt0, b0);
+                    break;
+                }
+                server = s;
+            }
+            catch (TargetReadException ex)
+            {
+                chain.End = ChainEnd.Unreadable;
+                chain.Notes.Add($"hop {chain.Hops.Count}: server thread {Output.Fmt.Addr(hop.ServerThread)} of message {Output.Fmt.Addr(cur.AlpcMessage)}: {ex.Message}");
+                Account(hop, rt0, b0);
+                break;
+            }
+            int seen = path.FindIndex(t => t.Address == server.Address);
+            if (seen >= 0)
+            {
+                chain.End = ChainEnd.Deadlock;
+                chain.CycleMembers = path.Skip(seen).ToList();
+                hop.Next = "direct";
+                Account(hop, rt0, b0);
+                break;
+            }
+            if (server.WaitsForAlpcReply)
+            {
+                hop.Next = "direct";
+                Account(hop, rt0, b0);
+                cur = server;
+                continue;
+            }
+            // The server thread waits on something else.
+            if (allowInference && IsIdleWait(server))
+            {
+                try { FillWaitObjects(server); } catch (TargetReadException) { }
+                var (next, why, sub) = Infer(server, path, chain);
+                if (next is not null && sub is not null)
+                {
+                    hop.Next = "inferred";
+                    hop.ServerThreadState = server;
+                    hop.Inference = why;
+                    Account(hop, rt0, b0);
+                    // The chosen candidate's hops carry their own reads; the hop keeps the cost of the inference itself.
+                    hop.RoundTrips -= sub.Hops.Sum(x => x.RoundTrips);
+                    hop.Bytes -= sub.Hops.Sum(x => x.Bytes);
+                    // Splice the candidate's chain.
+                    chain.Hops.AddRange(sub.Hops);
+                    chain.End = sub.End;
+                    chain.Blocker = sub.Blocker;
+                    chain.IdlePort = sub.IdlePort;
+                    chain.CycleMembers = sub.CycleMembers;
+                    chain.Notes.AddRange(sub.Notes);
+                    break;
+                }
+                if (why is not null) chain.Notes.Add(why);
+            }
+            chain.End = ChainEnd.Blocker;
+            chain.Blocker = server;
+            Account(hop, rt0, b0);
+            break;
+        }
+        if (chain.Blocker is not null && before.Count == 0)
+        {
+            long rb = Stats.RoundTrips, bb = Stats.Bytes;
+            try { FillBlockerDetails(chain.Blocker); }
+            catch (TargetReadException ex) { chain.Notes.Add($"blocker {chain.Blocker.Image} {chain.Blocker.Cid}: {ex.Message}"); }
+            chain.BlockerRoundTrips = Stats.RoundTrips - rb; chain.BlockerBytes = Stats.Bytes - bb;
+        }
+        chain.Summary = AlpcChainRenderer.SummaryLine(chain);
+        return chain;
+    }
+
+    /// <summary>A user-mode wait without pending I/O: the thread most likely waits for another thread of its process.</summary>
+    private bool IsIdleWait(AlpcThread t) => t.State == "Waiting" && t.WaitMode == "UserMode" && !HasIrps(t);
+
+    /// <summary>IrpList not empty (from the thread already read: no round trip).</summary>
+    private bool HasIrps(AlpcThread t) => t.Irps.Count > 0 || (_irpFlink.TryGetValue(t.Address, out var f) && _irpHead.TryGetValue(t.Address, out var h) && f != h && f != 0);
+
+    /// <summary>
+    /// The server thread does not wait on ALPC and does nothing visible: look at the other threads of its process that
+    /// wait for ALPC replies, follow each, and pick the one whose chain ends at a thread that really does something
+    /// (pending IRPs or a kernel-mode wait), then the longest wait. This is an inference, and is reported as one.
+    /// </summary>
+    private (AlpcThread? Next, string? Why, AlpcWaitChain? Sub) Infer(AlpcThread server, List<AlpcThread> path, AlpcWaitChain chain)
+    {
+        List<AlpcThread> candidates;
+        try
+        {
+            candidates = ProcessThreads(server.Process, null)
+                .Where(t => t.WaitsForAlpcReply && t.Address != server.Address && path.All(p => p.Address != t.Address))
+                .ToList();
+        }
+        catch (TargetReadException ex)
+        {
+            return (null, $"server thread {server.Image} {server.Cid} waits {server.WaitReason} ({server.WaitMode}); the threads of {server.Image} could not be examined: {ex.Message}", null);
+        }
+        if (candidates.Count == 0)
+            return (null, $"server thread {server.Image} {server.Cid} waits {server.WaitReason} ({server.WaitMode}) and no other thread of {server.Image} waits for an ALPC reply: it is taken as the blocker", null);
+        if (candidates.Count > MaxInferenceCandidates)
+        {
+            chain.Notes.Add($"{candidates.Count} threads of {server.Image} wait for ALPC replies; the {MaxInferenceCandidates} longest waits were followed");
+            candidates = candidates.OrderByDescending(c => c.Ticks).Take(MaxInferenceCandidates).ToList();
+        }
+        var newPath = new List<AlpcThread>(path) { server };
+        AlpcWaitChain? best = null; AlpcThread? bestT = null; int bestScore = -1;
+        foreach (var c in candidates)
+        {
+            var sub = Walk(c, newPath, allowInference: true);
+            int score = sub.End switch
+            {
+                ChainEnd.Blocker when sub.Blocker is not null && !IsIdleWait(sub.Blocker) => 5,
+                ChainEnd.Deadlock => 4,
+                ChainEnd.ServerNotReceiving => 3,
+                // Unknown (unreadable) beats a known idle wait: that one does not explain the hang.
+                ChainEnd.Unreadable => 2,
+                ChainEnd.Blocker => 1,
+                _ => 0,
+            };
+            if (score > bestScore || (score == bestScore && bestT is not null && c.Ticks > bestT.Ticks))
+            { best = sub; bestT = c; bestScore = score; }
+        }
+        string others = candidates.Count == 1 ? $"the only other thread of {server.Image} waiting for an ALPC reply"
+            : $"of the {candidates.Count} threads of {server.Image} waiting for ALPC replies, the one whose chain ends at an active blocker";
+        string why = $"inference: server thread {server.Image} {server.Cid} waits {server.WaitReason} ({server.WaitMode}) on " +
+                     $"{(server.WaitObjects.Count > 0 ? server.WaitObjects[0].Type : "an object")}, not on ALPC; followed {bestT!.Image} {bestT.Cid}, {others}";
+        return (bestT, why, best);
+    }
+
+    private void Account(AlpcHop hop, long rt0, long b0)
+    {
+        hop.RoundTrips = Stats.RoundTrips - rt0;
+        hop.Bytes = Stats.Bytes - b0;
+    }
+
+    // ------------------------------------------------------------------ -p / -all merging
+
+    private AlpcChainReport Merge(AlpcChainReport report, List<AlpcThread> waiters)
+    {
+        long rt0 = Stats.RoundTrips, b0 = Stats.Bytes, p0 = Stats.Packets;
+        var chains = new List<(AlpcThread Waiter, AlpcWaitChain Chain)>();
+        int hops = 0;
+        foreach (var w in waiters)
+        {
+            if (_r.Memory.IsInterruptRequested) { report.Interrupted = true; break; }
+            var chain = Walk(w, new List<AlpcThread>(), allowInference: true);
+            hops += chain.Hops.Count;
+            chains.Add((w, chain));
+        }
+        // A waiter that is a later hop of another waiter's chain is part of that chain, not a start of its own.
+        var inner = new HashSet<ulong>(chains.SelectMany(c => c.Chain.Hops.Skip(1).Select(h => h.Waiter.Address)));
+        var groups = new Dictionary<string, AlpcWaitChain>();
+        void Add(AlpcThread w, AlpcWaitChain chain)
+        {
+            string key = EndKey(chain);
+            if (groups.TryGetValue(key, out var g))
+            {
+                if (g.WaiterThreads.Contains(w.Address)) return;
+                g.Waiters++;
+                g.WaiterThreads.Add(w.Address);
+                if (chain.Hops.Count > g.Hops.Count)
+                {
+                    chain.Waiters = g.Waiters; chain.WaiterThreads = g.WaiterThreads;
+                    groups[key] = chain;
+                }
+            }
+            else groups[key] = chain;
+        }
+        foreach (var (w, c) in chains) if (!inner.Contains(w.Address)) Add(w, c);
+        // Chains made only of inner waiters (a pure cycle) are still reported, once.
+        foreach (var (w, c) in chains) if (inner.Contains(w.Address) && !groups.ContainsKey(EndKey(c))) Add(w, c);
+        report.Chains = groups.Values.OrderByDescending(c => c.Waiters).ThenByDescending(c => c.Hops.Count).ToList();
+        foreach (var c in report.Chains) c.Summary = AlpcChainRenderer.SummaryLine(c);
+        if (waiters.Count == 0 && report.Problem is null)
+            report.Problem = report.Interrupted
+                ? $"interrupted by user (Ctrl+Break) after {report.ThreadsExamined} thread(s), before any thread waiting for an ALPC reply was found."
+                : report.Mode == "all" ? "no thread in the system waits for an ALPC reply." : "no thread of this process waits for an ALPC reply.";
+        report.Reads = Figures(rt0, b0, null, hops, p0);
+        return Finish(report);
+    }
+
+    private static string EndKey(AlpcWaitChain c) => c.End switch
+    {
+        ChainEnd.Blocker => "B" + c.Blocker?.Address.ToString("x"),
+        ChainEnd.ServerNotReceiving => "S" + c.IdlePort?.Address.ToString("x"),
+        ChainEnd.Deadlock => "D" + string.Join(",", c.CycleMembers.Select(m => m.Address).Order().Select(a => a.ToString("x"))),
+        _ => c.End + ":" + c.Hops[^1].Waiter.Address.ToString("x"),
+    };
+
+    // ------------------------------------------------------------------ readers
+
+    /// <summary>Reads an _ETHREAD in one request; null (with the reason) when the address is not a thread object.</summary>
+    private AlpcThread? ReadThread(ulong address, out string? notThread, bool pageExtend = false)
+    {
+        notThread = null;
+        if (_threads.TryGetValue(address, out var cached)) return cached;
+        var layout = _r.Types.Get(Nt, "_ETHREAD");
+        if (pageExtend)
+        {
+            // Enumeration: read to the end of the page the thread ends in, so neighbouring threads come with it.
+            ulong end = address + layout.Size;
+            ulong pageEnd = (end + 0xfff) & ~0xfffUL;
+            _r.Memory.Prefetch(address, (int)Math.Min(pageEnd - address, 0x2000));
+        }
+        var et = _r.Read(layout, address);
+        int type = et.U8("Tcb.Header.Type");
+        if (type != AlpcNames.ThreadObject)
+        {
+            notThread = $"{Output.Fmt.Addr(address)} is not a thread: its dispatcher header type is {type} ({AlpcNames.ObjectType(type)}), a thread has {AlpcNames.ThreadObject} (ThreadObject). Give an _ETHREAD address.";
+            return null;
+        }
+        var t = new AlpcThread
+        {
+            Address = address,
+            Process = et.Ptr("Tcb.Process"),
+            Pid = et.Ptr("Cid.UniqueProcess"),
+            Tid = et.Ptr("Cid.UniqueThread"),
+        };
+        int state = et.U8("Tcb.State");
+        t.State = AlpcNames.ThreadState(state);
+        if (state == AlpcNames.Waiting)
+        {
+            t.WaitReasonCode = et.U8("Tcb.WaitReason");
+            t.WaitReason = AlpcNames.WaitReason(t.WaitReasonCode);
+            t.WaitMode = et.U8("Tcb.WaitMode") == 0 ? "KernelMode" : "UserMode";
+            t.WaitTick = et.U32("Tcb.WaitTime");
+            EnsureTick();
+            t.Ticks = unchecked(_currentTick - t.WaitTick);
+            if (_tickIncrement != 0 && _currentTick != 0)
+            {
+                t.WaitSeconds = Math.Round(t.Ticks * (double)_tickIncrement / 1e7, 3);
+                t.WaitTime = Output.Fmt.Duration(TimeSpan.FromSeconds(t.WaitSeconds.Value));
+            }
+            t.AlpcMessage = et.Has("AlpcMessage") ? et.Ptr("AlpcMessage") : 0;
+            t.AlpcMessageId = et.Has("AlpcMessageId") ? et.UInt("AlpcMessageId") : 0;
+            if (t.WaitReasonCode != AlpcNames.WrLpcReply) t.AlpcMessage = 0;
+        }
+        _waitBlockList[address] = et.Ptr("Tcb.WaitBlockList");
+        _waitBlockCount[address] = et.TryUInt("Tcb.WaitBlockCount");
+        _irpHead[address] = et.AddressOf("IrpList");
+        _irpFlink[address] = et.Ptr("IrpList.Flink");
+        var (img, pid) = ProcessName(t.Process);
+        t.Image = img;
+        if (t.Pid == 0 && pid != 0) t.Pid = pid;
+        _threads[address] = t;
+        return t;
+    }
+
+    private readonly Dictionary<ulong, ulong> _waitBlockList = new();
+    private readonly Dictionary<ulong, ulong?> _waitBlockCount = new();
+    private readonly Dictionary<ulong, ulong> _irpHead = new();
+    private readonly Dictionary<ulong, ulong> _irpFlink = new();
+
+    /// <summary>Reads the fields of an _EPROCESS the chain prints, in one request covering just their range.</summary>
+    private StructView? ReadProcess(ulong address)
+    {
+        var v = ReadRange("_EPROCESS", address, "Pcb.Header.Type", "UniqueProcessId", "ImageFileName", "ThreadListHead", "ActiveProcessLinks");
+        if (v.U8("Pcb.Header.Type") != 3) return null;
+        _procs[address] = (v.Ascii("ImageFileName"), v.Ptr("UniqueProcessId"));
+        return v;
+    }
+
+    private (string Image, ulong Pid) ProcessName(ulong process)
+    {
+        if (process == 0) return ("?", 0);
+        if (_procs.TryGetValue(process, out var p)) return p;
+        try
+        {
+            var v = ReadRange("_EPROCESS", process, "UniqueProcessId", "ImageFileName");
+            p = (v.Ascii("ImageFileName"), v.Ptr("UniqueProcessId"));
+        }
+        catch (TargetReadException)
+        {
+            _notes.Add($"process {Output.Fmt.Addr(process)} is not readable: image name unknown");
+            p = ($"<process {Output.Fmt.Addr(process)} unreadable>", 0);
+        }
+        _procs[process] = p;
+        return p;
+    }
+
+    /// <summary>
+    /// Reads only the byte range that holds the listed fields (one request), presented as a view of the structure.
+    /// Only the listed fields may be read from the view.
+    /// </summary>
+    private StructView ReadRange(string type, ulong address, params string[] fields)
+    {
+        var layout = _r.Types.Get(Nt, type);
+        ulong lo = ulong.MaxValue, hi = 0;
+        foreach (var f in fields)
+        {
+            var (off, t) = _r.Types.ResolvePath(layout, f);
+            ulong size = t.Kind == TypeKind.Bitfield ? (t.Inner?.Size ?? 4) : Math.Max(t.Size, 1);
+            lo = Math.Min(lo, off); hi = Math.Max(hi, off + size);
+        }
+        if (address == 0) throw new TargetReadException(0, (int)layout.Size, $"NULL nt!{type} pointer");
+        var buf = new byte[hi];
+        int got = _r.Memory.Read(address + lo, buf.AsSpan((int)lo));
+        if (got < (int)(hi - lo))
+            throw new TargetReadException(address + lo + (ulong)got, (int)(hi - lo), $"nt!{type} at {address:x16} is not readable (paged out or not in the dump)");
+        return new StructView(layout, address, buf, _r.Types);
+    }
+
+    private readonly Dictionary<ulong, StructView> _messages = new();
+
+    private StructView MessageView(ulong msg)
+    {
+        if (!_messages.TryGetValue(msg, out var v)) _messages[msg] = v = _r.Read(Nt, "_KALPC_MESSAGE", msg);
+        return v;
+    }
+
+    private AlpcMessageInfo ReadMessage(ulong msg)
+    {
+        var m = MessageView(msg);
+        int type = (short)m.UInt("PortMessage.u2.s2.Type");
+        return new AlpcMessageInfo
+        {
+            Address = msg,
+            MessageId = m.U32("PortMessage.MessageId"),
+            CallbackId = m.U32("PortMessage.CallbackId"),
+            Sequence = (int)m.Int("SequenceNo"),
+            TypeCode = type,
+            Type = AlpcNames.MessageType(type),
+            DataLength = (ushort)m.UInt("PortMessage.u1.s1.DataLength"),
+            TotalLength = (ushort)m.UInt("PortMessage.u1.s1.TotalLength"),
+            QueueType = AlpcNames.QueueType(m.UInt("u1.s1.QueueType")),
+            WaitingThread = m.Ptr("WaitingThread"),
+            OwnerPort = m.Ptr("OwnerPort"),
+        };
+    }
+
+    private ulong PortQueueOf(ulong msg) => MessageView(msg).Ptr("PortQueue");
+    private ulong ServerThreadOf(ulong msg) => MessageView(msg).Ptr("ServerThread");
+
+    private AlpcPortInfo ReadPort(ulong port, AlpcWaitChain chain)
+    {
+        var info = new AlpcPortInfo { Address = port };
+        try
+        {
+            var p = _r.Read(Nt, "_ALPC_PORT", port);
+            info.OwnerProcess = p.Ptr("OwnerProcess");
+            info.MainQueueLength = (uint?)p.TryUInt("MainQueueLength");
+            info.PendingQueueLength = (uint?)p.TryUInt("PendingQueueLength");
+            var (img, pid) = ProcessName(info.OwnerProcess);
+            info.OwnerImage = img; info.OwnerPid = pid;
+        }
+        catch (TargetReadException ex) { chain.Notes.Add($"port {Output.Fmt.Addr(port)}: {ex.Message}; owner unknown"); }
+        return info;
+    }
+
+    /// <summary>The threads of a process (EPROCESS.ThreadListHead / ETHREAD.ThreadListEntry), bounded and cycle-safe.</summary>
+    private List<AlpcThread> ProcessThreads(ulong process, AlpcChainReport? report, bool pageExtend = false)
+    {
+        var list = new List<AlpcThread>();
+        var pv = ReadRange("_EPROCESS", process, "ThreadListHead", "ImageFileName", "UniqueProcessId");
+        ulong head = pv.AddressOf("ThreadListHead");
+        var walk = new ListWalkResult();
+        foreach (var ta in _r.WalkRecords(head, Nt, "_ETHREAD", "ThreadListEntry", walk, MaxThreadsPerProcess))
+        {
+            try
+            {
+                var t = ReadThread(ta, out _, pageExtend);
+                if (t is not null) list.Add(t);
+                if (report is not null) report.ThreadsExamined++;
+            }
+            catch (TargetReadException ex) { _notes.Add($"thread {Output.Fmt.Addr(ta)} of {pv.Ascii("ImageFileName")}: {ex.Message}"); break; }
+        }
+        if (walk.StopReason == ListStop.Interrupted && report is not null) report.Interrupted = true;
+        else if (!walk.IsComplete) _notes.Add(walk.Describe($"thread list of {pv.Ascii("ImageFileName")} ({Output.Fmt.Addr(process)})"));
+        return list;
+    }
+
+    // ------------------------------------------------------------------ blocker details
+
+    private void FillBlockerDetails(AlpcThread t)
+    {
+        FillIrps(t);
+        FillWaitObjects(t);
+    }
+
+    private readonly HashSet<ulong> _irpsDone = new();
+
+    private void FillIrps(AlpcThread t)
+    {
+        if (!_irpsDone.Add(t.Address) || !_irpHead.TryGetValue(t.Address, out var head)) return;
+        var irpLayout = _r.Types.Get(Nt, "_IRP");
+        var walk = new ListWalkResult();
+        foreach (var irpAddr in _r.WalkRecords(head, Nt, "_IRP", "ThreadListEntry", walk, MaxIrps))
+        {
+            var irp = new AlpcIrp { Address = irpAddr };
+            t.Irps.Add(irp);
+            try
+            {
+                var v = _r.Read(irpLayout, irpAddr);
+                irp.StackCount = (sbyte)v.U8("StackCount");
+                irp.CurrentLocation = (sbyte)v.U8("CurrentLocation");
+                ulong sl = v.Ptr("Tail.Overlay.CurrentStackLocation");
+                if (sl == 0 || irp.CurrentLocation > irp.StackCount) { irp.Note = "no current stack location (completed or not yet sent)"; continue; }
+                var s = _r.Read(Nt, "_IO_STACK_LOCATION", sl);
+                irp.MajorFunction = s.U8("MajorFunction");
+                irp.MinorFunction = s.U8("MinorFunction");
+                irp.Device = s.Ptr("DeviceObject");
+                irp.FileObject = s.Ptr("FileObject");
+                if (irp.Device != 0)
+                {
+                    var d = ReadRange("_DEVICE_OBJECT", irp.Device, "DriverObject");
+                    ulong drv = d.Ptr("DriverObject");
+                    if (drv != 0) irp.Driver = _r.ReadUnicodeString(drv + _r.Types.FieldOffset(Nt, "_DRIVER_OBJECT", "DriverName"));
+                    if (irp.Driver is null) irp.Note = $"driver name of device {Output.Fmt.Addr(irp.Device)} not readable";
+                }
+                if (irp.FileObject != 0)
+                {
+                    irp.FileName = _r.ReadUnicodeString(irp.FileObject + _r.Types.FieldOffset(Nt, "_FILE_OBJECT", "FileName"));
+                    if (irp.FileName is null) irp.Note = (irp.Note is null ? "" : irp.Note + "; ") + $"file name of {Output.Fmt.Addr(irp.FileObject)} not readable";
+                }
+            }
+            catch (TargetReadException ex) { irp.Note = ex.Message; }
+        }
+        if (!walk.IsComplete)
+        {
+            t.IrpListPartial = true;
+            _notes.Add(walk.Describe($"IRP list of thread {Output.Fmt.Addr(t.Address)}"));
+        }
+    }
+
+    private readonly HashSet<ulong> _waitsDone = new();
+
+    private void FillWaitObjects(AlpcThread t)
+    {
+        if (t.State != "Waiting" || !_waitsDone.Add(t.Address)) return;
+        if (!_waitBlockList.TryGetValue(t.Address, out var first) || first == 0) return;
+        var wb = _r.Types.Get(Nt, "_KWAIT_BLOCK");
+        var blocks = new List<ulong>();
+        if (_waitBlockCount.TryGetValue(t.Address, out var count) && count is not null)
+        {
+            // Windows 8+: WaitBlockList points at an array of WaitBlockCount blocks.
+            int n = (int)Math.Clamp(count.Value, 1, MaxWaitBlocks);
+            _r.Memory.Prefetch(first, (int)wb.Size * n);
+            for (int i = 0; i < n; i++) blocks.Add(first + (ulong)i * wb.Size);
+        }
+        else
+        {
+            // Windows 7: a ring through NextWaitBlock.
+            ulong cur = first;
+            var seen = new HashSet<ulong>();
+            while (cur != 0 && seen.Add(cur) && blocks.Count < MaxWaitBlocks)
+            {
+                blocks.Add(cur);
+                var b = _r.Read(wb, cur);
+                cur = b.Ptr("NextWaitBlock");
+                if (cur == first) break;
+            }
+        }
+        foreach (var b in blocks)
+        {
+            var v = _r.Read(wb, b);
+            ulong obj = v.Ptr("Object");
+            if (obj == 0) continue;
+            var o = new AlpcWaitObject { Address = obj };
+            var h = _r.TryRead(Nt, "_DISPATCHER_HEADER", obj);
+            o.Type = h is null ? "(unreadable)" : AlpcNames.ObjectType(h.U8("Type"));
+            t.WaitObjects.Add(o);
+        }
+    }
+
+    // ------------------------------------------------------------------ time
+
+    private bool _tickDone;
+
+    private void EnsureTick()
+    {
+        if (_tickDone) return;
+        _tickDone = true;
+        var inc = _r.Types.TrySymbol("nt!KeMaximumIncrement");
+        if (inc is not null && _r.Memory.TryReadU32(inc.Value, out var v) && v != 0) { _tickIncrement = v; _tickSource = "nt!KeMaximumIncrement"; }
+        var usd = _r.Types.TryGet(Nt, "_KUSER_SHARED_DATA");
+        ulong usdAddr = _r.PointerSize == 8 ? 0xfffff78000000000UL : 0xffdf0000UL;
+        if (usd is null) { _notes.Add("nt!_KUSER_SHARED_DATA is not in the symbols: wait times cannot be computed"); return; }
+        try
+        {
+            string f = usd.HasField("TickCountQuad") ? "TickCountQuad" : usd.HasField("TickCount") ? "TickCount.LowPart" : "TickCountLow";
+            var sv = ReadRange("_KUSER_SHARED_DATA", usdAddr, f, "TickCountMultiplier");
+            _currentTick = (uint)sv.UInt(f);
+            if (_tickIncrement == 0)
+            {
+                uint mult = sv.U32("TickCountMultiplier");
+                _tickIncrement = (uint)(((ulong)mult * 10000) >> 24);
+                _tickSource = "KUSER_SHARED_DATA.TickCountMultiplier";
+            }
+        }
+        catch (TargetReadException ex) { _notes.Add($"KUSER_SHARED_DATA not readable ({ex.Message}): wait times cannot be computed"); }
+        catch (MissingSymbolException ex) { _notes.Add($"{ex.Message}: wait times cannot be computed"); }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    private AlpcChainReport NewReport(string mode, ulong start) => new() { Mode = mode, Start = start, Build = _r.Target.Info.BuildNumber };
+
+    /// <summary>Read figures since (rt0, b0, p0); the modelled KDNET time counts KD packets (<see cref="KdnetModel"/>).</summary>
+    private AlpcReadFigures Figures(long rt0, long b0, AlpcWaitChain? chain, int hops = 0, long p0 = 0)
+    {
+        var f = new AlpcReadFigures
+        {
+            RoundTrips = Stats.RoundTrips - rt0,
+            Bytes = Stats.Bytes - b0,
+            SetupRoundTrips = _setupRt,
+            SetupBytes = _setupBytes,
+            ModelledKdnetSeconds = Math.Round(KdnetModel.Seconds(Stats.Packets - p0 + _setupPackets, Stats.Bytes - b0 + _setupBytes), 4),
+        };
+        if (chain is not null)
+        {
+            f.Hops = chain.Hops.Count;
+            f.HopRoundTrips = chain.Hops.Sum(h => h.RoundTrips);
+            f.HopBytes = chain.Hops.Sum(h => h.Bytes);
+            f.BlockerRoundTrips = chain.BlockerRoundTrips;
+            f.BlockerBytes = chain.BlockerBytes;
+        }
+        else { f.Hops = hops; f.HopRoundTrips = f.RoundTrips; f.HopBytes = f.Bytes; }
+        return f;
+    }
+
+    private long _setupRt, _setupBytes, _setupPackets;
+
+    /// <summary>One-time reads of a run: the clock (KeMaximumIncrement, KUSER_SHARED_DATA tick count).</summary>
+    private void Setup(AlpcChainReport report)
+    {
+        long rt = Stats.RoundTrips, b = Stats.Bytes, p = Stats.Packets;
+        EnsureTick();
+        _setupRt = Stats.RoundTrips - rt; _setupBytes = Stats.Bytes - b; _setupPackets = Stats.Packets - p;
+    }
+
+    private AlpcChainReport Finish(AlpcChainReport r)
+    {
+        r.CurrentTick = _currentTick;
+        r.TickIncrement = _tickIncrement;
+        r.TickSource = _tickSource;
+        foreach (var n in _notes.Distinct()) r.Notes.Add(n);
+        return r;
+    }
+
+    public static string DescribeState(AlpcThread t)
+    {
+        if (t.State != "Waiting") return $"it is {t.State}";
+        string objs = t.WaitObjects.Count == 0 ? "" : " on " + string.Join(", ", t.WaitObjects.Select(o => $"{o.Type} {Output.Fmt.Addr(o.Address)}"));
+        string irps = t.Irps.Count == 0 ? "" : $", {t.Irps.Count} IRP(s) pending";
+        return $"it waits {t.WaitReason} ({t.WaitMode}){objs}{(t.WaitTime is null ? "" : " for " + t.WaitTime)}{irps}";
+    }
+}

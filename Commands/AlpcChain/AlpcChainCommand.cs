@@ -1,0 +1,42 @@
+using NtSleuth.Commands.Cli;
+
+namespace NtSleuth.Commands.AlpcChain;
+
+public sealed class AlpcChainCommand : ICommand
+{
+    public string Name => "alpcchain";
+    public string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
+    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("all").Option("p");
+    public string Usage => """
+Usage: !alpcchain <thread> | -p <process> | -all  [-json] [-v]
+  <thread>     _ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)
+  -p <proc>    every thread of that _EPROCESS that waits for an ALPC reply
+  -all         every ALPC-waiting thread in the system, merged into chains
+  -json        machine-readable output      -v   all fields
+Follows waiter -> ALPC message -> port owner -> server thread hop by hop to the blocker,
+and prints the blocker's wait objects and IRPs.
+""" + "\n";
+
+    public void Execute(CommandContext ctx)
+    {
+        var analyzer = new AlpcChainAnalyzer(ctx.Reader);
+        AlpcChainReport report;
+        if (ctx.Args.Has("all"))
+        {
+            if (ctx.Args.Positionals.Count > 0 || ctx.Args.Get("p") is not null) throw new UsageException("-all takes no thread or process");
+            report = analyzer.AnalyzeAll();
+        }
+        else if (ctx.Args.Get("p") is { } proc)
+        {
+            if (ctx.Args.Positionals.Count > 0) throw new UsageException("give either -p <process> or a thread, not both");
+            report = analyzer.AnalyzeProcess(ctx.EvaluateAddress(proc));
+        }
+        else
+        {
+            if (ctx.Args.Positionals.Count == 0) throw new UsageException("give a thread address, -p <process> or -all");
+            report = analyzer.AnalyzeThread(ctx.EvaluateAddress(ctx.Args.Positionals[0]));
+        }
+        if (ctx.IsJson) ctx.WriteJson(report);
+        else ctx.Write(AlpcChainRenderer.Render(report, ctx.Args.Verbose));
+    }
+}

@@ -1,0 +1,542 @@
+using System.Buffers.Binary;
+using NtSleuth.Commands.Memory;
+using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Symbols;
+using NtSleuth.Commands.Target;
+using NtSleuth.Commands.Kernel;
+
+namespace NtSleuth.Commands.DpcBlame;
+
+/// <summary>
+/// Decodes bug check 0x133, names the driver running in the DPC (engine stack, or a return-address scan of the DPC
+/// stack), detects KeStallExecutionProcessor loops by decoding the code around the return address, and reads
+/// every processor's DPC queues and watchdog counters (fields by name; 7's DpcListHead and 8.1+'s DpcList).
+/// </summary>
+public sealed class DpcBlameAnalyzer
+{
+    public const uint DpcWatchdogViolation = 0x133;
+    /// <summary>PRCB fields closer than this are fetched in one read.</summary>
+    private const ulong ClusterGap = 0x1000;
+    /// <summary>KDPCs are read with their surrounding aligned block: DPC objects of one driver sit together (arrays, extensions).</summary>
+    private const ulong DpcBlock = 0x400;
+    public int MaxDpcsPerQueue { get; init; } = 10_000;
+
+    private static readonly string[] WatchdogFields =
+    [
+        "DpcWatchdogPeriod", "DpcWatchdogPeriodTicks", "DpcWatchdogCount", "DpcTimeLimit", "DpcTimeLimitTicks", "DpcTimeCount",
+        "DpcTime", "SingleDpcSoftTimeLimitTicks", "CumulativeDpcSoftTimeLimitTicks",
+    ];
+
+    private readonly KernelReader _r;
+    private readonly ITarget _t;
+    private IReadOnlyList<ModuleInfo> _mods = [];
+    private TargetMemory M => _r.Memory;
+
+    public DpcBlameAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; }
+
+    public DpcBlameReport Analyze(int? onlyCpu)
+    {
+        if (_t.Info.Kind != TargetKind.Kernel)
+            throw new Cli.CommandFailedException("!dpcblame needs a kernel target (kernel dump or live kernel debugging)");
+        var res = new DpcBlameReport { Build = _t.Info.BuildNumber, OnlyCpu = onlyCpu, BugCheckCpu = _t.Info.EventProcessor };
+        try { _mods = _t.GetModules(); } catch (Exception ex) { res.Notes.Add($"module list not available ({ex.Message})"); }
+
+        DecodeBugCheck(res);
+        var prcbs = ReadProcessorBlock(res);
+        if (onlyCpu is int c && (c < 0 || c >= prcbs.Count))
+            throw new Cli.UsageException($"-cpu {c}: the target has {prcbs.Count} processor(s) (0-{prcbs.Count - 1})");
+
+        var plan = new PrcbPlan(_r.Types);
+        for (int i = 0; i < prcbs.Count; i++)
+        {
+            if (onlyCpu is int oc && oc != i) continue;
+            M.ThrowIfInterrupted();
+            res.Processors.Add(ReadProcessor(i, prcbs[i], plan, res));
+        }
+        if (res.BugCheck?.IsDpcWatchdog == true)
+            FindCulprit(res, prcbs, plan);
+        BuildBlame(res);
+        AddGuidance(res);
+        return res;
+    }
+
+    // ---------- bug check ----------
+
+    private void DecodeBugCheck(DpcBlameReport res)
+    {
+        var bc = _t.Info.BugCheck;
+        if (bc is null)
+        {
+            res.Notes.Add(_t.Info.IsLive ? "live target: DPC-pressure view of all processors" : "no bug check in this target: DPC-pressure view of all processors");
+            return;
+        }
+        var d = new DpcBugCheck { Code = bc.Code, P1 = bc.P1, P2 = bc.P2, P3 = bc.P3, P4 = bc.P4 };
+        res.BugCheck = d;
+        if (bc.Code != DpcWatchdogViolation)
+        {
+            d.Meaning = $"bug check 0x{bc.Code:X} is not DPC_WATCHDOG_VIOLATION (0x133)";
+            res.Notes.Add(d.Meaning + ": showing the DPC-pressure view of all processors");
+            return;
+        }
+        d.IsDpcWatchdog = true;
+        if (bc.P1 == 0)
+        {
+            d.Kind = "single"; d.TicksTaken = bc.P2; d.TickLimit = bc.P3;
+            d.Meaning = $"a single DPC or ISR ran too long: 0x{bc.P2:x} ticks taken, limit 0x{bc.P3:x}; the driver is on the bugcheck stack";
+        }
+        else if (bc.P1 == 1)
+        {
+            d.Kind = "cumulative"; d.WatchdogPeriod = bc.P2; d.TriageBlock = bc.P3;
+            d.Meaning = $"the processor spent too long cumulatively at DISPATCH_LEVEL or above (watchdog period 0x{bc.P2:x} ticks); many DPCs may share the blame";
+            DecodeTriageBlock(d, res);
+        }
+        else d.Meaning = $"DPC_WATCHDOG_VIOLATION with an unknown parameter 1 ({bc.P1:x})";
+    }
+
+    private void DecodeTriageBlock(DpcBugCheck d, DpcBlameReport res)
+    {
+        if (d.TriageBlock == 0) return;
+        foreach (var name in new[] { "_DPC_WATCHDOG_TRIAGE_BLOCK", "_KDPC_WATCHDOG_TRIAGE_BLOCK", "_DPC_WATCHDOG_VIOLATION_TRIAGE" })
+        {
+            var layout = _r.Types.TryGet("nt", name);
+            if (layout is null) continue;
+            var v = _r.TryRead("nt", name, d.TriageBlock);
+            if (v is null) { res.Notes.Add($"triage block nt!{name} at {Output.Fmt.Addr(d.TriageBlock)} is not readable"); return; }
+            d.TriageFields = new();
+            foreach (var f in layout.Fields)
+                if (f.Type.Kind is TypeKind.Base or TypeKind.Pointer or TypeKind.Enum or TypeKind.Bitfield && v.TryUInt(f.Name) is ulong x)
+                    d.TriageFields[f.Name] = "0x" + x.ToString("x");
+            return;
+        }
+        res.Notes.Add($"parameter 3 ({Output.Fmt.Addr(d.TriageBlock)}) is a triage block, but these symbols have no triage block type; inspect it with dq {Output.Fmt.Addr(d.TriageBlock)}");
+    }
+
+    // ---------- processors ----------
+
+    private List<ulong> ReadProcessorBlock(DpcBlameReport res)
+    {
+        ulong kpb = _r.Types.Symbol("nt!KiProcessorBlock");
+        int n = Math.Max(1, _t.Info.ProcessorCount);
+        var kn = _r.Types.TrySymbol("nt!KeNumberProcessors");
+        if (kn is not null && M.TryReadU32(kn.Value, out var v) && v is > 0 and <= 2048 && _t.Info.ProcessorCount <= 1) n = (int)v;
+        n = Math.Min(n, 2048);
+        res.ProcessorCount = n;
+        int ps = _r.PointerSize;
+        var buf = new byte[n * ps];
+        int got = M.Read(kpb, buf) / ps;
+        if (got < n) res.Notes.Add($"nt!KiProcessorBlock is readable for {got} of {n} processors");
+        var list = new List<ulong>();
+        for (int i = 0; i < n; i++) list.Add(i < got ? ReadPtr(buf, i * ps) : 0);
+        return list;
+    }
+
+    /// <summary>Which PRCB fields to read, grouped into at most a couple of contiguous clusters.</summary>
+    private sealed class PrcbPlan
+    {
+        public readonly TypeLayout Prcb;
+        public readonly TypeLayout DpcData;
+        public readonly ulong DpcDataOffset;
+        public readonly int DpcDataCount;
+        public readonly bool SingleList; // 8.1+: DpcList (_KDPC_LIST); 7: DpcListHead (_LIST_ENTRY)
+        public readonly ulong ListHeadOffset; // within _KDPC_DATA
+        public readonly PackedField Depth, Count;
+        public readonly Dictionary<string, PackedField> Fields = new();
+        public readonly List<(ulong Start, ulong End)> Clusters = new();
+        public readonly TypeLayout Kdpc;
+        public readonly ulong KdpcLinkOffset;
+
+        public PrcbPlan(TypeCache types)
+        {
+            Prcb = types.Get("nt", "_KPRCB");
+            DpcData = types.Get("nt", "_KDPC_DATA");
+            Kdpc = types.Get("nt", "_KDPC");
+            var dd = Prcb.TryGetField("DpcData") ?? throw new MissingSymbolException("field nt!_KPRCB.DpcData", "nt");
+            DpcDataOffset = dd.Offset;
+            DpcDataCount = dd.Type.Kind == TypeKind.Array ? (int)Math.Max(1, dd.Type.Count) : 1;
+            if (DpcData.TryGetField("DpcList") is { } dl) { SingleList = true; ListHeadOffset = dl.Offset + (types.TryResolvePath(types.Get("nt", dl.Type.Name), "ListHead")?.Offset ?? 0); }
+            else if (DpcData.TryGetField("DpcListHead") is { } dh) { SingleList = false; ListHeadOffset = dh.Offset; }
+            else throw new MissingSymbolException("field nt!_KDPC_DATA.DpcList / DpcListHead", "nt");
+            Depth = PackedField.From(DpcData, "DpcQueueDepth");
+            Count = PackedField.From(DpcData, "DpcCount", required: false);
+            KdpcLinkOffset = Kdpc.GetField("DpcListEntry").Offset;
+
+            var ranges = new List<(ulong, ulong)> { (DpcDataOffset, DpcDataOffset + dd.Type.Size) };
+            foreach (var name in WatchdogFields.Concat(["DpcRoutineActive", "CurrentDpcRoutine", "DpcStack", "CurrentThread"]))
+            {
+                var f = PackedField.From(Prcb, name, required: false);
+                if (!f.Present) continue;
+                Fields[name] = f;
+                if (name != "CurrentThread") ranges.Add(((ulong)f.Offset, (ulong)(f.Offset + f.Size)));
+            }
+            foreach (var (s, e) in ranges.OrderBy(x => x.Item1))
+            {
+                if (Clusters.Count > 0 && s <= Clusters[^1].End + ClusterGap)
+                    Clusters[^1] = (Clusters[^1].Start, Math.Max(Clusters[^1].End, e));
+                else Clusters.Add((s, e));
+            }
+        }
+    }
+
+    private ProcessorDpcState ReadProcessor(int cpu, ulong prcb, PrcbPlan plan, DpcBlameReport res)
+    {
+        var st = new ProcessorDpcState { Cpu = cpu, Prcb = prcb, IsBugCheckCpu = cpu == _t.Info.EventProcessor };
+        if (prcb == 0) { st.Note = "KiProcessorBlock entry is NULL or unreadable"; return st; }
+        // One read per cluster (normally two): the DPC data and the watchdog block.
+        var size = plan.Prcb.Size;
+        var img = new byte[size];
+        var valid = new List<(ulong, ulong)>();
+        foreach (var (s, e) in plan.Clusters)
+        {
+            int got = M.Read(prcb + s, img.AsSpan((int)s, (int)(e - s)));
+            if (got > 0) valid.Add((s, s + (ulong)got));
+            if (got < (int)(e - s)) st.Note = $"PRCB bytes at {Output.Fmt.Addr(prcb + s + (ulong)got)} are not readable; fields there are missing";
+        }
+        bool Ok(PackedField f) => f.Present && valid.Any(v => (ulong)f.Offset >= v.Item1 && (ulong)(f.Offset + f.Size) <= v.Item2);
+        if (valid.Count == 0) { st.Note = $"PRCB at {Output.Fmt.Addr(prcb)} is not readable (paged out or not in the dump)"; return st; }
+
+        foreach (var name in WatchdogFields)
+            if (plan.Fields.TryGetValue(name, out var f) && Ok(f)) st.Watchdog[name] = unchecked((long)f.Get(img));
+        if (plan.Fields.TryGetValue("DpcRoutineActive", out var ra) && Ok(ra)) st.DpcRoutineActive = ra.Get(img) != 0;
+        if (plan.Fields.TryGetValue("CurrentDpcRoutine", out var cr) && Ok(cr))
+        {
+            st.CurrentDpcRoutine = cr.Get(img);
+            if (st.CurrentDpcRoutine != 0) st.CurrentDpcSymbol = Name(st.CurrentDpcRoutine);
+        }
+
+        for (int q = 0; q < Math.Min(plan.DpcDataCount, 2); q++)
+        {
+            ulong ddOff = plan.DpcDataOffset + (ulong)q * plan.DpcData.Size;
+            var dd = img.AsSpan((int)ddOff, (int)plan.DpcData.Size);
+            bool ddOk = valid.Any(v => ddOff >= v.Item1 && ddOff + plan.DpcData.Size <= v.Item2);
+            if (!ddOk) { st.Note ??= "DPC data of this PRCB is not readable"; continue; }
+            int depth = (int)plan.Depth.Get(dd);
+            if (q == 0) { st.QueueDepth = depth; if (plan.Count.Present) st.DpcCount = (uint)plan.Count.Get(dd); }
+            else st.ThreadedQueueDepth = depth;
+            string queue = q == 0 ? "Normal" : "Threaded";
+            ulong head = prcb + ddOff + plan.ListHeadOffset;
+            ulong first = ReadPtr(img, (int)(ddOff + plan.ListHeadOffset));
+            if (first == 0 && depth == 0) continue; // empty (or never initialized) queue
+            WalkQueue(st, plan, head, first, queue, depth);
+        }
+        return st;
+    }
+
+    private void WalkQueue(ProcessorDpcState st, PrcbPlan plan, ulong head, ulong first, string queue, int depth)
+    {
+        var walk = new ListWalkResult();
+        int max = Math.Min(MaxDpcsPerQueue, Math.Max(depth, 0) + 64);
+        IEnumerable<ulong> links = plan.SingleList ? _r.WalkSingle(first, 0, walk, max) : _r.WalkList(head, walk, max);
+        foreach (var link in links)
+        {
+            ulong kdpc = link - plan.KdpcLinkOffset;
+            PrefetchKdpc(kdpc, plan.Kdpc.Size);
+            var q = new QueuedDpc { Kdpc = kdpc, Queue = queue };
+            var v = _r.TryRead("nt", "_KDPC", kdpc);
+            if (v is null || v.TryUInt("DeferredRoutine") is not ulong routine) { q.Unreadable = true; st.Queued.Add(q); continue; }
+            q.Routine = routine;
+            q.Symbol = Name(routine);
+            var m = ModuleOf(routine);
+            q.Module = m is null ? "?" : KernelModules.ShortName(m.Name);
+            q.ModuleBase = m?.Base ?? 0;
+            q.Importance = (v.TryUInt("Importance") ?? 1) switch { 0 => "Low", 1 => "Medium", 2 => "High", 3 => "MediumHigh", var x => "0x" + x.ToString("x") };
+            st.Queued.Add(q);
+        }
+        if (!walk.IsComplete && walk.StopReason != ListStop.NotStarted)
+            st.Note = (st.Note is null ? "" : st.Note + "; ") + walk.Describe($"CPU {st.Cpu} {queue} DPC queue");
+        if (walk.IsComplete && walk.Count != depth)
+            st.Note = (st.Note is null ? "" : st.Note + "; ") + $"{queue} queue: DpcQueueDepth says {depth}, the list has {walk.Count} entries";
+    }
+
+    // Adaptive read-ahead over all queues: blocks pay off when KDPCs share them (drivers keep KDPC arrays); once
+    // blocks stop serving other KDPCs (KDPCs scattered over pool pages), each KDPC is read alone.
+    private readonly HashSet<ulong> _blocks = new();
+    private int _blockReads, _blockServed;
+    private const int BlockTrial = 8;
+
+    private void PrefetchKdpc(ulong addr, ulong size)
+    {
+        ulong first = addr & ~(DpcBlock - 1), last = (addr + size - 1) & ~(DpcBlock - 1);
+        if (_blocks.Contains(first) && _blocks.Contains(last)) { _blockServed++; return; }
+        if (_blockReads < BlockTrial || _blockServed >= _blockReads)
+        {
+            for (ulong b = first; b <= last; b += DpcBlock) _blocks.Add(b);
+            _blockReads++;
+            PrefetchBlock(addr, size);
+        }
+        else M.Prefetch(addr, (int)size);
+    }
+
+    private void PrefetchBlock(ulong addr, ulong size)
+    {
+        ulong start = addr & ~(DpcBlock - 1);
+        ulong end = (addr + size + DpcBlock - 1) & ~(DpcBlock - 1);
+        // Served from the cache when the block was read before (no round trip).
+        M.Prefetch(start, (int)(end - start));
+    }
+
+    // ---------- culprit ----------
+
+    private void FindCulprit(DpcBlameReport res, List<ulong> prcbs, PrcbPlan plan)
+    {
+        var c = new DpcCulprit();
+        IReadOnlyList<StackFrameInfo> frames = [];
+        try { frames = _t.GetCurrentStack(64); } catch (Exception ex) { res.Notes.Add($"the engine could not unwind the stack ({ex.Message})"); }
+        if (frames.Count > 0)
+        {
+            c.Method = "stack";
+            c.MethodNote = "culprit from the bugcheck thread's stack as the engine unwound it";
+            foreach (var f in frames) c.Frames.Add(Frame(f.InstructionOffset, 0));
+        }
+        // The engine's unwind may stop in nt (e.g. at KeBugCheckEx when a module has no unwind data): then the DPC
+        // stack is scanned as well, and its frames are used when they reach a driver.
+        bool driverFrame = c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module));
+        if (frames.Count == 0 || !driverFrame)
+        {
+            var unwound = c.Frames.ToList();
+            int cpu = res.BugCheckCpu >= 0 && res.BugCheckCpu < prcbs.Count ? res.BugCheckCpu : 0;
+            var st = res.Processors.FirstOrDefault(p => p.Cpu == cpu);
+            ulong dpcStack = 0;
+            if (prcbs.Count > cpu && prcbs[cpu] != 0 && plan.Fields.TryGetValue("DpcStack", out var ds))
+                M.TryReadPointer(prcbs[cpu] + (ulong)ds.Offset, out dpcStack);
+            if (dpcStack == 0)
+            {
+                if (frames.Count == 0) { res.Notes.Add("no stack: the engine could not unwind and the PRCB has no readable DpcStack"); return; }
+            }
+            else
+            {
+                c.Frames.Clear();
+                ScanStack(c, dpcStack - 0x6000, 0x6000);
+                if (c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module)) || frames.Count == 0)
+                {
+                    c.Method = "stack-scan";
+                    c.MethodNote = (frames.Count == 0 ? "no unwind data" : $"the engine's unwind stopped in the kernel after {frames.Count} frame(s)")
+                        + $": scanned CPU {cpu}'s DPC stack ({Output.Fmt.Addr(dpcStack - 0x6000)}-{Output.Fmt.Addr(dpcStack)}) for return addresses inside modules that follow a call instruction";
+                }
+                else { c.Frames.Clear(); c.Frames.AddRange(unwound); }
+            }
+        }
+        res.Culprit = c;
+        // The innermost frame outside the kernel and HAL is the culprit; frames above it show the dispatch path.
+        int idx = c.Frames.FindIndex(f => f.Module is not null && !IsKernelModule(f.Module));
+        if (idx < 0) { res.Notes.Add("no driver frame on the stack (only nt/hal)"); return; }
+        var cf = c.Frames[idx];
+        c.Module = cf.Module; c.Symbol = cf.Symbol; c.Address = cf.Address;
+        c.InStallRoutine = c.Frames.Take(idx).Any(f => f.Symbol is not null && f.Symbol.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase));
+        foreach (var f in c.Frames.Skip(idx + 1))
+        {
+            if (f.Symbol is null) continue;
+            string fn = StripDisp(f.Symbol);
+            c.DispatchChain.Add(fn);
+            if (fn.EndsWith("!KiRetireDpcList", StringComparison.OrdinalIgnoreCase) || fn.EndsWith("!KiIdleLoop", StringComparison.OrdinalIgnoreCase)) break;
+        }
+        c.StallLoop = FindStallLoop(cf.Address);
+    }
+
+    private static string StripDisp(string s) { int p = s.LastIndexOf('+'); return p > 0 ? s[..p] : s; }
+
+    private static bool IsKernelModule(string m) =>
+        m.Equals("nt", StringComparison.OrdinalIgnoreCase) || m.StartsWith("ntoskrnl", StringComparison.OrdinalIgnoreCase) ||
+        m.StartsWith("ntkrnl", StringComparison.OrdinalIgnoreCase) || m.Equals("hal", StringComparison.OrdinalIgnoreCase);
+
+    private DpcFrame Frame(ulong addr, ulong stackAddr)
+    {
+        var m = ModuleOf(addr);
+        return new DpcFrame { Address = addr, Symbol = Name(addr), Module = m is null ? null : KernelModules.ShortName(m.Name), StackAddress = stackAddr };
+    }
+
+    private ulong ReadPtr(byte[] b, int off) =>
+        _r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(off));
+
+    private void ScanStack(DpcCulprit c, ulong start, int length)
+    {
+        var (data, _) = _r.Memory.ReadBulk(start, length);
+        int ps = _r.PointerSize;
+        for (int off = 0; off + ps <= length; off += ps)
+        {
+            ulong v = ReadPtr(data, off);
+            if (v == 0 || ModuleOf(v) is null) continue;
+            if (!FollowsCall(v)) continue;
+            c.Frames.Add(Frame(v, start + (ulong)off));
+        }
+    }
+
+    /// <summary>True when the bytes before <paramref name="ret"/> end with a call instruction (E8 rel32, FF 15 disp32, FF /2 forms).</summary>
+    private bool FollowsCall(ulong ret)
+    {
+        var b = M.ReadExact(ret - 7, 7);
+        if (b is null) return false;
+        if (b[2] == 0xE8) return true;                              // call rel32
+        if (b[1] == 0xFF && b[2] == 0x15) return true;              // call [rip+disp32]
+        if (b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;     // call reg
+        if (b[4] == 0xFF && (b[5] & 0xF8) == 0x50) return true;     // call [reg+disp8]
+        if (b[4] == 0x41 && b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;
+        return false;
+    }
+
+    /// <summary>
+    /// Looks at the code around a return address: a call to *StallExecutionProcessor just before it (E8 rel32 or
+    /// FF 15 [rip+disp32] through the import slot) and a backward jump (EB/7x rel8, E9/0F 8x rel32) right after it
+    /// whose target is at or before the call: the driver spins in the DPC.
+    /// </summary>
+    public StallLoopHint? FindStallLoop(ulong ret)
+    {
+        const int before = 0x40, after = 0x30;
+        var code = M.ReadExact(ret - before, before + after);
+        if (code is null) return null;
+        int r = before;
+        ulong callSite, target;
+        if (code[r - 6] == 0xFF && code[r - 5] == 0x15)
+        {
+            callSite = ret - 6;
+            int disp = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
+            ulong slot = ret + (ulong)(long)disp;
+            if (!M.TryReadPointer(slot, out target)) return null;
+            string? slotName = Name(slot);
+            string? tName = Name(target) ?? slotName;
+            if (!IsStall(target, tName) && !IsStall(0, slotName)) return null;
+            return Loop(code, r, ret, callSite, target, StallName(target, tName ?? slotName));
+        }
+        if (code[r - 5] == 0xE8)
+        {
+            callSite = ret - 5;
+            target = ret + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
+            string? tName = Name(target);
+            if (!IsStall(target, tName)) return null;
+            return Loop(code, r, ret, callSite, target, StallName(target, tName));
+        }
+        return null;
+    }
+
+    /// <summary>The stall routine by address (nt! on 8+/10, hal! on 7) or by name (import slot, aliases folded by the linker).</summary>
+    private bool IsStall(ulong target, string? name)
+    {
+        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return true;
+        if (target == 0) return false;
+        return target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor") || target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor");
+    }
+
+    private string StallName(ulong target, string? name)
+    {
+        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return name;
+        if (target != 0 && target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor")) return "nt!KeStallExecutionProcessor";
+        if (target != 0 && target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor")) return "hal!KeStallExecutionProcessor";
+        return name ?? Output.Fmt.Addr(target);
+    }
+
+    private StallLoopHint? Loop(byte[] code, int r, ulong ret, ulong callSite, ulong target, string targetName)
+    {
+        int callIdx = r - (int)(ret - callSite);
+        for (int i = r; i < code.Length - 1; i++)
+        {
+            int len; long rel;
+            byte op = code[i];
+            if (op == 0xEB || (op >= 0x70 && op <= 0x7F)) { len = 2; rel = (sbyte)code[i + 1]; }
+            else if (op == 0xE9 && i + 5 <= code.Length) { len = 5; rel = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 1)); }
+            else if (op == 0x0F && i + 6 <= code.Length && code[i + 1] >= 0x80 && code[i + 1] <= 0x8F) { len = 6; rel = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 2)); }
+            else continue;
+            long dest = i + len + rel;
+            if (dest > callIdx || dest < 0) continue;   // must jump back to (or before) the call
+            var h = new StallLoopHint
+            {
+                CallSite = callSite, CallTarget = target, CallTargetName = targetName,
+                JumpAt = ret + (ulong)(i - r), JumpTarget = ret - (ulong)(r - dest),
+            };
+            // mov ecx, imm32 (B9) between the loop start and the call: the stall argument in microseconds.
+            for (int j = (int)dest; j + 5 <= callIdx; j++)
+                if (code[j] == 0xB9) { h.StallMicroseconds = BinaryPrimitives.ReadUInt32LittleEndian(code.AsSpan(j + 1)); break; }
+            // mov r32, imm32 (B8..BF, not ecx) just before the loop start: the iteration count.
+            for (int j = (int)dest - 5; j >= Math.Max(0, (int)dest - 12); j--)
+                if (code[j] is >= 0xB8 and <= 0xBF and not 0xB9) { h.Iterations = BinaryPrimitives.ReadUInt32LittleEndian(code.AsSpan(j + 1)); break; }
+            h.Text = $"the driver calls {targetName} in a loop: call at {Output.Fmt.Addr(callSite)}, backward jump at {Output.Fmt.Addr(h.JumpAt)} to {Output.Fmt.Addr(h.JumpTarget)}"
+                     + (h.StallMicroseconds is uint us ? $", {us} us per call" : "")
+                     + (h.Iterations is uint it ? $", up to {it:N0} iterations" : "")
+                     + (h.StallMicroseconds is uint us2 && h.Iterations is uint it2 ? $" (~{us2 * (double)it2 / 1e6:0.##} s at DISPATCH_LEVEL)" : "");
+            return h;
+        }
+        return null;
+    }
+
+    // ---------- blame ----------
+
+    private void BuildBlame(DpcBlameReport res)
+    {
+        var rows = new Dictionary<string, BlameRow>(StringComparer.OrdinalIgnoreCase);
+        BlameRow Row(string module, ulong @base)
+        {
+            if (!rows.TryGetValue(module, out var r))
+                rows[module] = r = new BlameRow { Module = module, Base = @base, HasSymbols = SafeHasSymbols(module) };
+            return r;
+        }
+        foreach (var p in res.Processors)
+        {
+            foreach (var q in p.Queued.Where(q => !q.Unreadable))
+            {
+                var row = Row(q.Module, q.ModuleBase);
+                row.Queued++; res.TotalQueued++;
+                if (q.Symbol is not null && q.Symbol.Contains('!')) row.HasSymbols = true;
+            }
+            if (p.CurrentDpcRoutine != 0 && p.DpcRoutineActive != false)
+            {
+                var m = ModuleOf(p.CurrentDpcRoutine);
+                var row = Row(m is null ? "?" : KernelModules.ShortName(m.Name), m?.Base ?? 0);
+                row.Running++;
+                if (p.CurrentDpcSymbol?.Contains('!') == true) row.HasSymbols = true;
+            }
+        }
+        if (res.Culprit?.Module is string cm)
+        {
+            var m = _mods.FirstOrDefault(x => KernelModules.ShortName(x.Name).Equals(cm, StringComparison.OrdinalIgnoreCase));
+            var row = Row(cm, m?.Base ?? 0);
+            row.Culprit = true;
+            if (res.Culprit.Symbol?.Contains('!') == true) row.HasSymbols = true;
+            if (row.Running == 0) row.Running = 1;
+        }
+        foreach (var r in rows.Values) r.Share = res.TotalQueued == 0 ? 0 : Math.Round((double)r.Queued / res.TotalQueued, 4);
+        res.Blame.AddRange(rows.Values.OrderByDescending(r => r.Culprit).ThenByDescending(r => r.Running).ThenByDescending(r => r.Queued).ThenBy(r => r.Module, StringComparer.OrdinalIgnoreCase));
+    }
+
+    private bool SafeHasSymbols(string module)
+    {
+        try { return _t.Symbols.HasSymbols(module); } catch { return false; }
+    }
+
+    private void AddGuidance(DpcBlameReport res)
+    {
+        var bc = res.BugCheck;
+        if (bc?.Kind == "cumulative")
+        {
+            res.Guidance.Add("Parameter 1 = 1: the time was spent cumulatively by DPCs of several drivers; the bugcheck stack alone does not show the culprit.");
+            res.Guidance.Add("If the NT Kernel Logger or the Circular Kernel Context Logger was running, save its buffers from this dump:");
+            res.Guidance.Add("!wmitrace.strdump");
+            res.Guidance.Add("!wmitrace.logsave <LoggerId of 'Circular Kernel Context Logger' or 'NT Kernel Logger'> c:\\temp\\dpc133.etl");
+            res.Guidance.Add("Open the .etl in Windows Performance Analyzer: Computation > DPC/ISR Duration by Module, Function; sort by inclusive duration.");
+            res.Guidance.Add("Otherwise enable the Circular Kernel Context Logger (DPC/ISR events) and wait for the next occurrence; the queues below show who had work pending.");
+        }
+        else if (res.Culprit?.Module is string m && bc?.Kind == "single")
+        {
+            res.Guidance.Add($"Contact the vendor of {m} for a version that spends less time in its DPC routine (DPCs should not run longer than 100 us).");
+        }
+    }
+
+    // ---------- symbols ----------
+
+    private string? Name(ulong addr)
+    {
+        try
+        {
+            var n = _t.Symbols.GetNameByAddress(addr, out var disp);
+            var m = ModuleOf(addr);
+            if (n is null || (m is not null && !n.StartsWith(KernelModules.ShortName(m.Name) + "!", StringComparison.OrdinalIgnoreCase)))
+                return m is null ? null : $"{KernelModules.ShortName(m.Name)}+0x{addr - m.Base:x}";
+            if (m is null && disp > 0x100000) return null;
+            return disp == 0 ? n : $"{n}+0x{disp:x}";
+        }
+        catch (Exception) { return null; }
+    }
+
+    private ModuleInfo? ModuleOf(ulong addr)
+    {
+        foreach (var m in _mods) if (m.Contains(addr)) return m;
+        return null;
+    }
+}

@@ -1,0 +1,23 @@
+namespace NtSleuth.Commands.Kernel;
+
+/// <summary>Names of loaded modules as the commands show them.</summary>
+public static class KernelModules
+{
+    /// <summary>A module's short name as the debugger spells it: file name without directory and .sys/.dll/.exe.</summary>
+    public static string ShortName(string name)
+    {
+        string n = name;
+        int slash = n.LastIndexOfAny(['\\', '/']);
+        if (slash >= 0) n = n[(slash + 1)..];
+        foreach (var ext in new[] { ".sys", ".dll", ".exe" })
+            if (n.EndsWith(ext, StringComparison.OrdinalIgnoreCase)) return n[..^ext.Length];
+        return n;
+    }
+}
+
+/// <summary>
+/// The module a command is about is not loaded on the target (no ndis.sys, no fltmgr.sys, no dhcpcore.dll): the
+/// command does not apply. Every command reports it the same way: the message on the error channel, JSON status
+/// "notApplicable", HRESULT S_OK (the debugger session is fine; there is nothing to analyse).
+/// </summary>
+public sealed class ModuleNotLoadedException(string message) : Exception(message);

@@ -1,0 +1,136 @@
+using System.Globalization;
+using System.Text.RegularExpressions;
+using NtSleuth.Lab;
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
+using NtSleuth.Lab.Samples;
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.LabTests;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>
+/// Ctrl+Break for real (issue 20, item 4): enginehost's interrupt thread calls IDebugControl::SetInterrupt while a long
+/// command runs on a big lab sample in Microsoft's engine, and measures the time from SetInterrupt to Execute's return.
+/// The command must return within 100 ms with a partial result and a note saying it was interrupted, and the next command
+/// in the same session must run normally (the interrupt must not stick).
+/// </summary>
+[TestFixture]
+[Category("EndToEnd")]
+[NonParallelizable]
+public class InterruptEngineTests
+{
+    private const double MaxLatencyMs = 100;
+    private string? _dir;
+
+    [OneTimeTearDown]
+    public void Cleanup()
+    {
+        ForgeTestEnv.Cleanup();
+        // NTSLEUTH_KEEP_SAMPLES=1 keeps the big samples for a look by hand (enginehost -interrupt-after).
+        if (_dir is not null && Environment.GetEnvironmentVariable("NTSLEUTH_KEEP_SAMPLES") != "1") try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    private (string Dump, string Sym, CatalogSample Sample) Make(string scenario, string variant, int scale)
+    {
+        RealEngine.Require();
+        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
+        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table");
+        _dir ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-interrupt-e2e-{Environment.ProcessId}");
+        string outDir = Path.Combine(_dir, scenario);
+        var log = new StringWriter();
+        var samples = CatalogSampleMaker.Make(outDir, new SymbolForge(ForgeTestEnv.Tools()), [build], [ScenarioCatalog.Get(scenario)],
+            KernelDumpKind.Complete, log, variants: [variant], scale: scale);
+        Assert.That(samples, Has.Count.EqualTo(1), log.ToString());
+        var s = samples[0];
+        TestContext.Out.WriteLine($"{s.Name}: {s.DumpBytes:N0} dump bytes, written in {s.Seconds:F1} s");
+        return (Path.Combine(outDir, s.Dump), Path.Combine(outDir, s.SymbolPath), s);
+    }
+
+    private static readonly Regex Requested = new(@"@@host interrupt requested at ([0-9.]+) ms hr=0x([0-9a-f]{8})");
+    private static readonly Regex Latency = new(@"@@host interrupt latency ([0-9.]+) ms");
+
+    /// <summary>
+    /// .load, <paramref name="light"/> (warm-up: the .NET start and the type layouts), <paramref name="heavy"/> interrupted
+    /// after <paramref name="afterMs"/>, then <paramref name="light"/> again, which must print exactly what it printed first.
+    /// </summary>
+    private static (string Interrupted, double LatencyMs) RunInterrupted(string dump, string sym, string light, string heavy, int afterMs)
+    {
+        string load = ".load " + ExtensionPackage.DllWinPath();
+        var run = RealEngine.Run(dump, [load, light, heavy, light],
+            new EngineOptions
+            {
+                SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = afterMs, InterruptCommand = 3,
+                // TODO(issue 20 item 1): remove once the DynamicResolver finalizer crash fix is on main.
+                Environment = new Dictionary<string, string> { ["DOTNET_EnableWriteXorExecute"] = "0" },
+            });
+        foreach (var c in run.Commands)
+            TestContext.Out.WriteLine($"> {c.Command}  (hr 0x{c.HResult:x8}, {c.Milliseconds:F1} ms)\n{Head(c.Output)}");
+        Assert.That(run.Commands, Has.Count.EqualTo(4), run.Transcript[^Math.Min(4000, run.Transcript.Length)..]);
+        var h = run[2];
+        var req = Requested.Match(h.Output);
+        Assert.That(req.Success, Is.True, $"{heavy} returned in {h.Milliseconds:F0} ms, before the interrupt at {afterMs} ms: the sample is too small\n{Head(h.Output)}");
+        Assert.That(req.Groups[2].Value, Is.EqualTo("00000000"), "SetInterrupt failed");
+        var lat = Latency.Match(h.Output);
+        Assert.That(lat.Success, Is.True, h.Output);
+        double ms = double.Parse(lat.Groups[1].Value, CultureInfo.InvariantCulture);
+        TestContext.Progress.WriteLine($"[interrupt] {heavy}: requested at {req.Groups[1].Value} ms, returned {ms:F2} ms later (whole command {h.Milliseconds:F0} ms)");
+        // The interrupt must not stick: the same light command prints the same thing after it (no layout lost, no
+        // read refused).
+        Assert.That(run[3].Output, Is.EqualTo(run[1].Output), "the command after the interrupted one differs from its warm-up run");
+        return (h.Output, ms);
+    }
+
+    private static string Head(string s) => s.Length <= 3000 ? s : s[..3000] + $"\n... ({s.Length:N0} chars)";
+
+    [Test]
+    public void AlpcChainAllOnTenThousandThreadsStopsPromptly()
+    {
+        var (dump, sym, s) = Make("logon-hang-alpc", "10k", 1);
+        string seedChain = s.Commands.First(c => c != "!alpcchain -all");
+        var (outp, ms) = RunInterrupted(dump, sym, seedChain, "!alpcchain -all", 150);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ms, Is.LessThan(MaxLatencyMs), "interrupt latency");
+            Assert.That(outp, Does.Contain("(INTERRUPTED: partial)"), Head(outp));
+            Assert.That(Regex.Match(outp, @"(\d+) threads examined").Groups[1].Value, Is.Not.EqualTo("").And.Not.EqualTo("0"), Head(outp));
+        });
+    }
+
+    /// <summary>
+    /// Ctrl+Break while nt's type layouts are still being loaded (the first command of the session): the command stops,
+    /// says where, and the layouts built so far are not kept (the session's layout cache is not poisoned).
+    /// </summary>
+    [Test]
+    [Ignore("Known defect (issue 20, reported to the lead): when Ctrl+Break lands while the engine answers a type query, " +
+            "the engine consumes the interrupt itself (GetInterrupt never reports it) and fails the query; the session " +
+            "cache (EngineSessionCache) keeps that miss, so every later command says 'type nt!_EPROCESS not found ... Run .symfix'.")]
+    public void InterruptDuringTypeLoadingDoesNotPoisonTheSession()
+    {
+        var (dump, sym, s) = Make("logon-hang-alpc", "10k", 1);
+        string seedChain = s.Commands.First(c => c != "!alpcchain -all");
+        string load = ".load " + ExtensionPackage.DllWinPath();
+        var run = RealEngine.Run(dump, [load, "!ntsleuth.help", "!alpcchain -all", seedChain],
+            new EngineOptions
+            {
+                SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = 300, InterruptCommand = 3,
+                // TODO(issue 20 item 1): remove once the DynamicResolver finalizer crash fix is on main.
+                Environment = new Dictionary<string, string> { ["DOTNET_EnableWriteXorExecute"] = "0" },
+            });
+        foreach (var c in run.Commands) TestContext.Out.WriteLine($"> {c.Command}  ({c.Milliseconds:F1} ms)\n{Head(c.Output)}");
+        var h = run[2].Output;
+        var lat = Latency.Match(h);
+        Assert.That(lat.Success, Is.True, h);
+        double ms = double.Parse(lat.Groups[1].Value, CultureInfo.InvariantCulture);
+        TestContext.Progress.WriteLine($"[interrupt] !alpcchain -all during type loading: returned {ms:F2} ms after SetInterrupt");
+        Assert.Multiple(() =>
+        {
+            Assert.That(ms, Is.LessThan(MaxLatencyMs), "interrupt latency");
+            Assert.That(h, Does.Contain("interrupted by user (Ctrl+Break)"), h);
+            // Before the fix the next command read every structure with half-built layouts: no image names, bogus links.
+            Assert.That(run[3].Output, Does.Contain("winlogon.exe (384.1e2c) -> LogonUI.exe (1ac)"), run[3].Output);
+            Assert.That(run[3].Output, Does.Not.Contain("not readable"), run[3].Output);
+        });
+    }
+}
