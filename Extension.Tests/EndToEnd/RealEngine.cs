@@ -237,11 +237,13 @@ public static class RealEngine
 
     private static readonly Regex EndLine = new(@"^@@end (?:0x)?([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
 
-    private static readonly Regex MemLine = new(@"^@@mem (\d+)\r?$", RegexOptions.Multiline);
+    private static readonly Regex MemLine = new(@"^@@mem (\d+)(?: (\d+) (\d+))?\r?$", RegexOptions.Multiline);
 
-    /// <summary>The engine process's private bytes after each command, in command order (enginehost -mem).</summary>
+    /// <summary>The engine process's private bytes after each command, in command order (enginehost -mem); where the
+    /// system reports none (wine 8: PrivateUsage 0), the pagefile usage, else the working set.</summary>
     public static List<long> PrivateBytes(string transcript) =>
-        MemLine.Matches(transcript).Select(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
+        MemLine.Matches(transcript).Select(m => Enumerable.Range(1, 3).Select(g => m.Groups[g].Success ? long.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture) : 0)
+            .FirstOrDefault(v => v > 0)).ToList();
 
     internal static List<EngineCommandResult> Parse(string transcript)
     {

@@ -19,7 +19,8 @@
  *   @@begin <command>
  *   ...output...
  *   @@end <hr as 0x%08x> <elapsed ms>
- * With -mem, every "@@end" line is followed by "@@mem <private bytes of this process>" (PrivateUsage).
+ * With -mem, every "@@end" line is followed by "@@mem <PrivateUsage> <PagefileUsage> <WorkingSetSize>" of this process
+ * (wine 8 reports PrivateUsage as 0; the tests then use PagefileUsage, else the working set).
  * With -interrupt-after, a thread calls IDebugControl::SetInterrupt once a command (every command, or only the n-th,
  * 1-based, with -interrupt-cmd) has run that long, and the host measures how long the command took to return after it:
  *   @@host interrupt requested at <ms since the command began> hr=<hr>      (printed by the interrupt thread)
@@ -357,7 +358,8 @@ int main(int argc, char **argv) {
                 ZeroMemory(&pmc, sizeof pmc);
                 pmc.cb = sizeof pmc;
                 if (GetProcessMemoryInfo(GetCurrentProcess(), (PROCESS_MEMORY_COUNTERS *)&pmc, sizeof pmc))
-                    emitf("@@mem %llu\n", (unsigned long long)pmc.PrivateUsage);
+                    emitf("@@mem %llu %llu %llu\n", (unsigned long long)pmc.PrivateUsage, (unsigned long long)pmc.PagefileUsage,
+                          (unsigned long long)pmc.WorkingSetSize);
             }
         }
     }
