@@ -14,6 +14,42 @@ param(
 )
 $ErrorActionPreference = "Stop"
 $root = $PSScriptRoot
+
+# GalleryManifest.xml, as scripts/gallery-manifest.sh writes it on Linux: commands from Native\ntsleuth.def (every
+# export but the DebugExtension* callbacks), version from <Version> in Directory.Build.props, files from amd64\.
+function Write-GalleryManifest([string]$pkg) {
+  $arch = "amd64"
+  $def = Get-Content (Join-Path $root "Native\ntsleuth.def")
+  $module = (($def | Where-Object { $_ -match '^\s*LIBRARY\s' }) -split '\s+' | Where-Object { $_ })[1]
+  $inExports = $false; $cmds = @()
+  foreach ($l in $def) {
+    $t = $l.Trim()
+    if ($t -ieq "EXPORTS") { $inExports = $true; continue }
+    if ($inExports -and $t -and -not $t.StartsWith(";") -and -not $t.StartsWith("DebugExtension")) { $cmds += ($t -split '\s+')[0] }
+  }
+  if (-not $cmds) { throw "no commands exported in Native\ntsleuth.def" }
+  $ver = ([xml](Get-Content (Join-Path $root "Directory.Build.props"))).Project.PropertyGroup.Version | Where-Object { $_ } | Select-Object -First 1
+  if (-not $ver) { throw "no <Version> in Directory.Build.props" }
+  $files = @("$module.dll") + (Get-ChildItem (Join-Path $pkg $arch) -File | Where-Object { $_.Extension -in @(".dll",".json") -and $_.Name -ne "$module.dll" } |
+           Sort-Object Name -CaseSensitive | ForEach-Object Name)
+  $x = New-Object System.Text.StringBuilder
+  [void]$x.AppendLine('<?xml version="1.0" encoding="utf-8"?>').AppendLine('<ExtensionPackage>')
+  [void]$x.AppendLine("  <Name>NtSleuth</Name>").AppendLine("  <Version>$ver</Version>")
+  [void]$x.AppendLine("  <Description>Windows kernel triage: pool leaks, ALPC chains, NBL owners, DPC/ISR blame, driver frame order, DHCP timers</Description>")
+  [void]$x.AppendLine("  <Components>").AppendLine("    <BinaryComponent Name=`"$module`" Type=`"Engine`">").AppendLine("      <Files>")
+  foreach ($f in $files) { [void]$x.AppendLine("        <File Architecture=`"$arch`" Module=`"$arch\$f`" />") }
+  [void]$x.AppendLine("      </Files>").AppendLine("      <LoadTriggers>")
+  [void]$x.AppendLine("        <TriggerSet>").AppendLine('          <TargetTrigger Type="Kernel" />').AppendLine("        </TriggerSet>")
+  [void]$x.AppendLine("        <TriggerSet>").AppendLine('          <ModuleTrigger Name="dhcpcore.dll" />').AppendLine("        </TriggerSet>")
+  [void]$x.AppendLine("      </LoadTriggers>").AppendLine("      <EngineCommands>")
+  foreach ($c in $cmds) {
+    [void]$x.AppendLine("        <EngineCommand Name=`"$c`">").AppendLine("          <EngineCommandItem>")
+    [void]$x.AppendLine("            <Syntax>!$c</Syntax>").AppendLine("          </EngineCommandItem>").AppendLine("        </EngineCommand>")
+  }
+  [void]$x.AppendLine("      </EngineCommands>").AppendLine("    </BinaryComponent>").AppendLine("  </Components>").AppendLine("</ExtensionPackage>")
+  [System.IO.File]::WriteAllText((Join-Path $pkg "GalleryManifest.xml"), $x.ToString())
+  [void][xml](Get-Content (Join-Path $pkg "GalleryManifest.xml"))   # well-formed or throw
+}
 if (-not $OutDir) { $OutDir = Join-Path $root "artifacts\ntsleuth" }
 
 # ntsleuth.dll and enginehost.exe are compiled by Native\Native.targets (mingw gcc, clang or MSVC cl on PATH).
@@ -29,7 +65,10 @@ $bin = Join-Path $root "Extension\bin\$Configuration\net10.0"
 foreach ($f in "ntsleuth.dll","nethost.dll","NtSleuth.Extension.dll","NtSleuth.Extension.runtimeconfig.json","NtSleuth.Extension.deps.json") {
   if (-not (Test-Path (Join-Path $bin $f))) { throw "$f missing in $bin (install LLVM clang or the MSVC build tools so ntsleuth.dll is built)" }
 }
-if (Test-Path $OutDir) { Remove-Item -Recurse -Force $OutDir }
+# The package is a WinDbg extension-gallery package: GalleryManifest.xml at its root, the module and what it needs in amd64\.
+$pkgDir = $OutDir
+if (Test-Path $pkgDir) { Remove-Item -Recurse -Force $pkgDir }
+$OutDir = Join-Path $pkgDir "amd64"
 New-Item -ItemType Directory -Force $OutDir | Out-Null
 Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "nethost.dll"), (Join-Path $bin "NtSleuth.Extension.runtimeconfig.json"), (Join-Path $bin "NtSleuth.Extension.deps.json") $OutDir
 Get-ChildItem $bin -File | Where-Object { $_.Name -like "NtSleuth.*" -and $_.Extension -in @(".dll",".pdb") } | Copy-Item -Destination $OutDir
@@ -48,6 +87,8 @@ if ($WithRuntime) {
     Where-Object { $_.Name -notin @("hostfxr.dll","createdump.exe") -and $_.Extension -notin @(".lib",".pdb") } |
     Copy-Item -Destination $shared
 }
+$OutDir = $pkgDir
+Write-GalleryManifest $OutDir
 $zip = "$OutDir.zip"
 if (Test-Path $zip) { Remove-Item $zip }
 Compress-Archive -Path $OutDir -DestinationPath $zip

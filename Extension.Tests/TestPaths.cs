@@ -15,7 +15,7 @@ public static class TestPaths
     public static string RepoRoot => _root.Value;
 
     /// <summary>../shared beside the repository (seeds, docs, realdata). May be absent.</summary>
-    public static string SharedDir => Path.GetFullPath(Path.Combine(RepoRoot, "..", "shared"));
+    public static string SharedDir => NtSleuth.Lab.SharedData.ExpectedDirectory ?? throw new InvalidOperationException("repository root (NtSleuthExt.sln) not found: cannot place ../shared");
 
     /// <summary>Path under ../shared, or Assert.Ignore with a clear reason when it is absent.</summary>
     public static string SharedFile(params string[] parts)

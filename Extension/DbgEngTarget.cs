@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Runtime.InteropServices;
 using System.Text;
 using NtSleuth.Commands.Symbols;
@@ -16,17 +15,21 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     private readonly DbgEngSession _s;
     private TargetInfo? _info;
     private bool _interrupted;
-    private readonly DbgEngTypeQueries _types;
-    private readonly Dictionary<string, bool> _hasSymbols = new(StringComparer.OrdinalIgnoreCase);
 
-    /// <summary>Layouts cached for the debugger session, keyed by module base + type id + name (a .reload that changes the PDB changes the key).</summary>
-    private static readonly ConcurrentDictionary<(ulong, uint, string), TypeLayout> LayoutCache = new();
-
+    /// <summary>
+    /// Binds the session cache (<see cref="EngineSessionCache"/>: layouts, symbol addresses, symbol states kept across
+    /// commands and dropped when modules or symbols change) to this command; <see cref="Dispose"/> ends the command.
+    /// </summary>
     public DbgEngTarget(DbgEngSession session)
     {
         _s = session;
-        _types = new DbgEngTypeQueries(session, () => Info.PointerSize);
+        _outerQueries = EngineSessionCache.Begin(session, () => Info.PointerSize);
     }
+
+    private readonly ITypeQueries? _outerQueries;
+
+    /// <summary>End of the command: the session cache remembers the module list as the command leaves it.</summary>
+    public void EndCommand() => EngineSessionCache.End(_s, _outerQueries);
 
     public ISymbolProvider Symbols => this;
 
@@ -100,6 +103,14 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public ulong? GetSymbolAddress(string qualifiedName)
     {
+        if (EngineSessionCache.TryGetSymbol(qualifiedName, out var cached)) return cached;
+        var a = LookUpSymbol(qualifiedName);
+        if (_s.Symbols is not null) EngineSessionCache.PutSymbol(qualifiedName, a);
+        return a;
+    }
+
+    private ulong? LookUpSymbol(string qualifiedName)
+    {
         var sym = _s.Symbols;
         if (sym is null) return null;
         try
@@ -136,22 +147,31 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     {
         try
         {
+            string qualified = $"{module}!{typeName}";
+            if (EngineSessionCache.TryGetLayout(qualified, out var cached)) return cached;
             // Without type symbols, asking the engine for a type prints a large "full symbol information" banner:
             // check the module's symbol state first and answer "unknown type" quietly.
-            if (!_hasSymbols.TryGetValue(module, out bool has)) _hasSymbols[module] = has = HasSymbols(module);
-            if (!has) return null;
-            string qualified = $"{module}!{typeName}";
-            if (!_types.TryGetTypeId(qualified, out ulong modBase, out uint typeId)) return null;
-            var key = (modBase, typeId, qualified);
-            if (LayoutCache.TryGetValue(key, out var cached)) return cached;
-            var layout = new TypeLayoutBuilder(_types).Build(module, typeName);
-            if (layout is not null && layout.Fields.Count > 0) LayoutCache[key] = layout;
+            if (!HasSymbols(module)) { EngineSessionCache.PutLayout(qualified, null); return null; }
+            var layout = EngineSessionCache.Builder.BuildLazy(module, typeName, EngineSessionCache.ModuleBase(module));
+            EngineSessionCache.PutLayout(qualified, layout);
             return layout;
         }
         catch { return null; }
     }
 
     public bool HasSymbols(string module)
+    {
+        if (EngineSessionCache.TryGetHasSymbols(module, out bool known)) return known;
+        bool has = QuerySymbolState(module);
+        if (_s.Symbols is not null) EngineSessionCache.PutHasSymbols(module, has);
+        return has;
+    }
+
+    /// <summary>
+    /// The module's symbol type (DEBUG_MODULE_PARAMETERS.SymbolType). A deferred module is loaded the engine's own
+    /// way, by a lookup that succeeds: the name at the module's base address (like <c>ln</c>), then asked again.
+    /// </summary>
+    private bool QuerySymbolState(string module)
     {
         var sym = _s.Symbols;
         if (sym is null) return false;
@@ -165,12 +185,14 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
                 if (hr < 0) return false;
                 DEBUG_MODULE_PARAMETERS mp = default;
                 if (sym.GetModuleParameters(1, &b, 0, &mp) < 0) return false;
+                EngineSessionCache.PutModuleBase(module, b);
                 switch (mp.SymbolType)
                 {
                     case 1: case 2: case 3: case 6: case 7: return true;
-                    case 5 when attempt == 0: // deferred: a lookup in the module makes the engine load its symbols
-                        ulong dummy;
-                        fixed (byte* n = Ansi(module + "!__ntsleuth_symbol_probe")) sym.GetOffsetByName(n, &dummy);
+                    case 5 when attempt == 0: // deferred: an address lookup in the module makes the engine load its symbols
+                        var name = new byte[256];
+                        uint size = 0; ulong disp = 0;
+                        fixed (byte* buf = name) sym.GetNameByOffset(b, buf, (uint)name.Length, &size, &disp);
                         continue;
                     default: return false;
                 }

@@ -41,6 +41,7 @@ internal static class Diagnostics
         string typeName = kernel ? "_KTHREAD" : "_PEB";
         var tsw = Stopwatch.StartNew();
         TypeLayout? layout = target.Symbols.GetTypeLayout(main, typeName);
+        _ = layout?.Fields; // a lazy layout enumerates the whole type here: time what a full layout costs
         double layoutMs = tsw.Elapsed.TotalMilliseconds;
         if (layout is null)
             sb.Append($"  type         : {main}!{typeName} not found (symbols missing?)\n");

@@ -24,4 +24,15 @@ public static class Entry
             return unchecked((int)0x80004005);
         }
     }
+
+    /// <summary>
+    /// DebugExtensionNotify, forwarded by the shim once .NET runs: <c>void Notify(uint notify, ulong argument)</c>.
+    /// A debugger session that starts or ends drops the session cache (layouts, symbol addresses).
+    /// </summary>
+    [UnmanagedCallersOnly]
+    public static void Notify(uint notify, ulong argument)
+    {
+        try { EngineSessionCache.OnNotify(notify); }
+        catch { /* nothing may escape into the engine */ }
+    }
 }

@@ -14,13 +14,14 @@ internal static class Host
     public static int Run(IntPtr debugClient, string name, string? args)
     {
         DbgEngSession? session = null;
+        DbgEngTarget? target = null;
         IOutputSink? sink = null;
         try
         {
             session = new DbgEngSession(debugClient);
             if (session.Control is null) return CommandDispatcher.E_FAIL; // cannot even print: nothing else to do
             sink = new DbgEngOutputSink(new DbgEngControlOutput(session.Control), PrefersDml(session.Control));
-            var target = new DbgEngTarget(session);
+            target = new DbgEngTarget(session);
             if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
                 InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));
             if (Diagnostics.Wants(name, args)) return Diagnostics.Run(target, sink);
@@ -30,14 +31,14 @@ internal static class Host
         {
             try
             {
-                sink?.WriteError($"ntsleuth: internal error in !{name}: {ex.GetType().FullName}: {ex.Message}\n" +
-                                 "  The debugger session is unaffected; please report this with the command line.\n");
+                if (sink is not null) return CommandDispatcher.ReportHostFailure(name, args, sink, ex);
             }
             catch { /* the barrier */ }
             return CommandDispatcher.E_FAIL;
         }
         finally
         {
+            try { target?.EndCommand(); } catch { /* never throw into the engine */ }
             session?.Dispose();
         }
     }

@@ -45,11 +45,61 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
     // the count is then the field's size over the element's.
     private static readonly Regex ArrayName = new(@"^(?<elem>.*?)\s*\[(?<n>\d*)\](?<rest>(\[\d+\])*)$", RegexOptions.CultureInvariant);
 
+    /// <summary>Field type descriptions already asked of the engine, by (module base, type id): many fields share a type.</summary>
+    private readonly Dictionary<(ulong, uint), TypeRef> _described = new();
+
+    /// <summary>
+    /// A lazy layout: one engine call for the type id and one for the size now; each field the command reads is
+    /// resolved on first use (GetFieldTypeAndOffset, the type's name/size once per distinct type, the bitfield ioctl
+    /// only for integral fields); the whole field list only when a caller enumerates it.
+    /// </summary>
+    public TypeLayout? BuildLazy(string module, string typeName, ulong knownModuleBase = 0)
+    {
+        string qualified = $"{module}!{typeName}";
+        ulong modBase = knownModuleBase;
+        uint typeId = 0;
+        if (modBase == 0 || !TryKnownTypeId(modBase, typeName, out typeId))
+            if (!q.TryGetTypeId(qualified, out modBase, out typeId)) return null;
+        ulong size = q.GetTypeSize(modBase, typeId);
+        // A type without fields (an enum, a forward declaration) answers as a complete one would: no field, kind
+        // Unknown once enumerated; no engine call is spent on finding that out up front.
+        return new TypeLayout(module, typeName, size,
+            name => ResolveField(qualified, modBase, typeId, name),
+            () => BuildFields(qualified, modBase, typeId));
+    }
+
+    private FieldLayout? ResolveField(string qualified, ulong modBase, uint typeId, string name)
+    {
+        if (!q.TryGetFieldTypeAndOffset(modBase, typeId, name, out uint ftype, out uint offset)) return null;
+        TypeRef tr = DescribeCached(modBase, ftype);
+        // Bitfields are integral: only base and enum fields can be one, so only they cost the ioctl.
+        if (tr.Kind is TypeKind.Base or TypeKind.Enum && tr.Size is >= 1 and <= 8)
+        {
+            var bits = q.GetBitfields(qualified, [name]);
+            if (bits.TryGetValue(name, out var b) && b.Length > 0)
+                tr = new TypeRef { Kind = TypeKind.Bitfield, Name = tr.Name, Size = tr.Size, Inner = tr,
+                                   BitPosition = b.Position, BitLength = b.Length, IsSigned = tr.IsSigned };
+        }
+        return new FieldLayout(name, offset, tr);
+    }
+
+    private TypeRef DescribeCached(ulong modBase, uint typeId)
+    {
+        if (!_described.TryGetValue((modBase, typeId), out var tr)) _described[(modBase, typeId)] = tr = Describe(modBase, typeId, depth: 0);
+        return tr;
+    }
+
     public TypeLayout? Build(string module, string typeName)
     {
         string qualified = $"{module}!{typeName}";
         if (!q.TryGetTypeId(qualified, out ulong modBase, out uint typeId)) return null;
         ulong size = q.GetTypeSize(modBase, typeId);
+        var all = BuildFields(qualified, modBase, typeId);
+        return new TypeLayout(module, typeName, size, all.Kind, all.Fields);
+    }
+
+    private (TypeKind Kind, IReadOnlyList<FieldLayout> Fields) BuildFields(string qualified, ulong modBase, uint typeId)
+    {
 
         var names = new List<string>();
         for (uint i = 0; i < MaxFields; i++)
@@ -64,7 +114,7 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         foreach (var name in names)
         {
             if (!q.TryGetFieldTypeAndOffset(modBase, typeId, name, out uint ftype, out uint offset)) continue;
-            TypeRef tr = Describe(modBase, ftype, depth: 0);
+            TypeRef tr = DescribeCached(modBase, ftype);
             if (bits.TryGetValue(name, out var b) && b.Length > 0)
                 tr = new TypeRef { Kind = TypeKind.Bitfield, Name = tr.Name, Size = tr.Size, Inner = tr,
                                    BitPosition = b.Position, BitLength = b.Length, IsSigned = tr.IsSigned };
@@ -72,7 +122,7 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         }
         TypeKind kind = names.Count == 0 ? TypeKind.Unknown
             : fields.Count > 1 && fields.All(f => f.Offset == 0) ? TypeKind.Union : TypeKind.Struct;
-        return new TypeLayout(module, typeName, size, kind, fields);
+        return (kind, fields);
     }
 
     /// <summary>Describes a field's type from its id (kind from the engine's type name, size from GetTypeSize).</summary>
@@ -80,10 +130,29 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
     {
         string name = (q.GetTypeName(modBase, typeId) ?? "").Trim();
         ulong size = q.GetTypeSize(modBase, typeId);
-        return DescribeName(modBase, name, size, depth);
+        return DescribeName(modBase, name, size, depth, typeId);
     }
 
-    private TypeRef DescribeName(ulong modBase, string name, ulong size, int depth)
+    /// <summary>Type ids of named types seen so far, by (module base, name): the engine's name lookup is slow
+    /// (5-20 ms for "__unnamed_1309" in a large PDB), a field's type id is already known.</summary>
+    private readonly Dictionary<(ulong, string), uint?> _idByName = new();
+
+    private bool TryIdByName(ulong modBase, string name, out uint id)
+    {
+        if (!_idByName.TryGetValue((modBase, name), out var known))
+            _idByName[(modBase, name)] = known = q.TryGetTypeIdInModule(modBase, name, out uint found) ? found : null;
+        id = known ?? 0;
+        return known is not null;
+    }
+
+    /// <summary>The type id of a named struct/union this builder has already met as a field type (0 = not met).</summary>
+    public bool TryKnownTypeId(ulong modBase, string name, out uint id)
+    {
+        id = 0;
+        return _idByName.TryGetValue((modBase, name), out var known) && known is uint k && (id = k) != 0;
+    }
+
+    private TypeRef DescribeName(ulong modBase, string name, ulong size, int depth, uint knownId = 0)
     {
         if (name.Contains("(*") || name.Contains("(__") && name.EndsWith(')'))
             return new TypeRef { Kind = TypeKind.Pointer, Name = name, Size = (ulong)q.PointerSize,
@@ -116,7 +185,8 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         if (name.Length == 0)
             return new TypeRef { Kind = TypeKind.Unknown, Name = "", Size = size };
         // A named type: struct/union if it has fields, otherwise an enum (engine type names of enums have no marker).
-        if (q.TryGetTypeIdInModule(modBase, name, out uint id))
+        if (knownId != 0 && !name.EndsWith('*') && !ArrayName.IsMatch(name)) _idByName.TryAdd((modBase, name), knownId);
+        if (TryIdByName(modBase, name, out uint id))
         {
             if (q.GetFieldName(modBase, id, 0) is not null)
                 return new TypeRef { Kind = TypeKind.Struct, Name = name, Size = size != 0 ? size : q.GetTypeSize(modBase, id) };

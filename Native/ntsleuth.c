@@ -25,6 +25,7 @@
 #define MANAGED_RUNTIMECONFIG L"NtSleuth.Extension.runtimeconfig.json"
 #define MANAGED_TYPE L"NtSleuth.Extension.Entry, NtSleuth.Extension"
 #define MANAGED_METHOD L"Invoke"
+#define MANAGED_NOTIFY_METHOD L"Notify"
 #define APPLOCAL_RUNTIME_DIR L"dotnet"
 
 /* hostfxr status codes we name in messages (from the .NET host's error_codes.h) */
@@ -33,12 +34,14 @@
 #define E_NTSLEUTH_NO_RUNTIME ((HRESULT)0x80008083)
 
 typedef int(CORECLR_DELEGATE_CALLTYPE *invoke_fn)(void *client, const char *commandName, const char *args);
+typedef void(CORECLR_DELEGATE_CALLTYPE *notify_fn)(ULONG notify, ULONG64 argument);
 typedef int(NETHOST_CALLTYPE *get_hostfxr_path_fn)(char_t *buffer, size_t *buffer_size,
                                                     const struct get_hostfxr_parameters *parameters);
 
 static HMODULE g_self;
 static SRWLOCK g_initLock = SRWLOCK_INIT;
 static invoke_fn volatile g_invoke;
+static notify_fn volatile g_notify; /* Entry.Notify: the session cache hears session changes (optional) */
 static double g_startMs; /* how long the last successful .NET start took */
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -173,8 +176,10 @@ static int32_t start_dotnet(Diag *d) {
         g_errDiag = NULL;
         return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
     }
-    void *fn = NULL;
+    void *fn = NULL, *nfn = NULL;
     rc = load(assemblyPath, MANAGED_TYPE, MANAGED_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &fn);
+    /* Optional: without it the managed side still validates its cache against the module list on every command. */
+    if (rc >= 0 && fn && load(assemblyPath, MANAGED_TYPE, MANAGED_NOTIFY_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &nfn) < 0) nfn = NULL;
     if (set_writer) set_writer(prevWriter);
     g_errDiag = NULL;
     if (rc < 0 || !fn) {
@@ -182,6 +187,7 @@ static int32_t start_dotnet(Diag *d) {
         return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
     }
     g_startMs = now_ms() - t0;
+    g_notify = (notify_fn)nfn;
     g_invoke = (invoke_fn)fn;
     return 0;
 }
@@ -262,12 +268,15 @@ HRESULT CALLBACK DebugExtensionInitialize(PULONG version, PULONG flags) {
 void CALLBACK DebugExtensionUninitialize(void) {
     /* The CLR cannot be unloaded; the managed side keeps no state tied to this DLL instance. After .load again,
      * start_dotnet finds the runtime already initialized and re-obtains the entry point. */
+    g_notify = NULL;
     g_invoke = NULL;
 }
 
+/* Session active/inactive/accessible/inaccessible: forwarded to the managed session cache once .NET runs (before
+ * that nothing is cached). The managed side catches everything. */
 void CALLBACK DebugExtensionNotify(ULONG notify, ULONG64 argument) {
-    (void)notify;
-    (void)argument;
+    notify_fn fn = g_notify;
+    if (fn) fn(notify, argument);
 }
 
 #define NTSLEUTH_COMMAND(name) \

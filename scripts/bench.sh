@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every registered bench case (command x scenario x scale 1x/10x/100x) over the in-memory target and prints one
-# table: round trips, bytes and modelled KDNET seconds of the command vs. the manual procedure it replaces.
+# table: KD packets, bytes and modelled KDNET seconds of the command vs. the manual procedure it replaces, counted the
+# same way on both sides (docs/bench.md).
 # Usage: scripts/bench.sh [--command NAME] [--scenario NAME] [--build KEY] [--scales 1,10,100]
 # Needs ../shared beside the repository (or NTSLEUTH_SHARED=/path/to/shared).
 set -euo pipefail

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Makes the user package: a folder + zip with ntsleuth.dll, nethost.dll, the managed NtSleuth.*.dll files and their
+# Makes the user package, laid out as a WinDbg extension-gallery package: OUTDIR/GalleryManifest.xml
+# (scripts/gallery-manifest.sh) and OUTDIR/amd64/ with ntsleuth.dll, nethost.dll, the managed NtSleuth.*.dll files and their
 # runtimeconfig/deps json; with --with-runtime also an app-local .NET runtime "dotnet/" (a dotnet root:
 # host/fxr/<v>/hostfxr.dll + shared/Microsoft.NETCore.App/<v>/...) from the Microsoft.NETCore.App.Runtime.win-x64 pack.
 #   scripts/package.sh [OUTDIR] [--with-runtime] [--config Debug|Release] [--no-build] [--no-zip]
@@ -22,7 +23,8 @@ BIN="$ROOT/Extension/bin/$CONFIG/net10.0"
 for f in ntsleuth.dll nethost.dll NtSleuth.Extension.dll NtSleuth.Extension.runtimeconfig.json NtSleuth.Extension.deps.json; do
   [ -f "$BIN/$f" ] || { echo "package: $BIN/$f missing (build with mingw-w64 installed: scripts/setup-linux.sh)" >&2; exit 1; }
 done
-rm -rf "$OUT"; mkdir -p "$OUT"
+rm -rf "$OUT"; mkdir -p "$OUT/amd64"
+PKG="$OUT"; OUT="$OUT/amd64"
 cp "$BIN"/ntsleuth.dll "$BIN"/nethost.dll "$BIN"/NtSleuth.*.dll "$BIN"/NtSleuth.Extension.runtimeconfig.json "$BIN"/NtSleuth.Extension.deps.json "$OUT/"
 cp "$BIN"/NtSleuth.*.pdb "$OUT/" 2>/dev/null || true
 if [ $WITH_RUNTIME -eq 1 ]; then
@@ -38,6 +40,8 @@ if [ $WITH_RUNTIME -eq 1 ]; then
   done
   cp "$RT/LICENSE.TXT" "$RT/THIRD-PARTY-NOTICES.TXT" "$OUT/dotnet/" 2>/dev/null || true
 fi
+OUT="$PKG"
+"$ROOT/scripts/gallery-manifest.sh" "$OUT"
 if [ $ZIP -eq 1 ] && command -v zip >/dev/null 2>&1; then
   (cd "$(dirname "$OUT")" && rm -f "$(basename "$OUT").zip" && zip -qr "$(basename "$OUT").zip" "$(basename "$OUT")")
   echo "package: $OUT.zip ($(du -h "$OUT.zip" | cut -f1))"

@@ -22,7 +22,7 @@ ENGINE="$PKGS/microsoft.debugging.platform.dbgeng/20260109.1235.0/content/amd64"
 [ -f "$ENGINE/dbgeng.dll" ] || { echo "dbgeng.dll not in $ENGINE (dotnet restore Extension.Tests)" >&2; exit 1; }
 HOSTEXE="$ROOT/Extension/bin/$CONFIG/net10.0/enginehost.exe"
 PKG="$OUT/.ntsleuth-package"
-if [ $BUILD -eq 1 ] || [ ! -f "$PKG/ntsleuth.dll" ]; then
+if [ $BUILD -eq 1 ] || [ ! -f "$PKG/amd64/ntsleuth.dll" ]; then
   "$ROOT/scripts/package.sh" "$PKG" --with-runtime --config "$CONFIG" --no-zip >&2
 fi
 [ -f "$HOSTEXE" ] || { echo "$HOSTEXE missing (dotnet build Extension -c $CONFIG with mingw-w64)" >&2; exit 1; }
@@ -37,7 +37,7 @@ else
   winpath() { cygpath -w "$1"; }
   RUN=("$HOSTEXE")
 fi
-DLL="$(winpath "$PKG/ntsleuth.dll")"
+DLL="$(winpath "$PKG/amd64/ntsleuth.dll")"
 # One sample per line: name<TAB>dump<TAB>symbolPath<TAB>cmd1<TAB>cmd2...
 mapfile -t SAMPLES < <(python3 - "$OUT/manifest.json" <<'PY'
 import json, sys

@@ -40,7 +40,7 @@ public sealed class AlpcChainAnalyzer
         if (thread == 0) { report.Problem = "0 is not a thread address: give an _ETHREAD address (e.g. from !process 0 2 or !thread)."; return Finish(report); }
         AlpcThread start;
         Setup(report);
-        long rtS = Stats.RoundTrips, bS = Stats.Bytes;
+        long rtS = Stats.RoundTrips, bS = Stats.Bytes, pS = Stats.Packets;
         try
         {
             var t = ReadThread(thread, out string? notThread);
@@ -63,7 +63,7 @@ public sealed class AlpcChainAnalyzer
         var chain = Walk(start, new List<AlpcThread>(), allowInference: true);
         if (chain.Hops.Count > 0) { chain.Hops[0].RoundTrips += rtStart; chain.Hops[0].Bytes += bStart; }
         report.Chains.Add(chain);
-        report.Reads = Figures(rtS, bS, chain);
+        report.Reads = Figures(rtS, bS, chain, p0: pS);
         return Finish(report);
     }
 
@@ -120,7 +120,7 @@ public sealed class AlpcChainAnalyzer
             if (_r.Memory.IsInterruptRequested) { chain.End = ChainEnd.Interrupted; break; }
             if (chain.Hops.Count + before.Count >= MaxHops) { chain.End = ChainEnd.HopLimit; chain.Notes.Add($"stopped after {MaxHops} hops"); break; }
             path.Add(cur);
-            long rt0 = Stats.RoundTrips, b0 = Stats.Bytes;
+            long rt0 = Stats.RoundTrips, b0 = Stats.Bytes, p0 = Stats.Packets;
             var hop = new AlpcHop { Waiter = cur };
             chain.Hops.Add(hop);
             try
@@ -289,7 +289,7 @@ public sealed class AlpcChainAnalyzer
 
     private AlpcChainReport Merge(AlpcChainReport report, List<AlpcThread> waiters)
     {
-        long rt0 = Stats.RoundTrips, b0 = Stats.Bytes;
+        long rt0 = Stats.RoundTrips, b0 = Stats.Bytes, p0 = Stats.Packets;
         var chains = new List<(AlpcThread Waiter, AlpcChain Chain)>();
         int hops = 0;
         foreach (var w in waiters)
@@ -325,7 +325,7 @@ public sealed class AlpcChainAnalyzer
         foreach (var c in report.Chains) c.Summary = AlpcChainRenderer.SummaryLine(c);
         if (waiters.Count == 0 && report.Problem is null)
             report.Problem = report.Mode == "all" ? "no thread in the system waits for an ALPC reply." : "no thread of this process waits for an ALPC reply.";
-        report.Reads = Figures(rt0, b0, null, hops);
+        report.Reads = Figures(rt0, b0, null, hops, p0);
         return Finish(report);
     }
 
@@ -649,7 +649,8 @@ public sealed class AlpcChainAnalyzer
 
     private AlpcChainReport NewReport(string mode, ulong start) => new() { Mode = mode, Start = start, Build = _r.Target.Info.BuildNumber };
 
-    private AlpcReadFigures Figures(long rt0, long b0, AlpcChain? chain, int hops = 0)
+    /// <summary>Read figures since (rt0, b0, p0); the modelled KDNET time counts KD packets (<see cref="KdnetModel"/>).</summary>
+    private AlpcReadFigures Figures(long rt0, long b0, AlpcChain? chain, int hops = 0, long p0 = 0)
     {
         var f = new AlpcReadFigures
         {
@@ -657,7 +658,7 @@ public sealed class AlpcChainAnalyzer
             Bytes = Stats.Bytes - b0,
             SetupRoundTrips = _setupRt,
             SetupBytes = _setupBytes,
-            ModelledKdnetSeconds = Math.Round(KdnetModel.Seconds(Stats.RoundTrips - rt0 + _setupRt, Stats.Bytes - b0 + _setupBytes), 4),
+            ModelledKdnetSeconds = Math.Round(KdnetModel.Seconds(Stats.Packets - p0 + _setupPackets, Stats.Bytes - b0 + _setupBytes), 4),
         };
         if (chain is not null)
         {
@@ -671,14 +672,14 @@ public sealed class AlpcChainAnalyzer
         return f;
     }
 
-    private long _setupRt, _setupBytes;
+    private long _setupRt, _setupBytes, _setupPackets;
 
     /// <summary>One-time reads of a run: the clock (KeMaximumIncrement, KUSER_SHARED_DATA tick count).</summary>
     private void Setup(AlpcChainReport report)
     {
-        long rt = Stats.RoundTrips, b = Stats.Bytes;
+        long rt = Stats.RoundTrips, b = Stats.Bytes, p = Stats.Packets;
         EnsureTick();
-        _setupRt = Stats.RoundTrips - rt; _setupBytes = Stats.Bytes - b;
+        _setupRt = Stats.RoundTrips - rt; _setupBytes = Stats.Bytes - b; _setupPackets = Stats.Packets - p;
     }
 
     private AlpcChainReport Finish(AlpcChainReport r)

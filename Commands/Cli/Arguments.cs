@@ -8,11 +8,17 @@ public sealed class UsageException(string message) : Exception(message);
 /// <summary>The command cannot run on this target (wrong kind of target, module not loaded, ...): one clear line, no usage.</summary>
 public sealed class CommandFailedException(string message) : Exception(message);
 
+/// <summary>
+/// The command does not apply to this target (its module is not loaded: no NDIS, no filter manager): not an error,
+/// nothing to report. Text: one line; JSON: status "notApplicable".
+/// </summary>
+public sealed class CommandNotApplicableException(string message) : Exception(message);
+
 /// <summary>Declares the options a command accepts. Flags take no value; options take one.</summary>
 public sealed class ArgSpec
 {
     public HashSet<string> Flags { get; } = new(StringComparer.OrdinalIgnoreCase) { "json", "dml", "text", "?", "h", "help", "v", "stats" };
-    public HashSet<string> Options { get; } = new(StringComparer.OrdinalIgnoreCase);
+    public HashSet<string> Options { get; } = new(StringComparer.OrdinalIgnoreCase) { "out" };
     public int MaxPositionals { get; init; } = 1;
 
     public ArgSpec Flag(params string[] names) { foreach (var n in names) Flags.Add(n); return this; }
@@ -66,6 +72,27 @@ public sealed class ParsedArgs
                 ? $"unexpected argument '{result.Positionals[0]}'"
                 : $"too many arguments: '{string.Join(' ', result.Positionals)}'");
         return result;
+    }
+
+    /// <summary>
+    /// What a command line asks for output before it is parsed (a line that does not parse still gets its error as a
+    /// JSON document when it says -json, written to the -out file when it names one). Never throws.
+    /// </summary>
+    public static (bool Json, string? Out) PeekOutput(string? commandLine)
+    {
+        List<string> tokens;
+        try { tokens = Tokenize(commandLine ?? ""); }
+        catch (UsageException) { tokens = (commandLine ?? "").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries).ToList(); }
+        bool json = false; string? outFile = null;
+        for (int i = 0; i < tokens.Count; i++)
+        {
+            var t = tokens[i];
+            if (t.Length < 2 || (t[0] != '-' && t[0] != '/')) continue;
+            var name = t[1..];
+            if (name.Equals("json", StringComparison.OrdinalIgnoreCase)) json = true;
+            else if (name.Equals("out", StringComparison.OrdinalIgnoreCase) && i + 1 < tokens.Count) outFile = tokens[++i];
+        }
+        return (json, outFile);
     }
 
     internal static List<string> Tokenize(string s)

@@ -27,11 +27,20 @@ public sealed class CommandContext
     public CommandContext(ITarget target, IOutputSink sink, ParsedArgs args, ReadStats? stats = null)
     {
         Target = target;
-        Sink = sink;
         Args = args;
         Reader = new KernelReader(target, stats);
         Mode = args.Mode(sink.PrefersDml);
+        // -out without -json writes plain text to the file (no DML markup in a file).
+        if (Mode == OutputMode.Dml && args.Get("out") is not null) Mode = OutputMode.Text;
+        // In -json mode everything the command writes is captured: the dispatcher emits exactly one document
+        // (text a command writes becomes its "messages", errors its "warnings"). With -out the text goes to the file.
+        Sink = Mode == OutputMode.Json || args.Get("out") is not null ? Capture = new BufferSink(sink.PrefersDml) : sink;
     }
+
+    /// <summary>Set in -json mode and with -out: what the command wrote, for the dispatcher.</summary>
+    internal BufferSink? Capture { get; }
+    /// <summary>The result model a command passed to <see cref="WriteJson{T}"/> in -json mode.</summary>
+    internal object? JsonModel { get; private set; }
 
     public ITarget Target { get; }
     public IOutputSink Sink { get; }
@@ -50,7 +59,9 @@ public sealed class CommandContext
     /// <summary>Renders a document in the run's mode (text or DML) and writes it.</summary>
     public void Write(Doc doc) => Sink.Write(doc.Render(Mode == OutputMode.Dml ? OutputMode.Dml : OutputMode.Text), Mode == OutputMode.Dml);
 
-    public void WriteJson<T>(T model) => Sink.Write(JsonOut.Serialize(model) + "\n", false);
+    /// <summary>Hands the result model to the dispatcher, which writes it as the one JSON document of the run
+    /// (schema, version, status and findings added; see docs/json.md).</summary>
+    public void WriteJson<T>(T model) where T : notnull => JsonModel = model;
 
     public bool IsJson => Mode == OutputMode.Json;
 }

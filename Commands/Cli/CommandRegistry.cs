@@ -36,7 +36,7 @@ public static class CommandRegistry
             sb.Append("  !").Append(c.Name.PadRight(12)).Append(c.Summary).Append('\n');
         }
         sb.Append("  !help        this list\n\n");
-        sb.Append("Common options: -? usage, -json machine-readable output, -dml / -text force the output mode, -v verbose, -stats round trips and bytes read.\n");
+        sb.Append("Common options: -? usage, -json one JSON document (docs/json.md), -out <file> write the output to a file, -dml / -text force the output mode, -v verbose, -stats round trips, KD packets and bytes read.\n");
         return sb.ToString();
     }
 }

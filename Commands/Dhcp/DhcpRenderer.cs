@@ -61,7 +61,7 @@ public static class DhcpRenderer
         if (r.MainThread is { } m)
         {
             d.Line();
-            d.Text("Main thread ").Link($"{m.ThreadId:x}", $"~~[{m.ThreadId:x}]s; kL").Text(": dhcpcore!ProcessDhcpRequestForever");
+            d.Text("Main thread ").Link($"{m.ThreadId:x}", $"~~[{m.ThreadId:x}]kL").Text(": dhcpcore!ProcessDhcpRequestForever");
             d.Line(m.InWaitForMultipleObjectsEx ? " waiting in WaitForMultipleObjectsEx" : " (not in WaitForMultipleObjectsEx)");
             if (m.TimeoutNote is not null) d.Line("  " + m.TimeoutNote);
             if (verbose) foreach (var f in m.Frames) d.Line("    " + Fmt.Clean(f));

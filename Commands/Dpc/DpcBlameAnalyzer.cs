@@ -229,7 +229,7 @@ public sealed class DpcBlameAnalyzer
         foreach (var link in links)
         {
             ulong kdpc = link - plan.KdpcLinkOffset;
-            PrefetchBlock(kdpc, plan.Kdpc.Size);
+            PrefetchKdpc(kdpc, plan.Kdpc.Size);
             var q = new QueuedDpc { Kdpc = kdpc, Queue = queue };
             var v = _r.TryRead("nt", "_KDPC", kdpc);
             if (v is null || v.TryUInt("DeferredRoutine") is not ulong routine) { q.Unreadable = true; st.Queued.Add(q); continue; }
@@ -245,6 +245,25 @@ public sealed class DpcBlameAnalyzer
             st.Note = (st.Note is null ? "" : st.Note + "; ") + walk.Describe($"CPU {st.Cpu} {queue} DPC queue");
         if (walk.IsComplete && walk.Count != depth)
             st.Note = (st.Note is null ? "" : st.Note + "; ") + $"{queue} queue: DpcQueueDepth says {depth}, the list has {walk.Count} entries";
+    }
+
+    // Adaptive read-ahead over all queues: blocks pay off when KDPCs share them (drivers keep KDPC arrays); once
+    // blocks stop serving other KDPCs (KDPCs scattered over pool pages), each KDPC is read alone.
+    private readonly HashSet<ulong> _blocks = new();
+    private int _blockReads, _blockServed;
+    private const int BlockTrial = 8;
+
+    private void PrefetchKdpc(ulong addr, ulong size)
+    {
+        ulong first = addr & ~(DpcBlock - 1), last = (addr + size - 1) & ~(DpcBlock - 1);
+        if (_blocks.Contains(first) && _blocks.Contains(last)) { _blockServed++; return; }
+        if (_blockReads < BlockTrial || _blockServed >= _blockReads)
+        {
+            for (ulong b = first; b <= last; b += DpcBlock) _blocks.Add(b);
+            _blockReads++;
+            PrefetchBlock(addr, size);
+        }
+        else M.Prefetch(addr, (int)size);
     }
 
     private void PrefetchBlock(ulong addr, ulong size)

@@ -112,7 +112,7 @@ public static class DpcBlameRenderer
             d.Line("  Module               Base               Queued  Running  Queue share");
             foreach (var b in r.Blame)
             {
-                d.Text("  ").Link(b.Module.PadRight(20), "lmvm " + b.Module).Text(" ");
+                d.Text("  ").Link(b.Module.PadRight(20), "lmvm ", b.Module).Text(" ");
                 d.Text(b.Base == 0 ? "?".PadRight(17) : Fmt.Addr(b.Base));
                 string mark = !b.Culprit ? "" : r.BugCheck?.Kind == "cumulative" ? "  <- on the bugcheck stack" : "  <- culprit";
                 d.Line($"  {b.Queued,6}  {b.Running,7}  {b.Share * 100,5:0.0}%{mark}{(b.HasSymbols ? "" : "  (no symbols)")}");

@@ -25,7 +25,7 @@ Usage: !frameorder [-volume <name|addr>] [-legacy Name=altitude[,...]] [-json]
         var legacy = FrameAnalyzer.ParseLegacy(ctx.Args.Get("legacy"));
         FrameOrderReport report;
         try { report = new FrameAnalyzer(ctx.Reader, ctx.Args.Get("volume"), legacy, new RegistryGroupSource(ctx.Reader)).Analyze(); }
-        catch (FltmgrUnavailableException e) { ctx.Sink.WriteError($"!frameorder: {e.Message}\n"); return; }
+        catch (FltmgrUnavailableException e) { throw new CommandNotApplicableException(e.Message); }
         if (ctx.IsJson) ctx.WriteJson(report);
         else ctx.Write(FrameRenderer.Render(report));
     }

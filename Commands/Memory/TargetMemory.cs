@@ -15,9 +15,12 @@ public sealed class TargetMemory
     public const int MaxChunk = 0x10000;
 
     private readonly ITarget _target;
-    // Extents keyed by start address; non-overlapping, non-adjacent-merged lazily.
-    private readonly SortedList<ulong, byte[]> _extents = new();
+    // Page-granular cache: each touched page holds its bytes and a bitmap of the bytes known (read once, never re-read).
+    // Storing by page keeps the cost of a read linear in the bytes it moves (no coalescing of growing ranges by copying).
+    private readonly Dictionary<ulong, CachePage> _pages = new();
     private readonly HashSet<ulong> _badPages = new();
+    private readonly HashSet<ulong> _searchedPages = new();
+    private const ulong PageMask = PageSize - 1;
 
     public TargetMemory(ITarget target, ReadStats? stats = null)
     {
@@ -41,37 +44,34 @@ public sealed class TargetMemory
             // Serve a cached prefix without a round trip.
             int cached = CachedPrefix(a, buffer[done..]);
             if (cached > 0) { done += cached; continue; }
-            if (_badPages.Contains(a & ~(ulong)(PageSize - 1))) break;
-            // Fetch up to the next cached extent (or the whole rest), in chunks.
+            if (_badPages.Contains(a & ~PageMask)) break;
+            // Fetch up to the next cached byte (or the whole rest), in chunks, straight into the caller's buffer.
             int want = Math.Min(buffer.Length - done, MaxChunk);
-            int nextCached = DistanceToNextExtent(a, want);
-            want = Math.Min(want, nextCached);
-            var tmp = new byte[want];
-            int got = SafeRead(a, tmp);
+            want = DistanceToNextCached(a, want);
+            var dest = buffer.Slice(done, want);
+            int got = SafeRead(a, dest);
             Stats.AddRead(want);
             if (got > 0)
             {
-                var data = got == want ? tmp : tmp.AsSpan(0, got).ToArray();
-                Insert(a, data);
-                data.AsSpan().CopyTo(buffer[done..]);
+                Store(a, dest[..got]);
                 done += got;
             }
             if (got < want)
             {
                 // Remember the unreadable page so later reads do not retry it.
-                _badPages.Add((a + (ulong)Math.Max(got, 0)) & ~(ulong)(PageSize - 1));
+                _badPages.Add((a + (ulong)Math.Max(got, 0)) & ~PageMask);
                 break;
             }
         }
         return done;
     }
 
-    private int SafeRead(ulong address, byte[] tmp)
+    private int SafeRead(ulong address, Span<byte> dest)
     {
         try
         {
-            int got = _target.ReadVirtual(address, tmp);
-            return Math.Clamp(got, 0, tmp.Length);
+            int got = _target.ReadVirtual(address, dest);
+            return Math.Clamp(got, 0, dest.Length);
         }
         catch (Exception) { return 0; }
     }
@@ -86,8 +86,10 @@ public sealed class TargetMemory
     /// <summary>Reads a range in bulk into the cache (one round trip per <see cref="MaxChunk"/>). Returns bytes readable.</summary>
     public int Prefetch(ulong address, int length)
     {
-        var b = new byte[length];
-        return Read(address, b);
+        if (length <= 0) return 0;
+        var b = System.Buffers.ArrayPool<byte>.Shared.Rent(length);
+        try { return Read(address, b.AsSpan(0, length)); }
+        finally { System.Buffers.ArrayPool<byte>.Shared.Return(b); }
     }
 
     public bool TryReadU64(ulong address, out ulong value)
@@ -110,10 +112,22 @@ public sealed class TargetMemory
         return TryReadU64(address, out value);
     }
 
-    /// <summary>Searches via the target (no transfer); counted as one round trip.</summary>
+    /// <summary>Searches via the target; counted as one round trip that transfers every page of the range (the engine reads them).</summary>
     public ulong? Search(ulong start, ulong length, ReadOnlySpan<byte> pattern)
     {
-        Stats.AddSearch();
+        // The engine reads the range's pages to search them and keeps them in its cache: pages searched before are not
+        // transferred again (a page this command read itself is counted, as the engine's cache of the search is separate).
+        long fresh = 0;
+        if (length > 0)
+        {
+            ulong first = start & ~PageMask, last = (start + length - 1) & ~PageMask;
+            for (ulong p = first; ; p += PageSize)
+            {
+                if (_searchedPages.Add(p)) fresh++;
+                if (p >= last) break;
+            }
+        }
+        Stats.AddSearch(fresh);
         try { return _target.SearchVirtual(start, length, pattern); }
         catch (Exception) { return null; }
     }
@@ -129,7 +143,7 @@ public sealed class TargetMemory
         if (IsInterruptRequested) throw new OperationCanceledException("Interrupted by user (Ctrl+Break).");
     }
 
-    public void Clear() { _extents.Clear(); _badPages.Clear(); foreach (var m in _processes.Values) m.Clear(); }
+    public void Clear() { _pages.Clear(); _badPages.Clear(); _searchedPages.Clear(); foreach (var m in _processes.Values) m.Clear(); }
 
     // ---- other processes' address spaces ----
     private readonly Dictionary<ulong, TargetMemory> _processes = new();
@@ -163,73 +177,117 @@ public sealed class TargetMemory
         public int ReadProcessVirtual(ulong p, ulong address, Span<byte> buffer) => inner.ReadProcessVirtual(p, address, buffer);
     }
 
-    // ---- extent cache ----
+    // ---- page cache ----
+    private sealed class CachePage
+    {
+        public readonly byte[] Data = new byte[PageSize];
+        // One bit per byte: known (read from the target).
+        public readonly ulong[] Known = new ulong[PageSize / 64];
+        public bool Full;
+
+        public void Mark(int from, int count)
+        {
+            int end = from + count;
+            while (from < end)
+            {
+                int w = from >> 6, bit = from & 63;
+                int n = Math.Min(64 - bit, end - from);
+                ulong mask = n == 64 ? ulong.MaxValue : ((1UL << n) - 1) << bit;
+                Known[w] |= mask;
+                from += n;
+            }
+            if (!Full)
+            {
+                foreach (var k in Known) if (k != ulong.MaxValue) return;
+                Full = true;
+            }
+        }
+
+        /// <summary>How many bytes from <paramref name="from"/> (up to <paramref name="max"/>) are known contiguously.</summary>
+        public int KnownRun(int from, int max)
+        {
+            if (Full) return max;
+            int pos = from, end = from + max;
+            while (pos < end)
+            {
+                int w = pos >> 6, bit = pos & 63;
+                ulong unknown = ~Known[w] >> bit;
+                if (unknown != 0) return Math.Min(pos + System.Numerics.BitOperations.TrailingZeroCount(unknown), end) - from;
+                pos += 64 - bit;
+            }
+            return max;
+        }
+
+        /// <summary>How many bytes from <paramref name="from"/> (up to <paramref name="max"/>) are unknown contiguously.</summary>
+        public int UnknownRun(int from, int max)
+        {
+            if (Full) return 0;
+            int pos = from, end = from + max;
+            while (pos < end)
+            {
+                int w = pos >> 6, bit = pos & 63;
+                ulong known = Known[w] >> bit;
+                if (known != 0) return Math.Min(pos + System.Numerics.BitOperations.TrailingZeroCount(known), end) - from;
+                pos += 64 - bit;
+            }
+            return max;
+        }
+    }
+
     private bool TryFromCache(ulong address, Span<byte> buffer) => CachedPrefix(address, buffer) == buffer.Length;
 
+    /// <summary>Copies the known bytes from <paramref name="address"/> on into <paramref name="buffer"/> up to the first unknown one.</summary>
     private int CachedPrefix(ulong address, Span<byte> buffer)
     {
-        int idx = FloorIndex(address);
-        if (idx < 0) return 0;
-        ulong start = _extents.Keys[idx];
-        var data = _extents.Values[idx];
-        ulong end = start + (ulong)data.Length;
-        if (address >= end) return 0;
-        int off = (int)(address - start);
-        int n = Math.Min(buffer.Length, data.Length - off);
-        data.AsSpan(off, n).CopyTo(buffer);
-        return n;
+        int done = 0;
+        while (done < buffer.Length)
+        {
+            ulong a = address + (ulong)done;
+            if (!_pages.TryGetValue(a & ~PageMask, out var page)) break;
+            int off = (int)(a & PageMask);
+            int inPage = Math.Min(buffer.Length - done, PageSize - off);
+            int run = page.KnownRun(off, inPage);
+            if (run == 0) break;
+            page.Data.AsSpan(off, run).CopyTo(buffer[done..]);
+            done += run;
+            if (run < inPage) break;
+        }
+        return done;
     }
 
-    private int DistanceToNextExtent(ulong address, int max)
+    /// <summary>Bytes from <paramref name="address"/> (at most <paramref name="max"/>, at least 1) before the next known byte.</summary>
+    private int DistanceToNextCached(ulong address, int max)
     {
-        int idx = FloorIndex(address) + 1;
-        if (idx < _extents.Count)
+        int done = 0;
+        while (done < max)
         {
-            ulong next = _extents.Keys[idx];
-            if (next > address && next - address < (ulong)max) return (int)(next - address);
+            ulong a = address + (ulong)done;
+            int off = (int)(a & PageMask);
+            int inPage = Math.Min(max - done, PageSize - off);
+            if (_pages.TryGetValue(a & ~PageMask, out var page))
+            {
+                int run = page.UnknownRun(off, inPage);
+                done += run;
+                if (run < inPage) break;
+            }
+            else done += inPage;
         }
-        return max;
+        return Math.Max(done, 1);
     }
 
-    private int FloorIndex(ulong address)
+    private void Store(ulong address, ReadOnlySpan<byte> data)
     {
-        var keys = _extents.Keys;
-        int lo = 0, hi = keys.Count - 1, res = -1;
-        while (lo <= hi)
+        int done = 0;
+        while (done < data.Length)
         {
-            int mid = (lo + hi) >>> 1;
-            if (keys[mid] <= address) { res = mid; lo = mid + 1; } else hi = mid - 1;
+            ulong a = address + (ulong)done;
+            ulong pageBase = a & ~PageMask;
+            if (!_pages.TryGetValue(pageBase, out var page)) _pages[pageBase] = page = new CachePage();
+            int off = (int)(a & PageMask);
+            int n = Math.Min(data.Length - done, PageSize - off);
+            data.Slice(done, n).CopyTo(page.Data.AsSpan(off));
+            page.Mark(off, n);
+            done += n;
         }
-        return res;
-    }
-
-    private void Insert(ulong address, byte[] data)
-    {
-        // Merge with an adjacent/overlapping predecessor and successors to keep lookups simple.
-        ulong start = address;
-        ulong end = address + (ulong)data.Length;
-        int idx = FloorIndex(address);
-        if (idx >= 0)
-        {
-            ulong ps = _extents.Keys[idx];
-            var pd = _extents.Values[idx];
-            if (ps + (ulong)pd.Length >= address) start = ps;
-            else idx++;
-        }
-        else idx = 0;
-        // Collect overlapping extents.
-        var parts = new List<(ulong, byte[])>();
-        while (idx < _extents.Count && _extents.Keys[idx] <= end)
-        {
-            parts.Add((_extents.Keys[idx], _extents.Values[idx]));
-            ulong e = _extents.Keys[idx] + (ulong)_extents.Values[idx].Length;
-            if (e > end) end = e;
-            _extents.RemoveAt(idx);
-        }
-        if (parts.Count == 0 && start == address) { _extents.Add(address, data); return; }
-        var merged = new byte[end - start];
-        foreach (var (s, d) in parts) d.CopyTo(merged, (int)(s - start));
-        data.CopyTo(merged, (int)(address - start));
-        _extents.Add(start, merged);
     }
 }

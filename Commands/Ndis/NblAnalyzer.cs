@@ -14,7 +14,11 @@ namespace NtSleuth.Commands.Ndis;
 public sealed class NblAnalyzer
 {
     public const string Module = "ndis";
-    /// <summary>Bulk window for NBL memory: one request covers this many bytes around an entry not yet read.</summary>
+    /// <summary>
+    /// Bulk window for NBL memory where the layout proves contiguous: when an entry is the previous one's neighbour,
+    /// one request covers this many bytes around it. Entries scattered over pool pages (other allocations between
+    /// them) are read one entry span per request instead, so read-ahead never moves bytes nobody uses.
+    /// </summary>
     public const int Window = 0x4000;
     public const int MaxPools = 10_000;
     public const int MaxNblsPerPool = 1_000_000;
@@ -26,6 +30,7 @@ public sealed class NblAnalyzer
     private readonly ulong? _ownerFilter;
     private readonly ulong? _poolFilter;
     private readonly HashSet<ulong> _windows = new();
+    private bool _layoutContiguous = true;
 
     public NblAnalyzer(KernelReader reader, ulong? ownerFilter = null, ulong? poolFilter = null)
     {
@@ -79,6 +84,14 @@ public sealed class NblAnalyzer
         // 3. The pool list head.
         ulong? head = types.TrySymbol("ndis!ndisGlobalNetBufferListPoolList");
         if (head is null && tri is not null && tri.TryUInt("GlobalNetBufferListPoolList") is { } p && p != 0) head = p;
+        if (head is null && tri is not null && triType!.HasField("GlobalNetBufferListPoolList"))
+            // The symbols are fine (the triage block and its type resolved): its field holds no list head. Memory, not symbols.
+            throw new Cli.CommandFailedException($"the NBL pool list cannot be found: ndis!ndisGlobalNetBufferListPoolList is not in these ndis symbols, and " +
+                $"ndisGlobalTriageBlock.GlobalNetBufferListPoolList at {Output.Fmt.Addr(triAddr!.Value + triType.GetField("GlobalNetBufferListPoolList").Offset)} " +
+                $"{(tri.TryUInt("GlobalNetBufferListPoolList") is null ? "is not readable" : "reads 0")} (the triage block is damaged, or ndis has not initialised it)");
+        if (head is null && tri is null && triAddr is not null && triType is not null)
+            throw new Cli.CommandFailedException($"the NBL pool list cannot be found: ndis!ndisGlobalNetBufferListPoolList is not in these ndis symbols, and " +
+                $"ndis!ndisGlobalTriageBlock at {Output.Fmt.Addr(triAddr.Value)}, which publishes it, is not readable (paged out or not in the dump)");
         if (head is null)
             throw new MissingSymbolException("ndis!ndisGlobalNetBufferListPoolList (or ndisGlobalTriageBlock.GlobalNetBufferListPoolList)", Module);
         rep.PoolListHead = head.Value;
@@ -197,11 +210,22 @@ public sealed class NblAnalyzer
 
     private static ulong ReadU64(StructView v, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(v.Bytes.Slice(offset, 8));
 
-    /// <summary>Prefetches the aligned window holding [address, address+length) unless it was fetched already.</summary>
-    private void EnsureWindow(ulong address, int length)
+    /// <summary>
+    /// Makes [address, address+length) cached before the walk reads its link: the aligned window(s) holding it when the
+    /// previous entry of the walk was its neighbour, or for a pool's first entry when the last pool was laid out so
+    /// (contiguous layout: one request serves the neighbours), else
+    /// just the entry (scattered layout: a window would move bytes of unrelated allocations).
+    /// </summary>
+    private void EnsureWindow(ulong address, int length, ulong? previous)
     {
         ulong first = address & ~(ulong)(Window - 1);
         ulong last = (address + (ulong)Math.Max(length, 1) - 1) & ~(ulong)(Window - 1);
+        if (_windows.Contains(first) && _windows.Contains(last)) return;
+        // Neighbours: the previous entry lies within two entry spans (back-to-back entries of a pool's block). A pool's
+        // first entry follows what the previous pool's entries showed (optimistic for the first pool).
+        bool contiguous = previous is { } p ? (p > address ? p - address : address - p) <= 2UL * (ulong)Math.Max(length, 1) : _layoutContiguous;
+        if (previous is not null) _layoutContiguous = contiguous;
+        if (!contiguous) { _r.Memory.Prefetch(address, Math.Max(length, 1)); return; }
         for (ulong w = first; w <= last; w += Window)
             if (_windows.Add(w)) _r.Memory.Prefetch(w, Window);
     }
@@ -214,14 +238,16 @@ public sealed class NblAnalyzer
         var walk = new ListWalkResult();
         int ownerOff = off.NblCurrentOwnerOffset;
         int entrySpan = off.EntryHeaderSize + Math.Max(off.NblSize, ownerOff + 8);
-        // The walk reads each entry's link; the entry's window is prefetched in bulk before the walk moves on,
-        // so the next link read is served from the cache whenever entries share a window.
+        // The walk reads each entry's link; the entry (or, on a contiguous layout, its window) is prefetched before the
+        // walk moves on, so the next link read is served from the cache.
         int recovered = 0;
+        ulong? previous = null;
         foreach (var link in BothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
         {
             ulong entry = link - (ulong)off.EntryLinkageOffset;
             ulong nbl = entry + (ulong)off.EntryHeaderSize;
-            EnsureWindow(entry, entrySpan);
+            EnsureWindow(entry, entrySpan, previous);
+            previous = entry;
             info.Nbls++; rep.TotalNbls++;
             if (!ownersReadable) continue;
             if (!_r.Memory.TryReadU64(nbl + (ulong)ownerOff, out var owner))

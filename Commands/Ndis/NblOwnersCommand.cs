@@ -23,7 +23,7 @@ Usage: !nblowners [-owner <handle>] [-pool <pool>] [-json]
         ulong? pool = ctx.Args.Get("pool") is { } p ? ctx.EvaluateAddress(p) : null;
         NblOwnersReport report;
         try { report = new NblAnalyzer(ctx.Reader, owner, pool).Analyze(); }
-        catch (NdisUnavailableException e) { ctx.Sink.WriteError($"!nblowners: {e.Message}\n"); return; }
+        catch (NdisUnavailableException e) { throw new CommandNotApplicableException(e.Message); }
         if (ctx.IsJson) ctx.WriteJson(report);
         else ctx.Write(NblRenderer.Render(report, ctx.Args.Verbose));
     }

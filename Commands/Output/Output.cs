@@ -43,8 +43,24 @@ public sealed class Doc
 
     public Doc Text(string? text) { if (!string.IsNullOrEmpty(text)) _segs.Add(new Seg(text, null, null)); return this; }
     public Doc Line(string? text = null) { Text(text); _segs.Add(new Seg("\n", null, null)); return this; }
-    /// <summary>A clickable command link in DML; plain text otherwise.</summary>
-    public Doc Link(string text, string command) { _segs.Add(new Seg(text, command, null)); return this; }
+    /// <summary>
+    /// A clickable command link in DML; plain text otherwise. A command that could run more than one command (a ';',
+    /// a line break or another control character, an unbalanced quote: see <see cref="DmlCommand.IsSingle"/>) is never
+    /// made a link: the text is shown without one. Values read from the target go through
+    /// <see cref="Link(string, string, string?)"/>.
+    /// </summary>
+    public Doc Link(string text, string command)
+    {
+        _segs.Add(new Seg(text, DmlCommand.IsSingle(command) ? command : null, null));
+        return this;
+    }
+    /// <summary>
+    /// A link whose command is <paramref name="command"/> followed by one argument taken from the target (a pool tag, a
+    /// module name): the argument is quoted as the debugger's command line needs (<see cref="DmlCommand.Arg"/>); a value
+    /// that cannot be one safe argument (a ';', a quote, a control character, markup) gives plain text, no link.
+    /// </summary>
+    public Doc Link(string text, string command, string? targetValue) =>
+        DmlCommand.Arg(targetValue) is { } arg ? Link(text, command + arg) : Text(text);
     /// <summary>Bold/emphasis in DML (e.g. verdicts, warnings); plain text otherwise.</summary>
     public Doc Bold(string text) { _segs.Add(new Seg(text, null, "b")); return this; }
     /// <summary>Address link: shows the address as the debugger prints it (with the ` separator) and runs <paramref name="command"/>.</summary>
@@ -63,6 +79,48 @@ public sealed class Doc
             else sb.Append(Dml.Escape(s.Text));
         }
         return sb.ToString();
+    }
+}
+
+/// <summary>
+/// The one place that decides what may stand in a DML link's command: exactly one debugger command, whatever the
+/// target's memory holds. The engine splits a command line at ';' (outside quotes for some commands, everywhere for
+/// others), so a target value with a ';' could chain a second command (".shell ..."); a '"' could end our quoting.
+/// </summary>
+public static class DmlCommand
+{
+    /// <summary>True when <paramref name="command"/> is one command: no ';', no control character, balanced quotes, no
+    /// '&lt;' or '&gt;' (never needed by our commands; keeps the attribute free of anything markup-like).</summary>
+    public static bool IsSingle(string? command)
+    {
+        if (string.IsNullOrWhiteSpace(command)) return false;
+        int quotes = 0;
+        foreach (char c in command)
+        {
+            if (c is ';' or '<' or '>' || char.IsControl(c) || c > 0x7e) return false;
+            if (c == '"') quotes++;
+        }
+        return quotes % 2 == 0;
+    }
+
+    /// <summary>
+    /// <paramref name="value"/> as one argument of a debugger command: as is when it is made of letters, digits and
+    /// <c>_ . - + ! @ $ ? * ` # :</c>; in double quotes when it also has spaces (a pool tag such as "Io  "); null when it
+    /// holds anything else (';', '"', '&lt;', '&amp;', '|', control or non-ASCII characters), so the caller shows it
+    /// without a link.
+    /// </summary>
+    public static string? Arg(string? value)
+    {
+        if (string.IsNullOrEmpty(value) || value.Length > 260) return null;
+        bool space = false;
+        foreach (char c in value)
+        {
+            if (c == ' ') { space = true; continue; }
+            if (char.IsAsciiLetterOrDigit(c) || c is '_' or '.' or '-' or '+' or '!' or '@' or '$' or '?' or '*' or '`' or '#' or ':') continue;
+            return null;
+        }
+        if (!space) return value;
+        return value.Trim().Length == 0 ? null : "\"" + value + "\"";
     }
 }
 

@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using System.Reflection.PortableExecutable;
 using NtSleuth.Commands.Target;
 
 namespace NtSleuth.Commands.Pool;
@@ -6,7 +6,7 @@ namespace NtSleuth.Commands.Pool;
 /// <summary>
 /// Searches a module's image file on the debugger host instead of target memory (no round trip at all) when the
 /// file is available and provably the same build as the loaded module (PE TimeDateStamp and SizeOfImage match).
-/// Hits are reported as module base + RVA.
+/// Hits are reported as module base + RVA. Headers and sections are read with System.Reflection.PortableExecutable.
 /// </summary>
 public static class HostImageSearch
 {
@@ -39,25 +39,16 @@ public static class HostImageSearch
     public static List<ulong>? SearchPe(byte[] file, ModuleInfo m, byte[] pattern, int maxHits)
     {
         if (file.Length < 0x40 || file[0] != 'M' || file[1] != 'Z') return null;
-        int pe = BinaryPrimitives.ReadInt32LittleEndian(file.AsSpan(0x3c));
-        if (pe <= 0 || pe + 24 > file.Length || BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(pe)) != 0x00004550) return null;
-        int nsec = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(pe + 6));
-        uint stamp = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(pe + 8));
-        int optSize = BinaryPrimitives.ReadUInt16LittleEndian(file.AsSpan(pe + 20));
-        int opt = pe + 24;
-        if (opt + 60 > file.Length) return null;
-        uint sizeOfImage = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(opt + 56));
-        if (m.TimeDateStamp != 0 && m.TimeDateStamp != stamp) return null;
-        if (m.Size != 0 && sizeOfImage != m.Size) return null;
-        int sec = opt + optSize;
+        PEHeaders h;
+        try { h = new PEHeaders(new MemoryStream(file, writable: false)); }
+        catch (BadImageFormatException) { return null; }
+        if (h.PEHeader is not { } opt) return null;
+        if (m.TimeDateStamp != 0 && m.TimeDateStamp != unchecked((uint)h.CoffHeader.TimeDateStamp)) return null;
+        if (m.Size != 0 && unchecked((uint)opt.SizeOfImage) != m.Size) return null;
         var hits = new List<ulong>();
-        for (int i = 0; i < nsec && sec + 40 * (i + 1) <= file.Length; i++)
+        foreach (var sec in h.SectionHeaders)
         {
-            int h = sec + 40 * i;
-            uint vsize = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(h + 8));
-            uint va = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(h + 12));
-            uint rawSize = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(h + 16));
-            uint rawPtr = BinaryPrimitives.ReadUInt32LittleEndian(file.AsSpan(h + 20));
+            long rawPtr = (uint)sec.PointerToRawData, rawSize = (uint)sec.SizeOfRawData, vsize = (uint)sec.VirtualSize;
             long len = Math.Min(rawSize, vsize == 0 ? rawSize : vsize);
             if (rawPtr >= file.Length || len <= 0) continue;
             len = Math.Min(len, file.Length - rawPtr);
@@ -67,7 +58,7 @@ public static class HostImageSearch
             {
                 int idx = span[from..].IndexOf(pattern);
                 if (idx < 0) break;
-                hits.Add(m.Base + va + (ulong)(from + idx));
+                hits.Add(m.Base + (uint)sec.VirtualAddress + (ulong)(from + idx));
                 from += idx + 1;
             }
         }

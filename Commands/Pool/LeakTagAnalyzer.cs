@@ -111,7 +111,7 @@ public sealed class LeakTagAnalyzer
 
         var tables = new List<(string Source, ulong Address, ulong Entries)>();
         if (!M.TryReadPointer(trackSym, out var baseTable))
-            throw new TargetReadException(trackSym, 8, $"nt!PoolTrackTable at {trackSym:x16} is not readable (the pointer is not in the dump); run .reload and check the dump type");
+            throw new TargetReadException(trackSym, 8, Symbols.SymbolDiagnosis.UnreadableGlobal(_t, "nt!PoolTrackTable", trackSym));
         if (baseTable != 0 && entries != 0) tables.Add(("PoolTrackTable", baseTable, entries));
 
         // Per-processor tables (nt!ExPoolTagTables[cpu]) on builds that keep them; the global table is often slot 0.

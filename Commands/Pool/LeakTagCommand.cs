@@ -81,13 +81,11 @@ public static class LeakTagRenderer
     private static void Row(Doc d, PoolTagUsage u, bool link)
     {
         string tag = u.Tag;
-        if (link) d.Link(tag, "!leaktag " + Quote(tag)); else d.Text(tag);
+        if (link) d.Link(tag, "!leaktag ", tag); else d.Text(tag);
         d.Text($" {u.NonPagedOutstanding,9} {u.NonPagedBytes,12} {u.PagedOutstanding,10} {u.PagedBytes,12}");
         d.Text(u.Protected ? "  (protected)" : "");
         d.Line(u.Description is null ? $"    UNKNOWN pooltag '{tag}'" : "    " + u.Description);
     }
-
-    private static string Quote(string tag) => tag.Contains(' ') ? "\"" + tag + "\"" : tag;
 
     private static void RenderTop(Doc d, LeakTagResult r)
     {
@@ -109,7 +107,7 @@ public static class LeakTagRenderer
         {
             var top = r.Top[0];
             bool np = r.Sort != "paged" && (r.Sort == "nonpaged" || top.NonPagedBytes >= top.PagedBytes);
-            d.Text("Top consumer: ").Link(top.Tag, "!leaktag " + Quote(top.Tag));
+            d.Text("Top consumer: ").Link(top.Tag, "!leaktag ", top.Tag);
             d.Line(np ? $", {top.NonPagedOutstanding:N0} allocations, {top.NonPagedBytes:N0} bytes nonpaged"
                       : $", {top.PagedOutstanding:N0} allocations, {top.PagedBytes:N0} bytes paged");
         }
@@ -151,7 +149,7 @@ public static class LeakTagRenderer
             if (r.Sites.Count == 0) d.Line("  none (the tag may be built at run time, or the code is paged out)");
             foreach (var g in r.Sites.GroupBy(s => s.Module))
             {
-                d.Text("  ").Link(g.Key, "lmvm " + g.Key).Line($"  ({g.Count()} site(s))");
+                d.Text("  ").Link(g.Key, "lmvm ", g.Key).Line($"  ({g.Count()} site(s))");
                 foreach (var s in g)
                 {
                     d.Text("    ").Addr(s.Address, $"u {Fmt.Addr(s.Address)}").Text($"  {s.Module}+0x{s.Offset:x}");
@@ -175,7 +173,7 @@ public static class LeakTagRenderer
             if (vt)
             {
                 d.Text($"Driver Verifier: pool tracking is ON (level 0x{r.VerifierLevel:x}); outstanding allocations per driver: ");
-                foreach (var m in r.Sites.Select(s => s.Module).Distinct()) d.Link($"!verifier 3 {m}.sys", $"!verifier 3 {m}.sys").Text(" ");
+                foreach (var m in r.Sites.Select(s => s.Module).Distinct()) d.Link($"!verifier 3 {m}.sys", "!verifier 3 ", m + ".sys").Text(" ");
                 d.Line();
             }
             else d.Line($"Driver Verifier: pool tracking is off (level 0x{r.VerifierLevel:x}); enable it for the driver (verifier /flags 0x8 /driver <name>) to get per-allocation call sites");

@@ -45,11 +45,40 @@ public sealed class PoolTagDescriptions
         return d;
     }
 
+    /// <summary>Parsed files by path, with the size and time they had: a debugger session reads pooltag.txt once.</summary>
+    private static readonly Dictionary<string, (long Length, DateTime Written, PoolTagDescriptions Parsed)> Loaded = new(StringComparer.Ordinal);
+
     public static PoolTagDescriptions? TryLoad(string path)
     {
-        try { return File.Exists(path) ? Parse(path, File.ReadLines(path)) : null; }
+        try
+        {
+            var fi = new FileInfo(path);
+            if (!fi.Exists) return null;
+            lock (Loaded)
+                if (Loaded.TryGetValue(path, out var c) && c.Length == fi.Length && c.Written == fi.LastWriteTimeUtc) return c.Parsed;
+            var parsed = Parse(path, File.ReadLines(path));
+            lock (Loaded) Loaded[path] = (fi.Length, fi.LastWriteTimeUtc, parsed);
+            return parsed;
+        }
         catch (Exception) { return null; }
     }
+
+    /// <summary>The directories of the process's dbgeng.dll: found once per process (listing the process's modules
+    /// costs hundreds of milliseconds under some loaders; the engine's DLL does not move while it runs).</summary>
+    private static readonly Lazy<IReadOnlyList<string>> EngineDllDirectories = new(() =>
+    {
+        var r = new List<string>();
+        try
+        {
+            using var p = Process.GetCurrentProcess();
+            foreach (ProcessModule m in p.Modules)
+                if (string.Equals(System.IO.Path.GetFileName(m.FileName), "dbgeng.dll", StringComparison.OrdinalIgnoreCase)
+                    && System.IO.Path.GetDirectoryName(m.FileName) is { Length: > 0 } dir)
+                    r.Add(dir);
+        }
+        catch (Exception) { }
+        return r;
+    });
 
     /// <summary>Finds pooltag.txt: $NTSLEUTH_POOLTAG, the engine directory hook, then the host process directory and dbgeng.dll's directory.</summary>
     public static PoolTagDescriptions? Locate()
@@ -60,14 +89,7 @@ public sealed class PoolTagDescriptions
             if (!string.IsNullOrEmpty(env) && TryLoad(env) is { } e) return e;
             var dirs = new List<string?>();
             try { dirs.Add(EngineDirectoryProvider?.Invoke()); } catch (Exception) { }
-            try
-            {
-                using var p = Process.GetCurrentProcess();
-                foreach (ProcessModule m in p.Modules)
-                    if (string.Equals(System.IO.Path.GetFileName(m.FileName), "dbgeng.dll", StringComparison.OrdinalIgnoreCase))
-                        dirs.Add(System.IO.Path.GetDirectoryName(m.FileName));
-            }
-            catch (Exception) { }
+            dirs.AddRange(EngineDllDirectories.Value);
             foreach (var d in dirs)
             {
                 if (string.IsNullOrEmpty(d)) continue;

@@ -34,36 +34,111 @@ public sealed record FieldLayout(string Name, ulong Offset, TypeRef Type)
     public ulong Size => Type.Size;
 }
 
-/// <summary>Layout of a struct/union: size and fields by name (anonymous unions flattened, as the PDB presents them).</summary>
+/// <summary>
+/// Layout of a struct/union: size and fields by name (anonymous unions flattened, as the PDB presents them).
+/// A layout is either complete (all fields given) or lazy: fields are resolved one by one on first use through a
+/// resolver (a debugger engine answers per field), and the whole field list only when <see cref="Fields"/> or
+/// <see cref="Kind"/> is asked for. Both forms answer every question the same way.
+/// </summary>
 public sealed class TypeLayout
 {
-    private readonly Dictionary<string, FieldLayout> _fields;
+    private readonly object _lock = new();
+    private Dictionary<string, FieldLayout> _fields;
+    private readonly HashSet<string>? _missing;
+    private Func<string, FieldLayout?>? _resolveField;
+    private Func<(TypeKind Kind, IReadOnlyList<FieldLayout> Fields)?>? _resolveAll;
+    private IReadOnlyList<FieldLayout>? _ordered;
+    private TypeKind _kind;
 
     public TypeLayout(string module, string name, ulong size, TypeKind kind, IEnumerable<FieldLayout> fields)
     {
         Module = module;
         Name = name;
         Size = size;
-        Kind = kind;
+        _kind = kind;
         _fields = new Dictionary<string, FieldLayout>(StringComparer.Ordinal);
         foreach (var f in fields) _fields.TryAdd(f.Name, f);
-        Fields = _fields.Values.OrderBy(f => f.Offset).ThenBy(f => f.Type.BitPosition).ToList();
+        _ordered = Order(_fields);
     }
+
+    /// <summary>
+    /// A lazy layout: <paramref name="resolveField"/> answers one field by name (null when the type has no such field;
+    /// an exception = "unknown now", not remembered); <paramref name="resolveAll"/> gives the kind and every field
+    /// (null = cannot enumerate now: the layout stays lazy and <see cref="Fields"/> shows what is resolved so far).
+    /// </summary>
+    public TypeLayout(string module, string name, ulong size, Func<string, FieldLayout?> resolveField,
+                      Func<(TypeKind Kind, IReadOnlyList<FieldLayout> Fields)?> resolveAll)
+    {
+        Module = module;
+        Name = name;
+        Size = size;
+        _fields = new Dictionary<string, FieldLayout>(StringComparer.Ordinal);
+        _missing = new HashSet<string>(StringComparer.Ordinal);
+        _resolveField = resolveField;
+        _resolveAll = resolveAll;
+    }
+
+    private static List<FieldLayout> Order(Dictionary<string, FieldLayout> d) =>
+        d.Values.OrderBy(f => f.Offset).ThenBy(f => f.Type.BitPosition).ToList();
 
     public string Module { get; }
     public string Name { get; }
     public ulong Size { get; }
-    public TypeKind Kind { get; }
-    /// <summary>Fields ordered by offset.</summary>
-    public IReadOnlyList<FieldLayout> Fields { get; }
 
-    public FieldLayout? TryGetField(string name) => _fields.TryGetValue(name, out var f) ? f : null;
-    public bool HasField(string name) => _fields.ContainsKey(name);
+    public TypeKind Kind
+    {
+        get { lock (_lock) { EnsureComplete(); return _kind; } }
+    }
+
+    /// <summary>Fields ordered by offset (a lazy layout enumerates the whole type once, here).</summary>
+    public IReadOnlyList<FieldLayout> Fields
+    {
+        get { lock (_lock) { EnsureComplete(); return _ordered ?? Order(_fields); } }
+    }
+
+    /// <summary>True when every field is known (a complete layout, or a lazy one that has enumerated its type).</summary>
+    public bool IsComplete { get { lock (_lock) return _resolveAll is null; } }
+
+    private void EnsureComplete()
+    {
+        if (_resolveAll is null) return;
+        (TypeKind Kind, IReadOnlyList<FieldLayout> Fields)? all;
+        try { all = _resolveAll(); } catch (Exception) { all = null; }
+        if (all is null) { _kind = _fields.Count == 0 ? TypeKind.Unknown : TypeKind.Struct; return; }
+        var d = new Dictionary<string, FieldLayout>(StringComparer.Ordinal);
+        foreach (var f in all.Value.Fields) d.TryAdd(f.Name, f);
+        _fields = d;
+        _kind = all.Value.Kind;
+        _ordered = Order(d);
+        _resolveAll = null;
+        _resolveField = null;
+    }
+
+    public FieldLayout? TryGetField(string name)
+    {
+        lock (_lock)
+        {
+            if (_fields.TryGetValue(name, out var f)) return f;
+            if (_resolveField is null || _missing!.Contains(name)) return null;
+            // Field names never contain '.': paths are split by the caller (TypeCache.TryResolvePath).
+            if (name.Length == 0 || name.Contains('.')) return null;
+            FieldLayout? r;
+            try { r = _resolveField(name); }
+            catch (Exception) { return null; }
+            if (r is null) _missing.Add(name);
+            else _fields[name] = r;
+            return r;
+        }
+    }
+
+    public bool HasField(string name) => TryGetField(name) is not null;
 
     public FieldLayout GetField(string name) =>
         TryGetField(name) ?? throw new MissingFieldException($"{Module}!{Name} has no field '{name}'");
 
-    public override string ToString() => $"{Module}!{Name} (0x{Size:x} bytes, {Fields.Count} fields)";
+    public override string ToString() => IsComplete
+        ? $"{Module}!{Name} (0x{Size:x} bytes, {Fields.Count} fields)"
+        : $"{Module}!{Name} (0x{Size:x} bytes, fields resolved on use)";
 }
 
 /// <summary>Thrown when a type or field that the analysis needs is not in the symbols.</summary>

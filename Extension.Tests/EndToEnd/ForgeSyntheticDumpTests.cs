@@ -3,7 +3,8 @@ using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Forge;
-using NtSleuth.Tests.Unit;
+using NtSleuth.Tests.LabTests;
+using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -39,7 +40,7 @@ public class ForgeSyntheticDumpTests
         const ulong ntBase = 0xFFFFF800_12000000, echoBase = 0xFFFFF800_1F000000;
         const ulong message = 0xFFFFFA80_73D3D770, thread = 0xFFFFFA80_7400A080; // the ALPC seed's message address
         var mem = new SparseMemory();
-        var w = new IsfStructWriter(isf, mem);
+        var w = new TypedMemory(mem, isf);
         mem.Map(message, (ulong)w.SizeOf("_KALPC_MESSAGE"));
         mem.Map(thread, (ulong)w.SizeOf("_ETHREAD"));
         w.Set(message, "_KALPC_MESSAGE", "ServerThread", thread);

@@ -2,7 +2,7 @@ using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
-using NtSleuth.Tests.Unit;
+using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;

@@ -5,7 +5,7 @@ using System.Text.Json;
 using System.Text.RegularExpressions;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab.Forge;
-using NtSleuth.Tests.Unit;
+using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -44,7 +44,7 @@ public class RealDumpEngineTests
     [OneTimeSetUp]
     public void ForgeAndRun()
     {
-        _dump = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "dumps", "kernel", "win10-19041-triage-0x1000007e.dmp");
+        _dump = Path.Combine(TestPaths.SharedDir, "realdata", "dumps", "kernel", "win10-19041-triage-0x1000007e.dmp");
         string expected = Path.ChangeExtension(_dump, null) + ".expected.json";
         if (!File.Exists(_dump) || !File.Exists(expected)) Assert.Ignore($"real dump not found at {_dump}");
         RealEngine.Require();
@@ -73,7 +73,7 @@ public class RealDumpEngineTests
 
     private IEnumerable<ForgeModuleSpec> LayoutModule(string module, string image)
     {
-        string layouts = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "layouts", "ndis-fltmgr-layouts.json");
+        string layouts = Path.Combine(TestPaths.SharedDir, "realdata", "layouts", "ndis-fltmgr-layouts.json");
         if (!File.Exists(layouts)) yield break;
         yield return ForgeModules.FromLayoutsWithTypes(layouts, module, "Windows 10 v2004", _isf, out _, _drivers.DriverIdentity(image, ForgeModules.StableGuid(image, "realdump")));
     }
@@ -149,7 +149,7 @@ public class RealDumpEngineTests
         Assert.That(Out("lm m Wdf01000"), Does.Contain("(private pdb symbols)"));
         // The decorated public undecorates to FxTimer::TimerHandler at its RVA.
         Assert.That(Out("x Wdf01000!FxTimer::TimerHandler"), Does.Contain(Fmt(wdf.DllBase + 0x1000)));
-        string layouts = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "layouts", "ndis-fltmgr-layouts.json");
+        string layouts = Path.Combine(TestPaths.SharedDir, "realdata", "layouts", "ndis-fltmgr-layouts.json");
         if (!File.Exists(layouts)) return;
         var ndis = _drivers.Find("ndis.sys");
         var spec = ForgeModules.FromLayouts(layouts, "ndis", "Windows 10 v2004");

@@ -150,6 +150,21 @@ public static class RealEngine
         psi.Environment.Remove("_NT_SYMBOL_PATH");
     }
 
+    /// <summary>
+    /// The environment changes <see cref="ApplyWineEnv"/> makes, for hosts started elsewhere (the fuzz tier's runner
+    /// in the lab): name -> value, "" = removed.
+    /// </summary>
+    public static IReadOnlyDictionary<string, string> WineEnvironment()
+    {
+        var psi = new ProcessStartInfo("x");
+        var before = psi.Environment.ToDictionary(e => e.Key, e => e.Value);
+        ApplyWineEnv(psi);
+        var diff = new Dictionary<string, string>();
+        foreach (var (k, v) in psi.Environment) if (!before.TryGetValue(k, out var old) || old != v) diff[k] = v ?? "";
+        foreach (var k in before.Keys) if (!psi.Environment.ContainsKey(k)) diff[k] = "";
+        return diff;
+    }
+
     /// <summary>Opens <paramref name="dump"/> in the real engine and runs <paramref name="commands"/> in order.</summary>
     public static EngineRun Run(string dump, IReadOnlyList<string> commands, EngineOptions? options = null)
     {

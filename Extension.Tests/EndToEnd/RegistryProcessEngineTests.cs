@@ -5,7 +5,7 @@ using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
-using NtSleuth.Tests.Unit;
+using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -52,7 +52,7 @@ public class RegistryProcessEngineTests
         // Registry process's DirectoryTableBase.
         var r = KernelDumpReader.Open(dump);
         var isf = build.Isf;
-        ulong dtbOff = (ulong)new IsfStructWriter(isf, new SparseMemory()).Field("_EPROCESS", "Pcb.DirectoryTableBase").Offset;
+        ulong dtbOff = (ulong)new TypedMemory(new SparseMemory(), isf).Field("_EPROCESS", "Pcb.DirectoryTableBase").Offset;
         ulong dtb = r.ReadVirtualU64(eprocess + dtbOff);
         var sig = new byte[4];
         Assert.Multiple(() =>

@@ -2,6 +2,7 @@ using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.LabTests;
 using NtSleuth.Tests.Unit;
 using NUnit.Framework;
 
@@ -75,6 +76,11 @@ public class SampleCommandsTests
         string load = ".load " + ExtensionPackage.DllWinPath();
         var commands = new List<string> { load };
         commands.AddRange(sample.Commands);
+        // Issue 21 item 3: the same commands with -json in the same engine process; the first also with -out.
+        var outFile = Path.Combine(_dir!, $"{sample.Name}.first.json");
+        File.Delete(outFile);
+        commands.AddRange(sample.Commands.Select(c => c + " -json"));
+        commands.Add(sample.Commands[0] + " -json -out " + RealEngine.WinPath(outFile));
         var run = RealEngine.Run(dump, commands, new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
         TestContext.Out.WriteLine($"{sample.Name}: dump {sample.DumpBytes:N0} bytes, made in {sample.Seconds:F2} s, engine run {run.Wall.TotalSeconds:F1} s; notes: {string.Join("; ", sample.Notes)}");
         foreach (var c in run.Commands) TestContext.Out.WriteLine($"> {c.Command}  (hr 0x{c.HResult:x8}, {c.Milliseconds:F0} ms)\n{c.Output}");
@@ -91,5 +97,27 @@ public class SampleCommandsTests
                 Assert.That(r.Output, Does.Contain(fact),
                     $"{cmd} in the real engine (DbgEngTarget over the forged symbols of {sample.Name}) did not print '{fact}'; hr 0x{r.HResult:x8}; output:\n{r.Output}");
         }
+
+        // Every sample's -json output in the real engine: one document, valid against docs/schema, status ok;
+        // a seed (not its clean variants) reports a finding of warning or above.
+        var severities = new List<string>();
+        foreach (var c in sample.Commands)
+        {
+            var r = run[c + " -json"];
+            var name = c.TrimStart('!').Split(' ')[0];
+            System.Text.Json.Nodes.JsonObject? doc = null;
+            Assert.DoesNotThrow(() => doc = System.Text.Json.Nodes.JsonNode.Parse(r.Output)!.AsObject(), $"{c} -json is not one JSON document:\n{r.Output}");
+            var errors = JsonSchemaValidator.Validate(doc, NtSleuth.Commands.Cli.JsonSchemas.For(name));
+            Assert.That(errors, Is.Empty, $"{c} -json in the real engine does not match docs/schema:\n{string.Join("\n", errors)}");
+            Assert.That(doc!["status"]!.GetValue<string>(), Is.EqualTo("ok"), r.Output);
+            severities.Add(doc["severity"]!.GetValue<string>());
+        }
+        bool clean = scenario.EndsWith("-fixed", StringComparison.Ordinal) || scenario.EndsWith("-no-legacy", StringComparison.Ordinal);
+        Assert.That(severities.Any(s => s is "warning" or "error" or "critical"), Is.EqualTo(!clean), string.Join(", ", severities));
+        var outRun = run[sample.Commands[0] + " -json -out " + RealEngine.WinPath(outFile)];
+        Assert.That(outRun.Output.Trim(), Is.Empty, "-json -out prints nothing");
+        Assert.That(File.Exists(outFile), Is.True, $"-out did not write {outFile}");
+        var fromFile = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(outFile))!.AsObject();
+        Assert.That(fromFile["schema"]!.GetValue<string>(), Is.EqualTo("ntsleuth." + sample.Commands[0].TrimStart('!').Split(' ')[0]));
     }
 }

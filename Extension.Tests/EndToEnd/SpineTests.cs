@@ -86,11 +86,15 @@ public class SpineTests
     [TestCase("av", "internal error")]
     public void ManagedFaultIsReportedAsText(string fault, string expected)
     {
-        var run = RealEngine.Run(UserDump(), [Load(), "!dpcblame", "!help"],
+        var run = RealEngine.Run(UserDump(), [Load(), "!dpcblame", "!dpcblame -json", "!help"],
             new EngineOptions { Environment = new Dictionary<string, string> { ["NTSLEUTH_TEST_FAULT"] = fault } });
         Assert.That(run["!dpcblame"].Output, Does.Contain(expected), run.Transcript);
+        // -json: the host's barrier still answers with one JSON document (docs/json.md).
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(run["!dpcblame -json"].Output)!;
+        Assert.That(doc["status"]!.GetValue<string>(), Is.EqualTo("internalError"), run["!dpcblame -json"].Output);
+        Assert.That(doc["error"]!["message"]!.GetValue<string>(), Does.Contain(expected));
         Assert.That(run["!help"].Output, Does.Contain("!alpcchain"), "the next command still works");
-        Assert.That(run.Commands.Count, Is.EqualTo(3), "the engine survived and ran the next command");
+        Assert.That(run.Commands.Count, Is.EqualTo(4), "the engine survived and ran the next commands");
     }
 
     [Test]

@@ -17,6 +17,7 @@ public class TypeLayoutBuilderTests
         private readonly Dictionary<uint, (string Name, ulong Size, List<(string F, uint Off, uint Type)> Fields)> _types = new();
         public Dictionary<string, (int, int)> Bits { get; } = new();
         public int BitfieldCalls;
+        public int FieldNameCalls;
 
         public uint Add(string name, ulong size, params (string, uint, uint)[] fields)
         {
@@ -35,8 +36,11 @@ public class TypeLayoutBuilderTests
         public bool TryGetTypeIdInModule(ulong mb, string n, out uint id) => _ids.TryGetValue(n, out id);
         public ulong GetTypeSize(ulong mb, uint id) => _types.TryGetValue(id, out var t) ? t.Size : 0;
         public string? GetTypeName(ulong mb, uint id) => _types.TryGetValue(id, out var t) ? t.Name : null;
-        public string? GetFieldName(ulong mb, uint id, uint i) =>
-            _types.TryGetValue(id, out var t) && i < t.Fields.Count ? t.Fields[(int)i].F : null;
+        public string? GetFieldName(ulong mb, uint id, uint i)
+        {
+            FieldNameCalls++;
+            return _types.TryGetValue(id, out var t) && i < t.Fields.Count ? t.Fields[(int)i].F : null;
+        }
         public bool TryGetFieldTypeAndOffset(ulong mb, uint c, string f, out uint ft, out uint off)
         {
             ft = 0; off = 0;
@@ -145,5 +149,25 @@ public class TypeLayoutBuilderTests
         uint u64 = t.Add("unsigned int64", 8);
         t.Add("_LARGE_INTEGER", 8, ("LowPart", 0, u32), ("QuadPart", 0, u64));
         Assert.That(new TypeLayoutBuilder(t).Build("nt", "_LARGE_INTEGER")!.Kind, Is.EqualTo(TypeKind.Union));
+    }
+
+    [Test]
+    public void LazyLayoutAnswersLikeTheFullOneAndAsksOnlyForTheFieldsRead()
+    {
+        var full = new TypeLayoutBuilder(Kalpc(out _)).Build("nt", "_KALPC_MESSAGE")!;
+        var t = Kalpc(out _);
+        var lazy = new TypeLayoutBuilder(t).BuildLazy("nt", "_KALPC_MESSAGE")!;
+        Assert.That((lazy.Size, lazy.IsComplete), Is.EqualTo((full.Size, false)));
+        int namesBefore = t.FieldNameCalls;
+        Assert.That(lazy.GetField("WaitingThread"), Is.EqualTo(full.GetField("WaitingThread")));
+        Assert.That(lazy.GetField("Canceled"), Is.EqualTo(full.GetField("Canceled")));
+        Assert.That(lazy.GetField("Name"), Is.EqualTo(full.GetField("Name")));
+        Assert.That(lazy.TryGetField("NoSuchField"), Is.Null);
+        Assert.That(lazy.TryGetField("Entry.Flink"), Is.Null, "paths are split by the caller, as with a full layout");
+        Assert.That(t.BitfieldCalls, Is.EqualTo(1), "the bitfield ioctl only for the integral field read (Canceled)");
+        Assert.That(t.FieldNameCalls - namesBefore, Is.LessThanOrEqualTo(2), "no enumeration of the type's fields (only struct/enum probes)");
+        // Enumerating gives the same fields and kind as the full build.
+        Assert.That(lazy.Fields, Is.EqualTo(full.Fields));
+        Assert.That((lazy.Kind, lazy.IsComplete), Is.EqualTo((full.Kind, true)));
     }
 }

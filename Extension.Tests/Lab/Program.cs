@@ -8,8 +8,10 @@ public static class Program
     private const string Usage = """
 usage: NtSleuth.Lab make-samples <outdir>
        NtSleuth.Lab bench [--command NAME] [--scenario NAME] [--build KEY] [--scales 1,10,100]
+       NtSleuth.Lab json-schemas <dir>   (writes docs/schema/ntsleuth.<command>.json)
        NtSleuth.Lab scenarios      (list scenarios and the builds they support)
        NtSleuth.Lab forge ...      (symbol forge: see 'forge --help')
+       NtSleuth.Lab fuzz ...       (corrupted-memory campaign in the real engine: scripts/fuzz.sh)
 """;
 
     public static int Main(string[] args)
@@ -21,8 +23,10 @@ usage: NtSleuth.Lab make-samples <outdir>
             {
                 "bench" => Bench(args[1..]),
                 "forge" => Forge.ForgeCli.Run(args[1..]),
+                "fuzz" => Fuzz.FuzzCli.Run(args[1..]),
                 "make-samples" => Samples.SampleMaker.Run(args[1..]),
                 "scenarios" => Scenarios(),
+                "json-schemas" => args.Length == 2 ? JsonSchemaFiles(args[1]) : UsageError("json-schemas needs a folder"),
                 _ => UsageError($"unknown verb '{args[0]}'"),
             };
         }
@@ -38,6 +42,18 @@ usage: NtSleuth.Lab make-samples <outdir>
         Console.Error.WriteLine(msg);
         Console.Error.WriteLine(Usage);
         return 2;
+    }
+
+    private static int JsonSchemaFiles(string dir)
+    {
+        Directory.CreateDirectory(dir);
+        foreach (var c in NtSleuth.Commands.Cli.JsonSchemas.ModelTypes.Keys)
+        {
+            var path = Path.Combine(dir, NtSleuth.Commands.Cli.JsonReport.SchemaName(c) + ".json");
+            File.WriteAllText(path, NtSleuth.Commands.Cli.JsonSchemas.Text(c));
+            Console.WriteLine(path);
+        }
+        return 0;
     }
 
     private static int Scenarios()

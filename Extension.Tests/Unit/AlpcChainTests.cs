@@ -7,6 +7,7 @@ using NtSleuth.Commands.Output;
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
 using NtSleuth.Lab.Target;
+using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.Unit;

@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Fltmgr;
@@ -17,10 +18,9 @@ public class FrameOrderTests
 {
     private static string Layouts()
     {
-        var p = NdisFltmgrLayouts.FindLayoutsFile(TestContext.CurrentContext.TestDirectory);
+        var p = SharedData.LayoutsFile;
         if (p is null) Assert.Ignore("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent: fltmgr scenarios need the layout table");
-        var isf = Path.Combine(Path.GetDirectoryName(p)!, "..", "isf", "ntkrnlmp.pdb");
-        if (!Directory.Exists(isf)) Assert.Ignore("../shared/realdata/isf/ntkrnlmp.pdb is absent: fltmgr scenarios need the nt symbol tables");
+        if (SharedData.NtIsfDirectory is null) Assert.Ignore("../shared/realdata/isf/ntkrnlmp.pdb is absent: fltmgr scenarios need the nt symbol tables");
         return p!;
     }
 
@@ -249,11 +249,11 @@ public class FrameOrderTests
     [Test]
     public void FltmgrNotLoadedOrNoSymbols()
     {
-        var none = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
+        var none = new InMemoryTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
         var (rc, sink) = Run(none, "");
         Assert.That(rc, Is.Zero);
         Assert.That(sink.Errors, Does.Contain("fltmgr.sys is not loaded"));
-        var loaded = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), new[] { new ModuleInfo("fltmgr", 0xfffff880_01000000, 0x80000) });
+        var loaded = new InMemoryTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), new[] { new ModuleInfo("fltmgr", 0xfffff880_01000000, 0x80000) });
         var (rc2, sink2) = Run(loaded, "");
         Assert.That(rc2, Is.Not.Zero);
         Assert.That(sink2.Errors, Does.Contain("fltmgr!FltGlobals"));

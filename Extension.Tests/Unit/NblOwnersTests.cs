@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using System.Text.Json;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
@@ -17,7 +18,7 @@ public class NblOwnersTests
 {
     private static string Layouts()
     {
-        var p = NdisFltmgrLayouts.FindLayoutsFile(TestContext.CurrentContext.TestDirectory);
+        var p = SharedData.LayoutsFile;
         if (p is null) Assert.Ignore("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent: ndis scenarios need the layout table");
         return p!;
     }
@@ -325,11 +326,11 @@ public class NblOwnersTests
     [Test]
     public void NdisNotLoadedOrNoSymbolsGivesAClearMessage()
     {
-        var empty = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
+        var empty = new InMemoryTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(), Array.Empty<ModuleInfo>());
         var (rc, sink) = Run(empty, "");
         Assert.That(sink.Errors, Does.Contain("ndis.sys is not loaded"));
 
-        var loaded = new NdisLabTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(),
+        var loaded = new InMemoryTarget(new SparseMemory(), new IsfSymbolProvider(), new TargetInfo(),
             new[] { new ModuleInfo("ndis", 0xfffff880_00e00000, 0x150000) });
         var (rc2, sink2) = Run(loaded, "");
         Assert.That(rc2, Is.Not.Zero);
@@ -348,5 +349,31 @@ public class NblOwnersTests
         var (rc2, sink2) = Run(sc.Target, "-owner notanaddress");
         Assert.That(rc2, Is.Not.Zero);
         Assert.That(sink2.Errors, Does.Contain("cannot evaluate"));
+    }
+
+    /// <summary>
+    /// Regression (corrupted-memory tier, ndis-pending-nbls-19041 pointer.42 / zero.173): with the triage block's pool-list
+    /// field damaged the command said "symbols for 'ndis' are missing or wrong. Run .symfix"; the symbols were fine.
+    /// </summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void ADamagedTriageBlockPoolListFieldIsMemoryNotSymbols(bool unreadable)
+    {
+        var sc = NdisScenario.Seed(Layouts(), NdisFltmgrLayouts.V20H2);
+        var syms = sc.Target.Symbols;
+        Assume.That(syms.GetSymbolAddress("ndis!ndisGlobalNetBufferListPoolList"), Is.Null, "this build publishes the head only through the triage block");
+        ulong tri = syms.GetSymbolAddress("ndis!ndisGlobalTriageBlock")!.Value;
+        ulong field = tri + syms.GetTypeLayout("ndis", "_NDIS_GLOBAL_TRIAGE_BLOCK")!.GetField("GlobalNetBufferListPoolList").Offset;
+        if (unreadable)
+        {
+            // The whole triage block's page gone: the block itself is not readable.
+            sc.Memory.Unmap(tri & ~0xfffUL, 0x1000);
+        }
+        else sc.Memory.WriteU64(field, 0);
+        var (rc, sink) = Run(sc.Target, "");
+        Assert.That(rc, Is.Not.EqualTo(0), sink.All);
+        Assert.That(sink.Errors, Does.Contain("the NBL pool list cannot be found"));
+        Assert.That(sink.Errors, Does.Contain(unreadable ? $"ndis!ndisGlobalTriageBlock at {Fmt.Addr(tri)}, which publishes it, is not readable" : $"GlobalNetBufferListPoolList at {Fmt.Addr(field)} reads 0"));
+        Assert.That(sink.Errors, Does.Not.Contain(".symfix"));
     }
 }

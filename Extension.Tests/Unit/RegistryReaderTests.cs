@@ -7,6 +7,7 @@ using NtSleuth.Lab.Registry;
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
 using NtSleuth.Lab.Target;
+using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.Unit;
@@ -436,12 +437,12 @@ public class RegistryReaderTests
     [Test]
     public void LaysIntoAFltmgrScenarioTarget()
     {
-        var layouts = NdisFltmgrLayouts.FindLayoutsFile(TestContext.CurrentContext.TestDirectory);
+        var layouts = SharedData.LayoutsFile;
         if (layouts is null) Assert.Ignore("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent");
         var sc = FltmgrScenario.SeedBroken(layouts!);
-        var heap = new LabHeap(0xffffe000_40000000);
-        var proc = RegistryProcessSpace.Create(sc.Memory, sc.Target.Symbols, s => heap.Alloc(s));
-        HiveLayer.Lay(sc.Memory, sc.Target.Symbols, heap, SystemImage(), System, new HiveLayerOptions { RegistryProcess = proc });
+        var heap = new TypedMemory(sc.Memory, sc.Target.Symbols, "registry test", heapStart: 0xffffe000_40000000);
+        var proc = RegistryProcessSpace.Create(sc.Memory, sc.Target.Symbols, s => heap.Allocate(s));
+        HiveLayer.Lay(heap, SystemImage(), System, new HiveLayerOptions { RegistryProcess = proc });
         sc.Target.AddProcessSpace(proc.EProcess, proc.Memory);
         var r = new RegistryReader(new KernelReader(sc.Target));
         Assert.That(r.GetServiceValue("EncryptionLegacy", "Group", out var why)?.AsString(), Is.EqualTo("FSFilter Encryption"), why);

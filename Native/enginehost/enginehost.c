@@ -3,14 +3,25 @@
  * end-to-end tests (under wine on Linux, natively on Windows).
  *
  *   enginehost -engine <dir> [-y <sympath>] -z <dump> [-dml] [-rawdml] [-v] [-timeout <ms>]
- *              [-interrupt-after <ms>] -c <command> [-c <command> ...]
+ *              [-interrupt-after <ms>] [-cmdtimeout <ms>] [-ext <extension dll>] -c <command> [-c <command> ...]
+ *              [-z <dump> -c <command> ...]...
+ *
+ * Several dumps: each -z after the first starts a new group; the commands after it run on that dump, which is opened
+ * after EndSession of the previous one (each group prints "@@dump <n> <path>" first; a dump that does not open prints
+ * "@@dumpfail <hr>" and its commands are skipped). With one -z every command runs on it, wherever it stands. A -y after
+ * the second or a later -z is that dump's symbol path (set before it opens); otherwise the one -y applies to all.
+ * "-c @call <name> [args]" runs the extension export <name> through IDebugControl::CallExtension on the handle that
+ * IDebugControl::AddExtension gives for the -ext DLL (added again after each dump opens); @@end carries the HRESULT the
+ * extension returned (Execute passes S_OK on for any "!" command).
+ * -cmdtimeout: a command running longer prints "@@fatal hang <ms>" and the host exits with 6.
  *
  * Output protocol (stdout, UTF-8): engine output captured through output callbacks; every command is framed:
  *   @@begin <command>
  *   ...output...
  *   @@end <hr as 0x%08x> <elapsed ms>
  * Setup lines start with "@@host " ; a fatal setup failure prints "@@fatal <what> <hr>" and exits non-zero.
- * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout.
+ * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout,
+ * 6 one command exceeded -cmdtimeout.
  */
 #define WIN32_LEAN_AND_MEAN
 #define COBJMACROS
@@ -133,6 +144,22 @@ static DWORD WINAPI interrupt_thread(LPVOID p) {
     }
     return 0;
 }
+/* Per-command watchdog (-cmdtimeout): the start time of the running command, or 0 between commands. */
+static DWORD g_cmdTimeout = 0;
+static volatile LONGLONG g_cmdStartTick = 0;
+static DWORD WINAPI cmd_watchdog_thread(LPVOID p) {
+    (void)p;
+    for (;;) {
+        Sleep(20);
+        LONGLONG st = g_cmdStartTick;
+        if (st != 0 && (LONGLONG)GetTickCount64() - st > (LONGLONG)g_cmdTimeout) {
+            emitf("\n@@fatal hang %lu ms\n", (unsigned long)g_cmdTimeout);
+            fflush(stdout);
+            TerminateProcess(GetCurrentProcess(), 6);
+        }
+    }
+    return 0;
+}
 static DWORD WINAPI watchdog_thread(LPVOID p) {
     (void)p;
     Sleep(g_timeout);
@@ -153,13 +180,18 @@ static double now_ms(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
-            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms>] -c <command> [-c <command> ...]\n");
+            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms>] [-cmdtimeout <ms>] [-ext <dll>]\n"
+            "                  -c <command> [-c <command> ...] [-z <dump> -c <command> ...]...\n"
+            "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n");
 }
 
 int main(int argc, char **argv) {
-    const char *engineDir = NULL, *symPath = NULL, *dump = NULL;
+    const char *engineDir = NULL, *symPath = NULL, *extDll = NULL;
     const char **cmds = (const char **)calloc((size_t)argc + 1, sizeof(char *));
-    int ncmds = 0, dml = 0, rawdml = 0, verbose = 0;
+    int *cmdDump = (int *)calloc((size_t)argc + 1, sizeof(int));
+    const char **dumps = (const char **)calloc((size_t)argc + 1, sizeof(char *));
+    const char **dumpSym = (const char **)calloc((size_t)argc + 1, sizeof(char *));
+    int ncmds = 0, ndumps = 0, dml = 0, rawdml = 0, verbose = 0;
     InitializeCriticalSection(&g_outLock);
     setvbuf(stdout, NULL, _IOFBF, 1 << 16);
 
@@ -167,9 +199,11 @@ int main(int argc, char **argv) {
         const char *a = argv[i];
         int more = i + 1 < argc;
         if (!strcmp(a, "-engine") && more) engineDir = argv[++i];
-        else if (!strcmp(a, "-y") && more) symPath = argv[++i];
-        else if (!strcmp(a, "-z") && more) dump = argv[++i];
-        else if (!strcmp(a, "-c") && more) cmds[ncmds++] = argv[++i];
+        else if (!strcmp(a, "-y") && more) { if (ndumps > 1) dumpSym[ndumps - 1] = argv[i + 1]; else symPath = argv[i + 1]; i++; }
+        else if (!strcmp(a, "-z") && more) dumps[ndumps++] = argv[++i];
+        else if (!strcmp(a, "-c") && more) { cmdDump[ncmds] = ndumps > 0 ? ndumps - 1 : 0; cmds[ncmds++] = argv[++i]; }
+        else if (!strcmp(a, "-cmdtimeout") && more) g_cmdTimeout = (DWORD)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(a, "-ext") && more) extDll = argv[++i];
         else if (!strcmp(a, "-timeout") && more) g_timeout = (DWORD)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "-interrupt-after") && more) g_interruptAfter = (DWORD)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "-dml")) dml = 1;
@@ -179,8 +213,11 @@ int main(int argc, char **argv) {
         else { usage(); return 2; }
     }
     if (!engineDir) { usage(); return 2; }
+    /* One dump: every command runs on it, wherever -c stands (the historical usage). */
+    if (ndumps <= 1) for (int i = 0; i < ncmds; i++) cmdDump[i] = 0;
 
     CreateThread(NULL, 0, watchdog_thread, NULL, 0, NULL);
+    if (g_cmdTimeout) CreateThread(NULL, 0, cmd_watchdog_thread, NULL, 0, NULL);
 
     /* Load dbgeng.dll by full path; its dependencies (dbghelp, dbgcore, dbgmodel, msdia140) resolve beside it. */
     char path[MAX_PATH * 2];
@@ -222,30 +259,75 @@ int main(int argc, char **argv) {
         }
         if (FAILED(hr)) { emitf("@@fatal SetSymbolPath 0x%08lx\n", (unsigned long)hr); return 3; }
     }
-    double t0 = now_ms();
-    if (dump) {
-        hr = client->lpVtbl->OpenDumpFile(client, dump);
-        if (FAILED(hr)) { emitf("@@fatal OpenDumpFile %s 0x%08lx\n", dump, (unsigned long)hr); fflush(stdout); return 4; }
-        hr = g_control->lpVtbl->WaitForEvent(g_control, DEBUG_WAIT_DEFAULT, INFINITE);
-        if (FAILED(hr)) { emitf("@@fatal WaitForEvent 0x%08lx\n", (unsigned long)hr); fflush(stdout); return 4; }
-        client->lpVtbl->FlushCallbacks(client);
-        emitf("\n@@host dump opened in %.1f ms\n", now_ms() - t0);
-    }
-
     if (g_interruptAfter) {
         g_cmdStarted = CreateEventA(NULL, FALSE, FALSE, NULL);
         CreateThread(NULL, 0, interrupt_thread, NULL, 0, NULL);
     }
-    for (int i = 0; i < ncmds; i++) {
-        emitf("@@begin %s\n", cmds[i]);
-        InterlockedIncrement(&g_commandSeq);
-        if (g_interruptAfter) SetEvent(g_cmdStarted);
-        double t = now_ms();
-        hr = g_control->lpVtbl->Execute(g_control, DEBUG_OUTCTL_ALL_CLIENTS, cmds[i], DEBUG_EXECUTE_NOT_LOGGED | DEBUG_EXECUTE_NO_REPEAT);
-        double el = now_ms() - t;
-        InterlockedIncrement(&g_commandSeq);
-        client->lpVtbl->FlushCallbacks(client);
-        emitf("\n@@end 0x%08lx %.2f\n", (unsigned long)hr, el);
+    int ngroups = ndumps > 0 ? ndumps : 1;
+    for (int g = 0; g < ngroups; g++) {
+        const char *dump = ndumps > 0 ? dumps[g] : NULL;
+        ULONG64 extHandle = 0;
+        int skip = 0;
+        if (dump) {
+            if (ndumps > 1) {
+                if (g > 0) {
+                    hr = client->lpVtbl->EndSession(client, DEBUG_END_ACTIVE_DETACH);
+                    if (FAILED(hr)) emitf("@@host EndSession 0x%08lx\n", (unsigned long)hr);
+                }
+                emitf("@@dump %d %s\n", g, dump);
+                if (g > 0) {
+                    const char *sp = dumpSym[g] ? dumpSym[g] : symPath;
+                    IDebugSymbols *sym = NULL;
+                    if (sp && SUCCEEDED(client->lpVtbl->QueryInterface(client, &IID_IDebugSymbols, (void **)&sym))) {
+                        hr = sym->lpVtbl->SetSymbolPath(sym, sp);
+                        if (FAILED(hr)) emitf("@@host SetSymbolPath 0x%08lx\n", (unsigned long)hr);
+                        sym->lpVtbl->Release(sym);
+                    }
+                }
+            }
+            double t0 = now_ms();
+            hr = client->lpVtbl->OpenDumpFile(client, dump);
+            if (SUCCEEDED(hr)) {
+                hr = g_control->lpVtbl->WaitForEvent(g_control, DEBUG_WAIT_DEFAULT, INFINITE);
+                if (FAILED(hr) && ndumps <= 1) { emitf("@@fatal WaitForEvent 0x%08lx\n", (unsigned long)hr); fflush(stdout); return 4; }
+            } else if (ndumps <= 1) {
+                emitf("@@fatal OpenDumpFile %s 0x%08lx\n", dump, (unsigned long)hr); fflush(stdout); return 4;
+            }
+            client->lpVtbl->FlushCallbacks(client);
+            if (FAILED(hr)) { emitf("\n@@dumpfail 0x%08lx\n", (unsigned long)hr); skip = 1; }
+            else emitf("\n@@host dump opened in %.1f ms\n", now_ms() - t0);
+        }
+        for (int i = 0; i < ncmds && !skip; i++) {
+            if (cmdDump[i] != g) continue;
+            const char *c = cmds[i];
+            emitf("@@begin %s\n", c);
+            InterlockedIncrement(&g_commandSeq);
+            if (g_interruptAfter) SetEvent(g_cmdStarted);
+            double t = now_ms();
+            g_cmdStartTick = (LONGLONG)GetTickCount64();
+            if (!strncmp(c, "@call ", 6)) {
+                /* IDebugControl::CallExtension: the extension's own HRESULT comes back. */
+                if (!extDll) hr = E_INVALIDARG;
+                else if (!extHandle) hr = g_control->lpVtbl->AddExtension(g_control, extDll, 0, &extHandle);
+                else hr = S_OK;
+                if (SUCCEEDED(hr)) {
+                    char name[256];
+                    const char *p = c + 6, *sp = strchr(p, ' ');
+                    size_t n = sp ? (size_t)(sp - p) : strlen(p);
+                    if (n >= sizeof name) n = sizeof name - 1;
+                    memcpy(name, p, n);
+                    name[n] = 0;
+                    hr = g_control->lpVtbl->CallExtension(g_control, extHandle, name, sp ? sp + 1 : "");
+                } else emitf("@@host AddExtension 0x%08lx\n", (unsigned long)hr);
+            } else {
+                hr = g_control->lpVtbl->Execute(g_control, DEBUG_OUTCTL_ALL_CLIENTS, c, DEBUG_EXECUTE_NOT_LOGGED | DEBUG_EXECUTE_NO_REPEAT);
+            }
+            g_cmdStartTick = 0;
+            double el = now_ms() - t;
+            InterlockedIncrement(&g_commandSeq);
+            client->lpVtbl->FlushCallbacks(client);
+            emitf("\n@@end 0x%08lx %.2f\n", (unsigned long)hr, el);
+        }
     }
     client->lpVtbl->SetOutputCallbacks(client, NULL);
     client->lpVtbl->EndSession(client, DEBUG_END_ACTIVE_DETACH);

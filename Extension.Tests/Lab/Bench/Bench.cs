@@ -11,23 +11,39 @@ namespace NtSleuth.Lab.Bench;
 
 /// <summary>
 /// The reads the manual procedure a command replaces would make (the built-in commands of the seed: !thread, !alpc,
-/// dt, !poolused, ...), as round trips and bytes. Build it with <see cref="ManualProcedureBuilder"/>.
+/// dt, !poolused, ...), as KD packets (<see cref="KdnetModel.Packets"/> per request, the same rule as the command's own
+/// counters) and bytes. Build it with <see cref="ManualProcedureBuilder"/>.
 /// </summary>
 public sealed record ManualProcedure(string Description, long RoundTrips, long Bytes)
 {
     public double KdnetSeconds => KdnetModel.Seconds(RoundTrips, Bytes);
 }
 
-/// <summary>Accumulates the modelled reads of a manual procedure step by step.</summary>
+/// <summary>
+/// Accumulates the modelled reads of a manual procedure step by step, counted as the commands' own reads are: each
+/// request of N bytes is <see cref="KdnetModel.Packets"/>(N) KD packets. With a target, <see cref="Read"/> and
+/// <see cref="Search"/> go through a <see cref="TargetMemory"/> standing for the engine's cache on a stopped target:
+/// bytes read once (or pages searched once) are not transferred again, exactly as the command's cache counts its side.
+/// </summary>
 public sealed class ManualProcedureBuilder
 {
     private long _rt, _bytes;
     private readonly List<string> _steps = new();
+    private readonly TargetMemory? _engine;
 
-    /// <summary>A debugger command that costs <paramref name="roundTrips"/> requests moving <paramref name="bytes"/> bytes in total.</summary>
-    public ManualProcedureBuilder Step(string command, long roundTrips, long bytes, int times = 1)
+    public ManualProcedureBuilder() { }
+
+    /// <summary>A builder whose <see cref="Read"/>/<see cref="Search"/> steps go through the engine-cache model over <paramref name="target"/>.</summary>
+    public ManualProcedureBuilder(NtSleuth.Commands.Target.ITarget target) { _engine = new TargetMemory(target); }
+
+    /// <summary>The engine-cache model (null without a target).</summary>
+    public TargetMemory? Engine => _engine;
+
+    /// <summary>A debugger command that makes <paramref name="requests"/> requests moving <paramref name="bytes"/> bytes in total (evenly).</summary>
+    public ManualProcedureBuilder Step(string command, long requests, long bytes, int times = 1)
     {
-        _rt += roundTrips * times; _bytes += bytes * times;
+        long per = requests <= 0 ? 0 : (bytes + requests - 1) / requests;
+        _rt += Math.Max(requests, 0) * KdnetModel.Packets(per) * times; _bytes += bytes * times;
         _steps.Add(times == 1 ? command : $"{times} x {command}");
         return this;
     }
@@ -36,9 +52,28 @@ public sealed class ManualProcedureBuilder
     public ManualProcedureBuilder Dt(string what, ulong size, int times = 1) => Step($"dt {what}", 1, (long)size, times);
 
     /// <summary>A list walk by hand (dt -l / !list): one request per entry of <paramref name="entrySize"/> bytes.</summary>
-    public ManualProcedureBuilder Walk(string what, int entries, ulong entrySize) => Step($"walk {what}", entries, entries * (long)entrySize);
+    public ManualProcedureBuilder Walk(string what, int entries, ulong entrySize) =>
+        Step($"walk {what}", entries, entries * (long)entrySize);
 
-    public ManualProcedure Build() => new(string.Join("; ", _steps), _rt, _bytes);
+    /// <summary>One read at a real address through the engine-cache model (needs the target constructor). Returns the bytes, null when unreadable.</summary>
+    public byte[]? Read(ulong address, int size)
+    {
+        var e = _engine ?? throw new InvalidOperationException("Read needs the ManualProcedureBuilder(ITarget) constructor");
+        return e.ReadExact(address, size);
+    }
+
+    /// <summary>A named step of real reads (recorded in the description).</summary>
+    public ManualProcedureBuilder Note(string command) { _steps.Add(command); return this; }
+
+    /// <summary>`s -a` over a range through the engine-cache model: the engine reads the range's pages not read before.</summary>
+    public ulong? Search(ulong start, ulong length, ReadOnlySpan<byte> pattern)
+    {
+        var e = _engine ?? throw new InvalidOperationException("Search needs the ManualProcedureBuilder(ITarget) constructor");
+        return e.Search(start, length, pattern);
+    }
+
+    public ManualProcedure Build() =>
+        new(string.Join("; ", _steps), _rt + (_engine?.Stats.Packets ?? 0), _bytes + (_engine?.Stats.TransferBytes ?? 0));
 }
 
 /// <summary>
@@ -55,12 +90,15 @@ public interface IBenchCase
     /// <summary>Build keys to run on (first available is used when <see cref="LabBuilds"/> lacks some).</summary>
     IReadOnlyList<string> Builds { get; }
     IReadOnlyList<int> Scales { get; }
+    /// <summary>Scenario variant (e.g. "scattered"); null = the default layout.</summary>
+    string? Variant => null;
     /// <summary>Arguments for the command on this scenario instance (e.g. the hang thread's address).</summary>
     string Arguments(ScenarioResult scenario);
     /// <summary>Modelled reads of the manual procedure on this instance.</summary>
     ManualProcedure Manual(ScenarioResult scenario);
 }
 
+/// <summary>One row; RoundTrips are KD packets on both sides (see <see cref="KdnetModel"/>).</summary>
 public sealed record BenchRow(string Command, string Scenario, string Build, int Scale, long RoundTrips, long Bytes, double KdnetSeconds,
     long ManualRoundTrips, long ManualBytes, double ManualSeconds, int HResult, double WallMs, string Note)
 {
@@ -84,7 +122,7 @@ public static class BenchRunner
     /// <summary>Runs one case at one scale on one build through <see cref="CommandDispatcher.Run"/> with a <see cref="ReadStats"/>.</summary>
     public static BenchRow RunOne(IBenchCase c, LabBuild build, int scale)
     {
-        var scenario = ScenarioCatalog.Build(c.Scenario, build, new ScenarioOptions { Scale = scale });
+        var scenario = ScenarioCatalog.Build(c.Scenario, build, new ScenarioOptions { Scale = scale, Variant = c.Variant });
         var target = scenario.CreateTarget();
         var stats = new ReadStats();
         var sink = new BufferSink();
@@ -94,7 +132,7 @@ public static class BenchRunner
         sw.Stop();
         var manual = c.Manual(scenario);
         string note = hr == CommandDispatcher.S_OK ? "" : FirstLine(sink.Errors);
-        return new BenchRow(c.Command, c.Scenario, build.Key, scale, stats.RoundTrips, stats.Bytes, stats.ModelledKdnetSeconds,
+        return new BenchRow(c.Command, c.Variant is null ? c.Scenario : $"{c.Scenario} ({c.Variant})", build.Key, scale, stats.Packets, stats.TransferBytes, stats.ModelledKdnetSeconds,
             manual.RoundTrips, manual.Bytes, manual.KdnetSeconds, hr, sw.Elapsed.TotalMilliseconds, note);
     }
 
@@ -133,7 +171,7 @@ public static class BenchRunner
     public static string Format(IReadOnlyList<BenchRow> rows)
     {
         var ci = CultureInfo.InvariantCulture;
-        var header = new[] { "command", "scenario", "build", "scale", "round trips", "bytes", "KDNET s", "manual RT", "manual bytes", "manual s", "ratio", "note" };
+        var header = new[] { "command", "scenario", "build", "scale", "RT (packets)", "bytes", "KDNET s", "manual RT", "manual bytes", "manual s", "ratio", "note" };
         var table = rows.Select(r => new[]
         {
             "!" + r.Command, r.Scenario, r.Build, r.Scale + "x",
@@ -161,7 +199,8 @@ public static class BenchRunner
         Line(header);
         Line(widths.Select(w => new string('-', w)).ToArray());
         foreach (var r in table) Line(r);
-        sb.Append($"KDNET model: {KdnetModel.SecondsPerRoundTrip * 1000:0} ms per round trip + bytes at {KdnetModel.BytesPerSecond / 1e6:0} MB/s; ratio = manual s / command s.\n");
+        sb.Append($"KDNET model (both sides): round trips (RT) are KD packets: a read request of N bytes = ceil(N / {KdnetModel.MaxPacketData:N0}) KD packets, {KdnetModel.SecondsPerRoundTrip * 1000:0} ms per packet + bytes at {KdnetModel.BytesPerSecond / 1e6:0} MB/s;\n");
+        sb.Append("searches charged as the pages they transfer; the engine's cache on a stopped target: nothing is read twice; ratio = manual s / command s (< 1.0x: the manual way is faster).\n");
         return sb.ToString().Replace(" \n", "\n");
     }
 }

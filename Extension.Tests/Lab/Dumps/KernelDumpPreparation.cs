@@ -1,6 +1,8 @@
 using System.Text;
 using NtSleuth.Commands.Symbols.Isf;
 
+using NtSleuth.Lab.Scenario;
+
 namespace NtSleuth.Lab.Dumps;
 
 /// <summary>A loaded module for PsLoadedModuleList: its image (mapped at <see cref="Base"/>) or just its size.</summary>
@@ -85,7 +87,7 @@ public static class KernelDumpPreparation
     public static PreparedKernelDump Prepare(SparseMemory mem, KernelDumpPlan plan)
     {
         var isf = plan.Nt;
-        var w = new IsfStructWriter(isf, mem);
+        var w = new TypedMemory(mem, isf);
         if (plan.Modules.Count == 0 || !plan.Modules[0].Name.Equals("ntoskrnl.exe", StringComparison.OrdinalIgnoreCase))
             throw new ArgumentException("the first module must be ntoskrnl.exe (its base is the kernel base)");
         ulong nt = plan.Modules[0].Base;
@@ -107,7 +109,7 @@ public static class KernelDumpPreparation
         // _KLDR_DATA_TABLE_ENTRY where the table has it; the 8.1 table only has _LDR_DATA_TABLE_ENTRY, whose leading fields
         // (InLoadOrderLinks .. BaseDllName) the engine reads the same way.
         string ldr = isf.UserTypes.ContainsKey("_KLDR_DATA_TABLE_ENTRY") ? "_KLDR_DATA_TABLE_ENTRY" : "_LDR_DATA_TABLE_ENTRY";
-        int kldr = w.SizeOf(ldr);
+        int kldr = (int)w.SizeOf(ldr);
         foreach (var m in plan.Modules)
         {
             uint size = m.SizeOfImage, tds = m.TimeDateStamp, chk = m.CheckSum, entry = 0;
@@ -128,12 +130,12 @@ public static class KernelDumpPreparation
             w.SetUnicodeString(e, ldr, "BaseDllName", m.Name, Alloc((ulong)(m.Name.Length + 1) * 2));
             TrySet(w, e, ldr, "Flags", 0x49104000); // LDRP_IMAGE_DLL|ENTRY_PROCESSED|... as on live systems; not interpreted by the engine
             TrySet(w, e, ldr, "LoadCount", 1);
-            if (w.HasField(ldr, "CheckSum")) w.Set(e, ldr, "CheckSum", chk);
-            if (w.HasField(ldr, "TimeDateStamp")) w.Set(e, ldr, "TimeDateStamp", tds);
-            if (w.HasField(ldr, "SizeOfImageNotRounded")) w.Set(e, ldr, "SizeOfImageNotRounded", size);
+            if (w.Has(ldr, "CheckSum")) w.Set(e, ldr, "CheckSum", chk);
+            if (w.Has(ldr, "TimeDateStamp")) w.Set(e, ldr, "TimeDateStamp", tds);
+            if (w.Has(ldr, "SizeOfImageNotRounded")) w.Set(e, ldr, "SizeOfImageNotRounded", size);
             entries.Add(e);
         }
-        int linkOff = w.Field(ldr, "InLoadOrderLinks").Offset;
+        int linkOff = (int)w.Field(ldr, "InLoadOrderLinks").Offset;
         ulong moduleList = Sym("PsLoadedModuleList");
         w.LinkList(moduleList, entries.Select(e => e + (ulong)linkOff).ToList());
 
@@ -148,7 +150,7 @@ public static class KernelDumpPreparation
 
         // --- processors ---
         int n = Math.Max(1, plan.ProcessorCount);
-        int prcbInPcr = w.Field("_KPCR", "Prcb").Offset;
+        int prcbInPcr = (int)w.Field("_KPCR", "Prcb").Offset;
         var prcbs = new List<ulong>();
         var pcrs = new List<ulong>();
         for (int i = 0; i < n; i++)
@@ -163,7 +165,7 @@ public static class KernelDumpPreparation
         ulong idleProcess = Alloc((ulong)w.SizeOf("_EPROCESS"), 0x40);
         w.Set(idleProcess, "_EPROCESS", "Pcb.DirectoryTableBase", dtb);
         w.SetBytes(idleProcess, "_EPROCESS", "ImageFileName", Encoding.ASCII.GetBytes("Idle\0"));
-        if (w.HasField("_EPROCESS", "Pcb.Header.Type")) w.Set(idleProcess, "_EPROCESS", "Pcb.Header.Type", 3); // ProcessObject
+        if (w.Has("_EPROCESS", "Pcb.Header.Type")) w.Set(idleProcess, "_EPROCESS", "Pcb.Header.Type", 3); // ProcessObject
         // Extra process address spaces (e.g. the Registry process): their _EPROCESS's DirectoryTableBase is the PML4 the
         // writer builds for them (PhysicalLayoutOptions.ProcessPml4Pfn).
         for (int i = 0; i < plan.Physical.ProcessSpaces.Count; i++)
@@ -176,9 +178,9 @@ public static class KernelDumpPreparation
             ulong idle = Alloc((ulong)w.SizeOf("_ETHREAD"), 0x40);
             w.Set(idle, "_ETHREAD", "Tcb.Header.Type", 6); // ThreadObject
             w.Set(idle, "_ETHREAD", "Tcb.ApcState.Process", idleProcess);
-            if (w.HasField("_ETHREAD", "Tcb.Process")) w.Set(idle, "_ETHREAD", "Tcb.Process", idleProcess);
+            if (w.Has("_ETHREAD", "Tcb.Process")) w.Set(idle, "_ETHREAD", "Tcb.Process", idleProcess);
             w.Set(idle, "_ETHREAD", "Tcb.State", 2); // Running
-            if (w.HasField("_KTHREAD", "NextProcessor")) w.Set(idle, "_ETHREAD", "Tcb.NextProcessor", (ulong)i);
+            if (w.Has("_KTHREAD", "NextProcessor")) w.Set(idle, "_ETHREAD", "Tcb.NextProcessor", (ulong)i);
             ulong stack = Alloc(0x6000, 0x1000);
             w.Set(idle, "_ETHREAD", "Tcb.InitialStack", stack + 0x6000);
             w.Set(idle, "_ETHREAD", "Tcb.StackBase", stack + 0x6000);
@@ -197,7 +199,7 @@ public static class KernelDumpPreparation
             Rip = regs.Rip != 0 ? regs.Rip : bugcheck,
             Rsp = regs.Rsp != 0 ? regs.Rsp : eventStack + 0x5000,
         });
-        int ctxSize = w.SizeOf("_CONTEXT");
+        int ctxSize = (int)w.SizeOf("_CONTEXT");
         var specials = new List<byte[]>();
         for (int i = 0; i < n; i++)
         {
@@ -213,7 +215,7 @@ public static class KernelDumpPreparation
             w.Set(prcb, "_KPRCB", "CurrentThread", threads[i]);
             TrySet(w, prcb, "_KPRCB", "MHz", 3000);
             TrySet(w, prcb, "_KPRCB", "CpuType", 6);
-            if (w.HasField("_KPRCB", "VendorString")) w.SetBytes(prcb, "_KPRCB", "VendorString", Encoding.ASCII.GetBytes("GenuineIntel\0"));
+            if (w.Has("_KPRCB", "VendorString")) w.SetBytes(prcb, "_KPRCB", "VendorString", Encoding.ASCII.GetBytes("GenuineIntel\0"));
             byte[] ctx = i == plan.EventProcessor ? eventCtx : BuildContext(isf, new CrashRegisters { Rip = TrySym("KiIdleLoop") ?? bugcheck, Rsp = eventStack + 0x4000 });
             ulong ctxVa = Alloc((ulong)ctxSize, 16);
             mem.Write(ctxVa, ctx);
@@ -274,7 +276,7 @@ public static class KernelDumpPreparation
 
         var ex = new byte[w.SizeOf("_EXCEPTION_RECORD64")];
         var exMem = new SparseMemory();
-        var exw = new IsfStructWriter(isf, exMem);
+        var exw = new TypedMemory(exMem, isf);
         exw.Set(0x1000, "_EXCEPTION_RECORD64", "ExceptionCode", 0x80000003); // STATUS_BREAKPOINT, as in Windows-written kernel dumps
         exw.Set(0x1000, "_EXCEPTION_RECORD64", "ExceptionAddress", regs.Rip != 0 ? regs.Rip : bugcheck);
         exMem.Read(0x1000, ex);
@@ -321,9 +323,9 @@ public static class KernelDumpPreparation
     public static byte[] BuildContext(IsfDocument isf, CrashRegisters r)
     {
         var m = new SparseMemory();
-        var w = new IsfStructWriter(isf, m);
+        var w = new TypedMemory(m, isf);
         const ulong at = 0x1000;
-        int size = w.SizeOf("_CONTEXT");
+        int size = (int)w.SizeOf("_CONTEXT");
         m.Map(at, (ulong)size);
         w.Set(at, "_CONTEXT", "ContextFlags", 0x10001F); // CONTEXT_AMD64 | CONTROL | INTEGER | SEGMENTS | FLOATING_POINT | DEBUG_REGISTERS (winnt.h)
         w.Set(at, "_CONTEXT", "MxCsr", 0x1f80);
@@ -347,9 +349,9 @@ public static class KernelDumpPreparation
         return b;
     }
 
-    private static void TrySet(IsfStructWriter w, ulong addr, string type, string path, ulong value)
+    private static void TrySet(TypedMemory w, ulong addr, string type, string path, ulong value)
     {
-        if (w.HasField(type, path)) w.Set(addr, type, path, value);
+        if (w.Has(type, path)) w.Set(addr, type, path, value);
     }
 
     /// <summary>
@@ -382,7 +384,7 @@ public static class KernelDumpPreparation
         mem.WriteU64(gdt + 0x50, Seg(false, 3, false, true) & ~(0xFUL << 48) | 0x3C00UL); // KGDT64_R3_CMTEB (limit 0x3c00, byte granular)
     }
 
-    private static void WriteKdDebuggerData(IsfStructWriter w, ulong kdbg, ulong nt, KernelDumpPlan plan, IReadOnlyList<ulong> prcbs, ulong pteBase)
+    private static void WriteKdDebuggerData(TypedMemory w, ulong kdbg, ulong nt, KernelDumpPlan plan, IReadOnlyList<ulong> prcbs, ulong pteBase)
     {
         var mem = w.Memory;
         var isf = plan.Nt;
@@ -399,7 +401,7 @@ public static class KernelDumpPreparation
         mem.WriteU64(kdbg + (ulong)KdDebuggerData64.U64Fields["KernBase"], nt);
         if (pteBase != 0) mem.WriteU64(kdbg + (ulong)KdDebuggerData64.U64Fields["PteBase"], pteBase);
 
-        int? O(string type, string path) => w.TryOffset(type, path);
+        int? O(string type, string path) => (int?)w.TryOffset(type, path);
         int? Sz(string type) => isf.UserTypes.TryGetValue(type, out var t) ? t.Size : null;
         var u16 = new Dictionary<string, int?>
         {

@@ -1,74 +1,99 @@
-using System.Buffers.Binary;
+using System.Collections.Immutable;
+using System.Reflection.PortableExecutable;
 
 namespace NtSleuth.Lab.Dumps;
 
 /// <summary>
-/// The few PE/COFF header values the dump writers need (Microsoft PE/COFF specification: e_lfanew at 0x3c,
-/// "PE\0\0", COFF header (TimeDateStamp +8 from the signature), PE32+ optional header (SizeOfImage +0x38,
-/// SizeOfHeaders +0x3c, CheckSum +0x40), section table entries of 40 bytes (VirtualSize +8, VirtualAddress +12,
-/// SizeOfRawData +16, PointerToRawData +20)), the CodeView RSDS record of the debug directory (data directory 6),
-/// and mapping an image into virtual memory the way the loader lays it out.
+/// The lab's one PE/COFF reader, over System.Reflection.PortableExecutable (PEHeaders, PEReader): the header values
+/// the dump writers and the forge need, the section table, the debug directory and its CodeView (RSDS) record, the file
+/// offsets of the fields the forge patches, and mapping an image into virtual memory the way the loader lays it out.
+/// Only PE32+ (x64) images are accepted.
 /// </summary>
 public sealed class PeImage
 {
+    /// <summary>A section: where it is in memory and in the file, and where its 40-byte header sits in the file.</summary>
+    public sealed record Section(string Name, uint VirtualAddress, uint VirtualSize, uint RawPointer, uint RawSize, int HeaderOffset);
+
+    /// <summary>A debug directory entry: the file offset of the 28-byte entry itself, its type and where its data is.</summary>
+    public sealed record DebugEntry(int EntryOffset, DebugDirectoryEntryType Type, uint DataRva, uint DataPointer, uint DataSize);
+
     public byte[] File { get; }
     public uint TimeDateStamp { get; }
     public uint SizeOfImage { get; }
     public uint SizeOfHeaders { get; }
     public uint CheckSum { get; }
+    public uint FileAlignment { get; }
     public uint AddressOfEntryPoint { get; }
-    public IReadOnlyList<(uint VirtualAddress, uint VirtualSize, uint RawPointer, uint RawSize)> Sections { get; }
-    /// <summary>CodeView RSDS identity (GUID, age, PDB name), or null when the image has none.</summary>
+    /// <summary>File offsets of the COFF file header and of the optional header (the forge patches fields there).</summary>
+    public int CoffHeaderOffset { get; }
+    public int OptionalHeaderOffset { get; }
+    /// <summary>File offsets of TimeDateStamp, SizeOfImage and CheckSum.</summary>
+    public int TimeDateStampOffset => CoffHeaderOffset + 4;
+    public int SizeOfImageOffset => OptionalHeaderOffset + 56;
+    public int CheckSumOffset => OptionalHeaderOffset + 64;
+    public IReadOnlyList<Section> Sections { get; }
+    public IReadOnlyList<DebugEntry> DebugEntries { get; }
+    /// <summary>CodeView RSDS identity (GUID, age, PDB name) of the first CodeView entry, or null when the image has none.</summary>
     public (Guid Guid, uint Age, string PdbName)? CodeView { get; }
 
+    /// <exception cref="DumpFormatException">Not a PE image, or not PE32+.</exception>
     public PeImage(byte[] file)
     {
         File = file;
-        var s = file.AsSpan();
-        if (file.Length < 0x40 || s[0] != 'M' || s[1] != 'Z') throw new DumpFormatException("not a PE image (no MZ)");
-        int pe = BinaryPrimitives.ReadInt32LittleEndian(s[0x3c..]);
-        if (pe <= 0 || pe + 0x18 > file.Length || BinaryPrimitives.ReadUInt32LittleEndian(s[pe..]) != 0x00004550) throw new DumpFormatException("not a PE image (no PE signature)");
-        int nsec = BinaryPrimitives.ReadUInt16LittleEndian(s[(pe + 6)..]);
-        TimeDateStamp = BinaryPrimitives.ReadUInt32LittleEndian(s[(pe + 8)..]);
-        int optSize = BinaryPrimitives.ReadUInt16LittleEndian(s[(pe + 0x14)..]);
-        int opt = pe + 0x18;
-        if (BinaryPrimitives.ReadUInt16LittleEndian(s[opt..]) != 0x20b) throw new DumpFormatException("not a PE32+ (x64) image");
-        AddressOfEntryPoint = BinaryPrimitives.ReadUInt32LittleEndian(s[(opt + 0x10)..]);
-        SizeOfImage = BinaryPrimitives.ReadUInt32LittleEndian(s[(opt + 0x38)..]);
-        SizeOfHeaders = BinaryPrimitives.ReadUInt32LittleEndian(s[(opt + 0x3c)..]);
-        CheckSum = BinaryPrimitives.ReadUInt32LittleEndian(s[(opt + 0x40)..]);
-        var secs = new List<(uint, uint, uint, uint)>();
-        int st = opt + optSize;
-        for (int i = 0; i < nsec; i++)
+        if (file.Length < 0x40 || file[0] != 'M' || file[1] != 'Z') throw new DumpFormatException("not a PE image (no MZ)");
+        try
         {
-            int e = st + 40 * i;
-            secs.Add((BinaryPrimitives.ReadUInt32LittleEndian(s[(e + 12)..]), BinaryPrimitives.ReadUInt32LittleEndian(s[(e + 8)..]),
-                BinaryPrimitives.ReadUInt32LittleEndian(s[(e + 20)..]), BinaryPrimitives.ReadUInt32LittleEndian(s[(e + 16)..])));
+            using var pe = new PEReader(ImmutableArray.Create(file));
+            var h = pe.PEHeaders;
+            if (h.PEHeader is not { } opt) throw new DumpFormatException("not a PE image (no optional header)");
+            if (opt.Magic != PEMagic.PE32Plus) throw new DumpFormatException("not a PE32+ (x64) image");
+            CoffHeaderOffset = h.CoffHeaderStartOffset;
+            OptionalHeaderOffset = h.PEHeaderStartOffset;
+            TimeDateStamp = unchecked((uint)h.CoffHeader.TimeDateStamp);
+            AddressOfEntryPoint = unchecked((uint)opt.AddressOfEntryPoint);
+            SizeOfImage = unchecked((uint)opt.SizeOfImage);
+            SizeOfHeaders = unchecked((uint)opt.SizeOfHeaders);
+            CheckSum = opt.CheckSum;
+            FileAlignment = unchecked((uint)opt.FileAlignment);
+            int table = h.PEHeaderStartOffset + h.CoffHeader.SizeOfOptionalHeader;
+            Sections = h.SectionHeaders.Select((s, i) => new Section(s.Name, unchecked((uint)s.VirtualAddress), unchecked((uint)s.VirtualSize),
+                unchecked((uint)s.PointerToRawData), unchecked((uint)s.SizeOfRawData), table + 40 * i)).ToList();
+
+            var entries = new List<DebugEntry>();
+            var dir = opt.DebugTableDirectory;
+            if (dir.RelativeVirtualAddress != 0 && dir.Size != 0 && RvaToFile(unchecked((uint)dir.RelativeVirtualAddress)) is int at)
+            {
+                var read = pe.ReadDebugDirectory();
+                for (int i = 0; i < read.Length; i++)
+                {
+                    var e = read[i];
+                    entries.Add(new DebugEntry(at + 28 * i, e.Type, unchecked((uint)e.DataRelativeVirtualAddress), unchecked((uint)e.DataPointer), unchecked((uint)e.DataSize)));
+                    if (CodeView is null && e.Type == DebugDirectoryEntryType.CodeView && e.DataPointer != 0 && e.DataSize >= 24)
+                    {
+                        try { var cv = pe.ReadCodeViewDebugDirectoryData(e); CodeView = (cv.Guid, unchecked((uint)cv.Age), cv.Path); }
+                        catch (BadImageFormatException) { } // not an RSDS record: the image has no usable CodeView identity
+                    }
+                }
+            }
+            DebugEntries = entries;
         }
-        Sections = secs;
-        // Data directory 6 (debug) at optional header + 0x70 + 6*8 for PE32+.
-        uint dbgRva = BinaryPrimitives.ReadUInt32LittleEndian(s[(opt + 0x70 + 6 * 8)..]);
-        uint dbgSize = BinaryPrimitives.ReadUInt32LittleEndian(s[(opt + 0x70 + 6 * 8 + 4)..]);
-        for (uint d = 0; dbgRva != 0 && d + 28 <= dbgSize; d += 28)
-        {
-            if (RvaToFile(dbgRva + d) is not int de) break;
-            if (BinaryPrimitives.ReadUInt32LittleEndian(s[(de + 12)..]) != 2) continue; // IMAGE_DEBUG_TYPE_CODEVIEW
-            int raw = BinaryPrimitives.ReadInt32LittleEndian(s[(de + 24)..]);
-            if (raw <= 0 || raw + 24 > file.Length || BinaryPrimitives.ReadUInt32LittleEndian(s[raw..]) != 0x53445352) continue; // 'RSDS'
-            var g = new Guid(s.Slice(raw + 4, 16));
-            uint age = BinaryPrimitives.ReadUInt32LittleEndian(s[(raw + 20)..]);
-            int end = s[(raw + 24)..].IndexOf((byte)0);
-            string name = System.Text.Encoding.UTF8.GetString(s.Slice(raw + 24, end < 0 ? file.Length - raw - 24 : end));
-            CodeView = (g, age, name);
-            break;
-        }
+        catch (BadImageFormatException ex) { throw new DumpFormatException($"not a readable PE image ({ex.Message})"); }
     }
 
+    /// <summary>File offsets of a section header's SizeOfRawData and PointerToRawData (the forge repacks raw data).</summary>
+    public static int RawSizeOffset(Section s) => s.HeaderOffset + 16;
+    public static int RawPointerOffset(Section s) => s.HeaderOffset + 20;
+    /// <summary>File offsets of a debug entry's TimeDateStamp and PointerToRawData.</summary>
+    public static int EntryTimeDateStampOffset(DebugEntry e) => e.EntryOffset + 4;
+    public static int EntryDataPointerOffset(DebugEntry e) => e.EntryOffset + 24;
+
+    /// <summary>File offset of an RVA: in the headers, or in a section's raw data; null where the file has no bytes for it.</summary>
     public int? RvaToFile(uint rva)
     {
         if (rva < SizeOfHeaders) return (int)rva;
-        foreach (var (va, vs, rp, rs) in Sections)
-            if (rva >= va && rva < va + Math.Max(vs, rs) && rva - va < rs) return (int)(rp + (rva - va));
+        foreach (var s in Sections)
+            if (rva >= s.VirtualAddress && rva < s.VirtualAddress + Math.Max(s.VirtualSize, s.RawSize) && rva - s.VirtualAddress < s.RawSize)
+                return (int)(s.RawPointer + (rva - s.VirtualAddress));
         return null;
     }
 
@@ -77,12 +102,12 @@ public sealed class PeImage
     {
         memory.Map(baseVa, SizeOfImage);
         memory.Write(baseVa, File.AsSpan(0, (int)Math.Min(SizeOfHeaders, (uint)File.Length)));
-        foreach (var (va, vs, rp, rs) in Sections)
+        foreach (var s in Sections)
         {
-            uint n = Math.Min(rs, vs == 0 ? rs : vs);
-            if (rp >= File.Length || n == 0) continue;
-            n = (uint)Math.Min(n, File.Length - rp);
-            memory.Write(baseVa + va, File.AsSpan((int)rp, (int)n));
+            uint n = Math.Min(s.RawSize, s.VirtualSize == 0 ? s.RawSize : s.VirtualSize);
+            if (s.RawPointer >= File.Length || n == 0) continue;
+            n = (uint)Math.Min(n, File.Length - s.RawPointer);
+            memory.Write(baseVa + s.VirtualAddress, File.AsSpan((int)s.RawPointer, (int)n));
         }
     }
 }

@@ -27,6 +27,7 @@ public sealed class ForgeException(string message) : Exception(message);
 ///   and not defined in the ISF get a forward declaration. Function pointers are <c>void(*)()</c>: the ISF has no signatures.</item>
 /// <item>Enums are <c>enum class X : base</c> so constant names never clash between enums.</item>
 /// <item>Types are referenced with elaborated specifiers (<c>struct X</c>) so a member named like a type cannot hide it.</item>
+/// <item>A user type of size 0 without members (known by name only) is declared, never defined.</item>
 /// <item><c>static_assert</c> on every sizeof and every non-bitfield offsetof: a generator bug fails the compile.</item>
 /// <item>One global struct holds a pointer to every struct, union and enum, so clang (with -fstandalone-debug)
 ///   emits every type, referenced or not.</item>
@@ -41,6 +42,9 @@ public sealed class CppTypeEmitter
     private readonly StringBuilder _asserts = new();
 
     public CppTypeEmitter(IsfDocument isf) => _isf = isf;
+
+    /// <summary>A user type known by name only (size 0, no members): declared, never defined (no C++ type has size 0).</summary>
+    public static bool IsDeclarationOnly(IsfUserType t) => t.Size == 0 && t.Fields.Count == 0;
 
     /// <summary>ISF names that are not C++ identifiers, with the name the PDB will carry instead.</summary>
     public IReadOnlyDictionary<string, string> Renamed => _cppName.Where(kv => kv.Key != kv.Value).ToDictionary(kv => kv.Key, kv => kv.Value);
@@ -196,6 +200,9 @@ public sealed class CppTypeEmitter
     private void Define(StringBuilder sb, IsfUserType t, HashSet<string> done, HashSet<string> onStack)
     {
         if (done.Contains(t.Name)) return;
+        // Size 0 and no members (fltmgr's _FLT_PORT in the layout table: the name only). No C++ type has size 0, and a
+        // PDB without the definition is what such a table describes: the forward declaration above stays its only form.
+        if (IsDeclarationOnly(t)) { done.Add(t.Name); return; }
         if (!onStack.Add(t.Name)) throw new ForgeException($"{_isf.Source}: {t.Name} contains itself by value");
         foreach (var f in t.Fields)
         {

@@ -58,15 +58,14 @@ public static class ForgeModules
 
     /// <summary>
     /// ndis.sys / fltMgr.sys with publics AND the module's types from the layout table for <paramref name="buildLabel"/>,
-    /// by-value nt types taken from <paramref name="nt"/> (the ISF of the same Windows build). See <see cref="LayoutIsf"/>
+    /// by-value nt types taken from <paramref name="nt"/> (the ISF of the same Windows build). See <see cref="Layouts.LayoutTable.ToIsf(string, string, IsfDocument?, out IReadOnlyList{string})"/>
     /// for what is approximated; the approximations come back in <paramref name="notes"/>.
     /// </summary>
     public static ForgeModuleSpec FromLayoutsWithTypes(string layoutsJson, string module, string buildLabel, IsfDocument? nt,
         out IReadOnlyList<string> notes, ForgeIdentity? identity = null, uint sizeOfImage = 0)
     {
-        var conv = LayoutIsf.Build(layoutsJson, module, buildLabel, nt);
-        notes = conv.Approximations;
-        return FromLayouts(layoutsJson, module, buildLabel, identity, conv.Document, sizeOfImage);
+        var doc = Layouts.LayoutTable.Open(layoutsJson).ToIsf(module, buildLabel, nt, out notes);
+        return FromLayouts(layoutsJson, module, buildLabel, identity, doc, sizeOfImage);
     }
 
     /// <summary>

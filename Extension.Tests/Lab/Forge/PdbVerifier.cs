@@ -143,6 +143,7 @@ public static class PdbVerifier
             {
                 foreach (var t in isf.UserTypes.Values)
                 {
+                    if (CppTypeEmitter.IsDeclarationOnly(t)) continue; // the forge declares it only (a PDB forward reference)
                     types++;
                     string kind = t.Kind == "union" ? "UNION" : "STRUCTURE";
                     string name = CppTypeEmitter.CppIdentifier(t.Name);

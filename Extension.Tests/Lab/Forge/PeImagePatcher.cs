@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Dumps;
 using System.Buffers.Binary;
 
 namespace NtSleuth.Lab.Forge;
@@ -12,55 +13,43 @@ public static class PeImagePatcher
     public sealed record PeInfo(uint TimeDateStamp, uint SizeOfImage, uint CheckSum, Guid? CodeViewGuid, int CodeViewAge, string? CodeViewPdb,
         IReadOnlyList<(string Name, uint Rva, uint VirtualSize, uint RawSize)> Sections);
 
-    private const int DebugTypeCodeView = 2;
+    private const uint Rsds = 0x53445352; // 'RSDS'
 
+    /// <summary>Reads the image through <see cref="PeImage"/> (System.Reflection.PortableExecutable).</summary>
     public static PeInfo Read(byte[] pe)
     {
-        var h = Headers.Parse(pe);
-        Guid? guid = null; int age = 0; string? name = null;
-        foreach (var (entry, type, _, ptr, size) in h.DebugEntries(pe))
-        {
-            if (type != DebugTypeCodeView || ptr == 0 || size < 24) continue;
-            if (BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan((int)ptr)) != 0x53445352) continue; // 'RSDS'
-            guid = new Guid(pe.AsSpan((int)ptr + 4, 16));
-            age = BinaryPrimitives.ReadInt32LittleEndian(pe.AsSpan((int)ptr + 20));
-            int end = Array.IndexOf(pe, (byte)0, (int)ptr + 24);
-            name = System.Text.Encoding.UTF8.GetString(pe, (int)ptr + 24, Math.Max(0, end - (int)ptr - 24));
-        }
-        var secs = h.Sections(pe).Select(s => (s.Name, s.Rva, s.VirtualSize, s.RawSize)).ToList();
-        return new PeInfo(BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.FileHeader + 4)),
-            BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.Optional + 56)),
-            BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.Optional + 64)), guid, age, name, secs);
+        var img = Open(pe);
+        return new PeInfo(img.TimeDateStamp, img.SizeOfImage, img.CheckSum, img.CodeView?.Guid, (int)(img.CodeView?.Age ?? 0), img.CodeView?.PdbName,
+            img.Sections.Select(s => (s.Name, s.VirtualAddress, s.VirtualSize, s.RawSize)).ToList());
     }
 
     /// <summary>Applies the identity, strips zero raw data, sets the checksum; returns the new file.</summary>
     public static byte[] Patch(byte[] pe, ForgeIdentity id, out uint sizeOfImage, out uint checkSum)
     {
         pe = StripZeroRawData(pe);
-        var h = Headers.Parse(pe);
-        BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(h.FileHeader + 4), id.TimeDateStamp);
-        uint linkedSize = BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.Optional + 56));
+        var img = Open(pe);
+        BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(img.TimeDateStampOffset), id.TimeDateStamp);
         if (id.SizeOfImage != 0)
         {
-            uint lastEnd = h.Sections(pe).Select(s => s.Rva + s.VirtualSize).DefaultIfEmpty(0u).Max();
+            uint lastEnd = img.Sections.Select(s => s.VirtualAddress + s.VirtualSize).DefaultIfEmpty(0u).Max();
             if (id.SizeOfImage < lastEnd)
                 throw new ForgeException($"requested SizeOfImage 0x{id.SizeOfImage:x} is smaller than the forged image's sections (end at RVA 0x{lastEnd:x})");
-            BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(h.Optional + 56), id.SizeOfImage);
+            BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(img.SizeOfImageOffset), id.SizeOfImage);
         }
-        sizeOfImage = BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.Optional + 56));
+        sizeOfImage = id.SizeOfImage != 0 ? id.SizeOfImage : img.SizeOfImage;
         bool sawCv = false;
-        foreach (var (entry, type, _, ptr, size) in h.DebugEntries(pe))
+        foreach (var e in img.DebugEntries)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(entry + 4), id.TimeDateStamp);
-            if (type != DebugTypeCodeView || ptr == 0 || size < 24) continue;
-            if (BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan((int)ptr)) != 0x53445352) continue;
-            id.PdbGuid.TryWriteBytes(pe.AsSpan((int)ptr + 4, 16));
-            BinaryPrimitives.WriteInt32LittleEndian(pe.AsSpan((int)ptr + 20), id.Age);
+            BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(PeImage.EntryTimeDateStampOffset(e)), id.TimeDateStamp);
+            if (e.Type != System.Reflection.PortableExecutable.DebugDirectoryEntryType.CodeView || e.DataPointer == 0 || e.DataSize < 24) continue;
+            if (BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan((int)e.DataPointer)) != Rsds) continue;
+            id.PdbGuid.TryWriteBytes(pe.AsSpan((int)e.DataPointer + 4, 16));
+            BinaryPrimitives.WriteInt32LittleEndian(pe.AsSpan((int)e.DataPointer + 20), id.Age);
             sawCv = true;
         }
         if (!sawCv) throw new ForgeException("the linked image has no CodeView (RSDS) debug record");
-        checkSum = id.CheckSum ?? ComputeCheckSum(pe, h.Optional + 64);
-        BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(h.Optional + 64), checkSum);
+        checkSum = id.CheckSum ?? ComputeCheckSum(pe, img.CheckSumOffset);
+        BinaryPrimitives.WriteUInt32LittleEndian(pe.AsSpan(img.CheckSumOffset), checkSum);
         return pe;
     }
 
@@ -80,92 +69,47 @@ public static class PeImagePatcher
         return (uint)(sum + (ulong)pe.Length);
     }
 
-    public static uint CheckSumOf(byte[] pe) => ComputeCheckSum(pe, Headers.Parse(pe).Optional + 64);
+    public static uint CheckSumOf(byte[] pe) => ComputeCheckSum(pe, Open(pe).CheckSumOffset);
 
     /// <summary>Drops the raw data of sections that hold only zero/int3 fill and packs the remaining raw data.</summary>
     public static byte[] StripZeroRawData(byte[] pe)
     {
-        var h = Headers.Parse(pe);
-        uint fileAlign = BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.Optional + 36));
-        uint sizeOfHeaders = BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(h.Optional + 60));
-        var secs = h.Sections(pe).ToList();
+        var img = Open(pe);
+        uint fileAlign = img.FileAlignment;
         var output = new MemoryStream();
-        output.Write(pe, 0, (int)sizeOfHeaders);
-        var newPtr = new Dictionary<int, (uint Ptr, uint Raw)>();
-        foreach (var s in secs)
+        output.Write(pe, 0, (int)img.SizeOfHeaders);
+        var newPtr = new List<(PeImage.Section Section, uint Ptr, uint Raw)>();
+        foreach (var s in img.Sections)
         {
             // "Empty" = only zero bytes and lld's int3 (0xCC) padding between code contributions.
-            bool zero = s.RawSize == 0 || pe.AsSpan((int)s.RawPtr, (int)Math.Min(s.RawSize, (uint)pe.Length - s.RawPtr)).IndexOfAnyExcept((byte)0, (byte)0xCC) < 0;
-            if (zero) { newPtr[s.Header] = (0, 0); continue; }
+            bool zero = s.RawSize == 0 || pe.AsSpan((int)s.RawPointer, (int)Math.Min(s.RawSize, (uint)pe.Length - s.RawPointer)).IndexOfAnyExcept((byte)0, (byte)0xCC) < 0;
+            if (zero) { newPtr.Add((s, 0, 0)); continue; }
             uint ptr = (uint)output.Length;
-            output.Write(pe, (int)s.RawPtr, (int)s.RawSize);
+            output.Write(pe, (int)s.RawPointer, (int)s.RawSize);
             long pad = (fileAlign - output.Length % fileAlign) % fileAlign;
             output.Write(new byte[pad]);
-            newPtr[s.Header] = (ptr, s.RawSize);
+            newPtr.Add((s, ptr, s.RawSize));
         }
         var result = output.ToArray();
-        foreach (var (hdr, (ptr, raw)) in newPtr)
+        foreach (var (s, ptr, raw) in newPtr)
         {
-            BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(hdr + 16), raw);
-            BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(hdr + 20), ptr);
+            BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(PeImage.RawSizeOffset(s)), raw);
+            BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(PeImage.RawPointerOffset(s)), ptr);
         }
-        var h2 = Headers.Parse(result);
+        var moved = Open(result);
         // The debug directory moved with its section: re-point each entry's file pointer at its data's new place.
-        foreach (var (entry, _, rva, _, _) in h2.DebugEntries(result))
-            BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(entry + 24), rva == 0 ? 0 : h2.RvaToFile(result, rva));
+        foreach (var e in moved.DebugEntries)
+        {
+            uint at = e.DataRva == 0 ? 0 : moved.RvaToFile(e.DataRva) is int f ? (uint)f : throw new ForgeException($"RVA 0x{e.DataRva:x} has no raw data");
+            BinaryPrimitives.WriteUInt32LittleEndian(result.AsSpan(PeImage.EntryDataPointerOffset(e)), at);
+        }
         return result;
     }
 
-    private sealed record Headers(int FileHeader, int Optional, int SectionTable, int SectionCount)
+    private static PeImage Open(byte[] pe)
     {
-        public static Headers Parse(byte[] pe)
-        {
-            if (pe.Length < 0x40 || pe[0] != 'M' || pe[1] != 'Z') throw new ForgeException("not a PE image (no MZ)");
-            int lfanew = BinaryPrimitives.ReadInt32LittleEndian(pe.AsSpan(0x3c));
-            if (BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(lfanew)) != 0x4550) throw new ForgeException("not a PE image (no PE signature)");
-            int fh = lfanew + 4;
-            int count = BinaryPrimitives.ReadUInt16LittleEndian(pe.AsSpan(fh + 2));
-            int optSize = BinaryPrimitives.ReadUInt16LittleEndian(pe.AsSpan(fh + 16));
-            int opt = fh + 20;
-            if (BinaryPrimitives.ReadUInt16LittleEndian(pe.AsSpan(opt)) != 0x20b) throw new ForgeException("not a PE32+ image");
-            return new Headers(fh, opt, opt + optSize, count);
-        }
-
-        public IEnumerable<(int Header, string Name, uint Rva, uint VirtualSize, uint RawSize, uint RawPtr)> Sections(byte[] pe)
-        {
-            for (int i = 0; i < SectionCount; i++)
-            {
-                int s = SectionTable + 40 * i;
-                string name = System.Text.Encoding.ASCII.GetString(pe, s, 8).TrimEnd('\0');
-                yield return (s, name, BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(s + 12)), BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(s + 8)),
-                    BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(s + 16)), BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(s + 20)));
-            }
-        }
-
-        public uint RvaToFile(byte[] pe, uint rva)
-        {
-            foreach (var s in Sections(pe))
-                if (rva >= s.Rva && rva < s.Rva + Math.Max(s.VirtualSize, s.RawSize))
-                    return rva - s.Rva < s.RawSize ? s.RawPtr + (rva - s.Rva) : throw new ForgeException($"RVA 0x{rva:x} has no raw data");
-            throw new ForgeException($"RVA 0x{rva:x} is in no section");
-        }
-
-        /// <summary>Debug directory entries: (entry file offset, type, rva, file pointer, size).</summary>
-        public List<(int Entry, uint Type, uint Rva, uint Ptr, uint Size)> DebugEntries(byte[] pe)
-        {
-            var list = new List<(int, uint, uint, uint, uint)>();
-            uint dirRva = BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(Optional + 112 + 6 * 8));
-            uint dirSize = BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(Optional + 112 + 6 * 8 + 4));
-            if (dirRva == 0 || dirSize == 0) return list;
-            int at = (int)RvaToFile(pe, dirRva);
-            for (int i = 0; i < dirSize / 28; i++)
-            {
-                int e = at + 28 * i;
-                list.Add((e, BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(e + 12)), BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(e + 20)),
-                    BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(e + 24)), BinaryPrimitives.ReadUInt32LittleEndian(pe.AsSpan(e + 16))));
-            }
-            return list;
-        }
+        try { return new PeImage(pe); }
+        catch (DumpFormatException ex) { throw new ForgeException(ex.Message); }
     }
 }
 

@@ -20,7 +20,7 @@ public sealed class LayoutTable
 {
     public const string Schema = "ndis-fltmgr-layouts/1";
     private readonly JsonDocument _doc;
-    private readonly Dictionary<string, IsfDocument> _isfCache = new();
+    private readonly Dictionary<string, (IsfDocument Doc, IReadOnlyList<string> Notes)> _isfCache = new();
 
     private LayoutTable(JsonDocument doc, string source)
     {
@@ -51,12 +51,23 @@ public sealed class LayoutTable
         catch (JsonException ex) { throw new LayoutTableException($"{path}: not valid JSON ({ex.Message})"); }
     }
 
+    private static readonly Dictionary<string, LayoutTable> _opened = new(StringComparer.Ordinal);
+
+    /// <summary>The table at <paramref name="path"/>, loaded once per process (its ISF conversions are cached with it).</summary>
+    public static LayoutTable Open(string path)
+    {
+        string full = Path.GetFullPath(path);
+        lock (_opened)
+        {
+            if (!_opened.TryGetValue(full, out var t)) _opened[full] = t = Load(full);
+            return t;
+        }
+    }
+
     private static readonly Lazy<LayoutTable?> _shared = new(() =>
     {
-        var dir = Scenario.LabBuilds.SharedDirectory;
-        if (dir is null) return null;
-        var p = Path.Combine(dir, "realdata", "layouts", "ndis-fltmgr-layouts.json");
-        return File.Exists(p) ? Load(p) : null;
+        var p = SharedData.LayoutsFile;
+        return p is not null ? Open(p) : null;
     });
 
     /// <summary>The table in ../shared (cached per process), or null when absent.</summary>
@@ -96,17 +107,27 @@ public sealed class LayoutTable
     }
 
     /// <summary>The module in one build as an ISF symbol table; referenced nt types (LIST_ENTRY, KEVENT, ...) are copied from <paramref name="nt"/>.</summary>
-    public IsfDocument ToIsf(string module, string label, IsfDocument? nt = null)
+    public IsfDocument ToIsf(string module, string label, IsfDocument? nt = null) => ToIsf(module, label, nt, out _);
+
+    /// <summary>
+    /// The same, with the conversion's approximations, one note per choice the table leaves open (a member left out, a
+    /// type kept as opaque bytes, a variant's alternative, a size inferred from the members), "Type.Member: ..." or "Type: ...".
+    /// The scenarios (in-memory symbols) and the forge (PDB types) both use this one conversion.
+    /// </summary>
+    public IsfDocument ToIsf(string module, string label, IsfDocument? nt, out IReadOnlyList<string> notes)
     {
         string key = module + "|" + label + "|" + (nt?.PdbIdentity ?? "");
         lock (_isfCache)
         {
-            if (_isfCache.TryGetValue(key, out var d)) return d;
-            var json = ToIsfJson(module, label, nt);
+            if (_isfCache.TryGetValue(key, out var c)) { notes = c.Notes; return c.Doc; }
+            var list = new List<string>();
+            var json = ToIsfJson(module, label, nt, list);
             using var ms = new MemoryStream(json);
+            IsfDocument d;
             try { d = IsfDocument.Parse(ms, $"{Source} [{module}, {label}]"); }
             catch (IsfFormatException ex) { throw new LayoutTableException($"layout table {module} on '{label}' is inconsistent: {ex.Message}"); }
-            _isfCache[key] = d;
+            notes = list.Distinct().ToList();
+            _isfCache[key] = (d, notes);
             return d;
         }
     }
@@ -208,7 +229,7 @@ public sealed class LayoutTable
         public List<(string Name, int Offset, TNode Type, int BitPos, int BitLen, int NextOffset)> Fields = new();
     }
 
-    private byte[] ToIsfJson(string module, string label, IsfDocument? nt)
+    private byte[] ToIsfJson(string module, string label, IsfDocument? nt, List<string> notes)
     {
         CheckLabel(label);
         var m = Module(module);
@@ -252,7 +273,7 @@ public sealed class LayoutTable
                     bp = bpv.GetInt32();
                     if (fv.TryGetProperty("bit_length", out var ble) && ble.ValueKind == JsonValueKind.Number) bl = ble.GetInt32();
                     else if (fv.TryGetProperty("bit_length_Windows_10_v20H2", out var bl2) && bl2.ValueKind == JsonValueKind.Number) bl = bl2.GetInt32();
-                    if (bl <= 0) continue; // width unknown for this build: leave the field out rather than guess
+                    if (bl <= 0) { notes.Add($"{name}.{f.Name}: bit length unknown for {label}; left out"); continue; } // rather than guess
                 }
                 fields.Add((f.Name, ov.GetInt32(), node, bp, bl));
             }
@@ -331,6 +352,20 @@ public sealed class LayoutTable
                     return n;
             }
         }
+        void NoteChoice(string type, string field, TNode spelled, TNode chosen)
+        {
+            bool opaque = chosen.Kind == "array" && chosen.Sub is { Kind: "base", Name: "unsigned char" } && spelled.Kind != "array";
+            if (spelled.Kind == "variant") notes.Add($"{type}.{field}: variant (alternative not recorded); {Describe(chosen)} fits before the next member");
+            else if (opaque || spelled.Kind == "array" && spelled.Sub?.Kind == "unresolved")
+                notes.Add($"{type}.{field}: '{spelled.Name ?? spelled.Sub?.Name}' defined nowhere; kept as {chosen.Count} opaque bytes");
+        }
+        static string Describe(TNode n) => n.Kind switch
+        {
+            "base" or "struct" or "union" or "enum" => n.Name ?? n.Kind,
+            "pointer" => "a pointer",
+            "array" => $"{n.Count} x {Describe(n.Sub!)}",
+            _ => n.Kind,
+        };
         static TNode Opaque(int gap) => new("array", Sub: new TNode("base", "unsigned char"), Count: Math.Max(gap, 1));
 
         // Resolve kinds and opaque sizes (types may depend on each other's sizes: iterate to a fixed point).
@@ -344,6 +379,7 @@ public sealed class LayoutTable
                 {
                     int gap = next > 0 ? next - off : (pt.Size ?? off + 8) - off;
                     var fixedNode = Fix(node, gap);
+                    if (pass == 0) NoteChoice(pt.Name, fn, node, fixedNode);
                     // array_counts: selene keeps the earliest build's element count; clip to the type's known size.
                     if (fixedNode.Kind == "array" && pt.Size is { } known && off + SizeOfNode(fixedNode) > known && SizeOfNode(fixedNode.Sub!) > 0)
                         fixedNode = fixedNode with { Count = (known - off) / SizeOfNode(fixedNode.Sub!) };
@@ -363,7 +399,10 @@ public sealed class LayoutTable
                 }
                 resolved[pt.Name] = list;
                 if (pt.Size is null || pass > 0 && pt.Size.Value == InferSize(list, SizeOfNode))
+                {
+                    if (pt.Size is null) notes.Add($"{pt.Name}: size not recorded for {label}; the members' end, aligned");
                     pt.Size = InferSize(list, SizeOfNode);
+                }
             }
         }
 

@@ -100,16 +100,14 @@ public sealed class LaidHive
 /// BlockAddress/BinAddress on 7601/9600 or PermanentBinAddress+BlockOffset on 14393+, entry size from the type), the
 /// _CMHIVE (_HHIVE signature, BaseBlock, Storage[Stable], HiveRootPath/FileUserName/FileFullPath) linked on
 /// nt!CmpHiveListHead (initialised when empty). Usable from <see cref="KernelScenarioBuilder"/> and from the
-/// ndis/fltmgr labs (<see cref="LabHeap"/>): both are a SparseMemory + ISymbolProvider. Kernel-side structures are in
+/// ndis/fltmgr labs (a <see cref="TypedMemory"/> with a heap): both are a SparseMemory + ISymbolProvider. Kernel-side structures are in
 /// the kernel SparseMemory, so the dump writers include them.
 /// </summary>
 public static class HiveLayer
 {
-    public static LaidHive Lay(KernelScenarioBuilder b, HiveImage image, string rootPath, HiveLayerOptions? opts = null) =>
-        Lay(b.Memory, b.Symbols, size => b.Alloc(size), image, rootPath, opts);
-
-    public static LaidHive Lay(SparseMemory mem, ISymbolProvider syms, LabHeap heap, HiveImage image, string rootPath, HiveLayerOptions? opts = null) =>
-        Lay(mem, syms, size => heap.Alloc(size, 0x10), image, rootPath, opts);
+    /// <summary>Lays the hive into <paramref name="w"/>'s memory, allocating from it (a scenario builder's pool, or a TypedMemory heap).</summary>
+    public static LaidHive Lay(TypedMemory w, HiveImage image, string rootPath, HiveLayerOptions? opts = null) =>
+        Lay(w.Memory, w.SymbolProvider, size => w.Allocate(size, 0x10), image, rootPath, opts);
 
     /// <summary>Lays the hive; <paramref name="alloc"/>(size) returns kernel addresses for new objects (mapped here when needed).</summary>
     public static LaidHive Lay(SparseMemory mem, ISymbolProvider syms, Func<ulong, ulong> alloc, HiveImage image, string rootPath, HiveLayerOptions? opts = null)
@@ -117,7 +115,7 @@ public static class HiveLayer
         opts ??= new HiveLayerOptions();
         var build = image.Build();
         var types = new TypeCache(syms);
-        var w = new Writer(mem, types);
+        var w = new TypedMemory(mem, syms, "hive layer");
         string leaf = rootPath.TrimEnd('\\')[(rootPath.TrimEnd('\\').LastIndexOf('\\') + 1)..];
         var proc = opts.RegistryProcess;
         var laid = new LaidHive { Image = build, RootPath = rootPath, BinMemory = proc?.Memory ?? mem };
@@ -142,16 +140,16 @@ public static class HiveLayer
         var bbT = types.Get("nt", "_HBASE_BLOCK");
         ulong bb = Kalloc(bbT.Size, 0x1000);
         laid.BaseBlock = bb;
-        w.Set(bb, bbT, "Signature", HiveViewConst.Regf);
-        w.Set(bb, bbT, "Sequence1", 1);
-        w.Set(bb, bbT, "Sequence2", 1);
-        w.Set(bb, bbT, "Major", 1);
-        w.Set(bb, bbT, "Minor", image.Minor);
-        w.Set(bb, bbT, "Type", 0);
-        w.Set(bb, bbT, "Format", 1);
-        w.Set(bb, bbT, "RootCell", build.RootCell);
-        w.Set(bb, bbT, "Length", (ulong)build.Length);
-        w.Set(bb, bbT, "Cluster", 1);
+        w.View(bbT, bb).Set("Signature", HiveViewConst.Regf);
+        w.View(bbT, bb).Set("Sequence1", 1);
+        w.View(bbT, bb).Set("Sequence2", 1);
+        w.View(bbT, bb).Set("Major", 1);
+        w.View(bbT, bb).Set("Minor", image.Minor);
+        w.View(bbT, bb).Set("Type", 0);
+        w.View(bbT, bb).Set("Format", 1);
+        w.View(bbT, bb).Set("RootCell", build.RootCell);
+        w.View(bbT, bb).Set("Length", (ulong)build.Length);
+        w.View(bbT, bb).Set("Cluster", 1);
         string userName = opts.FileUserName ?? $@"\SystemRoot\System32\Config\{leaf}";
         if (types.TryResolvePath(bbT, "FileName") is { } fn)
         {
@@ -173,18 +171,18 @@ public static class HiveLayer
         laid.CmHive = cm;
         ulong hive = cm + types.ResolvePath(cmT, "Hive").Offset;
         var hhT = types.Get("nt", "_HHIVE");
-        w.Set(hive, hhT, "Signature", HiveViewConst.HiveSig);
-        w.Set(hive, hhT, "BaseBlock", bb);
-        w.SetIfPresent(hive, hhT, "Version", image.Minor);
-        w.SetIfPresent(hive, hhT, "Cluster", 1);
-        w.SetIfPresent(hive, hhT, "StorageTypeCount", 2);
+        w.View(hhT, hive).Set("Signature", HiveViewConst.HiveSig);
+        w.View(hhT, hive).Set("BaseBlock", bb);
+        w.View(hhT, hive).SetIfPresent("Version", image.Minor);
+        w.View(hhT, hive).SetIfPresent("Cluster", 1);
+        w.View(hhT, hive).SetIfPresent("StorageTypeCount", 2);
         var (storageOff, storageT) = types.ResolvePath(hhT, "Storage");
         var dualT = types.Get("nt", storageT.Inner!.Name);
         ulong stable = hive + storageOff;                 // Storage[0] (Stable)
         ulong vol = stable + storageT.Inner.Size;          // Storage[1] (Volatile): empty
-        w.Set(stable, dualT, "Length", (ulong)build.Length);
-        w.Set(vol, dualT, "Length", 0);
-        w.Set(vol, dualT, "Map", 0);
+        w.View(dualT, stable).Set("Length", (ulong)build.Length);
+        w.View(dualT, vol).Set("Length", 0);
+        w.View(dualT, vol).Set("Map", 0);
 
         // Map: tables of 512 entries (one per 4 KB block), directory of 1024 tables.
         var tableT = types.Get("nt", "_HMAP_TABLE");
@@ -206,15 +204,15 @@ public static class HiveLayer
                 ulong flags = (k == 0 ? 1UL : 0UL) | 2UL; // "new allocation" on a bin's first block, "in pool" on all
                 if (hasBlockAddress)
                 {
-                    w.Set(entry, entryT, "BlockAddress", binVa + k * HiveImage.BlockSize);
-                    w.SetIfPresent(entry, entryT, "BinAddress", binVa | flags);
+                    w.View(entryT, entry).Set("BlockAddress", binVa + k * HiveImage.BlockSize);
+                    w.View(entryT, entry).SetIfPresent("BinAddress", binVa | flags);
                 }
                 else
                 {
-                    w.Set(entry, entryT, "PermanentBinAddress", binVa | flags);
-                    w.Set(entry, entryT, "BlockOffset", k * HiveImage.BlockSize);
+                    w.View(entryT, entry).Set("PermanentBinAddress", binVa | flags);
+                    w.View(entryT, entry).Set("BlockOffset", k * HiveImage.BlockSize);
                 }
-                w.SetIfPresent(entry, entryT, "MemAlloc", k == 0 ? binSize : 0);
+                w.View(entryT, entry).SetIfPresent("MemAlloc", k == 0 ? binSize : 0);
             }
         }
         if (opts.UseSmallDir)
@@ -222,7 +220,7 @@ public static class HiveLayer
             if (tableCount > 1) throw new InvalidOperationException($"lab: a SmallDir map holds 512 blocks; this hive has {blocks}");
             ulong smallDir = stable + types.ResolvePath(dualT, "SmallDir").Offset;
             mem.WriteU64(smallDir, laid.Tables[0]);
-            w.Set(stable, dualT, "Map", smallDir);
+            w.View(dualT, stable).Set("Map", smallDir);
             laid.Map = smallDir;
         }
         else
@@ -231,15 +229,15 @@ public static class HiveLayer
             var (dirOff, dirField) = types.ResolvePath(dirT, "Directory");
             ulong dir = Kalloc(dirT.Size, 0x10);
             for (int t = 0; t < tableCount; t++) mem.WriteU64(dir + dirOff + (ulong)t * dirField.Inner!.Size, laid.Tables[t]);
-            w.Set(stable, dualT, "Map", dir);
+            w.View(dualT, stable).Set("Map", dir);
             laid.Map = dir;
         }
 
         // Names.
         string rootName = opts.HiveRootPath ?? rootPath;
-        w.Unicode(cm, cmT, "HiveRootPath", rootName, Kalloc);
-        w.Unicode(cm, cmT, "FileUserName", userName, Kalloc);
-        w.Unicode(cm, cmT, "FileFullPath", opts.FileFullPath ?? $@"\Device\HarddiskVolume2\Windows\System32\config\{leaf}", Kalloc);
+        Unicode(w, cm, cmT, "HiveRootPath", rootName, Kalloc);
+        Unicode(w, cm, cmT, "FileUserName", userName, Kalloc);
+        Unicode(w, cm, cmT, "FileFullPath", opts.FileFullPath ?? $@"\Device\HarddiskVolume2\Windows\System32\config\{leaf}", Kalloc);
 
         // nt!CmpHiveListHead.
         ulong head = syms.GetSymbolAddress("nt!CmpHiveListHead") ?? throw new ScenarioLayoutException("symbol nt!CmpHiveListHead is not in the symbol table");
@@ -258,33 +256,11 @@ public static class HiveLayer
         public const ulong HiveSig = 0xbee0bee0;
     }
 
-    /// <summary>Field writes by name (offsets and widths from the symbols).</summary>
-    private sealed class Writer(SparseMemory mem, TypeCache types)
+    /// <summary>A UNICODE_STRING field (skipped when this build lacks it); empty text = no buffer, MaximumLength 0.</summary>
+    private static void Unicode(TypedMemory w, ulong obj, TypeLayout t, string path, string text, Func<ulong, ulong, ulong> alloc)
     {
-        public void Set(ulong obj, TypeLayout t, string path, ulong value)
-        {
-            var (off, type) = types.TryResolvePath(t, path) ?? throw new ScenarioLayoutException($"{t.Module}!{t.Name} has no field '{path}' on this build");
-            ulong size = type.Kind == TypeKind.Pointer ? 8 : type.Size;
-            if (size is 0 or > 8) throw new ScenarioLayoutException($"{t.Name}.{path} is not a scalar ({type})");
-            mem.Write(obj + off, BitConverter.GetBytes(value).AsSpan(0, (int)size));
-        }
-
-        public void SetIfPresent(ulong obj, TypeLayout t, string path, ulong value)
-        {
-            if (types.TryResolvePath(t, path) is not null) Set(obj, t, path, value);
-        }
-
-        public void Unicode(ulong obj, TypeLayout t, string path, string text, Func<ulong, ulong, ulong> alloc)
-        {
-            var f = types.TryResolvePath(t, path);
-            if (f is null) return;
-            ulong at = obj + f.Value.Offset;
-            var bytes = Encoding.Unicode.GetBytes(text);
-            ulong buf = text.Length == 0 ? 0 : alloc((ulong)bytes.Length + 2, 0x10);
-            if (buf != 0) mem.Write(buf, bytes);
-            mem.WriteU16(at, (ushort)bytes.Length);
-            mem.WriteU16(at + 2, (ushort)(bytes.Length == 0 ? 0 : bytes.Length + 2));
-            mem.WriteU64(at + 8, buf);
-        }
+        if (w.TryOffset(t.Name, path, t.Module) is not { } off) return;
+        if (text.Length == 0) { w.View(t, obj).Set(path + ".Length", 0UL).Set(path + ".MaximumLength", 0UL).Set(path + ".Buffer", 0UL); return; }
+        w.WriteUnicodeString(obj + off, text, alloc((ulong)System.Text.Encoding.Unicode.GetByteCount(text) + 2, 0x10));
     }
 }

@@ -229,14 +229,14 @@ public static class CatalogSampleMaker
         try { return forge.Forge(spec); }
         catch (Exception e) when (spec.Types is not null)
         {
-            notes.Add($"{file}: scenario types not forgeable ({FirstLine(e)})");
+            notes.Add($"{file}: scenario types not forgeable ({FirstLine(e)})"); if (Environment.GetEnvironmentVariable("NTSLEUTH_FORGE_DEBUG") == "1") Console.Error.WriteLine(e.Message);
         }
         catch (Exception e)
         {
             notes.Add($"{file}: symbols not forged ({FirstLine(e)})");
             return null;
         }
-        string? layouts = LabBuilds.SharedDirectory is { } sh ? Path.Combine(sh, "realdata", "layouts", "ndis-fltmgr-layouts.json") : null;
+        string? layouts = SharedData.LayoutsFile;
         string? layoutMod = mod.ToLowerInvariant() switch { "ndis" => "ndis", "fltmgr" => "fltmgr", _ => null };
         if (layoutMod is not null && layouts is not null && File.Exists(layouts) && build.LayoutLabel is { } label)
         {

@@ -18,26 +18,22 @@ public enum PoolRegion { NonPaged, Paged, Session, User }
 /// (KUSER_SHARED_DATA + tick globals), processors and the target facts (bugcheck, event CPU, current stack).
 /// Build an <see cref="InMemoryTarget"/> with <see cref="CreateTarget"/>.
 /// </summary>
-public sealed partial class KernelScenarioBuilder
+public sealed partial class KernelScenarioBuilder : TypedMemory
 {
     public const ulong SharedUserData = 0xfffff780_00000000;
     /// <summary>Windows clock tick: 15.625 ms = 156250 x 100 ns.</summary>
     public const uint DefaultTimeIncrement = 156250;
 
-    private readonly TypeCache _types;
     private readonly Dictionary<PoolRegion, ulong> _next = new();
     private readonly List<(ulong Start, ulong End)> _reserved = new();
     private readonly List<ModuleInfo> _modules = new();
     private ulong _nextImage;
 
     public KernelScenarioBuilder(LabBuild build, TargetKind kind = TargetKind.Kernel)
+        : base(new SparseMemory(), new IsfSymbolProvider().Add("nt", build.Isf, build.KernelBase), build.Label)
     {
         Build = build;
         Kind = kind;
-        Memory = new SparseMemory();
-        Symbols = new IsfSymbolProvider();
-        Symbols.Add("nt", build.Isf, build.KernelBase);
-        _types = new TypeCache(Symbols);
         _next[PoolRegion.NonPaged] = build.PoolBase + 0x0100_0000;
         _next[PoolRegion.Paged] = build.BuildNumber < 9200 ? 0xfffff8a0_00100000 : build.PoolBase + 0x10_0000_0000;
         _next[PoolRegion.Session] = build.BuildNumber < 9200 ? 0xfffff900_c0100000 : 0xffffb000_00100000;
@@ -52,9 +48,8 @@ public sealed partial class KernelScenarioBuilder
 
     public LabBuild Build { get; }
     public TargetKind Kind { get; }
-    public SparseMemory Memory { get; }
     /// <summary>nt from the ISF at <see cref="LabBuild.KernelBase"/>; add more modules with <see cref="AddSymbolModule"/> / <see cref="AddSymbol"/>.</summary>
-    public IsfSymbolProvider Symbols { get; }
+    public IsfSymbolProvider Symbols => (IsfSymbolProvider)SymbolProvider;
     public ulong KernelBase => Build.KernelBase;
     public uint KernelSize { get; }
     public IReadOnlyList<ModuleInfo> Modules => _modules;
@@ -77,65 +72,6 @@ public sealed partial class KernelScenarioBuilder
     // =====================================================================================
     // Types and symbols
     // =====================================================================================
-
-    /// <summary>True when the type (and, if given, the dotted field path) exists on this build.</summary>
-    public bool Has(string type, string? field = null, string module = "nt")
-    {
-        var l = _types.TryGet(module, type);
-        return l is not null && (field is null || _types.TryResolvePath(l, field) is not null);
-    }
-
-    /// <summary>Layout of module!type; a <see cref="ScenarioLayoutException"/> naming the type and build when absent.</summary>
-    public TypeLayout Layout(string type, string module = "nt") =>
-        _types.TryGet(module, type) ?? throw new ScenarioLayoutException($"type {module}!{type} is not in the symbol table of {Build.Label}");
-
-    public ulong SizeOf(string type, string module = "nt") => Layout(type, module).Size;
-
-    public ulong OffsetOf(string type, string path, string module = "nt") => Resolve(Layout(type, module), path).Offset;
-
-    internal (ulong Offset, TypeRef Type)? TryResolve(TypeLayout layout, string path) => _types.TryResolvePath(layout, path);
-
-    internal (ulong Offset, TypeRef Type) Resolve(TypeLayout layout, string path) =>
-        _types.TryResolvePath(layout, path) ?? throw new ScenarioLayoutException(
-            $"{layout.Module}!{layout.Name} has no field '{path}' on {Build.Label}{Suggest(layout, path)}");
-
-    private static string Suggest(TypeLayout layout, string path)
-    {
-        string last = path.Split('.')[0];
-        var near = layout.Fields.Select(f => f.Name).Where(n => n.StartsWith(last[..Math.Min(5, last.Length)], StringComparison.OrdinalIgnoreCase)).Take(6).ToList();
-        return near.Count == 0 ? "" : $" (fields with a similar name: {string.Join(", ", near)})";
-    }
-
-    /// <summary>Value of an enum constant by name. <paramref name="enumType"/> null = search all enums of the module (must be unique).</summary>
-    public long EnumValue(string module, string? enumType, string constant)
-    {
-        if (!Symbols.Modules.TryGetValue(module, out var m)) throw new ScenarioLayoutException($"no symbols for module '{module}'");
-        var doc = m.Doc;
-        if (enumType is not null)
-        {
-            if (!doc.Enums.TryGetValue(enumType, out var e))
-            {
-                // A few kernel enums are absent from some public PDBs (Windows 7 has no _KTHREAD_STATE); their values are
-                // documented and stable, so the lab falls back to them only when the table lacks the enum.
-                if (module == "nt" && WellKnownEnums.TryGetValue(enumType, out var wk) && wk.TryGetValue(constant, out var wv)) return wv;
-                throw new ScenarioLayoutException($"enum {module}!{enumType} is not in the symbol table of {Build.Label}");
-            }
-            if (!e.Constants.TryGetValue(constant, out var v))
-                throw new ScenarioLayoutException($"enum {module}!{enumType} has no constant '{constant}' on {Build.Label} (has: {string.Join(", ", e.Constants.Keys.Take(12))}...)");
-            return v;
-        }
-        var hits = doc.Enums.Values.Where(e => e.Constants.ContainsKey(constant)).Select(e => (e.Name, e.Constants[constant])).Distinct().ToList();
-        if (hits.Select(h => h.Item2).Distinct().Count() == 1) return hits[0].Item2;
-        if (hits.Count == 0) throw new ScenarioLayoutException($"no enum of {module} on {Build.Label} has a constant '{constant}'");
-        throw new ScenarioLayoutException($"enum constant '{constant}' is ambiguous on {Build.Label} ({string.Join(", ", hits.Select(h => h.Name))}); name the enum");
-    }
-
-    private static readonly Dictionary<string, Dictionary<string, long>> WellKnownEnums = new()
-    {
-        ["_KTHREAD_STATE"] = new() { ["Initialized"] = 0, ["Ready"] = 1, ["Running"] = 2, ["Standby"] = 3, ["Terminated"] = 4, ["Waiting"] = 5, ["Transition"] = 6, ["DeferredReady"] = 7, ["GateWaitObsolete"] = 8 },
-    };
-
-    public long EnumValue(string enumType, string constant) => EnumValue("nt", enumType, constant);
 
     /// <summary>Address of a symbol ("PsActiveProcessHead" = nt, or "ndis!ndisMiniportList"); error naming it when absent.</summary>
     public ulong Symbol(string name)
@@ -234,25 +170,6 @@ public sealed partial class KernelScenarioBuilder
     // Raw memory helpers
     // =====================================================================================
 
-    internal ulong ReadLe(ulong addr, int size)
-    {
-        Span<byte> b = stackalloc byte[8];
-        b.Clear();
-        Memory.Read(addr, b[..size]);
-        return BinaryPrimitives.ReadUInt64LittleEndian(b);
-    }
-
-    internal void WriteLe(ulong addr, int size, ulong value)
-    {
-        Span<byte> b = stackalloc byte[8];
-        BinaryPrimitives.WriteUInt64LittleEndian(b, value);
-        Memory.Write(addr, b[..size]);
-    }
-
-    public ulong ReadPointer(ulong addr) => ReadLe(addr, 8);
-    public void WritePointer(ulong addr, ulong value) => WriteLe(addr, 8, value);
-    public void WriteU32(ulong addr, uint value) => WriteLe(addr, 4, value);
-
     /// <summary>Writes a UTF-16 string (no terminator unless <paramref name="terminate"/>) into fresh pool; returns its address.</summary>
     public ulong NewUtf16(string text, bool terminate = true, PoolRegion region = PoolRegion.Paged)
     {
@@ -262,74 +179,16 @@ public sealed partial class KernelScenarioBuilder
         return a;
     }
 
-    /// <summary>Fills a _UNICODE_STRING at <paramref name="address"/> (Length, MaximumLength, Buffer) and its buffer.</summary>
-    public void WriteUnicodeString(ulong address, string text, ulong? bufferAt = null)
-    {
-        var us = At("_UNICODE_STRING", address);
-        var bytes = Encoding.Unicode.GetBytes(text);
-        ulong buf;
-        if (bufferAt is { } x) { Place(x, (ulong)bytes.Length + 2); buf = x; Memory.Write(buf, bytes); }
-        else buf = NewUtf16(text);
-        us.Set("Length", (ulong)bytes.Length).Set("MaximumLength", (ulong)bytes.Length + 2).Set("Buffer", buf);
-    }
+    /// <summary>Pool-like allocation (<see cref="Alloc"/>) in the non-paged region, mapped.</summary>
+    public override ulong Allocate(ulong size, ulong align = 16) => Alloc(size, PoolRegion.NonPaged, align);
 
-    /// <summary>Deterministic garbage (xorshift) over a range.</summary>
-    public void Garbage(ulong address, int length, int seed = 1)
+    /// <summary>A UNICODE_STRING's text: placed at <paramref name="bufferAt"/> (reserved) or in fresh paged pool.</summary>
+    protected override ulong PlaceUtf16(string text, byte[] bytes, ulong? bufferAt)
     {
-        var b = new byte[length];
-        ulong s = 0x9E3779B97F4A7C15UL ^ (ulong)seed;
-        for (int i = 0; i < length; i++)
-        {
-            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-            b[i] = (byte)s;
-        }
-        Memory.Write(address, b);
-    }
-
-    // =====================================================================================
-    // Lists (on LIST_ENTRY / SINGLE_LIST_ENTRY addresses; field offsets from the caller's StructWriter)
-    // =====================================================================================
-
-    public void InitializeListHead(ulong head)
-    {
-        WritePointer(head, head);
-        WritePointer(head + 8, head);
-    }
-
-    /// <summary>InsertTailList(head, entry). The head must be initialised (or zero: then it is initialised first).</summary>
-    public void InsertTailList(ulong head, ulong entry)
-    {
-        if (ReadPointer(head) == 0) InitializeListHead(head);
-        ulong blink = ReadPointer(head + 8);
-        WritePointer(entry, head);
-        WritePointer(entry + 8, blink);
-        WritePointer(blink, entry);
-        WritePointer(head + 8, entry);
-    }
-
-    public void InsertHeadList(ulong head, ulong entry)
-    {
-        if (ReadPointer(head) == 0) InitializeListHead(head);
-        ulong flink = ReadPointer(head);
-        WritePointer(entry, flink);
-        WritePointer(entry + 8, head);
-        WritePointer(flink + 8, entry);
-        WritePointer(head, entry);
-    }
-
-    /// <summary>PushEntryList: entry.Next = head.Next; head.Next = entry.</summary>
-    public void PushEntryList(ulong head, ulong entry)
-    {
-        WritePointer(entry, ReadPointer(head));
-        WritePointer(head, entry);
-    }
-
-    /// <summary>The LIST_ENTRY addresses of a list, in order (for tests and fault injection).</summary>
-    public List<ulong> ListEntries(ulong head, int max = 1_000_000)
-    {
-        var r = new List<ulong>();
-        for (ulong e = ReadPointer(head); e != head && e != 0 && r.Count < max; e = ReadPointer(e)) r.Add(e);
-        return r;
+        if (bufferAt is not { } x) return NewUtf16(text);
+        Place(x, (ulong)bytes.Length + 2);
+        Memory.Write(x, bytes);
+        return x;
     }
 
     // =====================================================================================

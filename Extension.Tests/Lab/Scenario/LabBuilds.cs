@@ -64,15 +64,14 @@ public static class LabBuilds
         ("0CE4A95C0CD782A7596B034D8648E585-1", "win11", "Windows 11 21H2 (22000)", 22000, "10.0.22000.2538", "Windows 11", 0xfffff806_1e200000, 0xffffd601_00000000),
     ];
 
-    private static readonly Lazy<string?> _shared = new(FindShared);
     private static readonly Lazy<IReadOnlyList<LabBuild>> _all = new(Discover);
 
-    /// <summary>Override for tools (bench/make-samples) run outside the repo: NTSLEUTH_SHARED=/path/to/shared.</summary>
-    public static string? SharedDirectory => _shared.Value;
+    /// <summary>The shared data folder (<see cref="SharedData.Directory"/>), or null when absent.</summary>
+    public static string? SharedDirectory => SharedData.Directory;
 
     /// <summary>Why builds are unavailable (for Assert.Ignore), or null when the shared data is present.</summary>
     public static string? UnavailableReason =>
-        SharedDirectory is null ? "../shared (beside the repository root with NtSleuthExt.sln) is absent; set NTSLEUTH_SHARED or check out the shared data"
+        SharedDirectory is null ? SharedData.AbsentReason
         : All.Count == 0 ? $"no ISF tables in {Path.Combine(SharedDirectory, "realdata", "isf", "ntkrnlmp.pdb")}" : null;
 
     /// <summary>Every build whose ISF file is present, oldest first.</summary>
@@ -91,30 +90,7 @@ public static class LabBuilds
 
     public static LabBuild Get(int buildNumber) => Get(buildNumber.ToString());
 
-    public static string SharedPath(params string[] parts) =>
-        Path.Combine([SharedDirectory ?? throw new InvalidOperationException(UnavailableReason), .. parts]);
-
-    /// <summary>The repository root (folder containing NtSleuthExt.sln) above <paramref name="start"/>, or null.</summary>
-    public static string? FindRepoRoot(string? start = null)
-    {
-        foreach (var s in new[] { start, AppContext.BaseDirectory, Environment.CurrentDirectory })
-        {
-            if (s is null) continue;
-            for (var d = new DirectoryInfo(s); d is not null; d = d.Parent)
-                if (File.Exists(Path.Combine(d.FullName, "NtSleuthExt.sln"))) return d.FullName;
-        }
-        return null;
-    }
-
-    private static string? FindShared()
-    {
-        var env = Environment.GetEnvironmentVariable("NTSLEUTH_SHARED");
-        if (!string.IsNullOrEmpty(env) && Directory.Exists(env)) return Path.GetFullPath(env);
-        var root = FindRepoRoot();
-        if (root is null) return null;
-        var shared = Path.GetFullPath(Path.Combine(root, "..", "shared"));
-        return Directory.Exists(shared) ? shared : null;
-    }
+    public static string SharedPath(params string[] parts) => SharedData.PathOf(parts);
 
     private static IReadOnlyList<LabBuild> Discover()
     {

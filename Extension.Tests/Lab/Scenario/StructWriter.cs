@@ -14,9 +14,9 @@ public sealed class ScenarioLayoutException(string message) : Exception(message)
 /// </summary>
 public sealed class StructWriter
 {
-    private readonly KernelScenarioBuilder _b;
+    private readonly TypedMemory _b;
 
-    internal StructWriter(KernelScenarioBuilder builder, TypeLayout layout, ulong address)
+    internal StructWriter(TypedMemory builder, TypeLayout layout, ulong address)
     {
         _b = builder; Layout = layout; Address = address;
     }

@@ -19,7 +19,8 @@ public sealed record AlpcBenchRow(string Build, string Case, long RoundTrips, lo
 /// Bench case for !alpcchain on the logon-hang-alpc scenario, with a model of the manual procedure of seed 003:
 /// !thread on each waiter, !alpc /m on each message, !process &lt;server&gt; 2 where the server thread is idle (then
 /// !thread + !alpc /m on every ALPC waiter of that process, as the seed's author did for lsm), !irp and dt _FILE_OBJECT on
-/// the blocker. Each debugger command reads its structures itself (one request per structure, no cache across commands);
+/// the blocker. Each debugger command reads its structures itself (one request per structure); the engine's cache on a
+/// stopped target serves what an earlier command read; both sides are counted in KD packets;
 /// !thread also reads the kernel stack it unwinds (0x740 bytes, the seed's Stack Init - Current).
 /// </summary>
 public static class AlpcChainBench
@@ -32,10 +33,10 @@ public static class AlpcChainBench
         string label = scale == 1 ? "seed-003 chain" : $"seed-003 chain x{scale}";
         var cmd = Measure(s, r => r.AnalyzeThread(AlpcLogonHangScenario.WinlogonThread));
         var manual = ManualChain(s);
-        yield return new AlpcBenchRow(build.Key, label, cmd.RoundTrips, cmd.Bytes, manual.RoundTrips, manual.Bytes, manual.Commands);
+        yield return new AlpcBenchRow(build.Key, label, cmd.Packets, cmd.TransferBytes, manual.RoundTrips, manual.Bytes, manual.Commands);
         var all = Measure(s, r => r.AnalyzeAll());
         var manualAll = ManualAll(s);
-        yield return new AlpcBenchRow(build.Key, scale == 1 ? "-all" : $"-all x{scale}", all.RoundTrips, all.Bytes, manualAll.RoundTrips, manualAll.Bytes, manualAll.Commands);
+        yield return new AlpcBenchRow(build.Key, scale == 1 ? "-all" : $"-all x{scale}", all.Packets, all.TransferBytes, manualAll.RoundTrips, manualAll.Bytes, manualAll.Commands);
     }
 
     private static ReadStats Measure(ScenarioResult s, Func<AlpcChainAnalyzer, AlpcChainReport> f)
@@ -49,11 +50,16 @@ public static class AlpcChainBench
     {
         public long RoundTrips, Bytes; public int Commands;
         private readonly KernelScenarioBuilder _b = s.Builder;
-        private ReadStats _stats = new();
-        private KernelReader _r = null!;
+        // One reader for the whole procedure: its cache stands for the engine's cache on a stopped target (a structure
+        // read by one debugger command is not read again by the next); counted in KD packets like the command.
+        private readonly ReadStats _stats = new();
+        private KernelReader? _reader;
+        private KernelReader _r => _reader ??= new KernelReader(s.CreateTarget(), _stats);
+        private long _p0, _b0;
+        private readonly HashSet<ulong> _stacks = new();
 
-        private void Begin() { Commands++; _stats = new ReadStats(); _r = new KernelReader(s.CreateTarget(), _stats); }
-        private void End() { RoundTrips += _stats.RoundTrips; Bytes += _stats.Bytes; }
+        private void Begin() { Commands++; _p0 = _stats.Packets; _b0 = _stats.TransferBytes; }
+        private void End() { RoundTrips += _stats.Packets - _p0; Bytes += _stats.TransferBytes - _b0; }
         private StructView? Read(string type, ulong a) => _r.TryRead("nt", type, a);
 
         public void Thread(ulong t)
@@ -71,7 +77,7 @@ public static class AlpcChainBench
                     var msg = Read("_KALPC_MESSAGE", m);
                     if (msg is not null) Read("_ALPC_PORT", msg.Ptr("PortQueue"));
                 }
-                _stats.AddRead(StackBytes); // the kernel stack !thread unwinds
+                if (_stacks.Add(t)) _stats.AddRead(StackBytes); // the kernel stack !thread unwinds (once: the engine caches it)
             }
             End();
         }

@@ -48,8 +48,10 @@ public sealed class DpcWatchdogScenario
     public ulong BalanceRoutine { get; private set; }
     private ulong _synthetic;
     public int QueuedTotal { get; private set; }
+    /// <summary>Every queued KDPC's address (what !pcr's DpcQueue lines read).</summary>
+    public List<ulong> QueuedDpcs { get; } = new();
 
-    public DpcWatchdogScenario(LabKernel k, ulong p1 = 0, int processors = 2, bool unwindable = true, int extraDpcs = 0, int extraDrivers = 16)
+    public DpcWatchdogScenario(LabKernel k, ulong p1 = 0, int processors = 2, bool unwindable = true, int extraDpcs = 0, int extraDrivers = 16, bool scatterDpcs = false)
     {
         Kernel = k;
         HalBase = k.NtBase + 0x1000000;
@@ -79,7 +81,7 @@ public sealed class DpcWatchdogScenario
         WriteEchoCode();
         BuildPrcbs(processors);
         BuildSeedQueue();
-        if (extraDpcs > 0) BuildExtraQueues(extraDpcs, extraDrivers);
+        if (extraDpcs > 0) BuildExtraQueues(extraDpcs, extraDrivers, scatterDpcs);
         BuildStack(unwindable);
     }
 
@@ -194,6 +196,7 @@ public sealed class DpcWatchdogScenario
         }
         k.Set("_KDPC_DATA", dd, "DpcQueueDepth", k.ReadLe(dd + k.Offset("_KDPC_DATA", "DpcQueueDepth"), 4) + 1);
         QueuedTotal++;
+        QueuedDpcs.Add(kdpc);
     }
 
     private void BuildSeedQueue()
@@ -210,8 +213,12 @@ public sealed class DpcWatchdogScenario
         }
     }
 
-    /// <summary>Many DPCs: each extra driver keeps an array of KDPCs (as NDIS miniports keep per-queue DPCs) spread over the processors.</summary>
-    private void BuildExtraQueues(int count, int drivers)
+    /// <summary>
+    /// Many DPCs: each extra driver keeps an array of KDPCs (as NDIS miniports keep per-queue DPCs) spread over the
+    /// processors; <paramref name="scatter"/>: each KDPC lives in its own pool allocation instead (one per page at a random
+    /// offset, other allocations between them, in an address order unrelated to the queue order).
+    /// </summary>
+    private void BuildExtraQueues(int count, int drivers, bool scatter)
     {
         var k = Kernel;
         ulong dpcSize = k.SizeOf("_KDPC");
@@ -225,34 +232,44 @@ public sealed class DpcWatchdogScenario
             k.Symbols.AddSymbol($"nic{d:00}!RxQueueDpc", b + 0x1200);
             arrays.Add((k.Alloc(dpcSize * (ulong)per, 0x40), b + 0x1200, 0));
         }
+        int[] slots = Enumerable.Range(0, count).ToArray();
+        var rnd = new Random(133);
+        ulong region = 0;
+        if (scatter) { rnd.Shuffle(slots); region = k.Alloc((ulong)count * 0x1000, 0x1000); }
         for (int i = 0; i < count; i++)
         {
             int d = i % drivers;
             var (arr, routine, next) = arrays[d];
             arrays[d] = (arr, routine, next + 1);
-            Queue(i % Prcbs.Count, arr + (ulong)next * dpcSize, routine);
+            ulong kdpc = scatter ? region + (ulong)slots[i] * 0x1000 + (ulong)rnd.Next(0, 0x1000 / 0x40 - 1) * 0x40 : arr + (ulong)next * dpcSize;
+            Queue(i % Prcbs.Count, kdpc, routine);
         }
     }
 
     /// <summary>
-    /// Modelled cost of the seed's manual procedure over KDNET (KD moves at most one 4 KB page per packet):
-    /// k (one read per frame), ub + u of the culprit, and per processor !pcr (KPCR page + DPC data + one read per
-    /// queued KDPC) and dt nt!_KPRCB &lt;prcb&gt; Dpc* (the whole KPRCB).
+    /// Modelled cost of the seed's manual procedure over KDNET, counted as the command's reads are (KD packets per
+    /// request, the engine's cache on a stopped target: nothing read twice): k (one 0x100-byte stack read per frame),
+    /// ub + u of the culprit, and per processor !pcr (the KPCR page, DPC data, each queued KDPC) and
+    /// dt nt!_KPRCB &lt;prcb&gt; Dpc* (the whole KPRCB).
     /// </summary>
     public (long RoundTrips, long Bytes) ManualProcedureCost()
     {
         var k = Kernel;
-        long rt = 0, bytes = 0;
-        rt += SeedStack.Length; bytes += SeedStack.Length * 0x100L;           // k
-        rt += 2; bytes += 0x80;                                                // ub, u
-        long prcb = (long)k.SizeOf("_KPRCB"), kdpc = (long)k.SizeOf("_KDPC");
-        foreach (var _ in Prcbs)
+        var m = new NtSleuth.Lab.Bench.ManualProcedureBuilder(k.CreateTarget());
+        m.Step("k", SeedStack.Length, SeedStack.Length * 0x100L);
+        m.Step("ub; u", 2, 0x80);
+        ulong prcbSize = k.SizeOf("_KPRCB"), kdpc = k.SizeOf("_KDPC");
+        ulong prcbOff = k.Offset("_KPCR", "Prcb");
+        foreach (var prcb in Prcbs)
         {
-            rt += 2; bytes += 0x1000 + 0x100;                                  // !pcr: KPCR page, DPC data
-            rt += (prcb + 0xfff) / 0x1000; bytes += prcb;                      // dt nt!_KPRCB Dpc*
+            ulong pcr = prcb - prcbOff;
+            m.Read(pcr & ~0xfffUL, 0x1000);                                    // !pcr: the KPCR page
+            m.Read(DpcData(prcb), 0x100);                                      // !pcr: DPC data
+            m.Read(prcb, (int)prcbSize);                                       // dt nt!_KPRCB Dpc*
         }
-        rt += QueuedTotal; bytes += QueuedTotal * kdpc;                        // !pcr's DpcQueue lines
-        return (rt, bytes);
+        foreach (var d in QueuedDpcs) m.Read(d, (int)kdpc);                    // !pcr's DpcQueue lines
+        var r = m.Build();
+        return (r.RoundTrips, r.Bytes);
     }
 
     private static readonly (string Module, string Function, ulong Disp, ulong ChildSp)[] SeedStack =

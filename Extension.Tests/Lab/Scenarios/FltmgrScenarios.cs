@@ -1,3 +1,5 @@
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Lab.Target;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Fltmgr;
 using NtSleuth.Commands.Target;
@@ -45,7 +47,7 @@ public sealed class FltmgrScenario
 
     public required FltmgrScenarioSpec Spec { get; init; }
     public required SparseMemory Memory { get; init; }
-    public required NdisLabTarget Target { get; init; }
+    public required InMemoryTarget Target { get; init; }
     public Dictionary<uint, ulong> FrameAddresses { get; } = new();
     public Dictionary<string, ulong> FilterAddresses { get; } = new();
     public List<ulong> FrameZeroVolumes { get; } = new();
@@ -137,14 +139,14 @@ public sealed class FltmgrScenario
         var mem = new SparseMemory();
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("nt", NtBase, 0x1000000), new("FLTMGR", FltmgrBase, 0x80000, @"\SystemRoot\System32\drivers\FLTMGR.SYS") };
-        return LayInto(new NdisLabTarget(mem, syms, info, modules), flt, spec);
+        return LayInto(new InMemoryTarget(mem, syms, info, modules), flt, spec);
     }
 
     /// <summary>Lays the scenario into a target's memory; its symbols must have "fltmgr" = <paramref name="flt"/> at <see cref="FltmgrBase"/> and nt types.</summary>
-    public static FltmgrScenario LayInto(NdisLabTarget target, IsfDocument flt, FltmgrScenarioSpec spec)
+    public static FltmgrScenario LayInto(InMemoryTarget target, IsfDocument flt, FltmgrScenarioSpec spec)
     {
         var sc = new FltmgrScenario { Spec = spec, Memory = target.Memory, Target = target };
-        sc.Lay(new NdisStructWriter(target.Memory, target.Symbols), flt);
+        sc.Lay(new TypedMemory(target.Memory, target.Symbols, flt.Source, heapStart: 0xffffe000_10000000), flt);
         return sc;
     }
 
@@ -177,33 +179,32 @@ public sealed class FltmgrScenario
         m.WriteU64(last, entry); m.WriteU64(head + 8, entry);
     }
 
-    private void Lay(NdisStructWriter w, IsfDocument flt)
+    private void Lay(TypedMemory w, IsfDocument flt)
     {
         const string F = "fltmgr";
-        var heap = new LabHeap(0xffffe000_10000000);
         ulong globals = FltmgrBase + flt.GetSymbolRva("FltGlobals");
-        var gType = w.Type(F, "_GLOBALS");
+        var gType = w.Layout("_GLOBALS", F);
         Memory.Map(globals, gType.Size);
-        ulong rList = w.Offset(F, "_FLT_RESOURCE_LIST_HEAD", "rList");
-        ulong frameHead = globals + w.Offset(F, "_GLOBALS", "FrameList") + rList;
+        ulong rList = w.OffsetOf("_FLT_RESOURCE_LIST_HEAD", "rList", F);
+        ulong frameHead = globals + w.OffsetOf("_GLOBALS", "FrameList", F) + rList;
         InitList(Memory, frameHead);
 
-        ulong Obj(ulong size) { ulong a = heap.Alloc(size + 0x100, 0x40); Memory.Map(a, size + 0x100); return a; }
+        ulong Obj(ulong size) { ulong a = w.Allocate(size + 0x100, 0x40); Memory.Map(a, size + 0x100); return a; }
 
         // Driver objects.
         var drivers = new Dictionary<string, ulong>();
         ulong Driver(string name)
         {
             if (drivers.TryGetValue(name, out var d)) return d;
-            var t = w.Type("nt", "_DRIVER_OBJECT");
+            var t = w.Layout("_DRIVER_OBJECT", "nt");
             d = Obj(t.Size);
-            w.UnicodeString(d + w.Offset("nt", "_DRIVER_OBJECT", "DriverName"), heap.Alloc((ulong)name.Length * 2 + 8), name);
+            w.WriteUnicodeString(d + w.OffsetOf("_DRIVER_OBJECT", "DriverName", "nt"), name, w.Allocate((ulong)name.Length * 2 + 8));
             // The I/O manager's driver extension: ServiceKeyName = the service key (the driver name's last component).
-            ulong ext = Obj(w.Type("nt", "_DRIVER_EXTENSION").Size);
+            ulong ext = Obj(w.Layout("_DRIVER_EXTENSION", "nt").Size);
             string service = name[(name.LastIndexOf('\\') + 1)..];
-            w.Set(ext, "nt", "_DRIVER_EXTENSION", "DriverObject", d);
-            w.UnicodeString(ext + w.Offset("nt", "_DRIVER_EXTENSION", "ServiceKeyName"), heap.Alloc((ulong)service.Length * 2 + 8), service);
-            w.Set(d, "nt", "_DRIVER_OBJECT", "DriverExtension", ext);
+            w.Set(ext, "_DRIVER_EXTENSION", "DriverObject", d, "nt");
+            w.WriteUnicodeString(ext + w.OffsetOf("_DRIVER_EXTENSION", "ServiceKeyName", "nt"), service, w.Allocate((ulong)service.Length * 2 + 8));
+            w.Set(d, "_DRIVER_OBJECT", "DriverExtension", ext, "nt");
             drivers[name] = d;
             return d;
         }
@@ -219,7 +220,7 @@ public sealed class FltmgrScenario
                 foreach (var (j, text) in new[] { g, a }.Index())
                 {
                     Memory.Map(strings, (ulong)text.Length * 2 + 2);
-                    w.UnicodeString(table + (ulong)(i * 32 + j * 16), strings, text);
+                    w.WriteUnicodeString(table + (ulong)(i * 32 + j * 16), text, strings);
                     strings += ((ulong)text.Length * 2 + 2 + 7) & ~7UL;
                 }
             }
@@ -228,30 +229,30 @@ public sealed class FltmgrScenario
         // The SYSTEM hive (service load-order groups), on nt!CmpHiveListHead.
         if (Spec.SystemHive)
         {
-            var proc = Spec.HiveInRegistryProcess ? RegistryProcessSpace.Create(Memory, Target.Symbols, size => heap.Alloc(size, 0x40)) : null;
+            var proc = Spec.HiveInRegistryProcess ? RegistryProcessSpace.Create(Memory, Target.Symbols, size => w.Allocate(size, 0x40)) : null;
             if (proc is not null) Target.AddProcessSpace(proc.EProcess, proc.Memory);
-            HiveLayer.Lay(Memory, Target.Symbols, heap, SystemHiveImage(), @"\REGISTRY\MACHINE\SYSTEM", new HiveLayerOptions { RegistryProcess = proc });
+            HiveLayer.Lay(w, SystemHiveImage(), @"\REGISTRY\MACHINE\SYSTEM", new HiveLayerOptions { RegistryProcess = proc });
         }
 
         // Frames.
-        var frameType = w.Type(F, "_FLTP_FRAME");
+        var frameType = w.Layout("_FLTP_FRAME", F);
         foreach (var (id, low, high) in Spec.Frames)
         {
             ulong fa = Obj(frameType.Size);
             FrameAddresses[id] = fa;
-            w.Set(fa, F, "_FLTP_FRAME", "FrameID", id);
-            w.UnicodeString(fa + w.Offset(F, "_FLTP_FRAME", "AltitudeIntervalLow"), heap.Alloc(32), low);
-            w.UnicodeString(fa + w.Offset(F, "_FLTP_FRAME", "AltitudeIntervalHigh"), heap.Alloc(32), high);
-            InitList(Memory, fa + w.Offset(F, "_FLTP_FRAME", "RegisteredFilters") + rList);
-            InitList(Memory, fa + w.Offset(F, "_FLTP_FRAME", "AttachedVolumes") + rList);
-            InsertTail(Memory, frameHead, fa + w.Offset(F, "_FLTP_FRAME", "Links"));
+            w.Set(fa, "_FLTP_FRAME", "FrameID", id, F);
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLTP_FRAME", "AltitudeIntervalLow", F), low, w.Allocate(32));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLTP_FRAME", "AltitudeIntervalHigh", F), high, w.Allocate(32));
+            InitList(Memory, fa + w.OffsetOf("_FLTP_FRAME", "RegisteredFilters", F) + rList);
+            InitList(Memory, fa + w.OffsetOf("_FLTP_FRAME", "AttachedVolumes", F) + rList);
+            InsertTail(Memory, frameHead, fa + w.OffsetOf("_FLTP_FRAME", "Links", F));
         }
 
         // Volumes: one _FLT_VOLUME per (volume, frame in the stack); device stacks.
-        var volType = w.Type(F, "_FLT_VOLUME");
-        var devType = w.Type("nt", "_DEVICE_OBJECT");
-        var extType = w.Type("nt", "_DEVOBJ_EXTENSION");
-        ulong volPrimary = w.Offset(F, "_FLT_VOLUME", "Base.PrimaryLink");
+        var volType = w.Layout("_FLT_VOLUME", F);
+        var devType = w.Layout("_DEVICE_OBJECT", "nt");
+        var extType = w.Layout("_DEVOBJ_EXTENSION", "nt");
+        ulong volPrimary = w.OffsetOf("_FLT_VOLUME", "Base.PrimaryLink", F);
         var fltVolumes = new Dictionary<(int Vol, uint Frame), ulong>();
         for (int v = 0; v < Spec.Volumes; v++)
         {
@@ -260,14 +261,14 @@ public sealed class FltmgrScenario
             {
                 ulong d = Obj(devType.Size);
                 ulong ext = Obj(extType.Size);
-                w.Set(d, "nt", "_DEVICE_OBJECT", "DriverObject", Driver(driver));
-                w.Set(d, "nt", "_DEVICE_OBJECT", "DeviceObjectExtension", ext);
-                w.Set(ext, "nt", "_DEVOBJ_EXTENSION", "DeviceObject", d);
+                w.Set(d, "_DEVICE_OBJECT", "DriverObject", Driver(driver), "nt");
+                w.Set(d, "_DEVICE_OBJECT", "DeviceObjectExtension", ext, "nt");
+                w.Set(ext, "_DEVOBJ_EXTENSION", "DeviceObject", d, "nt");
                 if (stack.Count > 0)
                 {
                     ulong below = stack[^1];
-                    w.Set(below, "nt", "_DEVICE_OBJECT", "AttachedDevice", d);
-                    w.Set(ext, "nt", "_DEVOBJ_EXTENSION", "AttachedTo", below);
+                    w.Set(below, "_DEVICE_OBJECT", "AttachedDevice", d, "nt");
+                    w.Set(ext, "_DEVOBJ_EXTENSION", "AttachedTo", below, "nt");
                 }
                 stack.Add(d);
                 return d;
@@ -279,56 +280,56 @@ public sealed class FltmgrScenario
                 if (item.StartsWith("legacy:")) { Device(@"\Driver\" + item["legacy:".Length..]); continue; }
                 uint fid = uint.Parse(item["frame:".Length..]);
                 ulong dev = Device(@"\FileSystem\FltMgr");
-                ulong va = heap.Alloc(volType.Size + 0x100, 0x40);
+                ulong va = w.Allocate(volType.Size + 0x100, 0x40);
                 Memory.Map(va, volType.Size + 0x100);
                 // DeviceName string right after the volume object.
                 string name = $@"\Device\HarddiskVolume{v + 1}";
-                w.UnicodeString(va + w.Offset(F, "_FLT_VOLUME", "DeviceName"), va + volType.Size + 0x10, name);
-                w.Set(va, F, "_FLT_VOLUME", "DeviceObject", dev);
-                w.Set(va, F, "_FLT_VOLUME", "Frame", FrameAddresses[fid]);
+                w.WriteUnicodeString(va + w.OffsetOf("_FLT_VOLUME", "DeviceName", F), name, va + volType.Size + 0x10);
+                w.Set(va, "_FLT_VOLUME", "DeviceObject", dev, F);
+                w.Set(va, "_FLT_VOLUME", "Frame", FrameAddresses[fid], F);
                 if (frameZeroVol == 0) frameZeroVol = va;
-                w.Set(va, F, "_FLT_VOLUME", "FrameZeroVolume", frameZeroVol);
-                InitList(Memory, va + w.Offset(F, "_FLT_VOLUME", "InstanceList") + rList);
-                InsertTail(Memory, FrameAddresses[fid] + w.Offset(F, "_FLTP_FRAME", "AttachedVolumes") + rList, va + volPrimary);
+                w.Set(va, "_FLT_VOLUME", "FrameZeroVolume", frameZeroVol, F);
+                InitList(Memory, va + w.OffsetOf("_FLT_VOLUME", "InstanceList", F) + rList);
+                InsertTail(Memory, FrameAddresses[fid] + w.OffsetOf("_FLTP_FRAME", "AttachedVolumes", F) + rList, va + volPrimary);
                 if (fltVolumes.TryGetValue((v, fid), out _)) throw new InvalidOperationException("lab: a frame appears twice in one stack");
                 fltVolumes[(v, fid)] = va;
             }
             // Chain the per-frame volume objects.
             var perFrame = Spec.Stack.Where(s => s.StartsWith("frame:")).Select(s => fltVolumes[(v, uint.Parse(s[6..]))]).ToList();
-            for (int i = 0; i + 1 < perFrame.Count; i++) w.Set(perFrame[i], F, "_FLT_VOLUME", "VolumeInNextFrame", perFrame[i + 1]);
+            for (int i = 0; i + 1 < perFrame.Count; i++) w.Set(perFrame[i], "_FLT_VOLUME", "VolumeInNextFrame", perFrame[i + 1], F);
             FrameZeroVolumes.Add(frameZeroVol);
             Stacks.Add(stack);
         }
 
         // Filters and instances.
-        var filterType = w.Type(F, "_FLT_FILTER");
-        var instType = w.Type(F, "_FLT_INSTANCE");
-        ulong filterPrimary = w.Offset(F, "_FLT_FILTER", "Base.PrimaryLink");
-        ulong instList = w.Offset(F, "_FLT_FILTER", "InstanceList") + rList;
-        ulong instLink = w.Offset(F, "_FLT_INSTANCE", "FilterLink");
+        var filterType = w.Layout("_FLT_FILTER", F);
+        var instType = w.Layout("_FLT_INSTANCE", F);
+        ulong filterPrimary = w.OffsetOf("_FLT_FILTER", "Base.PrimaryLink", F);
+        ulong instList = w.OffsetOf("_FLT_FILTER", "InstanceList", F) + rList;
+        ulong instLink = w.OffsetOf("_FLT_INSTANCE", "FilterLink", F);
         foreach (var mf in Spec.Minifilters)
         {
             ulong fa = Obj(filterType.Size);
             FilterAddresses[mf.Name] = fa;
-            w.UnicodeString(fa + w.Offset(F, "_FLT_FILTER", "Name"), heap.Alloc((ulong)mf.Name.Length * 2 + 8), mf.Name);
-            w.UnicodeString(fa + w.Offset(F, "_FLT_FILTER", "DefaultAltitude"), heap.Alloc(32), mf.Altitude);
-            w.Set(fa, F, "_FLT_FILTER", "Frame", FrameAddresses[mf.Frame]);
-            w.Set(fa, F, "_FLT_FILTER", "DriverObject", Driver(@"\FileSystem\" + mf.Name));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLT_FILTER", "Name", F), mf.Name, w.Allocate((ulong)mf.Name.Length * 2 + 8));
+            w.WriteUnicodeString(fa + w.OffsetOf("_FLT_FILTER", "DefaultAltitude", F), mf.Altitude, w.Allocate(32));
+            w.Set(fa, "_FLT_FILTER", "Frame", FrameAddresses[mf.Frame], F);
+            w.Set(fa, "_FLT_FILTER", "DriverObject", Driver(@"\FileSystem\" + mf.Name), F);
             InitList(Memory, fa + instList);
-            InsertTail(Memory, FrameAddresses[mf.Frame] + w.Offset(F, "_FLTP_FRAME", "RegisteredFilters") + rList, fa + filterPrimary);
+            InsertTail(Memory, FrameAddresses[mf.Frame] + w.OffsetOf("_FLTP_FRAME", "RegisteredFilters", F) + rList, fa + filterPrimary);
             var vols = mf.Volumes ?? Enumerable.Range(0, Spec.Volumes).ToArray();
             foreach (int v in vols)
             {
                 if (!fltVolumes.TryGetValue((v, mf.Frame), out var va)) throw new InvalidOperationException($"lab: frame {mf.Frame} is not on volume {v}'s stack");
-                ulong ia = heap.Alloc(instType.Size + 0x100, 0x40);
+                ulong ia = w.Allocate(instType.Size + 0x100, 0x40);
                 Memory.Map(ia, instType.Size + 0x100);
                 string iname = mf.Name + " Instance";
-                w.UnicodeString(ia + w.Offset(F, "_FLT_INSTANCE", "Altitude"), ia + instType.Size + 0x10, mf.Altitude);
-                w.UnicodeString(ia + w.Offset(F, "_FLT_INSTANCE", "Name"), ia + instType.Size + 0x40, iname);
-                w.Set(ia, F, "_FLT_INSTANCE", "Volume", va);
-                w.Set(ia, F, "_FLT_INSTANCE", "Filter", fa);
+                w.WriteUnicodeString(ia + w.OffsetOf("_FLT_INSTANCE", "Altitude", F), mf.Altitude, ia + instType.Size + 0x10);
+                w.WriteUnicodeString(ia + w.OffsetOf("_FLT_INSTANCE", "Name", F), iname, ia + instType.Size + 0x40);
+                w.Set(ia, "_FLT_INSTANCE", "Volume", va, F);
+                w.Set(ia, "_FLT_INSTANCE", "Filter", fa, F);
                 InsertTail(Memory, fa + instList, ia + instLink);
-                InsertTail(Memory, va + w.Offset(F, "_FLT_VOLUME", "InstanceList") + rList, ia + w.Offset(F, "_FLT_INSTANCE", "Base.PrimaryLink"));
+                InsertTail(Memory, va + w.OffsetOf("_FLT_VOLUME", "InstanceList", F) + rList, ia + w.OffsetOf("_FLT_INSTANCE", "Base.PrimaryLink", F));
             }
         }
     }

@@ -3,26 +3,64 @@ using NtSleuth.Lab.Scenario;
 
 namespace NtSleuth.Lab.Scenarios;
 
-/// <summary>!nblowners on the seed NBL scenario (scale 1 = 3,005 NBLs, 10 = 30,050) vs. !ndiskd.pendingnbls-style reading of every pool and NBL.</summary>
-public sealed class NblOwnersBenchCase : IBenchCase
+/// <summary>
+/// !nblowners on the seed NBL scenario (scale 1 = 3,005 NBLs, 10 = 30,050, 100 = 300,500), NBL entries back to back
+/// per pool, vs. the manual walk !ndiskd.pendingnbls-style: each pool (dt), each NBL entry of each pool's allocated
+/// list (link, NBL and the owner stamp in its context: one request per entry), the owner miniport; real reads through
+/// the engine-cache model, counted in KD packets like the command.
+/// </summary>
+public class NblOwnersBenchCase : IBenchCase
 {
     public string Command => "nblowners";
     public string Scenario => "ndis-pending-nbls";
     public IReadOnlyList<string> Builds { get; } = new[] { "win10", "2016" };
-    public IReadOnlyList<int> Scales { get; } = new[] { 1, 10 };
+    public IReadOnlyList<int> Scales { get; } = new[] { 1, 10, 100 };
+    public virtual string? Variant => null;
     public string Arguments(ScenarioResult scenario) => "";
 
     public ManualProcedure Manual(ScenarioResult s)
     {
-        var poolType = s.Builder.Layout("_NDIS_NET_BUFFER_LIST_POOL", "ndis");
-        var nblType = s.Builder.Layout("_NET_BUFFER_LIST", "ndis");
-        int nbls = (int)s.Fact("totalNbls");
-        return new ManualProcedureBuilder()
-            .Walk("NBL pool list (dt ndis!_NDIS_NET_BUFFER_LIST_POOL per pool)", 20, poolType.Size)
-            .Walk("each pool's allocated list (dt ndis!_NET_BUFFER_LIST per NBL, owner stamp)", nbls, nblType.Size + 0x40)
-            .Dt("ndis!_NDIS_MINIPORT_BLOCK (the owner)", s.Builder.Layout("_NDIS_MINIPORT_BLOCK", "ndis").Size)
-            .Build();
+        var b = s.Builder;
+        ulong poolSize = b.SizeOf("_NDIS_NET_BUFFER_LIST_POOL", "ndis");
+        ulong linkOff = b.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "GlobalNetBufferListPoolList", "ndis");
+        ulong allocOff = b.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "AllocatedList", "ndis");
+        ulong nblSize = b.SizeOf("_NET_BUFFER_LIST", "ndis");
+        ulong hdr = s.Fact("entryHeaderSize"), entryLink = s.Fact("entryLinkageOffset");
+        int entryRead = (int)(hdr + nblSize + 0x40);
+        var m = new ManualProcedureBuilder(s.CreateTarget());
+        m.Note("walk the NBL pool list (dt ndis!_NDIS_NET_BUFFER_LIST_POOL per pool)")
+         .Note("walk each pool's allocated list (dt ndis!_NET_BUFFER_LIST per NBL + the owner stamp)");
+        ulong head = s.Fact("poolListHead");
+        var seen = new HashSet<ulong>();
+        ulong flink = U64(m.Read(head, 16), 0);
+        while (flink != head && flink != 0 && seen.Add(flink) && seen.Count < 10_000)
+        {
+            ulong pool = flink - linkOff;
+            var pb = m.Read(pool, (int)poolSize);
+            if (pb is null) break;
+            ulong listHead = pool + allocOff;
+            ulong e = U64(pb, (int)allocOff);
+            var seenE = new HashSet<ulong>();
+            while (e != listHead && e != 0 && seenE.Add(e))
+            {
+                var eb = m.Read(e - entryLink, entryRead);
+                if (eb is null) break;
+                e = U64(eb, (int)entryLink);
+            }
+            flink = U64(pb, (int)linkOff);
+        }
+        m.Read(s.Fact("miniport"), (int)b.SizeOf("_NDIS_MINIPORT_BLOCK", "ndis"));
+        m.Note("dt ndis!_NDIS_MINIPORT_BLOCK (the owner)");
+        return m.Build();
     }
+
+    private static ulong U64(byte[]? b, int off) => b is null || off + 8 > b.Length ? 0 : BitConverter.ToUInt64(b, off);
+}
+
+/// <summary>The same with NBL entries scattered over pool pages (about one per page, list order unrelated to address order).</summary>
+public sealed class NblOwnersScatteredBenchCase : NblOwnersBenchCase
+{
+    public override string? Variant => "scattered";
 }
 
 /// <summary>!frameorder on the seed's broken stack (3 volumes) vs. !fltkd.frames / !fltkd.filter / !devstack by hand.</summary>

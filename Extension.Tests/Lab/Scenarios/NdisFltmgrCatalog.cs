@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Target;
 using NtSleuth.Lab.Scenario;
 
 namespace NtSleuth.Lab.Scenarios;
@@ -9,13 +10,16 @@ namespace NtSleuth.Lab.Scenarios;
 /// </summary>
 public static class NdisFltmgrCatalog
 {
-    public static string LayoutsPath => LabBuilds.SharedPath("realdata", "layouts", "ndis-fltmgr-layouts.json");
+    public static string LayoutsPath => SharedData.LayoutsFile ?? throw new InvalidOperationException(SharedData.AbsentReason);
 
-    public static NdisLabTarget TargetOver(KernelScenarioBuilder b) =>
+    public static InMemoryTarget TargetOver(KernelScenarioBuilder b) =>
         new(b.Memory, b.Symbols, b.Info, b.Modules.ToList());
 }
 
-/// <summary>Seed 004 "TrackNblOwner to the Rescue": variants "" (tracking on) and "tracking-off"; Scale multiplies the NBLs.</summary>
+/// <summary>
+/// Seed 004 "TrackNblOwner to the Rescue": variants "" (tracking on), "tracking-off" and "scattered" (tracking on, NBL
+/// entries spread over pool pages with other allocations between them, about one per page); Scale multiplies the NBLs.
+/// </summary>
 public sealed class NdisPendingNblsScenario : IScenario
 {
     public string Name => "ndis-pending-nbls";
@@ -29,6 +33,7 @@ public sealed class NdisPendingNblsScenario : IScenario
         {
             BuildLabel = build.LayoutLabel!, TrackingLevel = options.Variant == "tracking-off" ? 0 : 1,
             Freed = 550 * k, PendingOnMiniport = 1854 * k, AtHome = 601 * k,
+            ScatterFactor = options.Variant == "scattered" ? 8 : 0,
         };
         var b = new KernelScenarioBuilder(build);
         b.AddLoadedModule("ndis.sys", 0x150000, NdisScenario.NdisBase);
@@ -39,6 +44,8 @@ public sealed class NdisPendingNblsScenario : IScenario
         b.Facts["poolListHead"] = sc.PoolListHead;
         b.Facts["totalNbls"] = (ulong)spec.Total;
         b.Facts["pendingNbls"] = (ulong)spec.PendingOnMiniport;
+        b.Facts["entryHeaderSize"] = (ulong)spec.EntryHeaderSize;
+        b.Facts["entryLinkageOffset"] = (ulong)spec.EntryLinkageOffset;
         var r = new ScenarioResult(Name, b, options);
         r.Commands.Add("!nblowners");
         r.Commands.Add($"!nblowners -owner {NdisScenario.MiniportAddr:x}");

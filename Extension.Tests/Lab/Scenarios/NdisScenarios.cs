@@ -1,3 +1,5 @@
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Lab.Target;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
 
@@ -28,6 +30,12 @@ public sealed record NdisScenarioSpec
     public int EntryLinkageOffset { get; init; } = 0x10;
     /// <summary>Extra bytes after the NBL in each entry (NDIS context, where the current-owner stamp lives).</summary>
     public int ContextBytes { get; init; } = 0x40;
+    /// <summary>
+    /// 0: each pool's NBL entries lie back to back in list order. N &gt; 0: as real pool does, each entry takes a random
+    /// slot among N times as many entry-sized slots (the others stand for other allocations between them), so about
+    /// one NBL per page at N = 8, in an address order unrelated to the list order.
+    /// </summary>
+    public int ScatterFactor { get; init; }
     public int Total => Freed + PendingOnMiniport + PendingOnFilter + PendingOnOpen + AtHome;
 }
 
@@ -51,7 +59,7 @@ public sealed class NdisScenario
 
     public required NdisScenarioSpec Spec { get; init; }
     public required SparseMemory Memory { get; init; }
-    public required NdisLabTarget Target { get; init; }
+    public required InMemoryTarget Target { get; init; }
     public List<ulong> PoolAddresses { get; } = new();
     /// <summary>Each pool's NBL addresses (in list order) and states.</summary>
     public Dictionary<ulong, List<(ulong Nbl, ulong Entry, LabNblState State)>> Nbls { get; } = new();
@@ -73,70 +81,69 @@ public sealed class NdisScenario
         var mem = new SparseMemory();
         var info = new TargetInfo { Kind = TargetKind.Kernel, IsDump = true, PointerSize = 8, BuildNumber = NdisFltmgrLayouts.BuildNumberOf(spec.BuildLabel), ProcessorCount = 4 };
         var modules = new List<ModuleInfo> { new("ndis", NdisBase, 0x150000, @"\SystemRoot\system32\drivers\ndis.sys") };
-        return LayInto(new NdisLabTarget(mem, syms, info, modules), doc, spec);
+        return LayInto(new InMemoryTarget(mem, syms, info, modules), doc, spec);
     }
 
     /// <summary>Lays the scenario into a target's memory; its symbols must have "ndis" = <paramref name="doc"/> at <see cref="NdisBase"/>.</summary>
-    public static NdisScenario LayInto(NdisLabTarget target, IsfDocument doc, NdisScenarioSpec spec)
+    public static NdisScenario LayInto(InMemoryTarget target, IsfDocument doc, NdisScenarioSpec spec)
     {
         var sc = new NdisScenario { Spec = spec, Memory = target.Memory, Target = target };
-        sc.Lay(new NdisStructWriter(target.Memory, target.Symbols), doc);
+        sc.Lay(new TypedMemory(target.Memory, target.Symbols, doc.Source, heapStart: 0xfffffa80_0c000000), doc);
         return sc;
     }
 
-    private void Lay(NdisStructWriter w, IsfDocument doc)
+    private void Lay(TypedMemory w, IsfDocument doc)
     {
         const string N = "ndis";
-        var heap = new LabHeap(0xfffffa80_0c000000);
         ulong Sym(string name) => NdisBase + doc.GetSymbolRva(name);
         // ndis .data pages for the globals we use.
         foreach (var g in new[] { "ndisGlobalTriageBlock", "ndisMiniportList", "ndisGlobalFilterList", "ndisGlobalOpenList", "ndisProtocolList", "ndisNblTrackerMode" })
             Memory.Map(Sym(g), 0x200);
 
         // Objects on ndis's global lists.
-        var mp = w.Type(N, "_NDIS_MINIPORT_BLOCK");
+        var mp = w.Layout("_NDIS_MINIPORT_BLOCK", N);
         Memory.Map(MiniportAddr, mp.Size); Memory.Map(Miniport2Addr, mp.Size);
         Memory.WriteU64(Sym("ndisMiniportList"), MiniportAddr);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", Miniport2Addr);
-        w.Set(Miniport2Addr, N, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", 0);
-        NameMiniport(w, heap, MiniportAddr, Spec.AdapterName, "MyMiniPortDriver");
-        NameMiniport(w, heap, Miniport2Addr, "Microsoft Kernel Debug Network Adapter", "kdnic");
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "State", (ulong)Spec.MiniportState);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "PnPDeviceState", (ulong)Spec.PnPState);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "OldPnPDeviceState", 1);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "OperStatus", (ulong)Spec.OperStatus);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "OperStatusFlags", Spec.OperStatusFlags);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "MediaConnectState", 1);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "Ref.ReferenceCount", (ulong)Spec.References);
-        w.Set(MiniportAddr, N, "_NDIS_MINIPORT_BLOCK", "ShortRef.ReferenceCount", 2);
-        w.Set(Miniport2Addr, N, "_NDIS_MINIPORT_BLOCK", "State", 4);
-        w.Set(Miniport2Addr, N, "_NDIS_MINIPORT_BLOCK", "PnPDeviceState", 1);
-        w.Set(Miniport2Addr, N, "_NDIS_MINIPORT_BLOCK", "OperStatus", 1);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", Miniport2Addr, N);
+        w.Set(Miniport2Addr, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", 0, N);
+        NameMiniport(w, MiniportAddr, Spec.AdapterName, "MyMiniPortDriver");
+        NameMiniport(w, Miniport2Addr, "Microsoft Kernel Debug Network Adapter", "kdnic");
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "State", (ulong)Spec.MiniportState, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "PnPDeviceState", (ulong)Spec.PnPState, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "OldPnPDeviceState", 1, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "OperStatus", (ulong)Spec.OperStatus, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "OperStatusFlags", Spec.OperStatusFlags, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "MediaConnectState", 1, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "Ref.ReferenceCount", (ulong)Spec.References, N);
+        w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "ShortRef.ReferenceCount", 2, N);
+        w.Set(Miniport2Addr, "_NDIS_MINIPORT_BLOCK", "State", 4, N);
+        w.Set(Miniport2Addr, "_NDIS_MINIPORT_BLOCK", "PnPDeviceState", 1, N);
+        w.Set(Miniport2Addr, "_NDIS_MINIPORT_BLOCK", "OperStatus", 1, N);
 
-        var fb = w.Type(N, "_NDIS_FILTER_BLOCK");
+        var fb = w.Layout("_NDIS_FILTER_BLOCK", N);
         Memory.Map(FilterAddr, fb.Size);
         Memory.WriteU64(Sym("ndisGlobalFilterList"), FilterAddr);
-        ulong fname = heap.Alloc(16);
-        w.UnicodeString(fname, heap.Alloc(0x100), "WFP Native MAC Layer LightWeight Filter-0000");
-        w.Set(FilterAddr, N, "_NDIS_FILTER_BLOCK", "FilterFriendlyName", fname);
-        w.Set(FilterAddr, N, "_NDIS_FILTER_BLOCK", "Miniport", MiniportAddr);
-        w.Set(FilterAddr, N, "_NDIS_FILTER_BLOCK", "State", 5);
+        ulong fname = w.Allocate(16);
+        w.WriteUnicodeString(fname, "WFP Native MAC Layer LightWeight Filter-0000", w.Allocate(0x100));
+        w.Set(FilterAddr, "_NDIS_FILTER_BLOCK", "FilterFriendlyName", fname, N);
+        w.Set(FilterAddr, "_NDIS_FILTER_BLOCK", "Miniport", MiniportAddr, N);
+        w.Set(FilterAddr, "_NDIS_FILTER_BLOCK", "State", 5, N);
 
-        var ob = w.Type(N, "_NDIS_OPEN_BLOCK");
+        var ob = w.Layout("_NDIS_OPEN_BLOCK", N);
         Memory.Map(OpenAddr, ob.Size);
         Memory.WriteU64(Sym("ndisGlobalOpenList"), OpenAddr);
-        ulong bname = heap.Alloc(16);
-        w.UnicodeString(bname, heap.Alloc(0x100), @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}");
-        w.Set(OpenAddr, N, "_NDIS_OPEN_BLOCK", "BindDeviceName", bname);
-        w.Set(OpenAddr, N, "_NDIS_OPEN_BLOCK", "MiniportHandle", MiniportAddr);
+        ulong bname = w.Allocate(16);
+        w.WriteUnicodeString(bname, @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", w.Allocate(0x100));
+        w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "BindDeviceName", bname, N);
+        w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "MiniportHandle", MiniportAddr, N);
 
-        var pb = w.Type(N, "_NDIS_PROTOCOL_BLOCK");
+        var pb = w.Layout("_NDIS_PROTOCOL_BLOCK", N);
         Memory.Map(ProtocolAddr, pb.Size);
         Memory.WriteU64(Sym("ndisProtocolList"), ProtocolAddr);
-        w.UnicodeString(ProtocolAddr + w.Offset(N, "_NDIS_PROTOCOL_BLOCK", "Name"), heap.Alloc(0x40), "TCPIP");
+        w.WriteUnicodeString(ProtocolAddr + w.OffsetOf("_NDIS_PROTOCOL_BLOCK", "Name", N), "TCPIP", w.Allocate(0x40));
 
         // NBL geometry: NBL size from the build's type, current-owner stamp in the context after the NBL.
-        var nblType = w.Type(N, "_NET_BUFFER_LIST");
+        var nblType = w.Layout("_NET_BUFFER_LIST", N);
         NblSize = (int)nblType.Size;
         CurrentOwnerOffset = NblSize + 0x10;
         EntryStride = (Spec.EntryHeaderSize + NblSize + Spec.ContextBytes + 0xf) & ~0xf;
@@ -144,31 +151,31 @@ public sealed class NdisScenario
         // Triage block: what ndis publishes at run time for debuggers.
         const string T = "_NDIS_GLOBAL_TRIAGE_BLOCK";
         ulong tri = Sym("ndisGlobalTriageBlock");
-        Memory.Map(tri, w.Type(N, T).Size);
-        w.Set(tri, N, T, "Signature", 0x5349444e); // 'NDIS'
-        w.Set(tri, N, T, "Size", w.Type(N, T).Size);
-        w.Set(tri, N, T, "NBLPoolListOffset", w.Offset(N, "_NDIS_NET_BUFFER_LIST_POOL", "GlobalNetBufferListPoolList"));
-        w.Set(tri, N, T, "AllocatedListOffset", w.Offset(N, "_NDIS_NET_BUFFER_LIST_POOL", "AllocatedList"));
-        w.Set(tri, N, T, "OwnerHandleOffset", w.Offset(N, "_NDIS_NET_BUFFER_LIST_POOL", "OwnerHandle"));
-        w.Set(tri, N, T, "EntryLinkageOffset", (ulong)Spec.EntryLinkageOffset);
-        w.Set(tri, N, T, "EntryHeaderSize", (ulong)Spec.EntryHeaderSize);
-        w.Set(tri, N, T, "NblSize", (ulong)NblSize);
-        w.Set(tri, N, T, "NblCurrentOwnerOffset", (ulong)CurrentOwnerOffset);
-        w.Set(tri, N, T, "SourceHandleOffset", w.Offset(N, "_NET_BUFFER_LIST", "SourceHandle"));
-        w.Set(tri, N, T, "NdisTrackNblOwner", (ulong)Spec.TrackingLevel);
-        w.Set(tri, N, T, "MaxNumberOfProcessors", 4);
+        Memory.Map(tri, w.Layout(T, N).Size);
+        w.Set(tri, T, "Signature", 0x5349444e, N); // 'NDIS'
+        w.Set(tri, T, "Size", w.Layout(T, N).Size, N);
+        w.Set(tri, T, "NBLPoolListOffset", w.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "GlobalNetBufferListPoolList", N), N);
+        w.Set(tri, T, "AllocatedListOffset", w.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "AllocatedList", N), N);
+        w.Set(tri, T, "OwnerHandleOffset", w.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "OwnerHandle", N), N);
+        w.Set(tri, T, "EntryLinkageOffset", (ulong)Spec.EntryLinkageOffset, N);
+        w.Set(tri, T, "EntryHeaderSize", (ulong)Spec.EntryHeaderSize, N);
+        w.Set(tri, T, "NblSize", (ulong)NblSize, N);
+        w.Set(tri, T, "NblCurrentOwnerOffset", (ulong)CurrentOwnerOffset, N);
+        w.Set(tri, T, "SourceHandleOffset", w.OffsetOf("_NET_BUFFER_LIST", "SourceHandle", N), N);
+        w.Set(tri, T, "NdisTrackNblOwner", (ulong)Spec.TrackingLevel, N);
+        w.Set(tri, T, "MaxNumberOfProcessors", 4, N);
         Memory.WriteU32(Sym("ndisNblTrackerMode"), (uint)Spec.TrackingLevel);
 
         // Pool list head: the public global on 1607, otherwise a head published through the triage block.
         ulong? headSym = doc.Symbols.TryGetValue("ndisGlobalNetBufferListPoolList", out var hr) ? NdisBase + hr : null;
-        PoolListHead = headSym ?? heap.Alloc(16);
+        PoolListHead = headSym ?? w.Allocate(16);
         Memory.Map(PoolListHead, 16);
-        w.Set(tri, N, T, "GlobalNetBufferListPoolList", PoolListHead);
+        w.Set(tri, T, "GlobalNetBufferListPoolList", PoolListHead, N);
 
         // Pools: owners rotate (miniport receive pools, tcpip send pools, filter pools).
-        var poolType = w.Type(N, "_NDIS_NET_BUFFER_LIST_POOL");
-        ulong linkOff = w.Offset(N, "_NDIS_NET_BUFFER_LIST_POOL", "GlobalNetBufferListPoolList");
-        ulong allocOff = w.Offset(N, "_NDIS_NET_BUFFER_LIST_POOL", "AllocatedList");
+        var poolType = w.Layout("_NDIS_NET_BUFFER_LIST_POOL", N);
+        ulong linkOff = w.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "GlobalNetBufferListPoolList", N);
+        ulong allocOff = w.OffsetOf("_NDIS_NET_BUFFER_LIST_POOL", "AllocatedList", N);
         var states = StateSequence();
         int perPool = states.Count / Spec.Pools, extra = states.Count % Spec.Pools, si = 0;
         ulong prevLink = PoolListHead;
@@ -178,9 +185,9 @@ public sealed class NdisScenario
             Memory.Map(pool, poolType.Size);
             PoolAddresses.Add(pool);
             ulong owner = (p % 4) switch { 0 => MiniportAddr, 3 => FilterAddr, _ => ProtocolAddr };
-            w.Set(pool, N, "_NDIS_NET_BUFFER_LIST_POOL", "OwnerHandle", owner);
-            w.Set(pool, N, "_NDIS_NET_BUFFER_LIST_POOL", "Tag", (p % 4) switch { 0 => 0x4c424e65u, 3 => 0x4c424e66u, _ => 0x4c424e54u }); // eNBL fNBL TNBL
-            w.Set(pool, N, "_NDIS_NET_BUFFER_LIST_POOL", "ContextSize", (ulong)Spec.ContextBytes);
+            w.Set(pool, "_NDIS_NET_BUFFER_LIST_POOL", "OwnerHandle", owner, N);
+            w.Set(pool, "_NDIS_NET_BUFFER_LIST_POOL", "Tag", (p % 4) switch { 0 => 0x4c424e65u, 3 => 0x4c424e66u, _ => 0x4c424e54u }, N); // eNBL fNBL TNBL
+            w.Set(pool, "_NDIS_NET_BUFFER_LIST_POOL", "ContextSize", (ulong)Spec.ContextBytes, N);
             // Global pool list: head <-> pools.
             Memory.WriteU64(prevLink, pool + linkOff);
             Memory.WriteU64(pool + linkOff + 8, prevLink);
@@ -188,19 +195,28 @@ public sealed class NdisScenario
 
             int count = perPool + (p < extra ? 1 : 0);
             var list = new List<(ulong, ulong, LabNblState)>();
-            ulong area = NblArea + (ulong)p * 0x0100_0000;
+            ulong areaSize = Math.Max(0x0100_0000UL, ((ulong)count * (ulong)Math.Max(1, Spec.ScatterFactor) * (ulong)EntryStride + 0xff_ffff) & ~0xff_ffffUL);
+            ulong area = NblArea + (ulong)p * (Spec.ScatterFactor > 0 ? areaSize : 0x0100_0000);
+            int[]? slots = null;
+            if (Spec.ScatterFactor > 0)
+            {
+                var rnd = new Random(1000 + p);
+                var all = Enumerable.Range(0, count * Spec.ScatterFactor).ToArray();
+                rnd.Shuffle(all);
+                slots = all[..count];
+            }
             ulong prevEntryLink = pool + allocOff;
             for (int i = 0; i < count; i++, si++)
             {
                 var st = states[si];
-                ulong entry = area + (ulong)i * (ulong)EntryStride;
+                ulong entry = area + (ulong)(slots?[i] ?? i) * (ulong)EntryStride;
                 ulong nbl = entry + (ulong)Spec.EntryHeaderSize;
                 Memory.Map(entry, (ulong)EntryStride);
                 ulong link = entry + (ulong)Spec.EntryLinkageOffset;
                 Memory.WriteU64(prevEntryLink, link);
                 Memory.WriteU64(link + 8, prevEntryLink);
                 prevEntryLink = link;
-                w.Set(nbl, N, "_NET_BUFFER_LIST", "NdisPoolHandle", pool);
+                w.Set(nbl, "_NET_BUFFER_LIST", "NdisPoolHandle", pool, N);
                 ulong cur = st switch
                 {
                     LabNblState.Freed => 0,
@@ -279,17 +295,17 @@ public sealed class NdisScenario
         return result.ToList();
     }
 
-    private static void NameMiniport(NdisStructWriter w, LabHeap heap, ulong mp, string name, string driver)
+    private static void NameMiniport(TypedMemory w, ulong mp, string name, string driver)
     {
         const string N = "ndis";
-        ulong us = heap.Alloc(16);
-        w.UnicodeString(us, heap.Alloc((ulong)(name.Length * 2 + 16)), name);
-        w.Set(mp, N, "_NDIS_MINIPORT_BLOCK", "pAdapterInstanceName", us);
-        w.UnicodeString(mp + w.Offset(N, "_NDIS_MINIPORT_BLOCK", "MiniportName"), heap.Alloc(0x100), @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}");
-        var db = w.Type(N, "_NDIS_M_DRIVER_BLOCK");
-        ulong drv = heap.Alloc(db.Size);
+        ulong us = w.Allocate(16);
+        w.WriteUnicodeString(us, name, w.Allocate((ulong)(name.Length * 2 + 16)));
+        w.Set(mp, "_NDIS_MINIPORT_BLOCK", "pAdapterInstanceName", us, N);
+        w.WriteUnicodeString(mp + w.OffsetOf("_NDIS_MINIPORT_BLOCK", "MiniportName", N), @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", w.Allocate(0x100));
+        var db = w.Layout("_NDIS_M_DRIVER_BLOCK", N);
+        ulong drv = w.Allocate(db.Size);
         w.Memory.Map(drv, db.Size);
-        w.UnicodeString(drv + w.Offset(N, "_NDIS_M_DRIVER_BLOCK", "ServiceName"), heap.Alloc(0x80), driver);
-        w.Set(mp, N, "_NDIS_MINIPORT_BLOCK", "DriverHandle", drv);
+        w.WriteUnicodeString(drv + w.OffsetOf("_NDIS_M_DRIVER_BLOCK", "ServiceName", N), driver, w.Allocate(0x80));
+        w.Set(mp, "_NDIS_MINIPORT_BLOCK", "DriverHandle", drv, N);
     }
 }

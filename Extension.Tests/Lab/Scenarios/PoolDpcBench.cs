@@ -31,9 +31,20 @@ public static class PoolDpcBench
             var (mrt, mb) = s.ManualProcedureCost();
             yield return new BenchFigures("!leaktag Leak", label, rt, bytes, mrt, mb);
         }
-        foreach (var (cpus, dpcs, label) in new[] { (2, 0, "seed: 2 CPUs, 7 DPCs"), (8, 93, "10x: 8 CPUs, 100 DPCs"), (64, 993, "100x: 64 CPUs, 1,000 DPCs") })
+        foreach (var f in Dpc(build, [(2, 0, false, "seed: 2 CPUs, 7 DPCs"), (8, 93, false, "10x: 8 CPUs, 100 DPCs"), (64, 993, false, "100x: 64 CPUs, 1,000 DPCs")]))
+            yield return f;
+    }
+
+    /// <summary>!dpcblame with the KDPCs scattered over pool pages (one per page, random offsets), at seed scale, 10x and 100x.</summary>
+    public static IEnumerable<BenchFigures> RunScattered(string build = PoolDpcBuilds.Win10) =>
+        Dpc(build, [(2, 30, true, "scattered: 2 CPUs, 37 DPCs"), (8, 363, true, "scattered 10x: 8 CPUs, 370 DPCs"), (64, 3693, true, "scattered 100x: 64 CPUs, 3,700 DPCs")]);
+
+    private static IEnumerable<BenchFigures> Dpc(string build, (int Cpus, int Dpcs, bool Scatter, string Label)[] cases)
+    {
+        var nt = PoolDpcBuilds.TryLoadNt(build) ?? throw new InvalidOperationException($"symbol table {build} not found under ../shared/realdata/isf");
+        foreach (var (cpus, dpcs, scatter, label) in cases)
         {
-            var s = new DpcWatchdogScenario(new LabKernel(nt, build, 0xfffff803_09400000), 0, cpus, true, dpcs);
+            var s = new DpcWatchdogScenario(new LabKernel(nt, build, 0xfffff803_09400000), 0, cpus, true, dpcs, scatterDpcs: scatter);
             var (rt, bytes) = RunCommand("dpcblame", "", s.Kernel.CreateTarget());
             var (mrt, mb) = s.ManualProcedureCost();
             yield return new BenchFigures("!dpcblame", label, rt, bytes, mrt, mb);
@@ -46,6 +57,6 @@ public static class PoolDpcBench
         var sink = new BufferSink();
         int hr = CommandDispatcher.Run(name, args, t, sink, stats);
         if (hr != 0) throw new InvalidOperationException($"!{name} {args} failed: {sink.Errors}");
-        return (stats.RoundTrips, stats.Bytes);
+        return (stats.Packets, stats.TransferBytes);
     }
 }

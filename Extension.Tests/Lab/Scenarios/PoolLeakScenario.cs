@@ -209,18 +209,25 @@ public sealed class PoolLeakScenario
     }
 
     /// <summary>
-    /// Modelled cost of the seed's manual procedure on this scenario over KDNET: !poolused reading every tracker table
-    /// (1 round trip per 64 KB, as generous as our own reads) plus !for_each_module s -a reading every module image
-    /// (KD moves at most one 4 KB page per packet) plus lm a per hit.
+    /// Modelled cost of the seed's manual procedure on this scenario over KDNET, counted as the command's reads are (KD
+    /// packets per request; the engine's cache: nothing read twice): !poolused reading every tracker table (one request
+    /// per table), !for_each_module s -a "Leak" (the engine reads every page of every image to search it: charged as the
+    /// pages it transfers, the same rule as the command's own searches) plus lm a per hit.
     /// </summary>
     public (long RoundTrips, long Bytes) ManualProcedureCost()
     {
-        long rt = 0, bytes = 0;
+        var m = new NtSleuth.Lab.Bench.ManualProcedureBuilder(Kernel.CreateTarget());
         ulong es = Kernel.SizeOf("_POOL_TRACKER_TABLE");
-        var tableBytes = (long)(es * (ulong)TrackEntries) * TrackerTables.Count;
-        rt += (tableBytes + 0xffff) / 0x10000; bytes += tableBytes;
-        foreach (var m in Kernel.Modules) { rt += (m.Size + 0xfffL) / 0x1000; bytes += m.Size; }
-        rt += 2; // lm a for each hit
-        return (rt, bytes);
+        foreach (var t in TrackerTables) m.Read(t, (int)(es * (ulong)TrackEntries));
+        int hits = 0;
+        var pattern = "Leak"u8.ToArray();
+        foreach (var mod in Kernel.Modules)
+        {
+            ulong start = mod.Base, end = mod.Base + mod.Size;
+            while (start < end && m.Search(start, end - start, pattern) is { } hit && hit >= start && hit < end) { hits++; start = hit + 1; }
+        }
+        m.Step("lm a (per hit)", hits, 0);
+        var r = m.Build();
+        return (r.RoundTrips, r.Bytes);
     }
 }

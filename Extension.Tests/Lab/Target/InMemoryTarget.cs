@@ -31,7 +31,8 @@ public sealed class InMemoryTarget : ITarget
     public TargetInfo Info { get; set; }
     /// <summary>The scenario's symbols, less <see cref="HiddenSymbols"/>.</summary>
     public ISymbolProvider Symbols => HiddenSymbols.Count == 0 ? _symbols : new HidingSymbols(_symbols, HiddenSymbols);
-    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know.</summary>
+    /// <summary>Fault injection: symbols ("nt!PoolTrackTable") or types ("nt!_KDPC") the provider pretends not to know; a bare
+    /// module name ("nt") makes <see cref="ISymbolProvider.HasSymbols"/> false for it.</summary>
     public HashSet<string> HiddenSymbols { get; } = new(StringComparer.OrdinalIgnoreCase);
     public SparseMemory Memory => _memory;
     public FaultInjector Faults { get; }
@@ -84,6 +85,8 @@ public sealed class InMemoryTarget : ITarget
 
     // ---- other processes' address spaces (ReadProcessVirtual) ----
     private readonly Dictionary<ulong, SparseMemory> _processSpaces = new();
+    /// <summary>The registered process address spaces (EPROCESS -> user pages).</summary>
+    public IReadOnlyDictionary<ulong, SparseMemory> ProcessSpaces => _processSpaces;
 
     /// <summary>Registers the user address space of the process whose EPROCESS is <paramref name="eprocess"/> (e.g. the Registry process).</summary>
     public void AddProcessSpace(ulong eprocess, SparseMemory memory) => _processSpaces[eprocess] = memory;
@@ -138,7 +141,9 @@ public sealed class InMemoryTarget : ITarget
         return null;
     }
 
-    public IReadOnlyList<ModuleInfo> GetModules() => _modules;
+    public IReadOnlyList<ModuleInfo> GetModules() => HiddenModules.Count == 0 ? _modules : [.. _modules.Where(m => !HiddenModules.Contains(m.Name))];
+    /// <summary>Fault injection: modules (by listed name) left out of <see cref="GetModules"/>, as from a damaged module list.</summary>
+    public HashSet<string> HiddenModules { get; } = new(StringComparer.OrdinalIgnoreCase);
 
     public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => _stack.Take(maxFrames).ToList();
 
@@ -247,5 +252,5 @@ internal sealed class HidingSymbols(ISymbolProvider inner, HashSet<string> hidde
     public ulong? GetSymbolAddress(string q) => hidden.Contains(q) ? null : inner.GetSymbolAddress(q);
     public string? GetNameByAddress(ulong a, out ulong d) => inner.GetNameByAddress(a, out d);
     public TypeLayout? GetTypeLayout(string m, string t) => hidden.Contains(m + "!" + t) ? null : inner.GetTypeLayout(m, t);
-    public bool HasSymbols(string m) => inner.HasSymbols(m);
+    public bool HasSymbols(string m) => !hidden.Contains(m) && inner.HasSymbols(m);
 }

@@ -3,7 +3,7 @@ using NtSleuth.Lab.Layouts;
 using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 [TestFixture]
 public class LabLayoutTableTests

@@ -2,7 +2,7 @@ using NtSleuth.Lab.Bench;
 using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 [TestFixture]
 public class LabBenchTests

@@ -2,7 +2,7 @@ using System.Text.Json;
 using NtSleuth.Lab.Forge;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Other modules (ndis/fltmgr from the layout table, synthetic drivers, dhcpcore.dll) and the real dump's identity.</summary>
 [TestFixture]
@@ -14,7 +14,7 @@ public class ForgeModuleTests
 
     private static string LayoutsPath()
     {
-        string p = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "layouts", "ndis-fltmgr-layouts.json");
+        string p = Path.Combine(TestPaths.SharedDir, "realdata", "layouts", "ndis-fltmgr-layouts.json");
         if (!File.Exists(p)) Assert.Ignore($"layout table not found at {p}");
         return p;
     }
@@ -133,7 +133,7 @@ public class ForgeModuleTests
     [Test]
     public void TriageDriverListMatchesTheExpectedDecoding()
     {
-        string dump = Path.Combine(ForgeTestEnv.SharedDir(), "realdata", "dumps", "kernel", "win10-19041-triage-0x1000007e.dmp");
+        string dump = Path.Combine(TestPaths.SharedDir, "realdata", "dumps", "kernel", "win10-19041-triage-0x1000007e.dmp");
         string expected = Path.ChangeExtension(dump, null) + ".expected.json";
         if (!File.Exists(dump) || !File.Exists(expected)) Assert.Ignore($"real dump not found at {dump}");
         var t = TriageDumpDrivers.Read(dump);

@@ -3,7 +3,7 @@ using NtSleuth.Commands.Model;
 using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 [TestFixture]
 public class LabScenarioBuilderTests

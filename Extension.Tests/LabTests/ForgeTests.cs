@@ -3,25 +3,16 @@ using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab.Forge;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Where the forge tests find ../shared and the LLVM tools; skips (or fails under NTSLEUTH_REQUIRE_E2E=1).</summary>
 internal static class ForgeTestEnv
 {
     public static bool RequireE2E => Environment.GetEnvironmentVariable("NTSLEUTH_REQUIRE_E2E") == "1";
 
-    public static string RepoRoot()
-    {
-        var d = new DirectoryInfo(TestContext.CurrentContext.TestDirectory);
-        while (d is not null && !File.Exists(Path.Combine(d.FullName, "NtSleuthExt.sln"))) d = d.Parent;
-        return d?.FullName ?? throw new InvalidOperationException("NtSleuthExt.sln not found above " + TestContext.CurrentContext.TestDirectory);
-    }
-
-    public static string SharedDir() => Path.GetFullPath(Path.Combine(RepoRoot(), "..", "shared"));
-
     public static string IsfDir()
     {
-        string dir = Path.Combine(SharedDir(), "realdata", "isf", "ntkrnlmp.pdb");
+        string dir = Path.Combine(TestPaths.SharedDir, "realdata", "isf", "ntkrnlmp.pdb");
         if (!Directory.Exists(dir)) Assert.Ignore($"ISF symbol tables not found at {dir} (../shared/realdata is not on this machine)");
         return dir;
     }

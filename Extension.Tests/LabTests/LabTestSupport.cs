@@ -1,7 +1,7 @@
 using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Shared helpers for lab tests: the build for a key, or Assert.Ignore with the reason when ../shared is absent.</summary>
 public static class LabTestSupport

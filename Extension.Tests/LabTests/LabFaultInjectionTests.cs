@@ -4,7 +4,7 @@ using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Target;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Every fault kind yields the right partial result / ListWalkResult note through KernelReader.</summary>
 [TestFixture]

@@ -2,9 +2,10 @@ using System.Buffers.Binary;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Scenario;
 using NUnit.Framework;
 
-namespace NtSleuth.Tests.Unit;
+namespace NtSleuth.Tests.LabTests;
 
 /// <summary>Kernel dump writer output checked with the independent <see cref="KernelDumpReader"/> and raw header bytes.</summary>
 [TestFixture]
@@ -298,7 +299,7 @@ public class DumpPreparationTests
         using var ms = new MemoryStream();
         KernelDumpWriter.Write(ms, layout, prep.Header, KernelDumpKind.BitmapFull);
         var r = new KernelDumpReader(ms.ToArray());
-        var w = new IsfStructWriter(isf, mem);
+        var w = new TypedMemory(mem, isf);
         ulong kdbg = nt + isf.GetSymbolRva("KdDebuggerDataBlock");
         Assert.That(r.KdDebuggerDataBlock, Is.EqualTo(kdbg));
         var k = new byte[KdDebuggerData64.Size];
@@ -328,7 +329,7 @@ public class DumpPreparationTests
         ulong gdt = r.ReadVirtualU64(prcb0 + (ulong)w.Field("_KPRCB", "ProcessorState.SpecialRegisters.Gdtr.Base").Offset);
         Assert.That((r.ReadVirtualU64(gdt + 0x10) >> 53) & 1, Is.EqualTo(1UL), "KGDT64_R0_CODE is a long-mode code segment");
         // Header context record = CONTEXT of the event processor.
-        ulong hdrRip = BinaryPrimitives.ReadUInt64LittleEndian(r.ContextRecord.Span[w.Field("_CONTEXT", "Rip").Offset..]);
+        ulong hdrRip = BinaryPrimitives.ReadUInt64LittleEndian(r.ContextRecord.Span[(int)w.Field("_CONTEXT", "Rip").Offset..]);
         Assert.That(hdrRip, Is.EqualTo(nt + isf.GetSymbolRva("KeBugCheckEx")));
 
         // PsLoadedModuleList: ntoskrnl.exe then ECHO.sys, names through UNICODE_STRINGs.
@@ -358,7 +359,7 @@ public class DumpPreparationTests
         const ulong nt = 0xFFFF_F800_0460_0000, eprocess = 0xFFFF_A58C_0200_0000, bins = 0x0000_01d3_a000_0000;
         uint soi = (uint)((isf.Symbols.Values.Max() + 0x2000) & ~0xfffUL);
         var mem = new SparseMemory();
-        var w = new IsfStructWriter(isf, mem);
+        var w = new TypedMemory(mem, isf);
         mem.Map(eprocess, (ulong)w.SizeOf("_EPROCESS"));
         w.SetBytes(eprocess, "_EPROCESS", "ImageFileName", "Registry\0"u8.ToArray());
         var proc = new SparseMemory();

@@ -1,0 +1,143 @@
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
+using NtSleuth.Lab.Fuzz;
+using NtSleuth.Lab.Samples;
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.LabTests;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>
+/// The corrupted-memory tier (issue 20, item 3): the samples of scripts/make-samples.sh with their kernel data damaged
+/// (<see cref="DumpMutator"/>: byte flips, wild / NULL / self / cyclic pointers, zeroed and paged-out pages, huge
+/// UNICODE_STRING lengths, names replaced by DML markup), reproducibly from (sample, strategy, seed), and every command
+/// of the sample run on each mutant in Microsoft's real engine, through IDebugControl::Execute and ::CallExtension, in
+/// text, DML and -json (one combination per command and mutant, rotating). Every run must be "ok": no crash, no hang,
+/// no .NET exception text, no target markup live in DML or chaining a link's command, one JSON document.
+/// A larger campaign: scripts/fuzz.sh OUTDIR --mutants N --seed S [--all-modes].
+/// </summary>
+[TestFixture]
+[Category("EndToEnd")]
+[Category("Fuzz")]
+[NonParallelizable]
+public class FuzzTests
+{
+    /// <summary>Fixed seeds: CI runs the same mutants every time (change only with a note in the report).</summary>
+    private const int FirstSeed = 1;
+    private const int MutantsPerCommand = 200;
+
+    /// <summary>One sample per command; the seed scenarios on Windows 10 19041.</summary>
+    private static readonly (string Sample, string Command)[] Targets =
+    [
+        ("dpc-watchdog-19041", "!dpcblame"),
+        ("fltmgr-frame-order-19041", "!frameorder"),
+        ("logon-hang-alpc-19041", "!alpcchain fffffa8073d3d770"),
+        ("ndis-pending-nbls-19041", "!nblowners"),
+        ("pool-leak-19041", "!leaktag Leak"),
+    ];
+
+    /// <summary>
+    /// TODO(issue 20 item 1): remove once main has the fix for the CLR crash after a few commands in one engine process
+    /// ("Internal CLR error ... DynamicResolver+DestroyScout.Finalize"); another helper fixes it at the root.
+    /// </summary>
+    private static readonly Dictionary<string, string> ClrCrashWorkaround = new() { ["DOTNET_EnableWriteXorExecute"] = "0" };
+
+    private static string? _dir;
+    private static List<FuzzSample>? _samples;
+
+    [OneTimeTearDown]
+    public void Cleanup()
+    {
+        ForgeTestEnv.Cleanup();
+        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
+    }
+
+    private static List<FuzzSample> Samples()
+    {
+        if (_samples is not null) return _samples;
+        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
+        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
+        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-fuzz-e2e-{Environment.ProcessId}");
+        var log = new StringWriter();
+        var names = Targets.Select(t => t.Sample[..t.Sample.LastIndexOf('-')]).ToHashSet();
+        CatalogSampleMaker.Make(_dir, new SymbolForge(ForgeTestEnv.Tools()), [build], ScenarioCatalog.All.Where(s => names.Contains(s.Name)),
+            KernelDumpKind.Complete, log, variants: [""]);
+        TestContext.Progress.WriteLine($"[fuzz] samples:\n{log}");
+        _samples = FuzzSample.FromManifest(_dir);
+        return _samples;
+    }
+
+    /// <summary>
+    /// Regression (found by the tier on baseline/pool-leak 7601, strategy zero): with the kernel image's header page
+    /// zeroed the engine loads no nt symbols, and every command said "symbols for 'nt' are missing or wrong. Run
+    /// .symfix". The memory is at fault; the message must say so, in the real engine, whatever the call path.
+    /// </summary>
+    [Test]
+    public void AZeroedKernelImageHeaderIsReportedAsDamagedMemoryNotMissingSymbols()
+    {
+        RealEngine.Require();
+        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
+        var build = LabBuilds.TryGet("7601") ?? throw new IgnoreException("no 7601 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
+        string dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-fuzz-e2e-{Environment.ProcessId}-7601");
+        try
+        {
+            var sample = CatalogSampleMaker.Make(dir, new SymbolForge(ForgeTestEnv.Tools()), [build], ScenarioCatalog.All.Where(s => s.Name == "pool-leak"),
+                KernelDumpKind.Complete, new StringWriter(), variants: [""]).Single();
+            string dump = Path.Combine(dir, sample.Dump);
+            var reader = KernelDumpReader.Open(dump);
+            ulong ntBase = reader.ReadVirtualU64(reader.ReadVirtualU64(reader.PsLoadedModuleList) + 0x30); // KLDR_DATA_TABLE_ENTRY.DllBase
+            var mutant = new DumpMutator(sample.Name, File.ReadAllBytes(dump)).Patch(ntBase, new byte[0x1000], "nt image header page zeroed");
+            string path = Path.Combine(dir, mutant.Id + ".dmp");
+            File.WriteAllBytes(path, mutant.Dump);
+            var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), "!leaktag Leak", "!leaktag -nonpaged -n 5 -json"],
+                new EngineOptions { SymbolPath = Path.Combine(dir, sample.SymbolPath), Plain = true, Environment = ClrCrashWorkaround });
+            foreach (var c in run.Commands.Skip(1))
+            {
+                TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
+                Assert.That(c.Output, Does.Not.Contain(".symfix"), c.Command);
+                Assert.That(c.Output, Does.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is damaged").Or.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is not readable"), c.Command);
+            }
+        }
+        finally { try { Directory.Delete(dir, true); } catch { } }
+    }
+
+    /// <summary>The engine as the other end-to-end tests start it (wine environment), with our package.</summary>
+    private static FuzzEngine Engine()
+    {
+        RealEngine.Require();
+        var env = new Dictionary<string, string>(RealEngine.WineEnvironment());
+        foreach (var (k, v) in ClrCrashWorkaround) env[k] = v;
+        // A hang never answers; 120 s per command tolerates a loaded machine (!nblowners reads 1.6 MB: 1-4 s on an idle
+        // 2-core machine, 13 s at load average 17, where 30 s gave false hangs).
+        return new FuzzEngine
+        {
+            Wine = RealEngine.IsWindows ? null : RealEngine.FindWine(), HostExe = RealEngine.EngineHostExe, EngineDir = RealEngine.WinPath(RealEngine.EngineDir!),
+            ExtensionDll = ExtensionPackage.DllWinPath(), WinPath = RealEngine.WinPath, Environment = env, BatchSize = 25, CommandTimeoutMs = 120_000, Workers = 2,
+        };
+    }
+
+    public static IEnumerable<TestCaseData> Cases => Targets.Select(t => new TestCaseData(t.Sample, t.Command).SetName($"EveryRunOnCorruptedMemoryIsOk_{t.Command.Split(' ')[0].TrimStart('!')}"));
+
+    [TestCaseSource(nameof(Cases))]
+    public void EveryRunOnCorruptedMemoryIsOk(string sampleName, string command)
+    {
+        var engine = Engine();
+        var sample = Samples().FirstOrDefault(s => s.Name == sampleName);
+        Assert.That(sample, Is.Not.Null, $"make-samples wrote no {sampleName}");
+        sample = sample! with { Commands = [command] };
+        var plan = new FuzzPlan { MutantsPerSample = MutantsPerCommand, FirstSeed = FirstSeed };
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        var results = FuzzCampaign.Run(engine, [sample], plan, Path.Combine(_dir!, "mutants"), TestContext.Progress);
+        string report = FuzzRunner.Report(results);
+        TestContext.Out.WriteLine($"{sampleName}: {results.Count} runs in {sw.Elapsed.TotalSeconds:F0} s\n{report}");
+        Assert.That(results.Select(r => r.Case.Mutant.Id).Distinct().Count(), Is.EqualTo(MutantsPerCommand));
+        // Every strategy, call path and output mode took part.
+        Assert.That(results.Select(r => r.Case.Mutant.Strategy).Distinct().Count(), Is.EqualTo(Enum.GetValues<MutationStrategy>().Length));
+        Assert.That(results.Select(r => (r.Invocation.Path, r.Invocation.Output)).Distinct().Count(), Is.EqualTo(FuzzPlan.Combinations.Length));
+        var bad = results.Where(r => r.Class is not (FuzzClass.Ok or FuzzClass.Unopenable)).ToList();
+        Assert.That(bad, Is.Empty, report);
+        // Mutants the engine cannot open test nothing of ours: keep them rare, or the tier tests too little.
+        Assert.That(results.Count(r => r.Class == FuzzClass.Unopenable), Is.LessThan(MutantsPerCommand / 10), report);
+    }
+}
