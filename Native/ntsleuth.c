@@ -89,9 +89,27 @@ static double now_ms(void) {
     return (double)c.QuadPart * 1000.0 / (double)f.QuadPart;
 }
 
+static int32_t start_dotnet_core(Diag *d);
+
+/* Starts .NET with W^X off. With the runtime's default W^X (code pages double-mapped RW/RX), CoreCLR inside the
+ * debugger process under wine dies with "Internal CLR error (0x80131506)" in DynamicResolver+DestroyScout.Finalize
+ * after a few commands (issue 20; docs/real-engine-lab.md). The runtime reads DOTNET_EnableWriteXorExecute once, when
+ * it starts, so it is set in this process only for the start and the previous value (or its absence) is restored
+ * right after: the debugger's environment and anything it launches later are unchanged. */
+#define WXORX_VAR L"DOTNET_EnableWriteXorExecute"
+static int32_t start_dotnet(Diag *d) {
+    wchar_t prev[64];
+    DWORD pn = GetEnvironmentVariableW(WXORX_VAR, prev, 64);
+    int hadPrev = pn > 0 && pn < 64;
+    SetEnvironmentVariableW(WXORX_VAR, L"0");
+    int32_t rc = start_dotnet_core(d);
+    SetEnvironmentVariableW(WXORX_VAR, hadPrev ? prev : NULL);
+    return rc;
+}
+
 /* Starts .NET and resolves the managed entry point. Called with g_initLock held exclusively. Returns 0 or the
  * failing status; fills diag. */
-static int32_t start_dotnet(Diag *d) {
+static int32_t start_dotnet_core(Diag *d) {
     double t0 = now_ms();
     wchar_t self[MAX_PATH];
     DWORD n = GetModuleFileNameW(g_self, self, MAX_PATH);

@@ -25,6 +25,8 @@ public sealed record EngineOptions
     /// <summary>Classic text callbacks: DML rendered to text by the engine, as kd/cdb print it (otherwise -rawdml).</summary>
     public bool Plain { get; init; }
     public int InterruptAfterMs { get; init; }
+    /// <summary>enginehost -mem: a "@@mem &lt;private bytes&gt;" line after every "@@end" (see <see cref="RealEngine.PrivateBytes"/>).</summary>
+    public bool ReportMemory { get; init; }
     /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
     public int InterruptCommand { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
@@ -187,6 +189,7 @@ public static class RealEngine
         if (options.PreferDml) psi.ArgumentList.Add("-dml");
         if (!options.Plain) psi.ArgumentList.Add("-rawdml");
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
+        if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
@@ -233,6 +236,14 @@ public static class RealEngine
     private static string Tail(string s) => s.Length <= 4000 ? s : "..." + s[^4000..];
 
     private static readonly Regex EndLine = new(@"^@@end (?:0x)?([0-9a-fA-F]{8}) ([0-9.]+)\r?$", RegexOptions.Multiline);
+
+    private static readonly Regex MemLine = new(@"^@@mem (\d+)(?: (\d+) (\d+))?\r?$", RegexOptions.Multiline);
+
+    /// <summary>The engine process's private bytes after each command, in command order (enginehost -mem); where the
+    /// system reports none (wine 8: PrivateUsage 0), the pagefile usage, else the working set.</summary>
+    public static List<long> PrivateBytes(string transcript) =>
+        MemLine.Matches(transcript).Select(m => Enumerable.Range(1, 3).Select(g => m.Groups[g].Success ? long.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture) : 0)
+            .FirstOrDefault(v => v > 0)).ToList();
 
     internal static List<EngineCommandResult> Parse(string transcript)
     {

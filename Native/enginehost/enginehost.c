@@ -3,7 +3,7 @@
  * end-to-end tests (under wine on Linux, natively on Windows).
  *
  *   enginehost -engine <dir> [-y <sympath>] -z <dump> [-dml] [-rawdml] [-v] [-timeout <ms>]
- *              [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-ext <extension dll>] -c <command> [-c <command> ...]
+ *              [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-mem] [-ext <extension dll>] -c <command> [-c <command> ...]
  *              [-z <dump> -c <command> ...]...
  *
  * Several dumps: each -z after the first starts a new group; the commands after it run on that dump, which is opened
@@ -19,6 +19,8 @@
  *   @@begin <command>
  *   ...output...
  *   @@end <hr as 0x%08x> <elapsed ms>
+ * With -mem, every "@@end" line is followed by "@@mem <PrivateUsage> <PagefileUsage> <WorkingSetSize>" of this process
+ * (wine 8 reports PrivateUsage as 0; the tests then use PagefileUsage, else the working set).
  * With -interrupt-after, a thread calls IDebugControl::SetInterrupt once a command (every command, or only the n-th,
  * 1-based, with -interrupt-cmd) has run that long, and the host measures how long the command took to return after it:
  *   @@host interrupt requested at <ms since the command began> hr=<hr>      (printed by the interrupt thread)
@@ -30,7 +32,9 @@
 #define WIN32_LEAN_AND_MEAN
 #define COBJMACROS
 #define INITGUID
+#define PSAPI_VERSION 2 /* GetProcessMemoryInfo = K32GetProcessMemoryInfo in kernel32: no psapi import library */
 #include <windows.h>
+#include <psapi.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +136,7 @@ static const OutCbVtbl g_cbVtbl = { cb_qi, cb_addref, cb_release, cb_output, cb_
 static IDebugControl *g_control;
 static volatile LONG g_commandSeq = 0;
 static DWORD g_interruptAfter = 0;
+static int g_reportMem = 0;
 static int g_interruptCmd = 0;               /* 0 = every command, else the 1-based index of the one to interrupt */
 static volatile double g_cmdStart = 0;       /* now_ms() when the current command began */
 static volatile double g_interruptAt = 0;    /* now_ms() just before SetInterrupt, 0 = not requested */
@@ -190,7 +195,7 @@ static double now_ms(void) {
 static void usage(void) {
     fprintf(stderr,
             "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
-            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-ext <dll>]\n"
+            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-mem] [-ext <dll>]\n"
             "                  -c <command> [-c <command> ...] [-z <dump> -c <command> ...]...\n"
             "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n");
 }
@@ -216,6 +221,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-ext") && more) extDll = argv[++i];
         else if (!strcmp(a, "-timeout") && more) g_timeout = (DWORD)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "-interrupt-after") && more) g_interruptAfter = (DWORD)strtoul(argv[++i], NULL, 0);
+        else if (!strcmp(a, "-mem")) g_reportMem = 1;
         else if (!strcmp(a, "-interrupt-cmd") && more) g_interruptCmd = atoi(argv[++i]);
         else if (!strcmp(a, "-dml")) dml = 1;
         else if (!strcmp(a, "-rawdml")) rawdml = 1;
@@ -347,6 +353,14 @@ int main(int argc, char **argv) {
                 g_control->lpVtbl->GetInterrupt(g_control);
             }
             emitf("\n@@end 0x%08lx %.2f\n", (unsigned long)hr, el);
+            if (g_reportMem) {
+                PROCESS_MEMORY_COUNTERS_EX pmc;
+                ZeroMemory(&pmc, sizeof pmc);
+                pmc.cb = sizeof pmc;
+                if (GetProcessMemoryInfo(GetCurrentProcess(), (PROCESS_MEMORY_COUNTERS *)&pmc, sizeof pmc))
+                    emitf("@@mem %llu %llu %llu\n", (unsigned long long)pmc.PrivateUsage, (unsigned long long)pmc.PagefileUsage,
+                          (unsigned long long)pmc.WorkingSetSize);
+            }
         }
     }
     client->lpVtbl->SetOutputCallbacks(client, NULL);
