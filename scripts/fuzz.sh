@@ -29,7 +29,5 @@ else
   winpath() { cygpath -w "$1"; }
   WINEARG=()
 fi
-# TODO(issue 20 item 1): remove DOTNET_EnableWriteXorExecute=0 once main has the fix for the CLR crash
-# ("Internal CLR error ... DynamicResolver+DestroyScout.Finalize") after a few commands in one engine process.
 exec dotnet run --project "$ROOT/Extension.Tests/Lab" -c "$CONFIG" -- fuzz --samples "$OUT" --engine "$(winpath "$ENGINE")" \
-  --host "$HOSTEXE" --dll "$(winpath "$PKG/amd64/ntsleuth.dll")" "${WINEARG[@]}" --env DOTNET_EnableWriteXorExecute=0 "$@"
+  --host "$HOSTEXE" --dll "$(winpath "$PKG/amd64/ntsleuth.dll")" "${WINEARG[@]}" "$@"

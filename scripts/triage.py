@@ -132,9 +132,6 @@ class Engine:
         if not self.args.debugger:
             for k in ("DOTNET_ROOT", "_NT_SYMBOL_PATH"):
                 env.pop(k, None)
-            # TODO(debugger crash fix): until main has the fix for "Internal CLR error ... DestroyScout.Finalize" on
-            # repeated commands in one engine process, W^X off keeps a multi-command run alive under wine.
-            env["DOTNET_EnableWriteXorExecute"] = "0"
         return env
 
 

@@ -37,12 +37,6 @@ public class FuzzTests
         ("pool-leak-19041", "!leaktag Leak"),
     ];
 
-    /// <summary>
-    /// TODO(issue 20 item 1): remove once main has the fix for the CLR crash after a few commands in one engine process
-    /// ("Internal CLR error ... DynamicResolver+DestroyScout.Finalize"); another helper fixes it at the root.
-    /// </summary>
-    private static readonly Dictionary<string, string> ClrCrashWorkaround = new() { ["DOTNET_EnableWriteXorExecute"] = "0" };
-
     private static string? _dir;
     private static List<FuzzSample>? _samples;
 
@@ -91,7 +85,7 @@ public class FuzzTests
             string path = Path.Combine(dir, mutant.Id + ".dmp");
             File.WriteAllBytes(path, mutant.Dump);
             var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), "!leaktag Leak", "!leaktag -nonpaged -n 5 -json"],
-                new EngineOptions { SymbolPath = Path.Combine(dir, sample.SymbolPath), Plain = true, Environment = ClrCrashWorkaround });
+                new EngineOptions { SymbolPath = Path.Combine(dir, sample.SymbolPath), Plain = true });
             foreach (var c in run.Commands.Skip(1))
             {
                 TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
@@ -107,7 +101,6 @@ public class FuzzTests
     {
         RealEngine.Require();
         var env = new Dictionary<string, string>(RealEngine.WineEnvironment());
-        foreach (var (k, v) in ClrCrashWorkaround) env[k] = v;
         // A hang never answers; 120 s per command tolerates a loaded machine (!nblowners reads 1.6 MB: 1-4 s on an idle
         // 2-core machine, 13 s at load average 17, where 30 s gave false hangs).
         return new FuzzEngine

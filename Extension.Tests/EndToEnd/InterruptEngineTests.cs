@@ -62,8 +62,6 @@ public class InterruptEngineTests
             new EngineOptions
             {
                 SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = afterMs, InterruptCommand = 3,
-                // TODO(issue 20 item 1): remove once the DynamicResolver finalizer crash fix is on main.
-                Environment = new Dictionary<string, string> { ["DOTNET_EnableWriteXorExecute"] = "0" },
             });
         foreach (var c in run.Commands)
             TestContext.Out.WriteLine($"> {c.Command}  (hr 0x{c.HResult:x8}, {c.Milliseconds:F1} ms)\n{Head(c.Output)}");
@@ -115,8 +113,6 @@ public class InterruptEngineTests
             new EngineOptions
             {
                 SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = 300, InterruptCommand = 3,
-                // TODO(issue 20 item 1): remove once the DynamicResolver finalizer crash fix is on main.
-                Environment = new Dictionary<string, string> { ["DOTNET_EnableWriteXorExecute"] = "0" },
             });
         foreach (var c in run.Commands) TestContext.Out.WriteLine($"> {c.Command}  ({c.Milliseconds:F1} ms)\n{Head(c.Output)}");
         var h = run[2].Output;
