@@ -42,8 +42,12 @@ internal static unsafe class EngineSessionCache
     /// <summary>DebugExtensionNotify (forwarded by the shim): DEBUG_NOTIFY_SESSION_ACTIVE 0 / INACTIVE 1 drop everything.</summary>
     public static void OnNotify(uint notify)
     {
-        if (notify is 0 or 1) Clear();
+        if (notify is 0 or 1 or ExtensionUnloaded) Clear();
     }
+
+    /// <summary>Sent by the shim's DebugExtensionUninitialize (.unload, or the engine's EndSession before another
+    /// dump is opened in the same process): the cache lives only while the extension is loaded.</summary>
+    public const uint ExtensionUnloaded = 0xFFFFFFFF;
 
     public static void Clear()
     {

@@ -72,6 +72,11 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
     {
         if (!q.TryGetFieldTypeAndOffset(modBase, typeId, name, out uint ftype, out uint offset)) return null;
         TypeRef tr = DescribeCached(modBase, ftype);
+        // The engine knows the field but did not name its type (it fails queries it aborts, e.g. on a Ctrl+Break it
+        // swallows): "unknown now", never remembered as a field of no type (seen on corrupted dumps: "field at +0x0 of
+        // type  is not a scalar" in every later command).
+        if (tr.Kind == TypeKind.Unknown && tr.Name.Length == 0)
+            throw new MissingSymbolException($"the type of field {qualified}.{name}", qualified[..qualified.IndexOf('!')]);
         // Bitfields are integral: only base and enum fields can be one, so only they cost the ioctl.
         if (tr.Kind is TypeKind.Base or TypeKind.Enum && tr.Size is >= 1 and <= 8)
         {
@@ -85,7 +90,9 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
 
     private TypeRef DescribeCached(ulong modBase, uint typeId)
     {
-        if (!_described.TryGetValue((modBase, typeId), out var tr)) _described[(modBase, typeId)] = tr = Describe(modBase, typeId, depth: 0);
+        if (_described.TryGetValue((modBase, typeId), out var tr)) return tr;
+        tr = Describe(modBase, typeId, depth: 0);
+        if (tr.Kind != TypeKind.Unknown || tr.Name.Length > 0) _described[(modBase, typeId)] = tr; // a failed answer is asked again
         return tr;
     }
 

@@ -26,6 +26,7 @@
 #define MANAGED_TYPE L"NtSleuth.Extension.Entry, NtSleuth.Extension"
 #define MANAGED_METHOD L"Invoke"
 #define MANAGED_NOTIFY_METHOD L"Notify"
+#define NTSLEUTH_NOTIFY_UNLOADED 0xFFFFFFFFu /* Entry.Notify: the extension is being unloaded */
 #define APPLOCAL_RUNTIME_DIR L"dotnet"
 
 /* hostfxr status codes we name in messages (from the .NET host's error_codes.h) */
@@ -286,8 +287,13 @@ HRESULT CALLBACK DebugExtensionInitialize(PULONG version, PULONG flags) {
 void CALLBACK DebugExtensionUninitialize(void) {
     /* The CLR cannot be unloaded; the managed side keeps no state tied to this DLL instance. After .load again,
      * start_dotnet finds the runtime already initialized and re-obtains the entry point. */
+    /* The managed session cache lives as long as the extension is loaded: .unload (and the engine's EndSession,
+     * which unloads extensions before the next dump is opened) drops it, so nothing learnt on one dump is trusted on
+     * the next. NTSLEUTH_NOTIFY_UNLOADED is ours, not a DEBUG_NOTIFY_* value. */
+    notify_fn fn = g_notify;
     g_notify = NULL;
     g_invoke = NULL;
+    if (fn) fn(NTSLEUTH_NOTIFY_UNLOADED, 0);
 }
 
 /* Session active/inactive/accessible/inaccessible: forwarded to the managed session cache once .NET runs (before

@@ -35,7 +35,9 @@ public class TypeLayoutBuilderTests
         }
         public bool TryGetTypeIdInModule(ulong mb, string n, out uint id) => _ids.TryGetValue(n, out id);
         public ulong GetTypeSize(ulong mb, uint id) => _types.TryGetValue(id, out var t) ? t.Size : 0;
-        public string? GetTypeName(ulong mb, uint id) => _types.TryGetValue(id, out var t) ? t.Name : null;
+        /// <summary>Type names the engine fails to give (as it does for a lookup it aborts on a swallowed Ctrl+Break).</summary>
+        public HashSet<uint> FailTypeNames { get; } = new();
+        public string? GetTypeName(ulong mb, uint id) => !FailTypeNames.Contains(id) && _types.TryGetValue(id, out var t) ? t.Name : null;
         public string? GetFieldName(ulong mb, uint id, uint i)
         {
             FieldNameCalls++;
@@ -169,5 +171,23 @@ public class TypeLayoutBuilderTests
         // Enumerating gives the same fields and kind as the full build.
         Assert.That(lazy.Fields, Is.EqualTo(full.Fields));
         Assert.That((lazy.Kind, lazy.IsComplete), Is.EqualTo((full.Kind, true)));
+    }
+
+    [Test]
+    public void AFieldWhoseTypeTheEngineDidNotNameIsAskedAgainNotRemembered()
+    {
+        var t = Kalpc(out _);
+        var full = new TypeLayoutBuilder(Kalpc(out _)).Build("nt", "_KALPC_MESSAGE")!;
+        var lazy = new TypeLayoutBuilder(t).BuildLazy("nt", "_KALPC_MESSAGE")!;
+        var failing = full.GetField("WaitingThread").Type;
+        uint id = 0;
+        Assert.That(t.TryGetTypeIdInModule(0, failing.Name, out id) || failing.Kind == TypeKind.Pointer, Is.True);
+        // Fail every type name once: the field is "unknown now" (a missing-symbol error for this command only)...
+        for (uint i = 1; i < 64; i++) t.FailTypeNames.Add(i);
+        var ex = Assert.Throws<MissingSymbolException>(() => lazy.GetField("WaitingThread"));
+        Assert.That(ex!.Message, Does.Contain("_KALPC_MESSAGE.WaitingThread"));
+        // ...and once the engine answers again, the same layout object resolves it like the full build.
+        t.FailTypeNames.Clear();
+        Assert.That(lazy.GetField("WaitingThread"), Is.EqualTo(full.GetField("WaitingThread")));
     }
 }
