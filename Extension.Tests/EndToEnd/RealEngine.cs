@@ -245,6 +245,12 @@ public static class RealEngine
         MemLine.Matches(transcript).Select(m => Enumerable.Range(1, 3).Select(g => m.Groups[g].Success ? long.Parse(m.Groups[g].Value, CultureInfo.InvariantCulture) : 0)
             .FirstOrDefault(v => v > 0)).ToList();
 
+    /// <summary>The engine's own extension-gallery log lines (&lt;Log message="DownloadUpdates completed..." component="DbgEng"
+    /// category="ExtensionGallery" .../&gt;): written asynchronously by the engine into whatever command runs then, never by
+    /// the extension (docs/real-engine-lab.md, Traps); not part of a command's output.</summary>
+    private static readonly Regex EngineGalleryLog =
+        new(@"^<Log message=""[^""\n]*"" component=""DbgEng"" category=""ExtensionGallery""[^\n]*/>\r?\n?", RegexOptions.Multiline);
+
     internal static List<EngineCommandResult> Parse(string transcript)
     {
         var list = new List<EngineCommandResult>();
@@ -258,7 +264,7 @@ public static class RealEngine
             string cmd = transcript[(b + 8)..nl].TrimEnd('\r');
             var m = EndLine.Match(transcript, nl);
             if (!m.Success) { list.Add(new EngineCommandResult(cmd, transcript[(nl + 1)..], 0xFFFFFFFF, 0)); break; }
-            string body = transcript[(nl + 1)..m.Index];
+            string body = EngineGalleryLog.Replace(transcript[(nl + 1)..m.Index], "");
             if (body.EndsWith('\n')) body = body[..^1];
             list.Add(new EngineCommandResult(cmd, body, uint.Parse(m.Groups[1].Value, NumberStyles.HexNumber),
                 double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)));
