@@ -249,7 +249,13 @@ public static class RealEngine
     /// category="ExtensionGallery" .../&gt;): written asynchronously by the engine into whatever command runs then, never by
     /// the extension (docs/real-engine-lab.md, Traps); not part of a command's output.</summary>
     private static readonly Regex EngineGalleryLog =
-        new(@"^<Log message=""[^""\n]*"" component=""DbgEng"" category=""ExtensionGallery""[^\n]*/>\r?\n?", RegexOptions.Multiline);
+        new(@"(?:\r?\n)*<Log message=""[^""\n]*"" component=""DbgEng"" category=""ExtensionGallery""[^\n]*?/>(?:\r?\n)*");
+
+    /// <summary>Removes the engine's gallery log lines with the line breaks the engine wrote around them (seen in CI: a blank
+    /// line left at the start of the first command's output): at the start or end of the output the log and its breaks go;
+    /// between two lines of the command's own output one line break stays.</summary>
+    internal static string StripEngineLog(string body) =>
+        EngineGalleryLog.Replace(body, m => m.Index == 0 || m.Index + m.Length == body.Length ? "" : "\n");
 
     internal static List<EngineCommandResult> Parse(string transcript)
     {
@@ -264,7 +270,7 @@ public static class RealEngine
             string cmd = transcript[(b + 8)..nl].TrimEnd('\r');
             var m = EndLine.Match(transcript, nl);
             if (!m.Success) { list.Add(new EngineCommandResult(cmd, transcript[(nl + 1)..], 0xFFFFFFFF, 0)); break; }
-            string body = EngineGalleryLog.Replace(transcript[(nl + 1)..m.Index], "");
+            string body = StripEngineLog(transcript[(nl + 1)..m.Index]);
             if (body.EndsWith('\n')) body = body[..^1];
             list.Add(new EngineCommandResult(cmd, body, uint.Parse(m.Groups[1].Value, NumberStyles.HexNumber),
                 double.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)));

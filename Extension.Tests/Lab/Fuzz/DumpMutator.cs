@@ -226,7 +226,7 @@ public sealed class DumpMutator
                 case 3: nv = ptrs[rng.Next(0, Math.Max(1, k))].Value; what = "previous object's pointer, a cycle"; break;
                 default: nv = (selfVa != 0 ? selfVa : old) - (ulong)(8 * rng.Next(1, 32)); what = "points just before itself, a cycle"; break;
             }
-            Span<byte> b = stackalloc byte[8];
+            var b = new byte[8];
             BinaryPrimitives.WriteUInt64LittleEndian(b, nv);
             w.Write(pa, b, $"pointer {old:x} -> {nv:x} ({what})");
         }
@@ -292,9 +292,9 @@ public sealed class DumpMutator
                 2 => ((ushort)0xFFFE, (ushort)0x0002),   // Length > MaximumLength
                 _ => ((ushort)(rng.Next(0x100, 0x8000) * 2), (ushort)0xFFFF),
             };
-            Span<byte> b = stackalloc byte[4];
+            var b = new byte[4];
             BinaryPrimitives.WriteUInt16LittleEndian(b, len);
-            BinaryPrimitives.WriteUInt16LittleEndian(b[2..], max);
+            BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(2), max);
             w.Write(pa, b, $"UNICODE_STRING Length 0x{len:x} MaximumLength 0x{max:x}");
         }
     }
