@@ -141,6 +141,9 @@ public sealed class AlpcLogonHangScenario : IScenario
         Message(b, b.Alloc(b.SizeOf("_KALPC_MESSAGE"), PoolRegion.Paged), nW, Port(b, th), sip, 0, 0x800, 3, 1, 0x10, 0x38);
         b.AddThread(si, 0x7c4);
 
+        // The second half of the seed: the starved Delayed WorkQueue (where the build's symbols have the work-queue types).
+        if (SeedWorkQueues.Supports(build)) SeedWorkQueues.Add(b, r, system, options.Variant);
+
         // Scale: idle threads in filler processes.
         int filler = options.Variant == "10k" ? 10_000 : options.Scale > 1 ? 50 * options.Scale : 0;
         for (int i = 0; i < filler; i += 100)
