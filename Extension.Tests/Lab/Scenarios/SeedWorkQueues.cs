@@ -203,7 +203,7 @@ public static class SeedWorkQueues
                 if (q.Pri) q.Ex.Set("ThreadCount", (long)n).Set("MinThreads", (long)n).Set("MaxThreads", 4096L);
             }
         _ = mpioEntry;
-        // (the command that reads this state is added with it)
+        r.Commands.Add("!workqueue");
     }
 
     /// <summary>Creates the build's queues; returns the one holding the Delayed items and the others with their idle worker counts.</summary>
