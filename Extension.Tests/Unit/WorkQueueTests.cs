@@ -3,6 +3,7 @@ using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
+using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.WorkQueue;
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
@@ -105,7 +106,7 @@ public class WorkQueueTests
 
         Assert.That(r.Starved, Is.True);
         Assert.That(r.Verdicts[0], Does.Contain("Delayed WorkQueue").And.Contain("starved: 18,023 item(s) pending (17,950 mpio!MPIOPathVerify, 37 smb!SmbDelayedStartTcpSession, 36 nt!CcWorkerThread)")
-            .And.Contain("all 20 worker(s) (16 dynamic").And.Contain("blocked in MyBadDSM (called from mpio!MPIOPathVerify+0x14b)"));
+            .And.Contain("all 20 worker(s) (4 static + 16 dynamic, ").And.Contain("blocked in MyBadDSM (called from mpio!MPIOPathVerify+0x14b)"));
         // One read per item (the item's link, routine and I/O fields together), plus the queues and workers.
         Assert.That(stats.Packets, Is.LessThan(SeedWorkQueues.Pending + 400), $"{stats}");
         Assert.That(r.Notes, Is.Empty);
@@ -192,7 +193,7 @@ public class WorkQueueTests
         Assert.That(dml, Does.Contain($"<exec cmd=\"!irp fffffa80`7274e5a0\">"), "an IO_WORKITEM whose context is an IRP links to !irp");
         Assert.That(dml, Does.Contain($"<exec cmd=\"!thread fffffa80`30a39720\">"));
         var (r, _) = Analyze(s, "mpio!");
-        Assert.That((r.MatchingTotal, r.MatchingItems.Count), Is.EqualTo((SeedWorkQueues.MpioItems, WorkQueueAnalyzer.MaxListedItems)));
+        Assert.That((r.MatchingTotal, r.MatchingItems.Count), Is.EqualTo((SeedWorkQueues.MpioItems, SystemWorkQueues.MaxListedItems)));
         Assert.That(r.MatchingItems[0].Position, Is.EqualTo(1));
         Assert.That(Run(t, "-routine nosuch!Routine"), Does.Contain("Items running nosuch!Routine: 0"));
     }
