@@ -142,7 +142,8 @@ public sealed class AlpcLogonHangScenario : IScenario
         b.AddThread(si, 0x7c4);
 
         // The second half of the seed: the starved Delayed WorkQueue (where the build's symbols have the work-queue types).
-        if (SeedWorkQueues.Supports(build)) SeedWorkQueues.Add(b, r, system, options.Variant);
+        bool workQueues = SeedWorkQueues.Supports(build);
+        if (workQueues) SeedWorkQueues.Add(b, r, system, options.Variant);
 
         // Scale: idle threads in filler processes.
         int filler = options.Variant == "10k" ? 10_000 : options.Scale > 1 ? 50 * options.Scale : 0;
@@ -172,6 +173,7 @@ public sealed class AlpcLogonHangScenario : IScenario
         r.Facts["idleThread"] = tL1.Address;
         r.Commands.Add($"!alpcchain {WinlogonThread:x}");
         r.Commands.Add("!alpcchain -all");
+        if (workQueues) r.Commands.Add("!workqueue");
         return r;
     }
 

@@ -203,7 +203,6 @@ public static class SeedWorkQueues
                 if (q.Pri) q.Ex.Set("ThreadCount", (long)n).Set("MinThreads", (long)n).Set("MaxThreads", 4096L);
             }
         _ = mpioEntry;
-        r.Commands.Add("!workqueue");
     }
 
     /// <summary>Creates the build's queues; returns the one holding the Delayed items and the others with their idle worker counts.</summary>
