@@ -1,4 +1,3 @@
-using System.Text.Json;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
@@ -209,6 +208,18 @@ public class WorkQueueTests
         string dml = Run(s.CreateTarget(), "-routine SmbDelayedStartTcpSession", dml: true);
         Assert.That(dml, Does.Not.Contain("<exec cmd=\".shell"));
         Assert.That(dml, Does.Contain("[&lt;exec cmd=&quot;.shell calc&quot;&gt;x&lt;/exec&gt;;.shell calc]"));
+    }
+
+    [TestCase("win7", "no work queue could be read", "nt!_EX_WORK_QUEUE at ")]
+    [TestCase("2016", "no system work queue found", "nt!KeNodeBlock[0] is not readable or NULL")]
+    [TestCase("win10", "no system work queue found", "the system partition's work queues cannot be found: nt!PspSystemPartition")]
+    public void Kernel_without_queue_state_says_what_it_could_not_read(string key, string verdict, string note)
+    {
+        var s = ScenarioCatalog.Build("baseline-kernel", LabTestSupport.BuildOrIgnore(key));
+        var r = new WorkQueueAnalyzer(new KernelReader(s.CreateTarget())).Analyze();
+        Assert.That(r.Verdicts.Single(), Does.StartWith(verdict));
+        Assert.That(r.Notes.Concat(r.Queues.SelectMany(q => q.Notes)), Has.Some.Contains(note));
+        Assert.That(r.Starved, Is.False);
     }
 
     [Test]

@@ -195,7 +195,11 @@ public sealed class SystemWorkQueues
     private void ReadQueue(WorkQueueScan report, WorkQueueInfo info, TypeLayout exwq)
     {
         var q = _r.Read(exwq, info.Address);
+        if (q.Length < (int)exwq.Size)
+            throw new TargetReadException(info.Address + (ulong)q.Length, (int)exwq.Size - q.Length,
+                $"nt!_EX_WORK_QUEUE at {info.Address:x16}: only 0x{q.Length:x} of 0x{exwq.Size:x} bytes readable");
         bool kq = exwq.HasField("WorkerQueue");
+        byte[] qb = q.Bytes.ToArray();
         string inner = kq ? "WorkerQueue" : "WorkPriQueue";
         info.OwnCount = q.TryUInt(inner + ".Header.SignalState") is { } ss ? (int)(uint)ss : null;
         if (kq)
@@ -215,7 +219,7 @@ public sealed class SystemWorkQueues
             {
                 if (report.Interrupted) break;
                 ulong head = info.Address + headOff + (ulong)(p * le);
-                ulong flink = ReadPtr(q.Bytes.ToArray(), (int)headOff + p * le);
+                ulong flink = ReadPtr(qb, (int)headOff + p * le);
                 if (flink == head) continue;
                 var list = new WorkList { Name = PriorityName(p), Priority = p, Head = head };
                 info.Lists.Add(list);
@@ -253,11 +257,6 @@ public sealed class SystemWorkQueues
         14 => "SuperCritical WorkQueue (priority 14)",
         _ => $"priority {p}",
     };
-
-    private sealed class GroupAcc
-    {
-        public RoutineGroup Group = new();
-    }
 
     /// <summary>Walks one item list: forward from the head (one read per item), then back from the tail when the forward walk
     /// stopped early. Groups the items by routine (and driver for IO_WORKITEMs).</summary>

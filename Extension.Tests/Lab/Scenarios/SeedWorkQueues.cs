@@ -54,7 +54,7 @@ public static class SeedWorkQueues
     {
         var nt = b.Build;
         // ---- modules and drivers
-        var mpioEntry = b.AddLoadedModule("mpio.sys", 0x30000, MpioBase);
+        b.AddLoadedModule("mpio.sys", 0x30000, MpioBase);
         b.AddLoadedModule("MyBadDSM.sys", 0x10000, DsmBase);
         b.AddLoadedModule("smb.sys", 0x30000, SmbBase);
         b.AddSymbol("mpio!MPIOPathVerify", MpioPathVerify);
@@ -202,7 +202,6 @@ public static class SeedWorkQueues
                 JoinQueue(b, t, q);
                 if (q.Pri) q.Ex.Set("ThreadCount", (long)n).Set("MinThreads", (long)n).Set("MaxThreads", 4096L);
             }
-        _ = mpioEntry;
     }
 
     /// <summary>Creates the build's queues; returns the one holding the Delayed items and the others with their idle worker counts.</summary>
