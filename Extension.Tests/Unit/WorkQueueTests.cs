@@ -109,6 +109,19 @@ public class WorkQueueTests
         // One read per item (the item's link, routine and I/O fields together), plus the queues and workers.
         Assert.That(stats.Packets, Is.LessThan(SeedWorkQueues.Pending + 400), $"{stats}");
         Assert.That(r.Notes, Is.Empty);
+        Assert.That(r.Queues.SelectMany(x => x.Notes), Is.Empty, "every queue points back at the node / partition it was found through");
+    }
+
+    [TestCase("2016", "Node")]
+    [TestCase("win10", "Partition")]
+    public void Queue_whose_back_pointer_is_wrong_is_noted(string key, string field)
+    {
+        var s = new AlpcLogonHangScenario().Build(LabTestSupport.BuildOrIgnore(key), ScenarioOptions.Default);
+        s.Builder.View("_EX_WORK_QUEUE", s.Fact("delayedQueue")).Set(field, 0xfffff800_12345670UL);
+        var r = new WorkQueueAnalyzer(new KernelReader(s.CreateTarget())).Analyze();
+        Assert.That(r.Queues.First(q => q.Address == s.Fact("delayedQueue")).Notes,
+            Has.Some.Contains($"_EX_WORK_QUEUE.{field} is fffff800`12345670, not "));
+        Assert.That(r.TotalPending, Is.EqualTo(SeedWorkQueues.Pending), "a note, not a stop");
     }
 
     [TestCaseSource(nameof(Builds))]

@@ -142,9 +142,13 @@ public sealed class SystemWorkQueues
                 ulong q = ReadPtr(ptrs, p * ps);
                 if (q == 0) continue;
                 queues.Add((new WorkQueueInfo { Name = $"node {n} pool {p}", Address = q, Node = n, Pool = p }, q));
+                _expectedOwner[q] = ("Node", node);
             }
         }
     }
+
+    /// <summary>Queue -> the back pointer it should hold (field, value): _EX_WORK_QUEUE.Node (8.1-1803) or .Partition (1809+).</summary>
+    private readonly Dictionary<ulong, (string Field, ulong Value)> _expectedOwner = new();
 
     private void FindPartitionShape(WorkQueueScan report, ulong psp, List<(WorkQueueInfo, ulong)> queues)
     {
@@ -186,6 +190,7 @@ public sealed class SystemWorkQueues
                 ulong q = ReadPtr(ptrs, p * ps);
                 if (q == 0) continue;
                 queues.Add((new WorkQueueInfo { Name = $"node {n} pool {p}", Address = q, Node = n, Pool = p }, q));
+                _expectedOwner[q] = ("Partition", expart);
             }
         }
     }
@@ -200,6 +205,9 @@ public sealed class SystemWorkQueues
                 $"nt!_EX_WORK_QUEUE at {info.Address:x16}: only 0x{q.Length:x} of 0x{exwq.Size:x} bytes readable");
         bool kq = exwq.HasField("WorkerQueue");
         byte[] qb = q.Bytes.ToArray();
+        // The queue points back at the node / partition it was found through; anything else is a wrong pointer on the way.
+        if (_expectedOwner.TryGetValue(info.Address, out var owner) && q.TryUInt(owner.Field) is { } back && back != owner.Value)
+            info.Notes.Add($"_EX_WORK_QUEUE.{owner.Field} is {Fmt.Addr(back)}, not {Fmt.Addr(owner.Value)} it was found through: the pointer to this queue may be wrong");
         string inner = kq ? "WorkerQueue" : "WorkPriQueue";
         info.OwnCount = q.TryUInt(inner + ".Header.SignalState") is { } ss ? (int)(uint)ss : null;
         if (kq)
