@@ -1,7 +1,5 @@
-using System.Buffers.Binary;
-using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.Target;
+using NtSleuth.Commands.Output;
 
 namespace NtSleuth.Commands.Kernel;
 
@@ -20,103 +18,66 @@ public sealed class ScannedStack
 }
 
 /// <summary>
-/// Reads a waiting thread's kernel stack the way an engineer does with <c>dps</c> when <c>k</c> cannot unwind (forged or
-/// unwind-less modules): from the saved stack pointer (<c>_KTHREAD.KernelStack</c>) to the top of the stack
-/// (<c>_KTHREAD.InitialStack</c>), every pointer-sized value that lies inside a loaded module and follows a call
-/// instruction is a return address. One bulk read of the used stack (bounded by <see cref="MaxStackBytes"/>), one small
-/// read per candidate return address (cached: identical stacks of many workers cost the code bytes once).
-/// Names come from the symbols (<c>module!function+0xdisp</c>), else <c>module+0xoffset</c>.
+/// A waiting thread's kernel stack the way an engineer reads it with <c>dps</c> when <c>k</c> cannot unwind (forged or
+/// unwind-less modules): <see cref="ReturnAddressStackScan"/> from the saved stack pointer (<c>_KTHREAD.KernelStack</c>)
+/// to the top of the stack (<c>_KTHREAD.InitialStack</c>, at most <see cref="MaxStackBytes"/>, one bulk read), keeping
+/// the values that follow a call instruction (one small read per candidate, cached: identical stacks of many workers
+/// cost the code bytes once). Names from <see cref="Symbolizer"/>: <c>module!routine+0x..</c>, else <c>module+0x..</c>.
 /// </summary>
-public sealed class KernelStackScan
+public sealed class KernelStackScan(KernelReader reader, Symbolizer symbols)
 {
     /// <summary>At most this many bytes of stack are read per thread (a kernel stack is 24-72 KB; the used part is small).</summary>
     public const int MaxStackBytes = 0x3000;
     public const int MaxFrames = 24;
 
-    private readonly KernelReader _r;
     private readonly Dictionary<ulong, string> _names = new();
-    private IReadOnlyList<ModuleInfo>? _modules;
 
-    public KernelStackScan(KernelReader reader) => _r = reader;
+    public Symbolizer Symbols => symbols;
 
-    private IReadOnlyList<ModuleInfo> Modules
-    {
-        get
-        {
-            if (_modules is null)
-            {
-                try { _modules = _r.Target.GetModules(); } catch (Exception) { _modules = []; }
-            }
-            return _modules;
-        }
-    }
-
-    public ModuleInfo? ModuleOf(ulong address)
-    {
-        foreach (var m in Modules) if (m.Contains(address)) return m;
-        return null;
-    }
-
-    /// <summary>The symbol name of a code address ("mpio!MPIOPathVerify+0x14b"), else module+offset, else the address.</summary>
+    /// <summary>The best name of a code address, cached: <c>module!routine+0x..</c>, <c>module+0x..</c>, or the address.</summary>
     public string NameOf(ulong address)
     {
-        if (_names.TryGetValue(address, out var n)) return n;
-        string? s = null;
-        ulong disp = 0;
-        try { s = _r.Target.Symbols.GetNameByAddress(address, out disp); } catch (Exception) { s = null; }
-        var m = ModuleOf(address);
-        // A nearest symbol from another module (a module without symbols lies above the last symbol of the one before) is no name.
-        if (!string.IsNullOrEmpty(s) && m is not null && s.IndexOf('!') is int bang && bang > 0
-            && !s[..bang].Equals(KernelModules.ShortName(m.Name), StringComparison.OrdinalIgnoreCase) && !(IsKernelModule(s[..bang]) && IsKernelModule(KernelModules.ShortName(m.Name))))
-            s = null;
-        if (!string.IsNullOrEmpty(s)) n = disp == 0 ? s : $"{s}+0x{disp:x}";
-        else if (m is not null) n = $"{KernelModules.ShortName(m.Name)}+0x{address - m.Base:x}";
-        else n = Output.Fmt.Addr(address);
-        _names[address] = n;
+        if (!_names.TryGetValue(address, out var n)) _names[address] = n = symbols.Describe(address) ?? Fmt.Addr(address);
         return n;
     }
 
-    /// <summary>Scans the kernel stack of <paramref name="thread"/> (an _ETHREAD/_KTHREAD address) whose saved stack
-    /// pointer and stack top are given (read by the caller with the rest of the thread).</summary>
+    /// <summary>Scans the stack between a thread's saved stack pointer and its initial stack (both read with the thread).</summary>
     public ScannedStack Scan(ulong kernelStack, ulong initialStack)
     {
         var res = new ScannedStack();
         if (kernelStack == 0 || initialStack == 0 || initialStack <= kernelStack)
         {
-            res.Note = $"no saved kernel stack pointer (KernelStack {Output.Fmt.Addr(kernelStack)}, InitialStack {Output.Fmt.Addr(initialStack)})";
+            res.Note = $"no saved kernel stack pointer (KernelStack {Fmt.Addr(kernelStack)}, InitialStack {Fmt.Addr(initialStack)})";
             return res;
         }
-        int ps = _r.PointerSize;
+        int ps = reader.PointerSize;
         ulong start = kernelStack & ~(ulong)(ps - 1);
         int length = (int)Math.Min(initialStack - start, MaxStackBytes);
-        byte[] data;
-        List<(int Offset, int Length)> holes;
-        try { (data, holes) = _r.Memory.ReadBulk(start, length); }
+        int slots = 0;
+        try
+        {
+            foreach (var slot in ReturnAddressStackScan.Scan(reader, symbols, start, length))
+            {
+                slots++;
+                if (!FollowsCall(slot.Value)) continue;
+                var m = symbols.ModuleOf(slot.Value)!;
+                res.Frames.Add(new ScannedFrame(slot.Value, slot.SlotAddress, NameOf(slot.Value), KernelModules.ShortName(m.Name)));
+                if (res.Frames.Count >= MaxFrames) break;
+            }
+        }
         catch (OperationCanceledException) { res.Note = "interrupted by user while reading the stack"; return res; }
-        if (holes.Count > 0 && holes[0].Offset == 0 && holes[0].Length >= length)
-        {
-            res.Note = $"kernel stack {Output.Fmt.Addr(start)}..{Output.Fmt.Addr(start + (ulong)length)} not readable (paged out or not in the dump)";
-            return res;
-        }
-        if (holes.Count > 0)
-            res.Note = $"kernel stack partly unreadable: {string.Join(", ", holes.Select(h => $"{Output.Fmt.Addr(start + (ulong)h.Offset)} ({h.Length} bytes)"))}";
-        for (int off = 0; off + ps <= length && res.Frames.Count < MaxFrames; off += ps)
-        {
-            if (holes.Any(h => off >= h.Offset && off < h.Offset + h.Length)) continue;
-            ulong v = ps == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(off)) : BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(off));
-            if (v < 0x10000) continue;
-            var m = ModuleOf(v);
-            if (m is null || !FollowsCall(v)) continue;
-            res.Frames.Add(new ScannedFrame(v, start + (ulong)off, NameOf(v), KernelModules.ShortName(m.Name)));
-        }
-        if (res.Frames.Count == 0 && res.Note is null) res.Note = "no return address found on the stack";
+        if (reader.Memory.IsInterruptRequested) res.Note = "interrupted by user while reading the stack";
+        else if (res.Frames.Count == 0)
+            res.Note = reader.Memory.ReadExact(start, ps) is null
+                ? $"kernel stack {Fmt.Addr(start)}..{Fmt.Addr(start + (ulong)length)} not readable (paged out or not in the dump)"
+                : $"no return address found on the stack ({slots} value(s) inside modules, none after a call instruction)";
         return res;
     }
 
     /// <summary>True when the bytes before <paramref name="ret"/> end with a call instruction (E8 rel32, FF 15 disp32, FF /2 forms).</summary>
     public bool FollowsCall(ulong ret)
     {
-        var b = _r.Memory.ReadExact(ret - 7, 7);
+        var b = reader.Memory.ReadExact(ret - 7, 7);
         if (b is null) return false;
         if (b[2] == 0xE8) return true;                              // call rel32
         if (b[1] == 0xFF && b[2] == 0x15) return true;              // call [rip+disp32]

@@ -33,23 +33,25 @@ public sealed class SystemWorkQueues
     public const int Win7MaxDynamicThreads = 16;
     private const int KPriQueueLevels = 32;
     private const string Nt = "nt";
-    private const int ThreadStateWaiting = 5;
     private const int WrQueue = 15;
 
     private readonly KernelReader _r;
     private readonly KernelStackScan _scan;
+    private readonly KernelThreads _threads;
+    private readonly DriverNames _driverNames;
     private readonly Dictionary<ulong, string?> _drivers = new();
-    private readonly Dictionary<ulong, string?> _driverNames = new();
     private string? _routineFilter;
     private ulong? _routineFilterAddress;
     private ulong _iopProcessWorkItem;
-    private uint _currentTick, _tickIncrement;
+    private KernelClock? _clock;
     private int? _itemLimit;
 
     public SystemWorkQueues(KernelReader reader)
     {
         _r = reader;
-        _scan = new KernelStackScan(reader);
+        _scan = new KernelStackScan(reader, new Symbolizer(reader.Target));
+        _threads = new KernelThreads(reader);
+        _driverNames = new DriverNames(reader);
     }
 
     /// <param name="routine">-routine: a symbol ("mpio!MPIOPathVerify", "MPIOPathVerify", a module "mpio!") matched against
@@ -66,7 +68,7 @@ public sealed class SystemWorkQueues
         _routineFilterAddress = routineAddress;
         _iopProcessWorkItem = _r.Types.TrySymbol("nt!IopProcessWorkItem") ?? 0;
         if (_iopProcessWorkItem == 0) report.Notes.Add("nt!IopProcessWorkItem is not in the symbols: IO_WORKITEMs are shown by their WorkerRoutine, not their own routine and driver");
-        ReadClock(report);
+        _clock = KernelClock.Read(_r, report.Notes);
 
         var exwq = _r.Types.Get(Nt, "_EX_WORK_QUEUE");
         var queues = new List<(WorkQueueInfo Info, ulong Address)>();
@@ -300,7 +302,7 @@ public sealed class SystemWorkQueues
             var key = (shown, driver);
             if (!groups.TryGetValue(key, out var g))
             {
-                var m = _scan.ModuleOf(shown);
+                var m = _scan.Symbols.ModuleOf(shown);
                 groups[key] = g = new RoutineGroup
                 {
                     RoutineAddress = shown, Routine = got == 0 ? "(item not readable)" : shown == 0 ? "(no routine)" : _scan.NameOf(shown),
@@ -442,13 +444,7 @@ public sealed class SystemWorkQueues
         return d;
     }
 
-    private string? DriverName(ulong driver)
-    {
-        if (_driverNames.TryGetValue(driver, out var n)) return n;
-        n = _r.ReadUnicodeString(driver + _r.Types.FieldOffset(Nt, "_DRIVER_OBJECT", "DriverName")) ?? $"(driver {Fmt.Addr(driver)}: name not readable)";
-        _driverNames[driver] = n;
-        return n;
-    }
+    private string DriverName(ulong driver) => _driverNames.Name(driver) ?? $"(driver {Fmt.Addr(driver)}: name not readable)";
 
     // ------------------------------------------------------------------ workers
 
@@ -486,34 +482,30 @@ public sealed class SystemWorkQueues
         }
 
         var groups = new Dictionary<string, WorkerGroup>();
-        var ethread = _r.Types.Get(Nt, "_ETHREAD");
         foreach (var t in threads)
         {
             if (_r.Memory.IsInterruptRequested) { report.Interrupted = true; break; }
-            StructView et;
-            try { et = _r.Read(ethread, t); }
+            KernelThread? k;
+            try { k = _threads.Read(t, out var notThread); if (k is null) { info.Notes.Add($"worker thread list entry: {notThread}"); continue; } }
             catch (TargetReadException ex) { info.Notes.Add($"worker thread {Fmt.Addr(t)}: {ex.Message}"); continue; }
-            if (et.TryUInt("Tcb.State") is not { } st) { info.Notes.Add($"worker thread {Fmt.Addr(t)}: only {et.Length} bytes readable"); continue; }
-            int state = (int)st;
-            int reason = state == ThreadStateWaiting ? (int)(et.TryUInt("Tcb.WaitReason") ?? 0) : -1;
-            if (state == ThreadStateWaiting && reason == WrQueue) { w.Idle++; continue; }
+            if (k.IsWaiting && k.WaitReasonCode == WrQueue) { w.Idle++; continue; }
             w.Busy++;
-            var wt = new WorkerThread
-            {
-                Address = t,
-                Cid = $"{et.TryUInt("Cid.UniqueProcess") ?? 0:x}.{et.TryUInt("Cid.UniqueThread") ?? 0:x}",
-            };
+            var wt = new WorkerThread { Address = t, Cid = k.Cid };
             string stateText;
-            if (state == ThreadStateWaiting)
+            if (k.IsWaiting)
             {
-                wt.WaitObject = FirstWaitObject(et, out string objType);
-                bool user = (et.TryUInt("Tcb.WaitMode") ?? 0) != 0;
-                stateText = $"waits {WaitReasonName(reason)} ({(user ? "UserMode" : "KernelMode")}){(objType.Length > 0 ? " on " + objType : "")}";
-                if (_tickIncrement != 0 && _currentTick != 0 && et.TryUInt("Tcb.WaitTime") is { } wtick)
-                    wt.WaitSeconds = Math.Round(unchecked(_currentTick - (uint)wtick) * (double)_tickIncrement / 1e7, 3);
+                string objType = "";
+                try
+                {
+                    var objs = WaitBlocks.Objects(_r, k);
+                    if (objs.Count > 0) { wt.WaitObject = objs[0].Address; objType = objs[0].Type; }
+                }
+                catch (TargetReadException) { objType = "an unreadable wait block"; }
+                stateText = $"waits {k.WaitReason} ({k.WaitMode}){(objType.Length > 0 ? " on " + objType : "")}";
+                wt.WaitSeconds = _clock?.SecondsSince(k.WaitTick);
             }
-            else stateText = $"is {ThreadStateName(state)}";
-            var stack = _scan.Scan(et.TryUInt("Tcb.KernelStack") ?? 0, et.TryUInt("Tcb.InitialStack") ?? 0);
+            else stateText = $"is {k.State}";
+            var stack = _scan.Scan(k.View.TryUInt("Tcb.KernelStack") ?? 0, k.View.TryUInt("Tcb.InitialStack") ?? 0);
             string key = stateText + "#" + stack.Key + "#" + (stack.Frames.Count == 0 ? stack.Note : "");
             if (!groups.TryGetValue(key, out var g))
             {
@@ -536,17 +528,6 @@ public sealed class SystemWorkQueues
             if (longest is { } s) g.LongestWait = Fmt.Duration(TimeSpan.FromSeconds(s));
             w.Groups.Add(g);
         }
-    }
-
-    private ulong FirstWaitObject(StructView et, out string type)
-    {
-        type = "";
-        ulong wb = et.TryUInt("Tcb.WaitBlockList") ?? 0;
-        if (wb == 0) return 0;
-        var blk = _r.TryRead(Nt, "_KWAIT_BLOCK", wb);
-        if (blk is null || blk.TryUInt("Object") is not { } obj || obj == 0) return 0;
-        type = _r.Memory.ReadExact(obj, 1) is { } h ? ObjectTypeName(h[0]) : "an unreadable object";
-        return obj;
     }
 
     // ------------------------------------------------------------------ verdicts
@@ -595,41 +576,4 @@ public sealed class SystemWorkQueues
 
     private ulong ReadPtr(byte[] b, int off) =>
         _r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(off));
-
-    private void ReadClock(WorkQueueScan report)
-    {
-        if (_r.Types.TrySymbol("nt!KeMaximumIncrement") is { } inc && _r.Memory.TryReadU32(inc, out var v)) _tickIncrement = v;
-        var usd = _r.Types.TryGet(Nt, "_KUSER_SHARED_DATA");
-        if (usd is null) return;
-        ulong usdAddr = _r.PointerSize == 8 ? 0xfffff780_00000000UL : 0xffdf0000UL;
-        string f = usd.HasField("TickCountQuad") ? "TickCountQuad" : usd.HasField("TickCount") ? "TickCount.LowPart" : "TickCountLow";
-        var (off, _) = _r.Types.ResolvePath(usd, f);
-        if (_r.Memory.TryReadU32(usdAddr + off, out var tick)) _currentTick = tick;
-        else report.Notes.Add("KUSER_SHARED_DATA not readable: worker wait times unknown");
-    }
-
-    public static string WaitReasonName(int r) => r switch
-    {
-        0 => "Executive", 1 => "FreePage", 2 => "PageIn", 3 => "PoolAllocation", 4 => "DelayExecution", 5 => "Suspended",
-        6 => "UserRequest", 7 => "WrExecutive", 8 => "WrFreePage", 9 => "WrPageIn", 10 => "WrPoolAllocation", 11 => "WrDelayExecution",
-        12 => "WrSuspended", 13 => "WrUserRequest", 14 => "WrEventPair", 15 => "WrQueue", 16 => "WrLpcReceive", 17 => "WrLpcReply",
-        18 => "WrVirtualMemory", 19 => "WrPageOut", 20 => "WrRendezvous", 21 => "WrKeyedEvent", 22 => "WrTerminated",
-        23 => "WrProcessInSwap", 24 => "WrCpuRateControl", 25 => "WrCalloutStack", 26 => "WrKernel", 27 => "WrResource",
-        28 => "WrPushLock", 29 => "WrMutex", 30 => "WrQuantumEnd", 31 => "WrDispatchInt", 32 => "WrPreempted",
-        33 => "WrYieldExecution", 34 => "WrFastMutex", 35 => "WrGuardedMutex", 36 => "WrRundown", 37 => "WrAlertByThreadId",
-        38 => "WrDeferredPreempt",
-        _ => $"reason {r}",
-    };
-
-    public static string ThreadStateName(int s) => s switch
-    {
-        0 => "Initialized", 1 => "Ready", 2 => "Running", 3 => "Standby", 4 => "Terminated", 5 => "Waiting", 6 => "Transition",
-        7 => "DeferredReady", 8 => "GateWait", 9 => "WaitingForProcessInSwap", _ => $"state {s}",
-    };
-
-    public static string ObjectTypeName(int t) => t switch
-    {
-        0 => "NotificationEvent", 1 => "SynchronizationEvent", 2 => "Mutant", 3 => "Process", 4 => "Queue", 5 => "Semaphore",
-        6 => "Thread", 8 => "NotificationTimer", 9 => "SynchronizationTimer", _ => $"object type {t}",
-    };
 }
