@@ -359,7 +359,7 @@ public sealed class AlpcChainAnalyzer
         // KTHREAD.Queue: the _KQUEUE/_KPRIQUEUE a system worker belongs to (from the thread already read).
         ulong ownQueue = _threads.TryGetValue(b.Address, out var kb) ? kb.Kernel.View.TryUInt("Tcb.Queue") ?? 0 : 0;
         if (b.Irps.Count == 0 && ownQueue == 0) return null;
-        _queues ??= new SystemWorkQueues(_r).Read(new WorkQueueScan(), itemLimit: _workQueueItems);
+        _queues ??= new SystemWorkQueues(_r, EnsureTick()).Read(new WorkQueueScan(), itemLimit: _workQueueItems);
         if (_queues.Interrupted) return null;
         // A worker thread: its own queue (the _KQUEUE/_KPRIQUEUE at the start of the _EX_WORK_QUEUE).
         var own = ownQueue == 0 ? null : _queues.Queues.FirstOrDefault(q => q.Address == ownQueue);

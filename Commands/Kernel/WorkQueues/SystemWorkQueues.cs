@@ -46,9 +46,11 @@ public sealed class SystemWorkQueues
     private KernelClock? _clock;
     private int? _itemLimit;
 
-    public SystemWorkQueues(KernelReader reader)
+    /// <param name="clock">The caller's clock when it has one (no second read of KUSER_SHARED_DATA).</param>
+    public SystemWorkQueues(KernelReader reader, KernelClock? clock = null)
     {
         _r = reader;
+        _clock = clock;
         _scan = new KernelStackScan(reader, new Symbolizer(reader.Target));
         _threads = new KernelThreads(reader);
         _driverNames = new DriverNames(reader);
@@ -68,7 +70,7 @@ public sealed class SystemWorkQueues
         _routineFilterAddress = routineAddress;
         _iopProcessWorkItem = _r.Types.TrySymbol("nt!IopProcessWorkItem") ?? 0;
         if (_iopProcessWorkItem == 0) report.Notes.Add("nt!IopProcessWorkItem is not in the symbols: IO_WORKITEMs are shown by their WorkerRoutine, not their own routine and driver");
-        _clock = KernelClock.Read(_r, report.Notes);
+        _clock ??= KernelClock.Read(_r, report.Notes);
 
         var exwq = _r.Types.Get(Nt, "_EX_WORK_QUEUE");
         var queues = new List<(WorkQueueInfo Info, ulong Address)>();
