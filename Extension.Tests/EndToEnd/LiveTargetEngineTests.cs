@@ -98,6 +98,7 @@ public class LiveTargetEngineTests
             Assert.That(run[2].Output, Does.Contain(Altitude));
             Assert.That(run[2].Output, Does.Contain("ntsleuth: .cache forcedecodeuser set and verified (was noforcedecodeptes)"));
             Assert.That(run[2].Output, Does.Contain("ntsleuth: .cache noforcedecodeptes restored and verified"));
+            Assert.That(run[2].Output, Does.Not.Contain("Max cache size"), "the private client's .cache output never reaches the user");
             Assert.That(Norm(run[3].Output), Is.EqualTo(Norm(run[1].Output)), ".cache identical before and after");
             // The user's own forcedecodeuser is respected and left on.
             Assert.That(run[5].Output, Does.Contain(Altitude));
