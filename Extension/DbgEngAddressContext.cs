@@ -67,6 +67,7 @@ internal sealed unsafe class DbgEngAddressContext(DbgEngSession session) : IAddr
     /// <summary>Runs an engine command on a private client and returns its output; false when it failed.</summary>
     internal bool Run(string command, out string output)
     {
+        using var _ = EngineProfile.Time("engine-command", command);
         output = "";
         var client = session.Client;
         if (client is null) return false;
