@@ -4,6 +4,7 @@ using NtSleuth.Commands.DpcBlame;
 using NtSleuth.Commands.FrameOrder;
 using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.LeakTag;
+using NtSleuth.Commands.WorkQueue;
 
 namespace NtSleuth.Commands.Cli;
 
@@ -90,6 +91,19 @@ public static class Findings
             case FrameOrderReport f:
                 for (int i = 0; i < f.Disorders.Count; i++)
                     list.Add(new Finding($"{command}.disorder.{i}", Severity.Error, f.Disorders[i].Message, $"/disorders/{i}"));
+                break;
+            case WorkQueueReport w:
+                for (int i = 0; i < w.Verdicts.Count; i++)
+                {
+                    var v = w.Verdicts[i];
+                    // A starved queue hangs everything queued behind it; a backlog with idle workers is a warning.
+                    var sev = v.Contains(" starved: ", StringComparison.Ordinal) ? Severity.Error : w.TotalPending > 0 ? Severity.Warning : Severity.Info;
+                    list.Add(new Finding($"{command}.verdict.{i}", sev, v, $"/verdicts/{i}"));
+                }
+                for (int i = 0; i < w.Queues.Count; i++)
+                    if (w.Queues[i].CountAgrees == false)
+                        list.Add(new Finding($"{command}.count.{i}", Severity.Warning,
+                            $"{w.Queues[i].Name}: the queue's own count ({w.Queues[i].OwnCount:N0}) disagrees with the {w.Queues[i].Pending:N0} item(s) counted on its list(s)", $"/queues/{i}"));
                 break;
             case DhcpTimerReport h:
                 for (int i = 0; i < h.Adapters.Count; i++)

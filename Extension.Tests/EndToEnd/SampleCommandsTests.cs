@@ -22,7 +22,11 @@ public class SampleCommandsTests
     /// <summary>Seed scenario -> (command prefix, facts its output must contain).</summary>
     private static readonly Dictionary<string, (string Command, string[] Facts)[]> Expected = new()
     {
-        ["logon-hang-alpc"] = [("!alpcchain fffffa80", ["blocked 4:21:40"])],
+        ["logon-hang-alpc"] = [("!alpcchain fffffa80", ["blocked 4:21:40", "starved: 18,023 items pending, mostly mpio!MPIOPathVerify -> all 20 workers",
+                                   "blocked in MyBadDSM (called from mpio!MPIOPathVerify+0x14b)"]),
+                               ("!workqueue", ["18,023 pending, own count 18,023", @"17,950  mpio!MPIOPathVerify  [\Driver\mpio]  IO_WORKITEM",
+                                   @"37  smb!SmbDelayedStartTcpSession  [\Driver\Smb]", "20 x waits Executive (KernelMode) on SynchronizationEvent for up to 9:26:24  blocked in MyBadDSM",
+                                   "starved: 18,023 item(s) pending (17,950 mpio!MPIOPathVerify"])],
         ["pool-leak"] = [("!leaktag Leak", ["601 outstanding, 615,424,000 bytes", "myfault  (2 site(s))"])],
         ["dpc-watchdog"] = [("!dpcblame", ["ECHO!EchoEvtTimerFunc", "KeStallExecutionProcessor"])],
         ["ndis-pending-nbls"] = [("!nblowners", ["1854"])],
