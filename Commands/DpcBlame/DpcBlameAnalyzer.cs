@@ -74,7 +74,8 @@ public sealed class DpcBlameAnalyzer
             M.ThrowIfInterrupted();
             res.Processors.Add(ReadProcessor(i, prcbs[i], plan, res));
         }
-        if (plan.HasProfile && res.BugCheck?.IsDpcWatchdog == true) ReadWatchdogConfig(res);
+        // The configuration globals (a name lookup each) only when there is a profile to interpret.
+        if (plan.HasProfile && res.Processors.Any(p => p.Profile is { State: "ok" })) ReadWatchdogConfig(res);
         foreach (var p in res.Processors)
         {
             M.ThrowIfInterrupted();
