@@ -36,7 +36,9 @@ public sealed class DpcBlameAnalyzer
     ];
 
     /// <summary>PRCB pointers read with the watchdog block (2016+: the profile; 8.1+: the ISR/DPC statistics).</summary>
-    private static readonly string[] ProfileFields = ["DpcWatchdogProfile", "DpcWatchdogProfileCurrentEmptyCapture", "IsrDpcStats"];
+    private static readonly string[] ProfileFields = ["DpcWatchdogProfile", "DpcWatchdogProfileCurrentEmptyCapture", "IsrDpcStats", "DpcRuntimeHistoryHashTable"];
+    /// <summary>Most runtime-history entries read (the bugcheck processor's table only).</summary>
+    public int MaxHistoryEntries { get; init; } = 512;
 
     /// <summary>The kernel's watchdog-profile configuration globals, by the names the builds use (2016/19041: Ki*/Ke*; 11: *Ms, *BufferSizeBytes).</summary>
     private static readonly string[] ConfigGlobals =
@@ -262,6 +264,9 @@ public sealed class DpcBlameAnalyzer
         }
 
         if (plan.Fields.TryGetValue("IsrDpcStats", out var isf) && Ok(isf) && isf.Get(img) is ulong isr && isr != 0) ReadIsrDpcStats(st, isr);
+        // The runtime history of the processor that bug-checked (or the one asked for): a hash table walk costs a read per entry.
+        if ((st.IsBugCheckCpu || res.OnlyCpu == cpu) && plan.Fields.TryGetValue("DpcRuntimeHistoryHashTable", out var hf) && Ok(hf) && hf.Get(img) is ulong ht && ht != 0)
+            ReadRuntimeHistory(st, ht);
         if (plan.HasProfile && Ok(plan.Fields["DpcWatchdogProfile"]) && Ok(plan.Fields["DpcWatchdogProfileCurrentEmptyCapture"]))
         {
             ulong pb = plan.Fields["DpcWatchdogProfile"].Get(img), pc = plan.Fields["DpcWatchdogProfileCurrentEmptyCapture"].Get(img);
@@ -367,6 +372,47 @@ public sealed class DpcBlameAnalyzer
         if (v is null) return;
         foreach (var f in layout.Fields)
             if (f.Type.Kind == TypeKind.Base && v.TryUInt(f.Name) is ulong x) info.Fields[f.Name] = x;
+    }
+
+    private void ReadRuntimeHistory(ProcessorDpcState st, ulong table)
+    {
+        var h = new DpcRuntimeHistory { Table = table };
+        st.RuntimeHistory = h;
+        var v = _r.TryRead("nt", "_RTL_HASH_TABLE", table);
+        var entry = _r.Types.TryGet("nt", "_RTL_HASH_ENTRY");
+        if (v is null || entry is null) { h.Note = v is null ? $"the hash table at {Output.Fmt.Addr(table)} is not readable" : "no _RTL_HASH_ENTRY type in the symbols"; return; }
+        h.EntryCount = (uint)(v.TryUInt("EntryCount") ?? 0);
+        h.BucketCount = (uint)(v.TryUInt("BucketCount") ?? 0);
+        ulong buckets = v.TryUInt("Buckets") ?? 0;
+        if (h.BucketCount == 0 || buckets == 0 || h.BucketCount > 0x10000) { h.Note = $"BucketCount {h.BucketCount}, Buckets {Output.Fmt.Addr(buckets)}: not walked"; return; }
+        ulong linkOff = entry.GetField("BucketLink").Offset, keyOff = entry.GetField("Key").Offset;
+        int ps = _r.PointerSize;
+        var (data, holes) = M.ReadBulk(buckets, (int)h.BucketCount * ps);
+        if (holes.Count > 0) h.Note = $"bucket array at {Output.Fmt.Addr(buckets)}: {holes.Sum(x => x.Length)} bytes not in the dump";
+        var seen = new HashSet<ulong>();
+        for (int b = 0; b < h.BucketCount && h.EntriesRead < MaxHistoryEntries; b++)
+        {
+            if (holes.Any(x => b * ps >= x.Offset && b * ps < x.Offset + x.Length)) continue;
+            ulong link = ReadPtr(data, b * ps);
+            while (link != 0 && h.EntriesRead < MaxHistoryEntries)
+            {
+                if (!seen.Add(link)) { h.Note = (h.Note is null ? "" : h.Note + "; ") + $"bucket {b}: cycle at {Output.Fmt.Addr(link)}"; break; }
+                M.ThrowIfInterrupted();
+                ulong rec = link - linkOff;
+                var eb = M.ReadExact(rec, (int)Math.Max(entry.Size, keyOff + 8)); // one read per entry: link and key
+                if (eb is null) { h.Note = (h.Note is null ? "" : h.Note + "; ") + $"entry {Output.Fmt.Addr(rec)} is not readable"; break; }
+                ulong key = BinaryPrimitives.ReadUInt64LittleEndian(eb.AsSpan((int)keyOff)), next = ReadPtr(eb, (int)linkOff);
+                h.EntriesRead++;
+                if (key != 0 && ModuleOf(key) is not null)
+                {
+                    var (_, routine) = RoutineOf(key);
+                    h.Routines[routine] = h.Routines.GetValueOrDefault(routine) + 1;
+                }
+                else h.OtherKeys++;
+                link = next;
+            }
+        }
+        if (h.EntriesRead >= MaxHistoryEntries) h.Note = (h.Note is null ? "" : h.Note + "; ") + $"stopped after {MaxHistoryEntries} entries";
     }
 
     // ---------- DPC watchdog profile ----------
@@ -756,6 +802,10 @@ public sealed class DpcBlameAnalyzer
             row.ProfileSamples += h.Samples;
             if (h.Routine.Contains('!')) row.HasSymbols = true;
         }
+        var historyModules = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        foreach (var p in res.Processors)
+            if (p.RuntimeHistory is { } rh)
+                foreach (var k in rh.Routines.Keys) { int bang = k.IndexOf('!'); int plus = k.IndexOf('+'); historyModules.Add(bang > 0 ? k[..bang] : plus > 0 ? k[..plus] : k); }
         foreach (var r in rows.Values)
         {
             r.Share = res.TotalQueued == 0 ? 0 : Math.Round((double)r.Queued / res.TotalQueued, 4);
@@ -764,6 +814,7 @@ public sealed class DpcBlameAnalyzer
             if (r.Culprit) r.Evidence.Add("stack");
             if (r.Running > 0) r.Evidence.Add("running");
             if (r.Queued > 0) r.Evidence.Add("queued");
+            if (historyModules.Contains(r.Module)) r.Evidence.Add("history");
         }
         res.Blame.AddRange(rows.Values.OrderByDescending(r => r.ProfileSamples).ThenByDescending(r => r.Culprit).ThenByDescending(r => r.Running).ThenByDescending(r => r.Queued).ThenBy(r => r.Module, StringComparer.OrdinalIgnoreCase));
     }

@@ -98,6 +98,15 @@ public static class DpcBlameRenderer
                 if (isr.Fields.Count > 0) d.Text("  " + string.Join("  ", isr.Fields.Where(kv => kv.Value != 0).Select(kv => $"{kv.Key} 0x{kv.Value:x}")));
                 d.Line();
             }
+            if (p.RuntimeHistory is { } rh)
+            {
+                d.Text("  DPC runtime history: ").Addr(rh.Table, $"dt nt!_RTL_HASH_TABLE {Fmt.Addr(rh.Table)}")
+                 .Text($" EntryCount {rh.EntryCount}, {rh.EntriesRead} entries read");
+                if (rh.Routines.Count > 0) d.Text("; keys naming routines: " + string.Join(", ", rh.Routines.Select(kv => kv.Value > 1 ? $"{kv.Key} x{kv.Value}" : kv.Key)));
+                if (rh.OtherKeys > 0) d.Text($"; {rh.OtherKeys} other key(s)");
+                d.Line(" (the runtime figures around each entry are not in public symbols)");
+                if (rh.Note is not null) d.Line("    " + rh.Note);
+            }
             if (p.Profile is { } pr && (pr.State != "empty" || p.IsBugCheckCpu))
             {
                 d.Text("  DPC watchdog profile: ");

@@ -81,6 +81,23 @@ public sealed class DpcWatchdogProfile
     public string? Note { get; set; }
 }
 
+/// <summary>
+/// _KPRCB.DpcRuntimeHistoryHashTable (19041+): an _RTL_HASH_TABLE of _RTL_HASH_ENTRY. The record around each entry (the
+/// runtime figures) is in no public symbol file: only the keys are read, and named when they are code addresses.
+/// </summary>
+public sealed class DpcRuntimeHistory
+{
+    [JsonConverter(typeof(HexConverter))] public ulong Table { get; set; }
+    public uint EntryCount { get; set; }
+    public uint BucketCount { get; set; }
+    public int EntriesRead { get; set; }
+    /// <summary>Entries whose key is a code address, by module!routine.</summary>
+    public Dictionary<string, int> Routines { get; } = new();
+    /// <summary>Entries whose key is not a code address (not interpreted).</summary>
+    public int OtherKeys { get; set; }
+    public string? Note { get; set; }
+}
+
 /// <summary>_ISRDPCSTATS of a processor (through _KPRCB.IsrDpcStats).</summary>
 public sealed class IsrDpcStatsInfo
 {
@@ -180,6 +197,7 @@ public sealed class ProcessorDpcState
     public string? ActiveDpcSymbol { get; set; }
     public IsrDpcStatsInfo? IsrDpcStats { get; set; }
     public DpcWatchdogProfile? Profile { get; set; }
+    public DpcRuntimeHistory? RuntimeHistory { get; set; }
     /// <summary>Watchdog counters by their field names on this build (DpcWatchdogPeriod or DpcWatchdogPeriodTicks, ...).</summary>
     public Dictionary<string, long> Watchdog { get; } = new();
     public List<QueuedDpc> Queued { get; } = new();

@@ -84,7 +84,8 @@ public class DpcBlameProfileTests
         var spin = r.Blame[0];
         Assert.That(spin.Module, Is.EqualTo("spindrv"));
         Assert.That(spin.ProfileSamples, Is.EqualTo(34));
-        Assert.That(spin.Evidence, Is.EqualTo(new[] { "profile" }));
+        bool history = s.Kernel.Layout("_KPRCB").HasField("DpcRuntimeHistoryHashTable");
+        Assert.That(spin.Evidence, Is.EqualTo(history ? new[] { "profile", "history" } : new[] { "profile" }));
         var echo = r.Blame.Single(b => b.Module == "ECHO");
         Assert.That(echo.Evidence, Does.Contain("profile").And.Contain("stack"));
 
@@ -95,6 +96,26 @@ public class DpcBlameProfileTests
         Assert.That(sink.Text, Does.Contain("signature 0xaebecede ok, revision 1"));
         Assert.That(sink.Text, Does.Contain("inferred, not documented"));
         Assert.That(sink.Text, Does.Not.Contain("!wmitrace.strdump"), "the ETW advice is for when the kernel kept no evidence");
+    }
+
+    [TestCase(PoolDpcBuilds.Win10)]
+    [TestCase(PoolDpcBuilds.Win11)]
+    public void RuntimeHistoryKeysAreNamed(string build)
+    {
+        var s = Scenario(build);
+        var r = Analyze(s.Kernel.CreateTarget());
+        var h = r.Processors[0].RuntimeHistory!;
+        Assert.That(h.Table, Is.EqualTo(s.HistoryTable));
+        Assert.That((h.EntryCount, h.BucketCount, h.EntriesRead, h.OtherKeys), Is.EqualTo((3u, 4u, 3, 0)));
+        Assert.That(h.Routines.Keys, Is.EquivalentTo(new[] { "spindrv!SpdRxDpcRoutine", "Wdf01000!FxTimer::TimerHandler", "NDIS!NdisReturnNetBufferLists" }));
+        Assert.That(r.Processors[1].RuntimeHistory, Is.Null, "only the bugcheck processor's table is walked");
+        Assert.That(r.Blame.Single(b => b.Module == "spindrv").Evidence, Is.EqualTo(new[] { "profile", "history" }));
+        // A bucket chain that loops is cut, with a note.
+        ulong buckets = s.Kernel.ReadLe(s.HistoryTable + s.Kernel.Offset("_RTL_HASH_TABLE", "Buckets"), 8);
+        ulong first = s.Kernel.ReadLe(buckets + 8, 8);
+        s.Kernel.WritePtr(s.Kernel.ReadLe(first, 8), first);
+        var r2 = Analyze(s.Kernel.CreateTarget());
+        Assert.That(r2.Processors[0].RuntimeHistory!.Note, Does.Contain("cycle"));
     }
 
     [Test]

@@ -257,6 +257,7 @@ public sealed class DpcWatchdogScenario
     public ulong ProfileUsedBytes { get; private set; }
     public ulong TriageBlock { get; private set; }
     public ulong ActiveKdpc { get; private set; }
+    public ulong HistoryTable { get; private set; }
 
     /// <summary>True when the build keeps a DPC watchdog profile (_KPRCB.DpcWatchdogProfile, the triage block global).</summary>
     public static bool BuildHasProfile(NtSleuth.Commands.Symbols.Isf.IsfDocument nt) =>
@@ -356,6 +357,28 @@ public sealed class DpcWatchdogScenario
             k.Set("_ISRDPCSTATS", isr, "DpcCount", 0x5c1);
             k.Set("_ISRDPCSTATS", isr, "IsrCount", 0x2f3);
             k.Set("_KPRCB", prcb, "IsrDpcStats", isr);
+        }
+        // _KPRCB.DpcRuntimeHistoryHashTable (19041+): four buckets, three entries keyed by DPC routine.
+        if (k.Layout("_KPRCB").HasField("DpcRuntimeHistoryHashTable"))
+        {
+            ulong table = k.Alloc(k.SizeOf("_RTL_HASH_TABLE"), 0x40), buckets = k.Alloc(4 * 8, 0x40);
+            k.Set("_RTL_HASH_TABLE", table, "EntryCount", 3);
+            k.Set("_RTL_HASH_TABLE", table, "MaskBitCount", 2);
+            k.Set("_RTL_HASH_TABLE", table, "BucketCount", 4);
+            k.Set("_RTL_HASH_TABLE", table, "Buckets", buckets);
+            ulong linkOff = k.Offset("_RTL_HASH_ENTRY", "BucketLink"), keyOff = k.Offset("_RTL_HASH_ENTRY", "Key");
+            ulong[] keys = [SpinRxDpc, WdfTimerHandler, NdisReturnNbls];
+            int[] bucketOf = [1, 3, 1];
+            for (int i = 0; i < keys.Length; i++)
+            {
+                ulong e = k.Alloc(0x40, 0x40);                     // the record around the entry: its other fields are not public
+                k.Memory.WriteU64(e + keyOff, keys[i]);
+                ulong head = buckets + (ulong)bucketOf[i] * 8;
+                k.WritePtr(e + linkOff, k.ReadLe(head, 8));
+                k.WritePtr(head, e + linkOff);
+            }
+            k.Set("_KPRCB", prcb, "DpcRuntimeHistoryHashTable", table);
+            HistoryTable = table;
         }
         if (variant == "profile-missing") k.Memory.Unmap(ProfileBuffer, slots * 8);
     }
