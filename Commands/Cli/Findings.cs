@@ -72,7 +72,11 @@ public static class Findings
                 }
                 break;
             case DpcBlameReport d:
-                if (d.Culprit is { } cu)
+                if (d.Verdict is { Basis: "profile" } dv)
+                    list.Add(new Finding($"{command}.culprit", Severity.Critical,
+                        $"DPC watchdog (0x133): {dv.Routine} ({dv.Samples} of {dv.TotalSamples} watchdog-profile samples)"
+                        + (dv.RunningIsCulprit == false ? $"; the running DPC {dv.RunningDpc} is not the culprit" : ""), "/verdict"));
+                else if (d.Culprit is { } cu)
                 {
                     bool watchdog = d.BugCheck?.IsDpcWatchdog == true;
                     string where = cu.Symbol ?? cu.Module ?? $"0x{cu.Address:x}";

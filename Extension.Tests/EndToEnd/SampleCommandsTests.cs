@@ -29,6 +29,13 @@ public class SampleCommandsTests
                                    "starved: 18,023 item(s) pending (17,950 mpio!MPIOPathVerify"])],
         ["pool-leak"] = [("!leaktag Leak", ["601 outstanding, 615,424,000 bytes", "myfault  (2 site(s))"])],
         ["dpc-watchdog"] = [("!dpcblame", ["ECHO!EchoEvtTimerFunc", "KeStallExecutionProcessor"])],
+        // Issue 17: P1 = 1; the kernel's DPC watchdog profile names spindrv, not ECHO's timer DPC that ran last.
+        ["dpc-cumulative"] = [("!dpcblame", [
+            "Culprit (DPC watchdog profile): spindrv!SpdProcessRing in spindrv: 30 of 40 captured stacks (75%) on CPU 0",
+            "is not the culprit: Wdf01000 and ECHO hold 6 of 40 captured stacks (15%)",
+            "DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK signature 0xaebecede ok, revision 1"])],
+        ["dpc-cumulative-profile-missing"] = [("!dpcblame", ["is not in the dump: a kernel, automatic or complete memory dump keeps it", "!wmitrace.strdump"])],
+        ["dpc-cumulative-profile-corrupt"] = [("!dpcblame", ["signature 0xdeadbeef is not 0xaebecede", "is not inside the profile buffer"])],
         ["ndis-pending-nbls"] = [("!nblowners", ["1854"])],
         ["fltmgr-frame-order"] = [("!frameorder", [
             "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O",
