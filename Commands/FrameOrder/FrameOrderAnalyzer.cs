@@ -58,11 +58,7 @@ public sealed class FrameOrderAnalyzer
         ulong rList = T.FieldOffset(F, "_FLT_RESOURCE_LIST_HEAD", "rList");
         ulong regFilters = T.FieldOffset(F, "_FLTP_FRAME", "RegisteredFilters") + rList;
         ulong attVolumes = T.FieldOffset(F, "_FLTP_FRAME", "AttachedVolumes") + rList;
-        ulong primary = T.FieldOffset(F, "_FLT_OBJECT", "PrimaryLink");
-        ulong filterPrimary = T.FieldOffset(F, "_FLT_FILTER", "Base") + primary;
-        ulong volumePrimary = T.FieldOffset(F, "_FLT_VOLUME", "Base") + primary;
         ulong instList = T.FieldOffset(F, "_FLT_FILTER", "InstanceList") + rList;
-        ulong instLink = T.FieldOffset(F, "_FLT_INSTANCE", "FilterLink");
 
         var volumes = new List<(ulong Vol, StructView View, FrameInfo Frame)>();
         var walk = new ListWalkResult();
@@ -79,16 +75,15 @@ public sealed class FrameOrderAnalyzer
             };
             rep.Frames.Add(frame);
             var fw = new ListWalkResult();
-            foreach (var fl in _r.WalkList(fa + regFilters, fw, MaxFilters))
+            foreach (var filterAddr in _r.WalkRecords(fa + regFilters, F, "_FLT_FILTER", "Base.PrimaryLink", fw, MaxFilters))
             {
-                var filt = ReadFilter(fl - filterPrimary, frame, instList, instLink, rep);
+                var filt = ReadFilter(filterAddr, frame, instList, rep);
                 if (filt is not null) { rep.Filters.Add(filt); frame.FilterCount++; }
             }
             if (!fw.IsComplete) rep.Notes.Add(fw.Describe($"frame {frame.Id} registered filters"));
             var vw = new ListWalkResult();
-            foreach (var vl in _r.WalkList(fa + attVolumes, vw, MaxVolumes))
+            foreach (var va in _r.WalkRecords(fa + attVolumes, F, "_FLT_VOLUME", "Base.PrimaryLink", vw, MaxVolumes))
             {
-                ulong va = vl - volumePrimary;
                 _r.Memory.Prefetch(va, (int)_r.Types.Get(F, "_FLT_VOLUME").Size + Slack);
                 try { volumes.Add((va, _r.Read(F, "_FLT_VOLUME", va), frame)); frame.VolumeCount++; }
                 catch (TargetReadException e) { rep.Notes.Add($"volume {va:x} in frame {frame.Id}: {e.Message}"); }
@@ -140,7 +135,7 @@ public sealed class FrameOrderAnalyzer
         return false;
     }
 
-    private FilterInfo? ReadFilter(ulong fa, FrameInfo frame, ulong instList, ulong instLink, FrameOrderReport rep)
+    private FilterInfo? ReadFilter(ulong fa, FrameInfo frame, ulong instList, FrameOrderReport rep)
     {
         StructView v;
         try { v = _r.Read(F, "_FLT_FILTER", fa); }
@@ -153,9 +148,8 @@ public sealed class FrameOrderAnalyzer
             DriverObject = v.TryUInt("DriverObject") ?? 0,
         };
         var iw = new ListWalkResult();
-        foreach (var il in _r.WalkList(fa + instList, iw, MaxInstances))
+        foreach (var ia in _r.WalkRecords(fa + instList, F, "_FLT_INSTANCE", "FilterLink", iw, MaxInstances))
         {
-            ulong ia = il - instLink;
             StructView iv;
             // fltmgr keeps an instance's altitude and name strings next to it: one request covers the instance and them.
             _r.Memory.Prefetch(ia, (int)_r.Types.Get(F, "_FLT_INSTANCE").Size + Slack);

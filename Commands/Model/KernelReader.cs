@@ -155,6 +155,37 @@ public sealed class KernelReader
     /// <summary>CONTAINING_RECORD: the address of the structure whose field <paramref name="linkPath"/> is at <paramref name="linkAddress"/>.</summary>
     public ulong ContainingRecord(ulong linkAddress, string module, string type, string linkPath) =>
         linkAddress - Types.FieldOffset(module, type, linkPath);
+
+    /// <summary>
+    /// CONTAINING_RECORD with an offset the target publishes at run time instead of a symbol field (e.g. the offsets in
+    /// ndis's triage block): the address of the record whose link at <paramref name="linkOffset"/> is <paramref name="linkAddress"/>.
+    /// </summary>
+    public static ulong ContainingRecord(ulong linkAddress, ulong linkOffset) => linkAddress - linkOffset;
+
+    /// <summary>
+    /// <see cref="WalkList"/> forward (bounded, cycle-safe, interruptible; how it ended is in <paramref name="forward"/>);
+    /// when it stops on an unreadable or NULL link, walks back from the head through Blink to recover the entries beyond
+    /// the break (stopping at a seen, unreadable or NULL link, at <paramref name="max"/> entries in all, or on Ctrl+Break).
+    /// <paramref name="recovered"/> is told the running count of entries found walking back.
+    /// </summary>
+    public IEnumerable<ulong> WalkListBothWays(ulong headAddress, ListWalkResult forward, int max, Action<int> recovered)
+    {
+        var seen = new HashSet<ulong>();
+        foreach (var l in WalkList(headAddress, forward, max)) { seen.Add(l); yield return l; }
+        if (forward.StopReason is not (ListStop.Unreadable or ListStop.NullLink)) yield break;
+        ulong cur = headAddress;
+        int n = 0;
+        while (seen.Count < max)
+        {
+            if (Memory.IsInterruptRequested) break;
+            var prev = TryReadPointer(cur + (ulong)PointerSize);
+            if (prev is null || prev.Value == 0 || prev.Value == headAddress || !seen.Add(prev.Value)) break;
+            n++;
+            recovered(n);
+            yield return prev.Value;
+            cur = prev.Value;
+        }
+    }
 }
 
 public enum ListStop { NotStarted, Complete, NullLink, Unreadable, Cycle, LimitReached, Interrupted }

@@ -103,9 +103,9 @@ public sealed class NblOwnersAnalyzer
         if (_ownerFilter is not null) rep.OwnerNbls = new List<NblEntry>();
         var poolWalk = new ListWalkResult();
         int poolsRecovered = 0;
-        foreach (var link in BothWays(head.Value, poolWalk, MaxPools, n => poolsRecovered = n))
+        foreach (var link in _r.WalkListBothWays(head.Value, poolWalk, MaxPools, n => poolsRecovered = n))
         {
-            ulong pool = link - (ulong)off.PoolLinkOffset;
+            ulong pool = KernelReader.ContainingRecord(link, (ulong)off.PoolLinkOffset);
             // Read the whole pool (it contains the link, so the walk's next read is served from the cache).
             StructView? pv = null;
             try { pv = _r.Read(poolType, pool); } catch (TargetReadException) { }
@@ -242,9 +242,9 @@ public sealed class NblOwnersAnalyzer
         // walk moves on, so the next link read is served from the cache.
         int recovered = 0;
         ulong? previous = null;
-        foreach (var link in BothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
+        foreach (var link in _r.WalkListBothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
         {
-            ulong entry = link - (ulong)off.EntryLinkageOffset;
+            ulong entry = KernelReader.ContainingRecord(link, (ulong)off.EntryLinkageOffset);
             ulong nbl = entry + (ulong)off.EntryHeaderSize;
             EnsureWindow(entry, entrySpan, previous);
             previous = entry;
@@ -285,29 +285,6 @@ public sealed class NblOwnersAnalyzer
         fwd.StopReason is ListStop.Unreadable or ListStop.NullLink
             ? $"; walking back from the list head through Blink recovered {n} more {what}; entries between the break and those could not be reached"
             : "";
-
-    /// <summary>
-    /// Forward walk (bounded, cycle-safe); when it stops on an unreadable or NULL link, walks back from the head through
-    /// Blink to recover the entries beyond the break (stopping at a seen, unreadable or NULL link).
-    /// </summary>
-    private IEnumerable<ulong> BothWays(ulong head, ListWalkResult fwd, int max, Action<int> recovered)
-    {
-        var seen = new HashSet<ulong>();
-        foreach (var l in _r.WalkList(head, fwd, max)) { seen.Add(l); yield return l; }
-        if (fwd.StopReason is not (ListStop.Unreadable or ListStop.NullLink)) yield break;
-        ulong cur = head;
-        int n = 0;
-        while (seen.Count < max)
-        {
-            if (_r.Memory.IsInterruptRequested) break;
-            var prev = _r.TryReadPointer(cur + (ulong)_r.PointerSize);
-            if (prev is null || prev.Value == 0 || prev.Value == head || !seen.Add(prev.Value)) break;
-            n++;
-            recovered(n);
-            yield return prev.Value;
-            cur = prev.Value;
-        }
-    }
 
     private static void BuildVerdicts(NblOwnersReport rep)
     {

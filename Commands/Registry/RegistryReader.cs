@@ -151,9 +151,8 @@ public sealed class RegistryReader
         if (hi - lo > 0x4000) hi = lo + 0x4000;
 
         var walk = new ListWalkResult();
-        foreach (var link in Kernel.WalkList(head.Value, walk, MaxHives))
+        foreach (var cmhive in Kernel.WalkRecords(head.Value, "nt", "_CMHIVE", "HiveList", walk, MaxHives))
         {
-            ulong cmhive = link - listOff;
             Kernel.Memory.Prefetch(cmhive + lo, (int)(hi - lo));
             string? ReadName(ulong? off, string field)
             {
