@@ -2,22 +2,18 @@ using NtSleuth.Commands.Cli;
 
 namespace NtSleuth.Commands.AlpcChain;
 
-public sealed class AlpcChainCommand : ICommand
+public sealed class AlpcChainCommand : Command
 {
-    public string Name => "alpcchain";
-    public string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
-    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("all").Option("p");
-    public string Usage => """
-Usage: !alpcchain <thread> | -p <process> | -all  [-json] [-v]
-  <thread>     _ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)
-  -p <proc>    every thread of that _EPROCESS that waits for an ALPC reply
-  -all         every ALPC-waiting thread in the system, merged into chains
-  -json        machine-readable output      -v   all fields
-Follows waiter -> ALPC message -> port owner -> server thread hop by hop to the blocker,
-and prints the blocker's wait objects and IRPs.
-""" + "\n";
+    public override string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
+    public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }
+        .Positional("thread", "_ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)")
+        .Value("p", "proc", ValueKind.Address, "every thread of that _EPROCESS that waits for an ALPC reply")
+        .Switch("all", "every ALPC-waiting thread in the system, merged into chains")
+        .Switch("v", "all fields")
+        .Describe("Give one of <thread>, -p or -all. Follows waiter -> ALPC message -> port owner -> server thread",
+                  "hop by hop to the blocker, and prints the blocker's wait objects and IRPs.");
 
-    public void Execute(CommandContext ctx)
+    public override void Execute(CommandContext ctx)
     {
         var analyzer = new AlpcChainAnalyzer(ctx.Reader);
         AlpcChainReport report;
@@ -26,10 +22,10 @@ and prints the blocker's wait objects and IRPs.
             if (ctx.Args.Positionals.Count > 0 || ctx.Args.Get("p") is not null) throw new UsageException("-all takes no thread or process");
             report = analyzer.AnalyzeAll();
         }
-        else if (ctx.Args.Get("p") is { } proc)
+        else if (ctx.Args.Get("p") is not null)
         {
             if (ctx.Args.Positionals.Count > 0) throw new UsageException("give either -p <process> or a thread, not both");
-            report = analyzer.AnalyzeProcess(ctx.EvaluateAddress(proc));
+            report = analyzer.AnalyzeProcess(ctx.Address("p")!.Value);
         }
         else
         {
