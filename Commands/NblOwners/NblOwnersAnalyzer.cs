@@ -54,7 +54,7 @@ public sealed class NblOwnersAnalyzer
         if (triAddr is not null && triType is not null)
         {
             try { tri = _r.Read(triType, triAddr.Value); }
-            catch (TargetReadException e) { rep.Notes.Add($"ndis!ndisGlobalTriageBlock at {triAddr:x} is not readable ({e.Message}); using the ndis types' offsets"); }
+            catch (TargetReadException e) { rep.Notes.Add($"ndis!ndisGlobalTriageBlock at {Output.Fmt.Addr(triAddr.Value)} is not readable ({e.Message}); using the ndis types' offsets"); }
         }
         else rep.Notes.Add("ndis!ndisGlobalTriageBlock (or its type) is not in the ndis symbols; using the ndis types' offsets");
 
@@ -117,7 +117,7 @@ public sealed class NblOwnersAnalyzer
             {
                 info.Readable = false;
                 rep.UnreadablePools++;
-                info.WalkNote = $"pool {pool:x} is not readable (paged out or not in the dump); its NBLs are not counted";
+                info.WalkNote = $"pool {Output.Fmt.Addr(pool)} is not readable (paged out or not in the dump); its NBLs are not counted";
                 continue;
             }
             info.OwnerHandle = ReadU64(pv, off.OwnerHandleOffset);
@@ -131,7 +131,7 @@ public sealed class NblOwnersAnalyzer
             else rep.Notes.Add(poolWalk.Describe("NBL pool list (ndis global pool list)") + Recovered(poolWalk, poolsRecovered, "pool(s)"));
         }
         if (_poolFilter is not null && rep.Pools.Count == 0)
-            rep.Notes.Add($"pool {_poolFilter:x} is not on the NBL pool list ({rep.PoolCount} pools walked)");
+            rep.Notes.Add($"pool {Output.Fmt.Addr(_poolFilter.Value)} is not on the NBL pool list ({rep.PoolCount} pools walked)");
 
         // 5. Identify owners (pending owners and pool owners) by the global list they are on.
         var handles = new HashSet<ulong>(groups.Keys);
@@ -180,7 +180,7 @@ public sealed class NblOwnersAnalyzer
             if (_r.Types.TrySymbol(sym) is { } a)
             {
                 if (_r.Memory.TryReadU32(a, out var v)) { rep.TrackingLevel = (int)v; rep.TrackingSource = sym; return; }
-                rep.Notes.Add($"{sym} at {a:x} is not readable");
+                rep.Notes.Add($"{sym} at {Output.Fmt.Addr(a)} is not readable");
             }
         }
         rep.TrackingSource = "unknown";
@@ -275,7 +275,7 @@ public sealed class NblOwnersAnalyzer
             else
             {
                 // The entry whose link could not be read was yielded and counted (as unreadable when its NBL was too).
-                info.WalkNote = walk.Describe($"pool {pool:x} allocated list") + Recovered(walk, recovered, "NBL(s)");
+                info.WalkNote = walk.Describe($"pool {Output.Fmt.Addr(pool)} allocated list") + Recovered(walk, recovered, "NBL(s)");
                 rep.Notes.Add(info.WalkNote);
             }
         }
@@ -363,7 +363,7 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
                 continue;
             }
             var first = r.TryReadPointer(headSym.Value);
-            if (first is null) { notes.Add($"{sym} at {headSym:x} is not readable"); continue; }
+            if (first is null) { notes.Add($"{sym} at {Output.Fmt.Addr(headSym.Value)} is not readable"); continue; }
             var walk = new ListWalkResult();
             foreach (var obj in r.WalkSingle(first.Value, nf.Offset, walk, NblOwnersAnalyzer.MaxListObjects))
                 if (handles.Contains(obj) && !result.ContainsKey(obj)) result[obj] = (kind, ReadName(kind, obj));
@@ -434,7 +434,7 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
         if (v.TryUInt("MediaConnectState") is { } mc) ms.MediaConnectState = NdisNames.MediaConnect(mc);
         if (v.TryUInt("Ref.ReferenceCount") is { } rc) ms.References = (long)rc;
         if (v.TryUInt("ShortRef.ReferenceCount") is { } src) ms.ShortReferences = (long)src;
-        if (v.Length < (int)v.Layout.Size) ms.ReadNote = $"miniport block {mp:x} only partly readable (0x{v.Length:x} of 0x{v.Layout.Size:x} bytes)";
+        if (v.Length < (int)v.Layout.Size) ms.ReadNote = $"miniport block {Output.Fmt.Addr(mp)} only partly readable (0x{v.Length:x} of 0x{v.Layout.Size:x} bytes)";
         if (v.TryUInt("DriverHandle") is { } drv && drv != 0)
         {
             var dl = r.Types.TryGet(M, "_NDIS_M_DRIVER_BLOCK");

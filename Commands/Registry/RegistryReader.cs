@@ -105,7 +105,7 @@ public sealed class RegistryReader
             var u = UserName();
             if (!string.IsNullOrEmpty(u)) return u;
             var f = FullPath();
-            return string.IsNullOrEmpty(f) ? $"(unnamed hive {CmHive:x16})" : f;
+            return string.IsNullOrEmpty(f) ? $"(unnamed hive {Output.Fmt.Addr(CmHive)})" : f;
         }
 
         public bool Matches(string want)
@@ -158,7 +158,7 @@ public sealed class RegistryReader
             {
                 if (off is null) return null;
                 var s = Kernel.ReadUnicodeString(cmhive + off.Value);
-                if (s is null) Note($"hive _CMHIVE at {cmhive:x16}: {field} (at {cmhive + off.Value:x16}) is not readable");
+                if (s is null) Note($"hive _CMHIVE at {Output.Fmt.Addr(cmhive)}: {field} (at {Output.Fmt.Addr(cmhive + off.Value)}) is not readable");
                 return s?.TrimEnd('\0');
             }
             string? rootPath = ReadName(root, "HiveRootPath");
@@ -189,7 +189,7 @@ public sealed class RegistryReader
             var sym = Kernel.Types.TrySymbol("nt!CmpRegistryProcess");
             if (sym is null) { _whyNoProcess = "nt!CmpRegistryProcess is not in the symbols"; return null; }
             var p = Kernel.TryReadPointer(sym.Value);
-            if (p is null) _whyNoProcess = $"nt!CmpRegistryProcess at {sym.Value:x16} is not readable";
+            if (p is null) _whyNoProcess = $"nt!CmpRegistryProcess at {Output.Fmt.Addr(sym.Value)} is not readable";
             else if (p == 0) _whyNoProcess = "nt!CmpRegistryProcess is NULL";
             else _registryProcess = p;
         }
