@@ -80,9 +80,9 @@ public interface ILoadOrderGroupSource
 /// Load-order groups from the in-memory SYSTEM hive, as fltmgr reads them (FltpGetLoadOrderGroupRegistryValue):
 /// HKLM\SYSTEM\&lt;current control set&gt;\Services\&lt;service&gt;\Group.
 /// </summary>
-public sealed class RegistryGroupSource(Registry.RegistryReader registry) : ILoadOrderGroupSource
+public sealed class RegistryGroupSource(Kernel.Registry.RegistryReader registry) : ILoadOrderGroupSource
 {
-    public RegistryGroupSource(KernelReader reader) : this(new Registry.RegistryReader(reader)) { }
+    public RegistryGroupSource(KernelReader reader) : this(new Kernel.Registry.RegistryReader(reader)) { }
 
     public string? GroupOf(string service, out string? whyNot)
     {

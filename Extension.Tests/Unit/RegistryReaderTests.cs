@@ -2,7 +2,7 @@ using NtSleuth.Commands.Output;
 using System.Text;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.Registry;
+using NtSleuth.Commands.Kernel.Registry;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Registry;
 using NtSleuth.Lab.Scenario;

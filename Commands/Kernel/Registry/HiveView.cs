@@ -4,7 +4,7 @@ using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Symbols;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>
 /// One loaded hive (_CMHIVE): its root key and cells by index. A cell index is (bit 31) Stable/Volatile storage,

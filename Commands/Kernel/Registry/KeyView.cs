@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using NtSleuth.Commands.Model;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>
 /// A key node ('nk' cell, nt!_CM_KEY_NODE) of a <see cref="HiveView"/>: its stable subkeys (index lists 'lf'/'lh'/'li',

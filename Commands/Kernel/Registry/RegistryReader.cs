@@ -1,6 +1,6 @@
 using NtSleuth.Commands.Model;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>
 /// Reads the registry from kernel memory: the loaded hives (nt!CmpHiveListHead -> _CMHIVE.HiveList), their cell maps
