@@ -149,6 +149,11 @@ internal static unsafe class EngineSessionCache
     public static void PutSymbol(string name, ulong? address) { lock (Lock) SymbolAddresses[name] = address; }
     public static bool TryGetHasSymbols(string module, out bool has) { lock (Lock) return HasSymbolsByModule.TryGetValue(module, out has); }
     public static void PutHasSymbols(string module, bool has) { lock (Lock) HasSymbolsByModule[module] = has; }
+    /// <summary>Entries held (for <c>!help -mem</c>): layouts, symbol addresses, module symbol states, module bases.</summary>
+    public static (int Layouts, int Symbols, int SymbolStates, int ModuleBases) Counts
+    {
+        get { lock (Lock) return (Layouts.Count, SymbolAddresses.Count, HasSymbolsByModule.Count, ModuleBases.Count); }
+    }
     public static ulong ModuleBase(string module) { lock (Lock) return ModuleBases.TryGetValue(module, out var b) ? b : 0; }
     public static void PutModuleBase(string module, ulong b) { lock (Lock) ModuleBases[module] = b; }
 }

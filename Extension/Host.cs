@@ -24,6 +24,7 @@ internal static class Host
             target = new DbgEngTarget(session);
             if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
                 InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));
+            if (Diagnostics.WantsMemory(name, args)) return Diagnostics.RunMemory(args, sink);
             if (Diagnostics.Wants(name, args)) return Diagnostics.Run(target, sink);
             return CommandDispatcher.Run(name, args, target, sink);
         }
@@ -40,6 +41,7 @@ internal static class Host
         {
             try { target?.EndCommand(); } catch { /* never throw into the engine */ }
             session?.Dispose();
+            GarbageBudget.AfterCommand();
         }
     }
 
