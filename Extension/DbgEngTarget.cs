@@ -70,6 +70,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public int ReadVirtual(ulong address, Span<byte> buffer)
     {
+        using var _ = EngineProfile.Time("read");
         var data = _s.Data;
         if (data is null || buffer.IsEmpty) return 0;
         fixed (byte* p = buffer)
@@ -88,36 +89,62 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     /// <summary>
     /// Reads in the context of another process (kernel targets: <paramref name="process"/> = EPROCESS, whose KPROCESS is
-    /// at offset 0): saves the engine's implicit process, makes <paramref name="process"/> the implicit process (so user
-    /// addresses translate through its page tables), reads, and always restores the saved implicit process.
-    /// 0 when the engine lacks IDebugSystemObjects2, refuses the switch, or the memory is not readable.
+    /// at offset 0) through <see cref="ProcessReadContext"/>: the implicit process is switched for the read and restored
+    /// after it; on a live kernel target <c>.cache forcedecodeuser</c> is made effective for the command first (and
+    /// <see cref="RestoreEngineState"/> puts the saved option back). 0 when the engine lacks IDebugSystemObjects2,
+    /// refuses the switch, the read cannot be made correct on a live target, or the memory is not readable.
     /// </summary>
     public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
     {
-        var so = _s.System2;
-        if (so is null || _s.Data is null || buffer.IsEmpty || process == 0) return 0;
-        ulong saved = 0;
-        try { if (so.GetImplicitProcessDataOffset(&saved) < 0) return 0; }
-        catch { return 0; }
-        bool switched = false;
-        try
+        using var _ = EngineProfile.Time("read-proc");
+        if (_s.System2 is null || _s.Data is null || buffer.IsEmpty || process == 0) return 0;
+        _processReads ??= CreateProcessReadContext();
+        fixed (byte* p = buffer)
         {
-            if (saved != process)
-            {
-                if (so.SetImplicitProcessDataOffset(process) < 0) return 0;
-                switched = true;
-            }
-            return ReadVirtual(address, buffer);
+            byte* ptr = p;
+            int length = buffer.Length;
+            return _processReads.Read(process, () => ReadVirtual(address, new Span<byte>(ptr, length)));
         }
-        catch { return 0; }
-        finally
-        {
-            if (switched) { try { so.SetImplicitProcessDataOffset(saved); } catch { /* never throw into the engine */ } }
-        }
+    }
+
+    private ProcessReadContext? _processReads;
+
+    /// <summary>The engine settings this command changed and restored, in order.</summary>
+    public IReadOnlyList<string> EngineStateTrace => _processReads?.Trace ?? (IReadOnlyList<string>)Array.Empty<string>();
+
+    private static int s_faultHookFired;
+
+    private ProcessReadContext CreateProcessReadContext()
+    {
+        var hooks = (Environment.GetEnvironmentVariable(ProcessReadContext.TestHookVariable) ?? "")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Action? after = null;
+        // The fault hooks fire once per process (the first command that reads in another process), so the next
+        // command shows whether the engine and the extension recovered.
+        if (hooks.Contains("throw") && Interlocked.Exchange(ref s_faultHookFired, 1) == 0)
+            after = () => throw new InvalidOperationException($"test fault injected by {ProcessReadContext.TestHookVariable}=throw");
+        else if (hooks.Contains("interrupt") && Interlocked.Exchange(ref s_faultHookFired, 1) == 0)
+            after = () => { try { _s.Control?.SetInterrupt(DbgEngConst.DEBUG_INTERRUPT_PASSIVE); } catch { } };
+        return new ProcessReadContext(new DbgEngAddressContext(_s), treatDumpAsLive: hooks.Contains("live"), afterFirstRead: after);
+    }
+
+    /// <summary>
+    /// End of the command (the host's finally, also after an exception or a Ctrl+Break): puts back every engine setting
+    /// the command changed (the <c>.cache</c> decode option on live kernel targets) and returns what the user must be
+    /// told (empty normally).
+    /// </summary>
+    public IReadOnlyList<string> RestoreEngineState()
+    {
+        var ctx = _processReads;
+        if (ctx is null) return Array.Empty<string>();
+        try { ctx.Restore(); } catch { }
+        if (ctx.ConsumedInterrupt) _interrupted = true; // EndCommand then keeps nothing learnt during this command
+        return ctx.Messages;
     }
 
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
     {
+        using var _ = EngineProfile.Time("search", $"{length:N0} bytes at {start:x}");
         var data = _s.Data;
         if (data is null || pattern.IsEmpty || length == 0) return null;
         try
@@ -140,8 +167,74 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         return a;
     }
 
+    /// <summary>A symbol's address: GetOffsetByName, or, when turned on (<see cref="SymbolIndexAfter"/>), the module's
+    /// index: one enumeration of <c>module!*</c> per session, then every name of that module is a dictionary hit. A name
+    /// the index does not hold is still asked the engine's way, so nothing the engine resolves is lost; an index that
+    /// could not be completed (interrupt, cap) is not kept.</summary>
     private ulong? LookUpSymbol(string qualifiedName)
     {
+        int bang = qualifiedName.IndexOf('!');
+        if (bang > 0 && bang < qualifiedName.Length - 1 && qualifiedName.IndexOfAny(['*', '?', ' ', '+']) < 0)
+        {
+            string module = qualifiedName[..bang];
+            var index = EngineSessionCache.SymbolIndex(module);
+            if (index is null && EngineSessionCache.CountDirectLookup(module) > SymbolIndexAfter) index = BuildSymbolIndex(module);
+            if (index is not null && index.TryGetValue(qualifiedName[(bang + 1)..], out var hit)) return hit;
+        }
+        return LookUpSymbolByName(qualifiedName);
+    }
+
+    /// <summary>Direct lookups in a module (per session) before its index is built. Off by default: on the lab's forged
+    /// PDBs a lookup costs ~36 ms (the built-in <c>?</c> 73 ms) and one enumeration of 40,000 publics ~290 ms, so the
+    /// index wins after ~8 lookups; on Microsoft's PDBs name lookups are hashed and cheap, which we cannot measure here,
+    /// and there the enumeration would only cost. NTSLEUTH_SYMBOL_INDEX_AFTER=N turns it on (0 = at once) to measure it
+    /// on a real target (docs/bench.md, "First runs").</summary>
+    internal static readonly int SymbolIndexAfter =
+        int.TryParse(Environment.GetEnvironmentVariable("NTSLEUTH_SYMBOL_INDEX_AFTER"), out int n) && n >= 0 ? n : int.MaxValue;
+
+    /// <summary>Upper bound of an index (a kernel PDB has ~40,000-60,000 publics; a big user-mode module more).</summary>
+    internal const int SymbolIndexCap = 400_000;
+
+    private Dictionary<string, ulong>? BuildSymbolIndex(string module)
+    {
+        var sym = _s.Symbols;
+        if (sym is null || !HasSymbols(module)) return null;
+        using var _ = EngineProfile.Time("sym-index", module);
+        ulong handle = 0;
+        var index = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        try
+        {
+            int hr;
+            fixed (byte* pat = Ansi(module + "!*")) hr = sym.StartSymbolMatch(pat, &handle);
+            if (hr != DbgEngConst.S_OK) return null;
+            var buf = new byte[1024];
+            int prefix = module.Length + 1;
+            for (int n = 0; ; n++)
+            {
+                if (n >= SymbolIndexCap || ((n & 0xFFF) == 0xFFF && IsInterruptRequested)) return null;
+                uint size = 0; ulong off = 0;
+                fixed (byte* b = buf) hr = sym.GetNextSymbolMatch(handle, b, (uint)buf.Length, &size, &off);
+                if (hr == DbgEngConst.S_FALSE) continue; // name longer than the buffer: never one we ask for
+                if (hr != DbgEngConst.S_OK) break;       // E_NOINTERFACE: no more matches
+                string name = FromAnsi(buf, size);
+                int bang = name.IndexOf('!');
+                string shortName = bang >= 0 ? name[(bang + 1)..] : name;
+                if (bang >= 0 && bang != prefix - 1) continue;
+                index.TryAdd(shortName, off);
+            }
+        }
+        catch { return null; }
+        finally
+        {
+            try { if (handle != 0) sym.EndSymbolMatch(handle); } catch { }
+        }
+        EngineSessionCache.PutSymbolIndex(module, index);
+        return index;
+    }
+
+    private ulong? LookUpSymbolByName(string qualifiedName)
+    {
+        using var _ = EngineProfile.Time("symbol", qualifiedName);
         var sym = _s.Symbols;
         if (sym is null) return null;
         try
@@ -158,6 +251,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public string? GetNameByAddress(ulong address, out ulong displacement)
     {
+        using var _ = EngineProfile.Time("name", $"{address:x}");
         displacement = 0;
         var sym = _s.Symbols;
         if (sym is null) return null;
@@ -204,6 +298,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     /// </summary>
     private bool QuerySymbolState(string module)
     {
+        using var _ = EngineProfile.Time("symstate", module);
         var sym = _s.Symbols;
         if (sym is null) return false;
         try
@@ -237,6 +332,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public IReadOnlyList<ModuleInfo> GetModules()
     {
+        using var _ = EngineProfile.Time("modules");
         var sym = _s.Symbols;
         var list = new List<ModuleInfo>();
         if (sym is null) return list;
@@ -267,6 +363,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public bool TryEvaluate(string expression, out ulong value, out string? error)
     {
+        using var _ = EngineProfile.Time("evaluate", expression);
         value = 0; error = null;
         var ctl = _s.Control;
         if (ctl is null) { error = "the engine's IDebugControl is not available"; return false; }
@@ -291,6 +388,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames)
     {
+        using var _ = EngineProfile.Time("stack");
         var ctl = _s.Control;
         var list = new List<StackFrameInfo>();
         if (ctl is null || maxFrames <= 0) return list;
