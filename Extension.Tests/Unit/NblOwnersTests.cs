@@ -41,6 +41,8 @@ public class NblOwnersTests
     [TestCase(NdisFltmgrLayouts.V2004)]
     [TestCase(NdisFltmgrLayouts.V1607)]
     [TestCase(NdisFltmgrLayouts.Win11)]
+    [TestCase(NdisFltmgrLayouts.Win7)]
+    [TestCase(NdisFltmgrLayouts.Win81)]
     public void SeedScenarioCountsAndVerdict(string label)
     {
         var sc = NdisScenario.Seed(Layouts(), label);

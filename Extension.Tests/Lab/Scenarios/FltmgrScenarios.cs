@@ -56,11 +56,13 @@ public sealed class FltmgrScenario
 
     private static readonly Dictionary<string, IsfDocument> NtCache = new();
 
-    /// <summary>nt ISF for a layouts build label: 1607 -> 14393.6343 (Server 2016), 2004/20H2 -> 19041.804, Win11 -> 22000.2538.</summary>
+    /// <summary>nt ISF for a layouts build label: Windows 7 SP1 -> 7601.24540, 8.1 -> 9600.21620, 1607 -> 14393.6343 (Server 2016), 2004/20H2 -> 19041.804, Win11 -> 22000.2538.</summary>
     public static IsfDocument NtIsf(string layoutsPath, string label)
     {
         string guid = label switch
         {
+            NdisFltmgrLayouts.Win7 => "339E74133576439CBCDF7E0229DA3773-1",
+            NdisFltmgrLayouts.Win81 => "169C65213E3E42DDBEB4E3AC66312B82-1",
             NdisFltmgrLayouts.V1607 => "DBBC830E3E9A48FDA25A2144C146930E-1",
             NdisFltmgrLayouts.Win11 => "0CE4A95C0CD782A7596B034D8648E585-1",
             _ => "5278AFF86C341677D7D7835C85B7B844-1",

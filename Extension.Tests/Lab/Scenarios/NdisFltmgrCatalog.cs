@@ -24,7 +24,7 @@ public sealed class NdisPendingNblsScenario : IScenario
 {
     public string Name => "ndis-pending-nbls";
     public string Seed => "004_057968894f01db56.txt";
-    public bool Supports(LabBuild build) => build.LayoutLabel is not null;
+    public bool Supports(LabBuild build) => build.LayoutLabel is { } l && NdisFltmgrLayouts.Has("ndis", l);
 
     public ScenarioResult Build(LabBuild build, ScenarioOptions options)
     {
@@ -58,7 +58,7 @@ public sealed class FltmgrFrameOrderScenario : IScenario
 {
     public string Name => "fltmgr-frame-order";
     public string Seed => "004_057968894f01db56.txt";
-    public bool Supports(LabBuild build) => build.LayoutLabel is not null;
+    public bool Supports(LabBuild build) => build.LayoutLabel is { } l && NdisFltmgrLayouts.Has("fltmgr", l);
     /// <summary>Samples: the seed's broken stack, its fix (NullFilter forcing frame 1), and a stack without legacy filters.</summary>
     public IReadOnlyList<string> SampleVariants => ["", "fixed", "no-legacy"];
 
@@ -94,3 +94,4 @@ public sealed class FltmgrFrameOrderScenario : IScenario
         return r;
     }
 }
+
