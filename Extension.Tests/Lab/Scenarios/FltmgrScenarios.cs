@@ -80,6 +80,14 @@ public sealed class FltmgrScenario
         NtSleuth.Commands.FrameOrder.LoadOrderGroups.All.Reverse()
             .Select(g => (g.Name, (g.High - 0.01m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture))).ToArray();
 
+    /// <summary>
+    /// The legacy altitude table as the seed's own Windows 7 / 2008 R2 machine shows it: fltmc printed 389998.99 for the
+    /// legacy filter of group "FSFilter Anti-Virus" (seed 004's fltmc output), the other groups at the documented top of
+    /// range - 0.01. No public source gives 7601's fltmgr table itself; this is the seed's observation (docs/layouts-7601-9600.md).
+    /// </summary>
+    public static (string Group, string Altitude)[] SeedWin7AltitudeMap() =>
+        DocumentedAltitudeMap().Select(e => e.Group == "FSFilter Anti-Virus" ? (e.Group, "389998.99") : e).ToArray();
+
     /// <summary>Seed 004's legacy filters: their services' load-order groups.</summary>
     public static Dictionary<string, string> SeedLegacyGroups() => new(StringComparer.OrdinalIgnoreCase)
     {

@@ -76,6 +76,8 @@ public sealed class FltmgrFrameOrderScenario : IScenario
         // As on real Windows 10 2004+ / 11: the SYSTEM hive's bins in the Registry process's user space where nt has
         // CmpRegistryProcess.
         spec = spec with { HiveInRegistryProcess = build.Isf.Symbols.ContainsKey("CmpRegistryProcess") };
+        // The seed's own OS (Windows 7 / 2008 R2): fltmc showed the anti-virus legacy filter at 389998.99.
+        if (label == NdisFltmgrLayouts.Win7) spec = spec with { AltitudeMap = FltmgrScenario.SeedWin7AltitudeMap() };
         var b = new KernelScenarioBuilder(build);
         b.AddLoadedModule("fltmgr.sys", 0x80000, FltmgrScenario.FltmgrBase);
         var flt = NdisFltmgrLayouts.BuildIsf(layouts, "fltmgr", label);
