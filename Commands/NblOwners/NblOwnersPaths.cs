@@ -102,6 +102,8 @@ public sealed class NblOwnersPaths(KernelReader r, NblOwnersReport rep)
         {
             if (walk.StopReason == ListStop.Interrupted) rep.Interrupted = true;
             else rp.Note = (rp.Note is null ? "" : rp.Note + "; ") + walk.Describe($"{field} list") + $" ({n} counted)";
+            // Nothing counted from a broken list is no count at all (an unreadable free list is not an empty one).
+            if (n == 0) return null;
         }
         return n;
     }

@@ -418,4 +418,34 @@ public class NblOwnersTests
         Assert.That(sink.Text, Does.Contain("sends in flight 3 (per CPU: 0 1 0 2"));
         Assert.That(sink.Text, Does.Contain("What this build / this dump cannot tell:"));
     }
+
+    /// <summary>Damaged receive-path data gives partial results with a precise note, never an exception.</summary>
+    [Test]
+    public void ReceivePathAndSendPathDegradeWithNotes()
+    {
+        var build = LabBuilds.TryGet("win7");
+        if (build is null) Assert.Ignore($"lab build win7 unavailable: {LabBuilds.UnavailableReason}");
+        var r = ScenarioCatalog.Get("ndis-receive-buffers").Build(build!, ScenarioOptions.Default);
+        var t = r.CreateTarget();
+        var reader = new KernelReader(t);
+        ulong ctxField = reader.Types.Get("ndis", "_NDIS_MINIPORT_BLOCK").GetField("MiniportAdapterContext").Offset;
+        ulong ctx = reader.TryReadPointer(NdisScenario.MiniportAddr + ctxField)!.Value;
+        // The waiting list loops back on itself after one entry; the free list head points nowhere; tcpip's pointer is wild.
+        ulong waitingHead = ctx + 1304, first = reader.TryReadPointer(waitingHead)!.Value;
+        t.Faults.ListSelfLoop(first);
+        t.Faults.ListWildPointer(ctx + 1280);
+        ulong rundown = reader.Types.Symbol("tcpip!Provider_Rundown_Protection");
+        t.Faults.ListWildPointer(rundown);
+        var rep = new NblOwnersAnalyzer(new KernelReader(t)).Analyze();
+        var rp = rep.ReceivePaths.Single();
+        Assert.That(rp.Waiting, Is.EqualTo(1));
+        Assert.That(rp.Note, Does.Contain("NetReceiveBuffersWaiting list"));
+        Assert.That(rp.Note, Does.Contain("NetReceiveBuffers list"));
+        Assert.That(rp.FreeListed, Is.EqualTo(1), "the walker yields the entry whose link is wild (as for NBL entries), with the note");
+        Assert.That(rp.Starved, Is.False, "an unreadable free list is not proof of starvation");
+        Assert.That(rep.SendPath!.PerCpu, Is.Empty);
+        Assert.That(rep.SendPath.Note, Does.Contain("does not hold a recognisable cache-aware rundown"));
+        var (rc, sink) = Run(t, "");
+        Assert.That(rc, Is.Zero, sink.Text);
+    }
 }
