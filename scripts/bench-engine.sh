@@ -21,21 +21,16 @@ while [ $# -gt 0 ]; do
 done
 [ "$RUNS" -ge 2 ] || { echo "--runs must be >= 2 (first + warm)" >&2; exit 2; }
 [ -f "$OUT/manifest.json" ] || { echo "$OUT/manifest.json missing (scripts/make-samples.sh $OUT)" >&2; exit 1; }
-PKGS="${NUGET_PACKAGES:-$HOME/.nuget/packages}"
-ENGINE="$PKGS/microsoft.debugging.platform.dbgeng/20260109.1235.0/content/amd64"
-[ -f "$ENGINE/dbgeng.dll" ] || { echo "dbgeng.dll not in $ENGINE (dotnet restore Extension.Tests)" >&2; exit 1; }
-HOSTEXE="$ROOT/Extension/bin/$CONFIG/net10.0/enginehost.exe"
+case "$(uname -s)" in MINGW*|MSYS*|CYGWIN*) echo "bench-engine.sh: run on Linux (wine); on Windows call bench-engine.py with enginehost.exe" >&2; exit 2;; esac
 PKG="$OUT/.ntsleuth-package"
 if [ $BUILD -eq 1 ] || [ ! -f "$PKG/amd64/ntsleuth.dll" ]; then
   "$ROOT/scripts/package.sh" "$PKG" --with-runtime --config "$CONFIG" --no-zip >&2
 fi
-[ -f "$HOSTEXE" ] || { echo "$HOSTEXE missing (dotnet build Extension -c $CONFIG with mingw-w64)" >&2; exit 1; }
-case "$(uname -s)" in MINGW*|MSYS*|CYGWIN*) echo "bench-engine.sh: run on Linux (wine); on Windows call bench-engine.py with enginehost.exe" >&2; exit 2;; esac
-# shellcheck source=wine-env.sh
-. "$ROOT/scripts/wine-env.sh"
-unset DOTNET_ROOT _NT_SYMBOL_PATH
+# shellcheck source=engine-env.sh
+. "$ROOT/scripts/engine-env.sh"
+ntsleuth_engine_env || exit 1
 [ "${NTSLEUTH_BENCH_NO_WX:-0}" = 1 ] && export DOTNET_EnableWriteXorExecute=0
 "$WINESERVER" -p 2>/dev/null || true   # keep wineserver warm: every session then costs the engine, not wine's start
-DLL="Z:${PKG//\//\\}\\amd64\\ntsleuth.dll"
+DLL="$(winpath "$PKG/amd64/ntsleuth.dll")"
 # The host is run through wine: pass "wine enginehost.exe" as one argv prefix.
 exec python3 "$ROOT/scripts/bench-engine.py" "$ROOT" "$OUT" "$HOSTEXE" "$ENGINE" "$DLL" "$RUNS" "$ONLY" "$TIMEOUT" --wine "$WINE"

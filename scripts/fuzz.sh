@@ -10,24 +10,11 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 OUT="$(cd "$1" && pwd)"; shift
 [ -f "$OUT/manifest.json" ] || { echo "$OUT/manifest.json missing (scripts/make-samples.sh $OUT)" >&2; exit 1; }
 CONFIG=Release
-PKGS="${NUGET_PACKAGES:-$HOME/.nuget/packages}"
-ENGINE="$PKGS/microsoft.debugging.platform.dbgeng/20260109.1235.0/content/amd64"
-[ -f "$ENGINE/dbgeng.dll" ] || { echo "dbgeng.dll not in $ENGINE (dotnet restore Extension.Tests)" >&2; exit 1; }
 PKG="$OUT/.ntsleuth-package"
 "$ROOT/scripts/package.sh" "$PKG" --with-runtime --config "$CONFIG" --no-zip >&2
-HOSTEXE="$ROOT/Extension/bin/$CONFIG/net10.0/enginehost.exe"
-[ -f "$HOSTEXE" ] || { echo "$HOSTEXE missing (dotnet build Extension -c $CONFIG with mingw-w64)" >&2; exit 1; }
-case "$(uname -s)" in MINGW*|MSYS*|CYGWIN*) ONWIN=1;; *) ONWIN=0;; esac
-if [ $ONWIN -eq 0 ]; then
-  # shellcheck source=wine-env.sh
-  . "$ROOT/scripts/wine-env.sh"
-  unset DOTNET_ROOT _NT_SYMBOL_PATH
-  "$WINESERVER" -p120 2>/dev/null || true
-  winpath() { local p; p="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; echo "Z:${p//\//\\}"; }
-  WINEARG=(--wine "$WINE")
-else
-  winpath() { cygpath -w "$1"; }
-  WINEARG=()
-fi
+# shellcheck source=engine-env.sh
+. "$ROOT/scripts/engine-env.sh"
+ntsleuth_engine_env || exit 1
+if [ "$ONWIN" -eq 0 ]; then "$WINESERVER" -p120 2>/dev/null || true; WINEARG=(--wine "$WINE"); else WINEARG=(); fi
 exec dotnet run --project "$ROOT/Extension.Tests/Lab" -c "$CONFIG" -- fuzz --samples "$OUT" --engine "$(winpath "$ENGINE")" \
   --host "$HOSTEXE" --dll "$(winpath "$PKG/amd64/ntsleuth.dll")" "${WINEARG[@]}" "$@"

@@ -17,26 +17,13 @@ while [ $# -gt 0 ]; do
   esac; shift
 done
 [ -f "$OUT/manifest.json" ] || { echo "$OUT/manifest.json missing (scripts/make-samples.sh $OUT)" >&2; exit 1; }
-PKGS="${NUGET_PACKAGES:-$HOME/.nuget/packages}"
-ENGINE="$PKGS/microsoft.debugging.platform.dbgeng/20260109.1235.0/content/amd64"
-[ -f "$ENGINE/dbgeng.dll" ] || { echo "dbgeng.dll not in $ENGINE (dotnet restore Extension.Tests)" >&2; exit 1; }
-HOSTEXE="$ROOT/Extension/bin/$CONFIG/net10.0/enginehost.exe"
 PKG="$OUT/.ntsleuth-package"
 if [ $BUILD -eq 1 ] || [ ! -f "$PKG/amd64/ntsleuth.dll" ]; then
   "$ROOT/scripts/package.sh" "$PKG" --with-runtime --config "$CONFIG" --no-zip >&2
 fi
-[ -f "$HOSTEXE" ] || { echo "$HOSTEXE missing (dotnet build Extension -c $CONFIG with mingw-w64)" >&2; exit 1; }
-case "$(uname -s)" in MINGW*|MSYS*|CYGWIN*) ONWIN=1;; *) ONWIN=0;; esac
-if [ $ONWIN -eq 0 ]; then
-  # shellcheck source=wine-env.sh
-  . "$ROOT/scripts/wine-env.sh"
-  unset DOTNET_ROOT _NT_SYMBOL_PATH
-  winpath() { local p; p="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; echo "Z:${p//\//\\}"; }
-  RUN=("$WINE" "$HOSTEXE")
-else
-  winpath() { cygpath -w "$1"; }
-  RUN=("$HOSTEXE")
-fi
+# shellcheck source=engine-env.sh
+. "$ROOT/scripts/engine-env.sh"
+ntsleuth_engine_env || exit 1
 DLL="$(winpath "$PKG/amd64/ntsleuth.dll")"
 # One sample per line: name<TAB>dump<TAB>symbolPath<TAB>cmd1<TAB>cmd2...
 mapfile -t SAMPLES < <(python3 - "$OUT/manifest.json" <<'PY'

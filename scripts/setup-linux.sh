@@ -2,7 +2,8 @@
 # Installs (only) what is missing to build the native shim and run the end-to-end tier under wine (Debian/Ubuntu).
 # Idempotent: apt-get runs only when a package is missing.
 set -euo pipefail
-PKGS=(gcc-mingw-w64-x86-64 wine64 clang-14 lld-14 llvm-14 xz-utils)
+# chromium: the headless browser that opens the triage HTML report in the tests and takes the README screenshot.
+PKGS=(gcc-mingw-w64-x86-64 wine64 clang-14 lld-14 llvm-14 xz-utils chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then missing+=("$p"); fi

@@ -334,19 +334,29 @@ a{color:#034}
 
 HTML_SCRIPT = """<script>
 // Sort the table on a header click (numeric when the cells carry data-sort numbers); a second click reverses.
-document.querySelectorAll('#dumps th').forEach(function (th, col) {
-  th.addEventListener('click', function () {
-    var body = document.querySelector('#dumps tbody');
-    var rows = Array.prototype.slice.call(body.rows);
-    var dir = th.dataset.dir === 'asc' ? -1 : 1; th.dataset.dir = dir === 1 ? 'asc' : 'desc';
-    rows.sort(function (a, b) {
-      var x = a.cells[col].dataset.sort || a.cells[col].textContent, y = b.cells[col].dataset.sort || b.cells[col].textContent;
-      var nx = parseFloat(x), ny = parseFloat(y);
-      return dir * (!isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y));
-    });
-    rows.forEach(function (r) { body.appendChild(r); });
+// report.html?sort=<column> (or #sort=<column>, e.g. ?sort=build or ?sort=!leaktag) opens it sorted by that column.
+function ntsSort(th, col, dir) {
+  var body = document.querySelector('#dumps tbody');
+  var rows = Array.prototype.slice.call(body.rows);
+  th.dataset.dir = dir === 1 ? 'asc' : 'desc';
+  rows.sort(function (a, b) {
+    var x = a.cells[col].dataset.sort || a.cells[col].textContent, y = b.cells[col].dataset.sort || b.cells[col].textContent;
+    var nx = parseFloat(x), ny = parseFloat(y);
+    return dir * (!isNaN(nx) && !isNaN(ny) ? nx - ny : x.localeCompare(y));
   });
+  rows.forEach(function (r) { body.appendChild(r); });
+  document.body.dataset.sortedBy = th.textContent + ' ' + th.dataset.dir;
+}
+var ntsHeads = document.querySelectorAll('#dumps th');
+ntsHeads.forEach(function (th, col) {
+  th.addEventListener('click', function () { ntsSort(th, col, th.dataset.dir === 'asc' ? -1 : 1); });
 });
+var ntsWanted = /[?&#]sort=([^&#]+)/.exec(location.search + location.hash);
+if (ntsWanted) {
+  var name = decodeURIComponent(ntsWanted[1]).replace(/^!/, '');
+  ntsHeads.forEach(function (th, col) { if (th.textContent.replace(/^!/, '') === name) ntsSort(th, col, 1); });
+}
+document.body.dataset.ready = '1';
 </script>
 """
 
@@ -358,7 +368,7 @@ def write_html(path, recs, fail_on):
            f"<p>{len(recs)} dump(s), {sum(r['status'] != 'ok' for r in recs)} not triaged, "
            f"{sum(len(r['findings']) for r in recs)} finding(s); gate: <code>--fail-on {e(fail_on)}</code>. "
            f"Generated {e(datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'))}. "
-           "Click a column header to sort.</p>",
+           "Click a column header to sort (or open <code>report.html?sort=&lt;column&gt;</code>).</p>",
            '<table id="dumps"><thead><tr><th>dump</th><th>status</th><th>build</th><th>bug check</th><th>severity</th>'
            + "".join(f"<th>!{e(c)}</th>" for c in cols) + "<th>errors</th></tr></thead><tbody>"]
     ordered = sorted(recs, key=lambda r: (-rank(r["severity"]), r["id"]))

@@ -11,7 +11,7 @@ namespace NtSleuth.Tests.EndToEnd;
 /// <summary>
 /// Issue 19: scripts/triage (scripts/triage.py + scripts/ntsleuth-triage.txt) on a sample folder in the real engine
 /// under wine: every seed's finding is in triage.jsonl, a broken dump is an error that does not stop the run, a second
-/// run resumes (skips what is done), the HTML report parses (Python's html.parser) with one row per dump and every
+/// run resumes (skips what is done), the HTML report parses (Python's html.parser) and opens in a headless browser with one row per dump (sorting by a column works) and every
 /// finding link resolving, and the exit status gates on --fail-on. Linux only (Windows runs scripts/triage.ps1 with cdb).
 /// </summary>
 [TestFixture]
@@ -119,6 +119,21 @@ print(p.rows, p.headers, len(p.links), len(missing), missing[:3])
         Assert.That(int.Parse(parts[2]), Is.GreaterThan(dumps), "finding and detail links: " + check.Out);
         Assert.That(int.Parse(parts[3]), Is.Zero, "links without a target: " + check.Out);
         Assert.That(File.ReadAllText(Path.Combine(outDir, "report.md")), Does.Contain("| dpc-watchdog-19041 |"));
+
+        // The same page in a headless browser, its script run: one row per dump, and report.html?sort=dump re-sorts the
+        // table by name (the page's own order is by severity, so this fails when the script does not run or sorts wrong).
+        if (HeadlessBrowser.Missing() is { } noBrowser) Assert.Fail(noBrowser);
+        string page = Path.Combine(outDir, "report.html");
+        var firstCells = new System.Text.RegularExpressions.Regex(@"<tr class=""row""><td><a href=""#d\d+"">([^<]*)</a>");
+        string asWritten = HeadlessBrowser.DumpDom(page);
+        var written = firstCells.Matches(asWritten).Select(m => m.Groups[1].Value).ToList();
+        Assert.That(asWritten, Does.Contain("data-ready=\"1\""), "the page's script did not run");
+        Assert.That(written, Has.Count.EqualTo(dumps), "rows in the browser");
+        string sorted = HeadlessBrowser.DumpDom(page, "?sort=dump");
+        var byName = firstCells.Matches(sorted).Select(m => m.Groups[1].Value).ToList();
+        Assert.That(sorted, Does.Contain("data-sorted-by=\"dump asc\""));
+        Assert.That(byName, Is.EqualTo(written.Order(StringComparer.Ordinal).ToList()).Or.EqualTo(written.OrderBy(x => x, StringComparer.InvariantCulture).ToList()));
+        Assert.That(byName, Is.Not.EqualTo(written), "the severity order of the page happens to be the name order: the sort test proves nothing");
 
         // Resume: the done dumps are skipped, the broken one is tried again; still one record per dump.
         var finished = recs.ToDictionary(kv => kv.Key, kv => kv.Value["finished"]!.GetValue<string>());
