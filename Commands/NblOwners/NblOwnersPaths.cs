@@ -113,7 +113,8 @@ public sealed class NblOwnersPaths(KernelReader r, NblOwnersReport rep)
         ulong? sym = r.Types.TrySymbol(RundownSymbol);
         int build = 0;
         try { build = r.Target.Info.BuildNumber; } catch { }
-        bool appliesByBuild = build >= 7600;
+        // The seed's note is about Windows Server 2008 R2 (7600/7601), where engineers used to read the open's references.
+        bool appliesByBuild = build is 7600 or 7601;
         if (sym is null)
         {
             if (appliesByBuild && rep.Opens.Count > 0)
@@ -169,7 +170,7 @@ public sealed class NblOwnersPaths(KernelReader r, NblOwnersReport rep)
         bool tracker = r.Types.TryGet(M, "_NDIS_NBL_TRACKER") is not null || tri?.HasField("NblTrackerContextOffset") == true;
         if (!tracker)
             rep.CannotTell.Add("an NBL's history (!ndiskd.nbl -log) or who held it before: this ndis has no NBL tracker or history log (Windows 8 and later); at most the most recent owner is stamped (TrackNblOwner 1, Windows 7 SP1 / 2008 R2 SP1)");
-        if (rep.ReceivePaths.Count == 0 && rep.Miniports.Count > 0)
+        if (!rep.TrackingOn && rep.ReceivePaths.Count == 0 && rep.Miniports.Count > 0)
             rep.CannotTell.Add("a miniport's own free / waiting receive buffers: they live in the miniport driver's private adapter context, whose type is known here only for netkvm (PARANDIS_ADAPTER)");
     }
 }
