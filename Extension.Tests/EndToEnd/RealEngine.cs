@@ -30,6 +30,10 @@ public sealed record EngineOptions
     /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
     public int InterruptCommand { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
+    /// <summary>enginehost -coreclr: a coreclr.dll started as SOS does (LoadLibrary + coreclr_initialize, no hostfxr).</summary>
+    public string? ForeignCoreClr { get; init; }
+    /// <summary>With <see cref="ForeignCoreClr"/>: before the n-th command (1-based); 0 = before the dump opens.</summary>
+    public int ForeignCoreClrAt { get; init; }
     /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 }
@@ -192,6 +196,11 @@ public static class RealEngine
         if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
+        if (options.ForeignCoreClr is { } clr)
+        {
+            psi.ArgumentList.Add("-coreclr"); psi.ArgumentList.Add(WinPath(clr));
+            psi.ArgumentList.Add("-coreclr-at"); psi.ArgumentList.Add(options.ForeignCoreClrAt.ToString(CultureInfo.InvariantCulture));
+        }
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
         ApplyWineEnv(psi);
         foreach (var (k, v) in options.Environment) psi.Environment[k] = v;
