@@ -159,6 +159,8 @@ public sealed class NblOwnersAnalyzer
             rep.Miniports.Add(ms);
         }
         if (rep.TrackingOn) BuildVerdicts(rep);
+        // 7. Opens, the miniport drivers' receive lists, tcpip's send rundown, and what this build cannot tell.
+        new NblOwnersPaths(_r, rep).ReadAll(ident);
         if (rep.Interrupted)
             rep.Notes.Add($"interrupted by user (Ctrl+Break) after {rep.Pools.Count} pool(s) and {rep.TotalNbls} NBL(s): totals are partial");
         return rep;
@@ -394,6 +396,17 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
         }
         catch (MissingSymbolException) { }
         return null;
+    }
+
+    /// <summary>An open's bind name (BindDeviceName, else RootDeviceName).</summary>
+    public string? OpenBindName(ulong open) =>
+        StringViaPointer("_NDIS_OPEN_BLOCK", open, "BindDeviceName") ?? StringViaPointer("_NDIS_OPEN_BLOCK", open, "RootDeviceName");
+
+    /// <summary>A protocol block's name (_NDIS_PROTOCOL_BLOCK.Name).</summary>
+    public string? ProtocolName(ulong protocol)
+    {
+        try { return Embedded("_NDIS_PROTOCOL_BLOCK", protocol, "Name"); }
+        catch (MissingSymbolException) { return null; }
     }
 
     public string? MiniportName(ulong mp) =>
