@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using NtSleuth.Commands.Cli;
 using NtSleuth.Commands.Output;
 using NtSleuth.Extension.Interop;
+using NtSleuth.Extension.Interop.DbgModel;
 
 namespace NtSleuth.Extension.DataModel;
 

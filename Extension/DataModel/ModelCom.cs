@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Runtime.InteropServices.Marshalling;
 using NtSleuth.Extension.Interop;
+using NtSleuth.Extension.Interop.DbgModel;
 
 namespace NtSleuth.Extension.DataModel;
 

@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using NtSleuth.Extension.Interop;
+using NtSleuth.Extension.Interop.DbgModel;
 
 namespace NtSleuth.Extension.DataModel;
 

@@ -7,7 +7,7 @@
 using System.Runtime.InteropServices;
 using System.Runtime.InteropServices.Marshalling;
 
-namespace NtSleuth.Extension.Interop;
+namespace NtSleuth.Extension.Interop.DbgModel;
 
 /// <summary>ModelObjectKind (dbgmodel.h).</summary>
 public enum ModelObjectKind
@@ -24,11 +24,11 @@ public enum ModelObjectKind
     ObjectKeyReference = 9,
 }
 
-/// <summary>Location (dbgmodel.h): HostDefinedContext + Offset.</summary>
+/// <summary>Location (dbgmodel.h): HostDefined + Offset.</summary>
 [StructLayout(LayoutKind.Sequential)]
 public struct ModelLocation
 {
-    public ulong HostDefinedContext;
+    public ulong HostDefined;
     public ulong Offset;
 }
 
