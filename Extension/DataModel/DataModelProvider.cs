@@ -175,23 +175,9 @@ public static unsafe class DataModelProvider
                 using (var t = ModelCom.Open<IModelObject>(s.ThreadModel)) t.I.RemoveParentModel(s.ThreadExtension);
         }
         catch { /* never throw into the engine */ }
+        try { s.Factory?.Dispose(); } catch { /* ditto */ }
         foreach (var p in new[] { s.ThreadExtension, s.ThreadModel, s.Alias, s.Root, s.Host, s.Manager, s.Client })
             try { ModelCom.Release(p); } catch { /* ditto */ }
-    }
-
-    /// <summary>The object at Root.a.b.c (one owned reference).</summary>
-    private static void* Path(ModelFactory f, params string[] keys)
-    {
-        void* cur = null;
-        using (var m = ModelCom.Open<IDataModelManager>(f.Manager)) ModelCom.Check(m.I.GetRootNamespace(&cur), "GetRootNamespace");
-        foreach (var k in keys)
-        {
-            void* next = ModelFactory.KeyValue(cur, k);
-            ModelCom.Release(cur);
-            if (next == null) throw new ModelException(ModelCom.E_FAIL, $"the data model has no {k}");
-            cur = next;
-        }
-        return cur;
     }
 
     /// <summary>

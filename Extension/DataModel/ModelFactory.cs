@@ -8,15 +8,28 @@ namespace NtSleuth.Extension.DataModel;
 /// Creates data model objects through the engine's IDataModelManager. Every method returns one owned reference
 /// (the caller releases it) or throws <see cref="ModelException"/>.
 /// </summary>
-internal sealed unsafe class ModelFactory(void* manager, void* host)
+internal sealed unsafe class ModelFactory(void* manager, void* host) : IDisposable
 {
     public void* Manager { get; } = manager;
     public void* Host { get; } = host;
+    // One wrapper for the provider's lifetime: a report object creates dozens of values (a wrapper per call would
+    // be ~1 KB of garbage each). Released by Dispose (unregister).
+    private Rcw<IDataModelManager> _m = ModelCom.Open<IDataModelManager>(manager);
+    private bool _disposed;
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _m.Dispose();
+    }
+
+    private IDataModelManager M => _disposed ? throw new ModelException(ModelCom.E_FAIL, "the data model provider was unloaded") : _m.I;
 
     public void* Synthetic()
     {
         void* r = null;
-        using (var m = ModelCom.Open<IDataModelManager>(Manager)) ModelCom.Check(m.I.CreateSyntheticObject(null, &r), "CreateSyntheticObject");
+        ModelCom.Check(M.CreateSyntheticObject(null, &r), "CreateSyntheticObject");
         return r;
     }
 
@@ -27,8 +40,7 @@ internal sealed unsafe class ModelFactory(void* manager, void* host)
         void* r = null;
         try
         {
-            using var m = ModelCom.Open<IDataModelManager>(Manager);
-            ModelCom.Check(m.I.CreateDataModelObject(c, &r), "CreateDataModelObject");
+            ModelCom.Check(M.CreateDataModelObject(c, &r), "CreateDataModelObject");
         }
         finally { ModelCom.Release(c); }
         return r;
@@ -37,7 +49,7 @@ internal sealed unsafe class ModelFactory(void* manager, void* host)
     public void* NoValue()
     {
         void* r = null;
-        using (var m = ModelCom.Open<IDataModelManager>(Manager)) ModelCom.Check(m.I.CreateNoValue(&r), "CreateNoValue");
+        ModelCom.Check(M.CreateNoValue(&r), "CreateNoValue");
         return r;
     }
 
@@ -46,14 +58,14 @@ internal sealed unsafe class ModelFactory(void* manager, void* host)
     {
         void* r = null;
         fixed (char* msg = message)
-        using (var m = ModelCom.Open<IDataModelManager>(Manager)) ModelCom.Check(m.I.CreateErrorObject(hr, msg, &r), "CreateErrorObject");
+        ModelCom.Check(M.CreateErrorObject(hr, msg, &r), "CreateErrorObject");
         return r;
     }
 
     private void* Intrinsic(ModelObjectKind kind, Variant v)
     {
         void* r = null;
-        using (var m = ModelCom.Open<IDataModelManager>(Manager)) ModelCom.Check(m.I.CreateIntrinsicObject(kind, &v, &r), "CreateIntrinsicObject");
+        ModelCom.Check(M.CreateIntrinsicObject(kind, &v, &r), "CreateIntrinsicObject");
         return r;
     }
 
@@ -83,12 +95,24 @@ internal sealed unsafe class ModelFactory(void* manager, void* host)
 
     public void SetKey(void* obj, string key, void* value)
     {
-        fixed (char* k = key)
-        using (var o = ModelCom.Open<IModelObject>(obj)) ModelCom.Check(o.I.SetKey(k, value, null), $"SetKey({key})");
+        using var o = ModelCom.Open<IModelObject>(obj);
+        SetKey(o.I, key, value);
+    }
+
+    /// <summary>SetKey through a wrapper the caller keeps for several keys.</summary>
+    public static void SetKey(IModelObject obj, string key, void* value)
+    {
+        fixed (char* k = key) ModelCom.Check(obj.SetKey(k, value, null), $"SetKey({key})");
     }
 
     /// <summary>Sets <paramref name="key"/> to an owned value and releases our reference.</summary>
     public void SetKeyOwned(void* obj, string key, void* value)
+    {
+        try { SetKey(obj, key, value); }
+        finally { ModelCom.Release(value); }
+    }
+
+    public static void SetKeyOwned(IModelObject obj, string key, void* value)
     {
         try { SetKey(obj, key, value); }
         finally { ModelCom.Release(value); }

@@ -45,13 +45,14 @@ internal sealed unsafe class ModelBuilder(ModelFactory f)
         void* obj = f.Synthetic();
         try
         {
+            using var w = ModelCom.Open<IModelObject>(obj);
             foreach (var (name, jsonKey) in o.Members)
             {
                 var member = o.Member(jsonKey);
                 void* value = member is DxObject or DxArray or DxAddress { Type: not null }
                     ? f.Property(new LazyProperty(this, member))
                     : Build(member);
-                f.SetKeyOwned(obj, name, value);
+                ModelFactory.SetKeyOwned(w.I, name, value);
             }
             return obj;
         }
