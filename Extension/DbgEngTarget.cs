@@ -48,6 +48,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public int ReadVirtual(ulong address, Span<byte> buffer)
     {
+        using var _ = EngineProfile.Time("read");
         var data = _s.Data;
         if (data is null || buffer.IsEmpty) return 0;
         fixed (byte* p = buffer)
@@ -72,6 +73,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     /// </summary>
     public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
     {
+        using var _ = EngineProfile.Time("read-proc");
         var so = _s.System2;
         if (so is null || _s.Data is null || buffer.IsEmpty || process == 0) return 0;
         ulong saved = 0;
@@ -96,6 +98,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)
     {
+        using var _ = EngineProfile.Time("search", $"{length:N0} bytes at {start:x}");
         var data = _s.Data;
         if (data is null || pattern.IsEmpty || length == 0) return null;
         try
@@ -118,8 +121,74 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         return a;
     }
 
+    /// <summary>A symbol's address: GetOffsetByName, or, when turned on (<see cref="SymbolIndexAfter"/>), the module's
+    /// index: one enumeration of <c>module!*</c> per session, then every name of that module is a dictionary hit. A name
+    /// the index does not hold is still asked the engine's way, so nothing the engine resolves is lost; an index that
+    /// could not be completed (interrupt, cap) is not kept.</summary>
     private ulong? LookUpSymbol(string qualifiedName)
     {
+        int bang = qualifiedName.IndexOf('!');
+        if (bang > 0 && bang < qualifiedName.Length - 1 && qualifiedName.IndexOfAny(['*', '?', ' ', '+']) < 0)
+        {
+            string module = qualifiedName[..bang];
+            var index = EngineSessionCache.SymbolIndex(module);
+            if (index is null && EngineSessionCache.CountDirectLookup(module) > SymbolIndexAfter) index = BuildSymbolIndex(module);
+            if (index is not null && index.TryGetValue(qualifiedName[(bang + 1)..], out var hit)) return hit;
+        }
+        return LookUpSymbolByName(qualifiedName);
+    }
+
+    /// <summary>Direct lookups in a module (per session) before its index is built. Off by default: on the lab's forged
+    /// PDBs a lookup costs ~36 ms (the built-in <c>?</c> 73 ms) and one enumeration of 40,000 publics ~290 ms, so the
+    /// index wins after ~8 lookups; on Microsoft's PDBs name lookups are hashed and cheap, which we cannot measure here,
+    /// and there the enumeration would only cost. NTSLEUTH_SYMBOL_INDEX_AFTER=N turns it on (0 = at once) to measure it
+    /// on a real target (docs/bench.md, "First runs").</summary>
+    internal static readonly int SymbolIndexAfter =
+        int.TryParse(Environment.GetEnvironmentVariable("NTSLEUTH_SYMBOL_INDEX_AFTER"), out int n) && n >= 0 ? n : int.MaxValue;
+
+    /// <summary>Upper bound of an index (a kernel PDB has ~40,000-60,000 publics; a big user-mode module more).</summary>
+    internal const int SymbolIndexCap = 400_000;
+
+    private Dictionary<string, ulong>? BuildSymbolIndex(string module)
+    {
+        var sym = _s.Symbols;
+        if (sym is null || !HasSymbols(module)) return null;
+        using var _ = EngineProfile.Time("sym-index", module);
+        ulong handle = 0;
+        var index = new Dictionary<string, ulong>(StringComparer.Ordinal);
+        try
+        {
+            int hr;
+            fixed (byte* pat = Ansi(module + "!*")) hr = sym.StartSymbolMatch(pat, &handle);
+            if (hr != DbgEngConst.S_OK) return null;
+            var buf = new byte[1024];
+            int prefix = module.Length + 1;
+            for (int n = 0; ; n++)
+            {
+                if (n >= SymbolIndexCap || ((n & 0xFFF) == 0xFFF && IsInterruptRequested)) return null;
+                uint size = 0; ulong off = 0;
+                fixed (byte* b = buf) hr = sym.GetNextSymbolMatch(handle, b, (uint)buf.Length, &size, &off);
+                if (hr == DbgEngConst.S_FALSE) continue; // name longer than the buffer: never one we ask for
+                if (hr != DbgEngConst.S_OK) break;       // E_NOINTERFACE: no more matches
+                string name = FromAnsi(buf, size);
+                int bang = name.IndexOf('!');
+                string shortName = bang >= 0 ? name[(bang + 1)..] : name;
+                if (bang >= 0 && bang != prefix - 1) continue;
+                index.TryAdd(shortName, off);
+            }
+        }
+        catch { return null; }
+        finally
+        {
+            try { if (handle != 0) sym.EndSymbolMatch(handle); } catch { }
+        }
+        EngineSessionCache.PutSymbolIndex(module, index);
+        return index;
+    }
+
+    private ulong? LookUpSymbolByName(string qualifiedName)
+    {
+        using var _ = EngineProfile.Time("symbol", qualifiedName);
         var sym = _s.Symbols;
         if (sym is null) return null;
         try
@@ -136,6 +205,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public string? GetNameByAddress(ulong address, out ulong displacement)
     {
+        using var _ = EngineProfile.Time("name", $"{address:x}");
         displacement = 0;
         var sym = _s.Symbols;
         if (sym is null) return null;
@@ -182,6 +252,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     /// </summary>
     private bool QuerySymbolState(string module)
     {
+        using var _ = EngineProfile.Time("symstate", module);
         var sym = _s.Symbols;
         if (sym is null) return false;
         try
@@ -215,6 +286,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public IReadOnlyList<ModuleInfo> GetModules()
     {
+        using var _ = EngineProfile.Time("modules");
         var sym = _s.Symbols;
         var list = new List<ModuleInfo>();
         if (sym is null) return list;
@@ -245,6 +317,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public bool TryEvaluate(string expression, out ulong value, out string? error)
     {
+        using var _ = EngineProfile.Time("evaluate", expression);
         value = 0; error = null;
         var ctl = _s.Control;
         if (ctl is null) { error = "the engine's IDebugControl is not available"; return false; }
@@ -269,6 +342,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames)
     {
+        using var _ = EngineProfile.Time("stack");
         var ctl = _s.Control;
         var list = new List<StackFrameInfo>();
         if (ctl is null || maxFrames <= 0) return list;

@@ -14,6 +14,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public bool TryGetTypeId(string qualifiedName, out ulong moduleBase, out uint typeId)
     {
+        using var _ = EngineProfile.Time("type-id", qualifiedName);
         moduleBase = 0; typeId = 0;
         var sym = s.Symbols;
         if (sym is null) return false;
@@ -31,6 +32,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public bool TryGetTypeIdInModule(ulong moduleBase, string typeName, out uint typeId)
     {
+        using var _ = EngineProfile.Time("type-id", typeName);
         typeId = 0;
         var sym = s.Symbols;
         if (sym is null) return false;
@@ -47,6 +49,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public ulong GetTypeSize(ulong moduleBase, uint typeId)
     {
+        using var _ = EngineProfile.Time("type-size");
         try
         {
             uint size = 0;
@@ -57,6 +60,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public string? GetTypeName(ulong moduleBase, uint typeId)
     {
+        using var _ = EngineProfile.Time("type-name");
         var sym = s.Symbols;
         if (sym is null) return null;
         try
@@ -72,6 +76,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public string? GetFieldName(ulong moduleBase, uint typeId, uint index)
     {
+        using var _ = EngineProfile.Time("field-name");
         var sym = s.Symbols;
         if (sym is null) return null;
         try
@@ -89,6 +94,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public bool TryGetFieldTypeAndOffset(ulong moduleBase, uint containerTypeId, string field, out uint fieldTypeId, out uint offset)
     {
+        using var _ = EngineProfile.Time("field", field);
         fieldTypeId = 0; offset = 0;
         var sym = s.Symbols;
         if (sym is null) return false;
@@ -105,6 +111,7 @@ internal sealed unsafe class DbgEngTypeQueries(DbgEngSession s, Func<int> pointe
 
     public IReadOnlyDictionary<string, (int Position, int Length)> GetBitfields(string qualifiedType, IReadOnlyList<string> fields)
     {
+        using var _ = EngineProfile.Time("bitfields", qualifiedType);
         var result = new Dictionary<string, (int, int)>(StringComparer.Ordinal);
         var ctl = s.Control;
         if (ctl is null || fields.Count == 0) return result;

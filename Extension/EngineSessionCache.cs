@@ -28,6 +28,7 @@ internal static unsafe class EngineSessionCache
     private static readonly Dictionary<string, ulong?> SymbolAddresses = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, bool> HasSymbolsByModule = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, ulong> ModuleBases = new(StringComparer.OrdinalIgnoreCase);
+    private static readonly Dictionary<string, Dictionary<string, ulong>> SymbolIndexes = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Bumped every time the cache is dropped (tests and !help -diag show it).</summary>
     public static int Generation { get { lock (Lock) return _generation; } }
@@ -57,6 +58,8 @@ internal static unsafe class EngineSessionCache
             SymbolAddresses.Clear();
             HasSymbolsByModule.Clear();
             ModuleBases.Clear();
+            SymbolIndexes.Clear();
+            DirectLookups.Clear();
             _modules = null;
             _builder = new TypeLayoutBuilder(Queries); // its per-type descriptions too
             _generation++;
@@ -111,6 +114,8 @@ internal static unsafe class EngineSessionCache
         SymbolAddresses.Clear();
         HasSymbolsByModule.Clear();
         ModuleBases.Clear();
+        SymbolIndexes.Clear();
+        DirectLookups.Clear();
         _builder = new TypeLayoutBuilder(Queries);
         _generation++;
     }
@@ -120,6 +125,7 @@ internal static unsafe class EngineSessionCache
         foreach (var k in Layouts.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList()) Layouts.Remove(k);
         foreach (var k in SymbolAddresses.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList()) SymbolAddresses.Remove(k);
         foreach (var k in HasSymbolsByModule.Where(kv => !kv.Value).Select(kv => kv.Key).ToList()) HasSymbolsByModule.Remove(k);
+        SymbolIndexes.Clear(); // built while some module had no symbols: may be short
     }
 
     private static ModuleState[]? Snapshot(DbgEngSession session)
@@ -149,6 +155,18 @@ internal static unsafe class EngineSessionCache
     public static void PutSymbol(string name, ulong? address) { lock (Lock) SymbolAddresses[name] = address; }
     public static bool TryGetHasSymbols(string module, out bool has) { lock (Lock) return HasSymbolsByModule.TryGetValue(module, out has); }
     public static void PutHasSymbols(string module, bool has) { lock (Lock) HasSymbolsByModule[module] = has; }
+    /// <summary>A module's symbol index (name -> address, every symbol the engine enumerates for <c>module!*</c>), built
+    /// once per session by <see cref="DbgEngTarget"/>; null when not built yet.</summary>
+    public static Dictionary<string, ulong>? SymbolIndex(string module) { lock (Lock) return SymbolIndexes.TryGetValue(module, out var d) ? d : null; }
+    public static void PutSymbolIndex(string module, Dictionary<string, ulong> index) { lock (Lock) SymbolIndexes[module] = index; }
+
+    private static readonly Dictionary<string, int> DirectLookups = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Counts a lookup of a module's symbol that is not in the session cache; returns the count so far this session.</summary>
+    public static int CountDirectLookup(string module)
+    {
+        lock (Lock) return DirectLookups[module] = (DirectLookups.TryGetValue(module, out int n) ? n : 0) + 1;
+    }
     public static ulong ModuleBase(string module) { lock (Lock) return ModuleBases.TryGetValue(module, out var b) ? b : 0; }
     public static void PutModuleBase(string module, ulong b) { lock (Lock) ModuleBases[module] = b; }
 }

@@ -21,6 +21,7 @@ internal static class Host
             session = new DbgEngSession(debugClient);
             if (session.Control is null) return CommandDispatcher.E_FAIL; // cannot even print: nothing else to do
             sink = new DbgEngOutputSink(new DbgEngControlOutput(session.Control), PrefersDml(session.Control));
+            EngineProfile.BeginCommand();
             target = new DbgEngTarget(session);
             if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
                 InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));
@@ -39,6 +40,7 @@ internal static class Host
         finally
         {
             try { target?.EndCommand(); } catch { /* never throw into the engine */ }
+            try { if (EngineProfile.EndCommand(name) is { } profile) sink?.Write(profile, false); } catch { /* diagnostics only */ }
             session?.Dispose();
         }
     }

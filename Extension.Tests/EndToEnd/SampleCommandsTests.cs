@@ -120,4 +120,38 @@ public class SampleCommandsTests
         var fromFile = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(outFile))!.AsObject();
         Assert.That(fromFile["schema"]!.GetValue<string>(), Is.EqualTo("ntsleuth." + sample.Commands[0].TrimStart('!').Split(' ')[0]));
     }
+
+    /// <summary>The opt-in module symbol index (NTSLEUTH_SYMBOL_INDEX_AFTER=0: one enumeration of nt!* instead of a
+    /// GetOffsetByName per name) gives every command the same output as the engine's own lookups, and is really used
+    /// (NTSLEUTH_PROFILE=1 shows the enumeration, and no direct lookup of a name the index holds).</summary>
+    [TestCase("pool-leak")]
+    [TestCase("logon-hang-alpc")]
+    [TestCase("dpc-watchdog")]
+    public void SymbolIndexGivesTheSameOutputAsTheEnginesLookups(string scenario)
+    {
+        RealEngine.Require();
+        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-19041");
+        Assert.That(sample, Is.Not.Null);
+        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
+        commands.AddRange(sample.Commands);
+        EngineRun Run(string? after)
+        {
+            var env = new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1" };
+            if (after is not null) env["NTSLEUTH_SYMBOL_INDEX_AFTER"] = after;
+            return RealEngine.Run(dump, commands, new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300, Environment = env });
+        }
+        static string Plain(string o) => SessionTests.Mask(string.Join("\n", o.Split('\n').Where(l => !l.StartsWith("[ntsleuth profile]", StringComparison.Ordinal))));
+        var direct = Run(null);
+        var indexed = Run("0");
+        foreach (var c in sample.Commands)
+        {
+            TestContext.Out.WriteLine($"> {c}\n  direct:  {string.Join(" | ", direct[c].Output.Split('\n').Where(l => l.Contains("profile] !") || l.Contains("profile] sym")))}" +
+                $"\n  indexed: {string.Join(" | ", indexed[c].Output.Split('\n').Where(l => l.Contains("profile] !") || l.Contains("profile] sym")))}");
+            Assert.That(Plain(indexed[c].Output), Is.EqualTo(Plain(direct[c].Output)), $"{c}: the index changed the output");
+        }
+        string all = string.Concat(indexed.Commands.Select(c => c.Output));
+        Assert.That(all, Does.Contain("sym-index").And.Contain("(nt)"), "the index was not built");
+        Assert.That(string.Concat(direct.Commands.Select(c => c.Output)), Does.Not.Contain("sym-index"), "the index is off by default");
+    }
 }
