@@ -61,6 +61,7 @@ internal static class Diagnostics
         sb.Append($"  debuggee     : {info.Description}, pointer size {info.PointerSize}, build {info.BuildNumber}, {info.ProcessorCount} processor(s), event processor {info.EventProcessor}\n");
         sb.Append($"  time         : {(info.SystemTimeUtc is { } t ? t.ToString("yyyy-MM-dd HH:mm:ss") + "Z" : "unknown")}, uptime {(info.SystemUpTime is { } u ? Fmt.Duration(u) : "unknown")}");
         sb.Append(info.BugCheck is { } bc ? $", bugcheck {bc}\n" : "\n");
+        sb.Append($"  data model   : {(DataModel.DataModelProvider.IsRegistered ? "@$ntsleuth registered" : "not registered")}{(DataModel.DataModelProvider.LastError is { } dmErr ? " (" + dmErr + ")" : "")}\n");
 
         var modules = target.GetModules();
         sb.Append($"  modules      : {modules.Count} loaded\n");

@@ -27,12 +27,15 @@ public static class Entry
 
     /// <summary>
     /// DebugExtensionNotify, forwarded by the shim once .NET runs: <c>void Notify(uint notify, ulong argument)</c>.
-    /// A debugger session that starts or ends drops the session cache (layouts, symbol addresses).
+    /// A debugger session that starts or ends drops the session cache (layouts, symbol addresses); the shim's load
+    /// (0xFFFFFFFE) and unload (0xFFFFFFFF) register and remove the data model provider (@$ntsleuth).
     /// </summary>
     [UnmanagedCallersOnly]
     public static void Notify(uint notify, ulong argument)
     {
         try { EngineSessionCache.OnNotify(notify); }
+        catch { /* nothing may escape into the engine */ }
+        try { DataModel.DataModelProvider.OnNotify(notify); }
         catch { /* nothing may escape into the engine */ }
     }
 }

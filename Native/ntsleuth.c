@@ -27,6 +27,7 @@
 #define MANAGED_METHOD L"Invoke"
 #define MANAGED_NOTIFY_METHOD L"Notify"
 #define NTSLEUTH_NOTIFY_UNLOADED 0xFFFFFFFFu /* Entry.Notify: the extension is being unloaded */
+#define NTSLEUTH_NOTIFY_LOADED 0xFFFFFFFEu   /* Entry.Notify: the extension was loaded (register @$ntsleuth) */
 #define APPLOCAL_RUNTIME_DIR L"dotnet"
 
 /* hostfxr status codes we name in messages (from the .NET host's error_codes.h) */
@@ -446,7 +447,21 @@ BOOL WINAPI DllMain(HINSTANCE inst, DWORD reason, LPVOID reserved) {
 HRESULT CALLBACK DebugExtensionInitialize(PULONG version, PULONG flags) {
     if (version) *version = DEBUG_EXTENSION_VERSION(1, 0);
     if (flags) *flags = 0;
-    return S_OK; /* .NET starts lazily on the first command, never here (loader lock, and never fail .load). */
+    /* The data model provider (@$ntsleuth, docs/dx.md) is registered when the extension loads, so .NET starts here
+     * (dbgeng calls this after LoadLibrary returned: not under the loader lock). A failure never fails .load: the
+     * first command reports it. NTSLEUTH_NO_DATAMODEL=1 keeps the old lazy start (no provider). */
+    char off[8];
+    DWORD n = GetEnvironmentVariableA("NTSLEUTH_NO_DATAMODEL", off, sizeof off);
+    if (n == 1 && off[0] == '1') return S_OK;
+    Diag *d = (Diag *)HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(Diag));
+    if (!d) return S_OK;
+    AcquireSRWLockExclusive(&g_initLock);
+    if (!g_invoke) start_dotnet(d);
+    notify_fn fn = g_notify;
+    ReleaseSRWLockExclusive(&g_initLock);
+    HeapFree(GetProcessHeap(), 0, d);
+    if (fn) fn(NTSLEUTH_NOTIFY_LOADED, 0);
+    return S_OK;
 }
 
 void CALLBACK DebugExtensionUninitialize(void) {

@@ -103,11 +103,12 @@ public class SpineTests
         var cmds = new List<string> { Load() };
         for (int i = 0; i < 11; i++) cmds.Add("!help");
         var run = RealEngine.Run(UserDump(), cmds);
-        double first = run[1].Milliseconds;
+        // .NET starts in .load (the data model provider registers @$ntsleuth there, docs/dx.md).
+        double load = run[0].Milliseconds, first = run[1].Milliseconds;
         var steady = run.Commands.Skip(2).Select(c => c.Milliseconds).OrderBy(x => x).ToList();
         double median = steady[steady.Count / 2];
-        TestContext.Out.WriteLine($"[measure] .load {run[0].Milliseconds:0.0} ms; first command (.NET start) {first:0.0} ms; steady-state !help median {median:0.00} ms (min {steady[0]:0.00}, max {steady[^1]:0.00}); whole run {run.Wall.TotalMilliseconds:0} ms");
+        TestContext.Out.WriteLine($"[measure] .load (.NET start + @$ntsleuth) {load:0.0} ms; first command {first:0.0} ms; steady-state !help median {median:0.00} ms (min {steady[0]:0.00}, max {steady[^1]:0.00}); whole run {run.Wall.TotalMilliseconds:0} ms");
         Assert.That(run[1].Output, Does.Contain("!alpcchain"));
-        Assert.That(median, Is.LessThan(first), "steady state is cheaper than the first command");
+        Assert.That(median, Is.LessThan(load), "steady state is cheaper than the load that starts .NET");
     }
 }

@@ -14,7 +14,10 @@ public sealed class DbgEngHeader
     public const string PackageVersion = "20260109.1235.0";
 
     /// <summary>The header inside the NuGet package cache (NUGET_PACKAGES or ~/.nuget/packages); null when absent.</summary>
-    public static string? Locate()
+    public static string? Locate() => Locate("dbgeng.h");
+
+    /// <summary>A header of the package (dbgeng.h, dbgmodel.h) in the NuGet package cache; null when absent.</summary>
+    public static string? Locate(string header)
     {
         var roots = new List<string>();
         var env = Environment.GetEnvironmentVariable("NUGET_PACKAGES");
@@ -22,7 +25,7 @@ public sealed class DbgEngHeader
         roots.Add(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".nuget", "packages"));
         foreach (var r in roots)
         {
-            var p = Path.Combine(r, "microsoft.debugging.platform.dbgeng", PackageVersion, "build", "native", "inc", "dbgeng.h");
+            var p = Path.Combine(r, "microsoft.debugging.platform.dbgeng", PackageVersion, "build", "native", "inc", header);
             if (File.Exists(p)) return p;
         }
         return null;
@@ -31,8 +34,9 @@ public sealed class DbgEngHeader
     public static DbgEngHeader Parse(string text)
     {
         var h = new DbgEngHeader();
-        text = Regex.Replace(text, @"/\*.*?\*/", " ", RegexOptions.Singleline);
-        text = Regex.Replace(text, @"//[^\n]*", " ");
+        // One pass, leftmost first, as the C preprocessor reads them: a "/*" inside a line comment (dbgmodel.h has
+        // some) does not open a block comment, and a "//" inside a block comment does not end at the line.
+        text = Regex.Replace(text, @"//[^\n]*|/\*.*?\*/", " ", RegexOptions.Singleline);
         foreach (Match m in Regex.Matches(text, @"DEFINE_GUID\(\s*IID_(\w+)\s*,([^)]*)\)"))
         {
             var p = m.Groups[2].Value.Split(',').Select(x => Convert.ToUInt64(x.Trim(), 16)).ToArray();

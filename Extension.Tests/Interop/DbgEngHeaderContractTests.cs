@@ -25,7 +25,8 @@ public class DbgEngHeaderContractTests
 
     public static IEnumerable<Type> DeclaredInterfaces() =>
         typeof(IDebugControl4).Assembly.GetTypes()
-            .Where(t => t.IsInterface && t.GetCustomAttribute<GeneratedComInterfaceAttribute>() is not null)
+            .Where(t => t.IsInterface && t.GetCustomAttribute<GeneratedComInterfaceAttribute>() is not null
+                        && t.Namespace == typeof(IDebugControl4).Namespace) // dbgmodel.h's: DbgModelHeaderContractTests
             .OrderBy(t => t.Name);
 
     /// <summary>Our methods in declaration (= vtable) order: metadata order of the interface's own methods.</summary>
