@@ -132,7 +132,7 @@ public class WorkQueueTests
         var q = r.Queues.Single(x => x.Pending > 0);
         var l = q.Lists.Single();
         Assert.That(l.Complete, Is.False);
-        Assert.That(l.WalkNote, Does.Contain($"cycle detected at {s.Fact("item5000"):x16} after 10000 entries"));
+        Assert.That(l.WalkNote, Does.Contain($"cycle detected at {NtSleuth.Commands.Output.Fmt.Addr(s.Fact("item5000"))} after 10000 entries"));
         Assert.That(l.RecoveredFromTail, Is.EqualTo(SeedWorkQueues.Pending - 10_000));
         Assert.That(l.Pending, Is.EqualTo(SeedWorkQueues.Pending), "forward to the cycle + back from the tail to the break = every item");
         Assert.That(q.Complete, Is.False);
@@ -149,12 +149,12 @@ public class WorkQueueTests
         Assert.That(l.Complete, Is.False);
         // The page of item 9,000 is gone with the other items on it: the forward walk stops at the first of them in list order.
         ulong page = s.Fact("item9000") & ~0xfffUL;
-        var m = System.Text.RegularExpressions.Regex.Match(l.WalkNote!, @"\(forward, Flink\): link at ([0-9a-f]{16}) not readable after (\d+) entries");
+        var m = System.Text.RegularExpressions.Regex.Match(l.WalkNote!, @"\(forward, Flink\): link at ([0-9a-f]{8})`([0-9a-f]{8}) not readable after (\d+) entries");
         Assert.That(m.Success, Is.True, l.WalkNote);
-        Assert.That(Convert.ToUInt64(m.Groups[1].Value, 16) & ~0xfffUL, Is.EqualTo(page), l.WalkNote);
+        Assert.That(Convert.ToUInt64(m.Groups[1].Value + m.Groups[2].Value, 16) & ~0xfffUL, Is.EqualTo(page), l.WalkNote);
         Assert.That(l.Groups.Any(g => g.Routine == "(item not readable)" && (g.FirstItem & ~0xfffUL) == page), Is.True);
         Assert.That(l.RecoveredFromTail, Is.GreaterThan(0));
-        Assert.That(q.Pending, Is.LessThan(SeedWorkQueues.Pending).And.EqualTo(long.Parse(m.Groups[2].Value) + l.RecoveredFromTail));
+        Assert.That(q.Pending, Is.LessThan(SeedWorkQueues.Pending).And.EqualTo(long.Parse(m.Groups[3].Value) + l.RecoveredFromTail));
         Assert.That(q.Notes, Has.Some.Contains("walk incomplete"));
         Assert.That(r.Verdicts[0], Does.Contain("+ item(s) pending").And.Contain("starved"));
     }

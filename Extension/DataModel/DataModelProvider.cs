@@ -29,6 +29,7 @@ public static unsafe class DataModelProvider
         new("DpcBlame", "dpcblame", "DpcBlame() which DPC/ISR ran too long (0x133) and whose code it is"),
         new("FrameOrder", "frameorder", "FrameOrder() filter manager frames and legacy filters vs altitudes"),
         new("DhcpTimer", "dhcptimer", "DhcpTimer() dhcpcore lease timers; DhcpTimer(\"-lease 365.00:00:00\")"),
+        new("WorkQueues", "workqueue", "WorkQueues() every system work queue: pending items by routine, workers and where they block; WorkQueues(\"-routine mpio!MPIOPathVerify\")"),
     ];
 
     public const uint Loaded = 0xFFFFFFFE;

@@ -110,6 +110,11 @@ public static class DxPointerTypes
                 ("filters", "driverObject", "nt!_DRIVER_OBJECT"), ("stack", "driver", "nt!_DRIVER_OBJECT"), ("stack", "device", "nt!_DEVICE_OBJECT"),
             ],
             ["dhcptimer"] = [("mainThread", "thread", "nt!_ETHREAD")],
+            ["workqueue"] =
+            [
+                ("threads", "address", "nt!_ETHREAD"), ("matchingItems", "address", "nt!_WORK_QUEUE_ITEM"),
+                ("matchingItems", "irp", "nt!_IRP"),
+            ],
         };
 }
 
