@@ -42,6 +42,15 @@ public class GalleryManifestTests
     }
 
     [Test]
+    public void AnalyzePluginMetadataSitsBesideTheDll()
+    {
+        // !analyze finds the _EFN_Analyze plug-in by ntsleuth.alz in the DLL's folder (docs/analyze.md).
+        var alz = Path.Combine(_pkg, "amd64", "ntsleuth.alz");
+        Assert.That(File.Exists(alz), Is.True, "amd64\\ntsleuth.alz missing");
+        Assert.That(File.ReadAllBytes(alz), Is.EqualTo(File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "Native", "ntsleuth.alz"))));
+    }
+
+    [Test]
     public void ManifestIsWellFormedAndNamesTheModule()
     {
         XElement root;

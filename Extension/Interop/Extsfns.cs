@@ -19,7 +19,7 @@ public static class Extsfns
     public static readonly Guid IID_IDebugFailureAnalysis2 = new("ea15c288-8226-4b70-acf6-0be6b189e3ad");
 
     // FA_EXTENSION_PLUGIN_PHASE (the CallPhase of _EFN_Analyze)
-    public const uint FA_PLUGIN_INITILIZATION = 0x0001; // sic, the header's spelling
+    public const uint FA_PLUGIN_INITILIZATION = 0x0001; // sic: the 2020 header's only spelling; the 2022 one adds FA_PLUGIN_INITIALIZATION and keeps this as an alias
     public const uint FA_PLUGIN_STACK_ANALYSIS = 0x0002;
     public const uint FA_PLUGIN_PRE_BUCKETING = 0x0004;
     public const uint FA_PLUGIN_POST_BUCKETING = 0x0008;
