@@ -199,6 +199,14 @@ public class AnalyzePluginTests
     }
 
     [Test]
+    public void ImageNameComesFromTheModulesPathOnly()
+    {
+        Assert.That(AnalyzePlugin.ImageFileName(new("ECHO", 1, 2, @"\SystemRoot\system32\drivers\ECHO.sys")), Is.EqualTo("ECHO.sys"));
+        Assert.That(AnalyzePlugin.ImageFileName(new("ECHO", 1, 2, "ECHO.sys")), Is.EqualTo("ECHO.sys"));
+        Assert.That(AnalyzePlugin.ImageFileName(new("ECHO", 1, 2)), Is.Null, "no path: no IMAGE_NAME (the module name is not a file name)");
+    }
+
+    [Test]
     public void OnlyThePreBucketingPhaseOfA0x133FailureDoesAnything()
     {
         using var fa = new FakeFailureAnalysis();

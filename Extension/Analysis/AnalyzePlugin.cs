@@ -52,12 +52,22 @@ internal static class AnalyzePlugin
     internal static int Contribute(FailureAnalysis2 analysis, Commands.Target.ITarget target, IOutputSink? sink)
     {
         DpcBlameReport report;
+        string? image = null;
         try
         {
             report = new DpcBlameAnalyzer(new KernelReader(target)).Analyze(null);
+            if (report.BugCheck?.IsDpcWatchdog != true) return S_OK; // the target itself does not say 0x133
+            if (report.Culprit is { Module: not null } c)
+            {
+                Commands.Target.ModuleInfo? mod = null;
+                try { mod = target.GetModules().FirstOrDefault(m => m.Contains(c.Address)); }
+                catch (Exception ex) when (ex is not OperationCanceledException) { /* no image name: the other entries still go */ }
+                if (mod is not null) image = ImageFileName(mod);
+            }
         }
         catch (OperationCanceledException)
         {
+            // Ctrl+Break: nothing is written (a half-made blame would be worse than the default analysis).
             Say(sink, "ntsleuth: no !dpcblame contribution to !analyze: interrupted by user (Ctrl+Break)\n", error: true);
             return CommandDispatcher.E_ABORT;
         }
@@ -72,18 +82,6 @@ internal static class AnalyzePlugin
             Say(sink, $"ntsleuth: no !dpcblame contribution to !analyze: {ex.Message}\n", error: true);
             return CommandDispatcher.E_FAIL;
         }
-        if (report.BugCheck?.IsDpcWatchdog != true) return S_OK; // the target itself does not say 0x133
-
-        string? image = null;
-        if (report.Culprit is { Module: not null } c)
-        {
-            try
-            {
-                var mod = target.GetModules().FirstOrDefault(m => m.Contains(c.Address));
-                if (mod is not null) image = ImageFileName(mod);
-            }
-            catch (Exception ex) when (ex is not OperationCanceledException) { /* no image name: the other entries still go */ }
-        }
         var entries = DpcBlameFailureAnalysis.Map(report, image);
         var outcomes = FailureAnalysisWriter.Apply(analysis, entries);
         var blamed = report.Culprit?.Module is not null ? DpcBlameFailureAnalysis.SymbolName(report.Culprit, report) : null;
@@ -95,11 +93,11 @@ internal static class AnalyzePlugin
         return S_OK;
     }
 
-    /// <summary>"ECHO.sys" from the module's image path, else its module name.</summary>
-    internal static string ImageFileName(Commands.Target.ModuleInfo m)
+    /// <summary>"ECHO.sys" from the module's image path; null when the module list gives no path (no name invented).</summary>
+    internal static string? ImageFileName(Commands.Target.ModuleInfo m)
     {
         var p = m.ImagePath;
-        if (string.IsNullOrWhiteSpace(p)) return m.Name;
+        if (string.IsNullOrWhiteSpace(p)) return null;
         int slash = Math.Max(p.LastIndexOf('\\'), p.LastIndexOf('/'));
         return slash >= 0 ? p[(slash + 1)..] : p;
     }
