@@ -1,6 +1,6 @@
+using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.Symbols;
 
 namespace NtSleuth.Commands.AlpcChain;
 
@@ -13,21 +13,24 @@ public sealed class AlpcChainAnalyzer
 {
     public const int MaxHops = 32;
     public const int MaxInferenceCandidates = 16;
-    public const int MaxIrps = 64;
-    public const int MaxWaitBlocks = 64;
-    public const int MaxThreadsPerProcess = 20_000;
-    public const int MaxProcesses = 20_000;
 
     private const string Nt = "nt";
     private readonly KernelReader _r;
-    private readonly Dictionary<ulong, AlpcThread> _threads = new();
-    private readonly Dictionary<ulong, (string Image, ulong Pid)> _procs = new();
+    private readonly KernelThreads _kthreads;
+    private readonly KernelProcesses _procs;
+    private readonly Irps _irps;
+    /// <summary>The report's view of each thread read (filled in as the chain needs: IRPs, wait objects).</summary>
+    private readonly Dictionary<ulong, (AlpcThread Report, KernelThread Kernel)> _threads = new();
     private readonly List<string> _notes = new();
-    private uint _currentTick;
-    private uint _tickIncrement;
-    private string _tickSource = "";
+    private KernelClock? _clock;
 
-    public AlpcChainAnalyzer(KernelReader reader) => _r = reader;
+    public AlpcChainAnalyzer(KernelReader reader)
+    {
+        _r = reader;
+        _kthreads = new KernelThreads(reader);
+        _procs = new KernelProcesses(reader, _notes);
+        _irps = new Irps(reader, new DriverNames(reader));
+    }
 
     private ReadStats Stats => _r.Memory.Stats;
 
@@ -73,7 +76,7 @@ public sealed class AlpcChainAnalyzer
         var waiters = new List<AlpcThread>();
         try
         {
-            var p = ReadProcess(process);
+            var p = _procs.Read(process);
             if (p is null) { report.Problem = $"{Output.Fmt.Addr(process)} is not a process object (dispatcher header type is not ProcessObject)."; return Finish(report); }
             waiters.AddRange(ProcessThreads(process, report).Where(t => t.WaitsForAlpcReply));
         }
@@ -85,15 +88,14 @@ public sealed class AlpcChainAnalyzer
     {
         var report = NewReport("all", 0);
         Setup(report);
-        ulong head = _r.Types.Symbol("nt!PsActiveProcessHead");
         var waiters = new List<AlpcThread>();
         var walk = new ListWalkResult();
-        foreach (var proc in _r.WalkRecords(head, Nt, "_EPROCESS", "ActiveProcessLinks", walk, MaxProcesses))
+        foreach (var proc in _procs.All(walk))
         {
             if (_r.Memory.IsInterruptRequested) { report.Interrupted = true; break; }
             try
             {
-                if (ReadProcess(proc) is null) { _notes.Add($"process list entry {Output.Fmt.Addr(proc + _r.Types.FieldOffset(Nt, "_EPROCESS", "ActiveProcessLinks"))} is not a process object; skipped"); continue; }
+                if (_procs.Read(proc) is null) { _notes.Add($"process list entry {Output.Fmt.Addr(proc + _r.Types.FieldOffset(Nt, "_EPROCESS", "ActiveProcessLinks"))} is not a process object; skipped"); continue; }
                 waiters.AddRange(ProcessThreads(proc, report, pageExtend: true).Where(t => t.WaitsForAlpcReply));
             }
             catch (TargetReadException ex) { _notes.Add($"process {Output.Fmt.Addr(proc)}: {ex.Message}; its threads were not examined"); }
@@ -224,7 +226,7 @@ public sealed class AlpcChainAnalyzer
     private bool IsIdleWait(AlpcThread t) => t.State == "Waiting" && t.WaitMode == "UserMode" && !HasIrps(t);
 
     /// <summary>IrpList not empty (from the thread already read: no round trip).</summary>
-    private bool HasIrps(AlpcThread t) => t.Irps.Count > 0 || (_irpFlink.TryGetValue(t.Address, out var f) && _irpHead.TryGetValue(t.Address, out var h) && f != h && f != 0);
+    private bool HasIrps(AlpcThread t) => t.Irps.Count > 0 || (_threads.TryGetValue(t.Address, out var k) && k.Kernel.HasIrps);
 
     /// <summary>
     /// The server thread does not wait on ALPC and does nothing visible: look at the other threads of its process that
@@ -338,115 +340,41 @@ public sealed class AlpcChainAnalyzer
 
     // ------------------------------------------------------------------ readers
 
-    /// <summary>Reads an _ETHREAD in one request; null (with the reason) when the address is not a thread object.</summary>
+    /// <summary>Reads an _ETHREAD in one request (<see cref="KernelThreads"/>); null (with the reason) when the address is not a thread object.</summary>
     private AlpcThread? ReadThread(ulong address, out string? notThread, bool pageExtend = false)
     {
         notThread = null;
-        if (_threads.TryGetValue(address, out var cached)) return cached;
-        var layout = _r.Types.Get(Nt, "_ETHREAD");
-        if (pageExtend)
-        {
-            // Enumeration: read to the end of the page the thread ends in, so neighbouring threads come with it.
-            ulong end = address + layout.Size;
-            ulong pageEnd = (end + 0xfff) & ~0xfffUL;
-            _r.Memory.Prefetch(address, (int)Math.Min(pageEnd - address, 0x2000));
-        }
-        var et = _r.Read(layout, address);
-        int type = et.U8("Tcb.Header.Type");
-        if (type != AlpcNames.ThreadObject)
-        {
-            notThread = $"{Output.Fmt.Addr(address)} is not a thread: its dispatcher header type is {type} ({AlpcNames.ObjectType(type)}), a thread has {AlpcNames.ThreadObject} (ThreadObject). Give an _ETHREAD address.";
-            return null;
-        }
+        if (_threads.TryGetValue(address, out var cached)) return cached.Report;
+        var k = _kthreads.Read(address, out notThread, pageExtend);
+        if (k is null) return null;
         var t = new AlpcThread
         {
             Address = address,
-            Process = et.Ptr("Tcb.Process"),
-            Pid = et.Ptr("Cid.UniqueProcess"),
-            Tid = et.Ptr("Cid.UniqueThread"),
+            Process = k.Process,
+            Pid = k.Pid,
+            Tid = k.Tid,
+            State = k.State,
         };
-        int state = et.U8("Tcb.State");
-        t.State = AlpcNames.ThreadState(state);
-        if (state == AlpcNames.Waiting)
+        if (k.IsWaiting)
         {
-            t.WaitReasonCode = et.U8("Tcb.WaitReason");
-            t.WaitReason = AlpcNames.WaitReason(t.WaitReasonCode);
-            t.WaitMode = et.U8("Tcb.WaitMode") == 0 ? "KernelMode" : "UserMode";
-            t.WaitTick = et.U32("Tcb.WaitTime");
-            EnsureTick();
-            t.Ticks = unchecked(_currentTick - t.WaitTick);
-            if (_tickIncrement != 0 && _currentTick != 0)
-            {
-                t.WaitSeconds = Math.Round(t.Ticks * (double)_tickIncrement / 1e7, 3);
-                t.WaitTime = Output.Fmt.Duration(TimeSpan.FromSeconds(t.WaitSeconds.Value));
-            }
+            t.WaitReasonCode = k.WaitReasonCode;
+            t.WaitReason = k.WaitReason;
+            t.WaitMode = k.WaitMode;
+            t.WaitTick = k.WaitTick;
+            var clock = EnsureTick();
+            t.Ticks = clock.TicksSince(t.WaitTick);
+            t.WaitSeconds = clock.SecondsSince(t.WaitTick);
+            if (t.WaitSeconds is { } secs) t.WaitTime = Output.Fmt.Duration(TimeSpan.FromSeconds(secs));
+            var et = k.View;
             t.AlpcMessage = et.Has("AlpcMessage") ? et.Ptr("AlpcMessage") : 0;
             t.AlpcMessageId = et.Has("AlpcMessageId") ? et.UInt("AlpcMessageId") : 0;
-            if (t.WaitReasonCode != AlpcNames.WrLpcReply) t.AlpcMessage = 0;
+            if (t.WaitReasonCode != KernelEnums.WrLpcReply) t.AlpcMessage = 0;
         }
-        _waitBlockList[address] = et.Ptr("Tcb.WaitBlockList");
-        _waitBlockCount[address] = et.TryUInt("Tcb.WaitBlockCount");
-        _irpHead[address] = et.AddressOf("IrpList");
-        _irpFlink[address] = et.Ptr("IrpList.Flink");
-        var (img, pid) = ProcessName(t.Process);
-        t.Image = img;
-        if (t.Pid == 0 && pid != 0) t.Pid = pid;
-        _threads[address] = t;
+        var p = _procs.Name(t.Process);
+        t.Image = p.Image;
+        if (t.Pid == 0 && p.Pid != 0) t.Pid = p.Pid;
+        _threads[address] = (t, k);
         return t;
-    }
-
-    private readonly Dictionary<ulong, ulong> _waitBlockList = new();
-    private readonly Dictionary<ulong, ulong?> _waitBlockCount = new();
-    private readonly Dictionary<ulong, ulong> _irpHead = new();
-    private readonly Dictionary<ulong, ulong> _irpFlink = new();
-
-    /// <summary>Reads the fields of an _EPROCESS the chain prints, in one request covering just their range.</summary>
-    private StructView? ReadProcess(ulong address)
-    {
-        var v = ReadRange("_EPROCESS", address, "Pcb.Header.Type", "UniqueProcessId", "ImageFileName", "ThreadListHead", "ActiveProcessLinks");
-        if (v.U8("Pcb.Header.Type") != 3) return null;
-        _procs[address] = (v.Ascii("ImageFileName"), v.Ptr("UniqueProcessId"));
-        return v;
-    }
-
-    private (string Image, ulong Pid) ProcessName(ulong process)
-    {
-        if (process == 0) return ("?", 0);
-        if (_procs.TryGetValue(process, out var p)) return p;
-        try
-        {
-            var v = ReadRange("_EPROCESS", process, "UniqueProcessId", "ImageFileName");
-            p = (v.Ascii("ImageFileName"), v.Ptr("UniqueProcessId"));
-        }
-        catch (TargetReadException)
-        {
-            _notes.Add($"process {Output.Fmt.Addr(process)} is not readable: image name unknown");
-            p = ($"<process {Output.Fmt.Addr(process)} unreadable>", 0);
-        }
-        _procs[process] = p;
-        return p;
-    }
-
-    /// <summary>
-    /// Reads only the byte range that holds the listed fields (one request), presented as a view of the structure.
-    /// Only the listed fields may be read from the view.
-    /// </summary>
-    private StructView ReadRange(string type, ulong address, params string[] fields)
-    {
-        var layout = _r.Types.Get(Nt, type);
-        ulong lo = ulong.MaxValue, hi = 0;
-        foreach (var f in fields)
-        {
-            var (off, t) = _r.Types.ResolvePath(layout, f);
-            ulong size = t.Kind == TypeKind.Bitfield ? (t.Inner?.Size ?? 4) : Math.Max(t.Size, 1);
-            lo = Math.Min(lo, off); hi = Math.Max(hi, off + size);
-        }
-        if (address == 0) throw new TargetReadException(0, (int)layout.Size, $"NULL nt!{type} pointer");
-        var buf = new byte[hi];
-        int got = _r.Memory.Read(address + lo, buf.AsSpan((int)lo));
-        if (got < (int)(hi - lo))
-            throw new TargetReadException(address + lo + (ulong)got, (int)(hi - lo), $"nt!{type} at {address:x16} is not readable (paged out or not in the dump)");
-        return new StructView(layout, address, buf, _r.Types);
     }
 
     private readonly Dictionary<ulong, StructView> _messages = new();
@@ -489,8 +417,8 @@ public sealed class AlpcChainAnalyzer
             info.OwnerProcess = p.Ptr("OwnerProcess");
             info.MainQueueLength = (uint?)p.TryUInt("MainQueueLength");
             info.PendingQueueLength = (uint?)p.TryUInt("PendingQueueLength");
-            var (img, pid) = ProcessName(info.OwnerProcess);
-            info.OwnerImage = img; info.OwnerPid = pid;
+            var owner = _procs.Name(info.OwnerProcess);
+            info.OwnerImage = owner.Image; info.OwnerPid = owner.Pid;
         }
         catch (TargetReadException ex) { chain.Notes.Add($"port {Output.Fmt.Addr(port)}: {ex.Message}; owner unknown"); }
         return info;
@@ -500,10 +428,9 @@ public sealed class AlpcChainAnalyzer
     private List<AlpcThread> ProcessThreads(ulong process, AlpcChainReport? report, bool pageExtend = false)
     {
         var list = new List<AlpcThread>();
-        var pv = ReadRange("_EPROCESS", process, "ThreadListHead", "ImageFileName", "UniqueProcessId");
-        ulong head = pv.AddressOf("ThreadListHead");
         var walk = new ListWalkResult();
-        foreach (var ta in _r.WalkRecords(head, Nt, "_ETHREAD", "ThreadListEntry", walk, MaxThreadsPerProcess))
+        var threads = _procs.Threads(process, walk, out string image);
+        foreach (var ta in threads)
         {
             try
             {
@@ -511,10 +438,10 @@ public sealed class AlpcChainAnalyzer
                 if (t is not null) list.Add(t);
                 if (report is not null) report.ThreadsExamined++;
             }
-            catch (TargetReadException ex) { _notes.Add($"thread {Output.Fmt.Addr(ta)} of {pv.Ascii("ImageFileName")}: {ex.Message}"); break; }
+            catch (TargetReadException ex) { _notes.Add($"thread {Output.Fmt.Addr(ta)} of {image}: {ex.Message}"); break; }
         }
         if (walk.StopReason == ListStop.Interrupted && report is not null) report.Interrupted = true;
-        else if (!walk.IsComplete) _notes.Add(walk.Describe($"thread list of {pv.Ascii("ImageFileName")} ({Output.Fmt.Addr(process)})"));
+        else if (!walk.IsComplete) _notes.Add(walk.Describe($"thread list of {image} ({Output.Fmt.Addr(process)})"));
         return list;
     }
 
@@ -530,40 +457,15 @@ public sealed class AlpcChainAnalyzer
 
     private void FillIrps(AlpcThread t)
     {
-        if (!_irpsDone.Add(t.Address) || !_irpHead.TryGetValue(t.Address, out var head)) return;
-        var irpLayout = _r.Types.Get(Nt, "_IRP");
+        if (!_irpsDone.Add(t.Address) || !_threads.TryGetValue(t.Address, out var k)) return;
         var walk = new ListWalkResult();
-        foreach (var irpAddr in _r.WalkRecords(head, Nt, "_IRP", "ThreadListEntry", walk, MaxIrps))
-        {
-            var irp = new AlpcIrp { Address = irpAddr };
-            t.Irps.Add(irp);
-            try
+        foreach (var irp in _irps.OfThread(k.Kernel, walk))
+            t.Irps.Add(new AlpcIrp
             {
-                var v = _r.Read(irpLayout, irpAddr);
-                irp.StackCount = (sbyte)v.U8("StackCount");
-                irp.CurrentLocation = (sbyte)v.U8("CurrentLocation");
-                ulong sl = v.Ptr("Tail.Overlay.CurrentStackLocation");
-                if (sl == 0 || irp.CurrentLocation > irp.StackCount) { irp.Note = "no current stack location (completed or not yet sent)"; continue; }
-                var s = _r.Read(Nt, "_IO_STACK_LOCATION", sl);
-                irp.MajorFunction = s.U8("MajorFunction");
-                irp.MinorFunction = s.U8("MinorFunction");
-                irp.Device = s.Ptr("DeviceObject");
-                irp.FileObject = s.Ptr("FileObject");
-                if (irp.Device != 0)
-                {
-                    var d = ReadRange("_DEVICE_OBJECT", irp.Device, "DriverObject");
-                    ulong drv = d.Ptr("DriverObject");
-                    if (drv != 0) irp.Driver = _r.ReadUnicodeString(drv + _r.Types.FieldOffset(Nt, "_DRIVER_OBJECT", "DriverName"));
-                    if (irp.Driver is null) irp.Note = $"driver name of device {Output.Fmt.Addr(irp.Device)} not readable";
-                }
-                if (irp.FileObject != 0)
-                {
-                    irp.FileName = _r.ReadUnicodeString(irp.FileObject + _r.Types.FieldOffset(Nt, "_FILE_OBJECT", "FileName"));
-                    if (irp.FileName is null) irp.Note = (irp.Note is null ? "" : irp.Note + "; ") + $"file name of {Output.Fmt.Addr(irp.FileObject)} not readable";
-                }
-            }
-            catch (TargetReadException ex) { irp.Note = ex.Message; }
-        }
+                Address = irp.Address, StackCount = irp.StackCount, CurrentLocation = irp.CurrentLocation,
+                MajorFunction = irp.MajorFunction, MinorFunction = irp.MinorFunction, Device = irp.Device, Driver = irp.Driver,
+                FileObject = irp.FileObject, FileName = irp.FileName, Note = irp.Note,
+            });
         if (!walk.IsComplete)
         {
             t.IrpListPartial = true;
@@ -576,69 +478,14 @@ public sealed class AlpcChainAnalyzer
     private void FillWaitObjects(AlpcThread t)
     {
         if (t.State != "Waiting" || !_waitsDone.Add(t.Address)) return;
-        if (!_waitBlockList.TryGetValue(t.Address, out var first) || first == 0) return;
-        var wb = _r.Types.Get(Nt, "_KWAIT_BLOCK");
-        var blocks = new List<ulong>();
-        if (_waitBlockCount.TryGetValue(t.Address, out var count) && count is not null)
-        {
-            // Windows 8+: WaitBlockList points at an array of WaitBlockCount blocks.
-            int n = (int)Math.Clamp(count.Value, 1, MaxWaitBlocks);
-            _r.Memory.Prefetch(first, (int)wb.Size * n);
-            for (int i = 0; i < n; i++) blocks.Add(first + (ulong)i * wb.Size);
-        }
-        else
-        {
-            // Windows 7: a ring through NextWaitBlock.
-            ulong cur = first;
-            var seen = new HashSet<ulong>();
-            while (cur != 0 && seen.Add(cur) && blocks.Count < MaxWaitBlocks)
-            {
-                blocks.Add(cur);
-                var b = _r.Read(wb, cur);
-                cur = b.Ptr("NextWaitBlock");
-                if (cur == first) break;
-            }
-        }
-        foreach (var b in blocks)
-        {
-            var v = _r.Read(wb, b);
-            ulong obj = v.Ptr("Object");
-            if (obj == 0) continue;
-            var o = new AlpcWaitObject { Address = obj };
-            var h = _r.TryRead(Nt, "_DISPATCHER_HEADER", obj);
-            o.Type = h is null ? "(unreadable)" : AlpcNames.ObjectType(h.U8("Type"));
-            t.WaitObjects.Add(o);
-        }
+        if (!_threads.TryGetValue(t.Address, out var k)) return;
+        foreach (var o in WaitBlocks.Objects(_r, k.Kernel)) t.WaitObjects.Add(new AlpcWaitObject { Address = o.Address, Type = o.Type });
     }
 
     // ------------------------------------------------------------------ time
 
-    private bool _tickDone;
-
-    private void EnsureTick()
-    {
-        if (_tickDone) return;
-        _tickDone = true;
-        var inc = _r.Types.TrySymbol("nt!KeMaximumIncrement");
-        if (inc is not null && _r.Memory.TryReadU32(inc.Value, out var v) && v != 0) { _tickIncrement = v; _tickSource = "nt!KeMaximumIncrement"; }
-        var usd = _r.Types.TryGet(Nt, "_KUSER_SHARED_DATA");
-        ulong usdAddr = _r.PointerSize == 8 ? 0xfffff78000000000UL : 0xffdf0000UL;
-        if (usd is null) { _notes.Add("nt!_KUSER_SHARED_DATA is not in the symbols: wait times cannot be computed"); return; }
-        try
-        {
-            string f = usd.HasField("TickCountQuad") ? "TickCountQuad" : usd.HasField("TickCount") ? "TickCount.LowPart" : "TickCountLow";
-            var sv = ReadRange("_KUSER_SHARED_DATA", usdAddr, f, "TickCountMultiplier");
-            _currentTick = (uint)sv.UInt(f);
-            if (_tickIncrement == 0)
-            {
-                uint mult = sv.U32("TickCountMultiplier");
-                _tickIncrement = (uint)(((ulong)mult * 10000) >> 24);
-                _tickSource = "KUSER_SHARED_DATA.TickCountMultiplier";
-            }
-        }
-        catch (TargetReadException ex) { _notes.Add($"KUSER_SHARED_DATA not readable ({ex.Message}): wait times cannot be computed"); }
-        catch (MissingSymbolException ex) { _notes.Add($"{ex.Message}: wait times cannot be computed"); }
-    }
+    /// <summary>The clock, read once per run (<see cref="KernelClock"/>).</summary>
+    private KernelClock EnsureTick() => _clock ??= KernelClock.Read(_r, _notes);
 
     // ------------------------------------------------------------------ helpers
 
@@ -679,9 +526,9 @@ public sealed class AlpcChainAnalyzer
 
     private AlpcChainReport Finish(AlpcChainReport r)
     {
-        r.CurrentTick = _currentTick;
-        r.TickIncrement = _tickIncrement;
-        r.TickSource = _tickSource;
+        r.CurrentTick = _clock?.CurrentTick ?? 0;
+        r.TickIncrement = _clock?.TickIncrement ?? 0;
+        r.TickSource = _clock?.TickSource ?? "";
         foreach (var n in _notes.Distinct()) r.Notes.Add(n);
         return r;
     }

@@ -1,4 +1,5 @@
 using System.Text.Json.Serialization;
+using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.Output;
 
 namespace NtSleuth.Commands.AlpcChain;
@@ -115,7 +116,7 @@ public sealed class AlpcThread
     public List<AlpcIrp> Irps { get; set; } = new();
     public bool IrpListPartial { get; set; }
 
-    [JsonIgnore] public bool WaitsForAlpcReply => State == "Waiting" && WaitReasonCode == AlpcNames.WrLpcReply && AlpcMessage != 0;
+    [JsonIgnore] public bool WaitsForAlpcReply => State == "Waiting" && WaitReasonCode == KernelEnums.WrLpcReply && AlpcMessage != 0;
     [JsonIgnore] public string Cid => $"{Pid:x}.{Tid:x}";
 }
 
@@ -186,37 +187,6 @@ public sealed class HexListConverter : JsonConverter<List<ulong>>
 /// symbol table from Windows 7 to 11; the unit tests check them against the tables).</summary>
 public static class AlpcNames
 {
-    public const int ThreadObject = 6;
-    public const int Waiting = 5;
-    public const int WrLpcReceive = 16;
-    public const int WrLpcReply = 17;
-
-    private static readonly string[] WaitReasons =
-    [
-        "Executive", "FreePage", "PageIn", "PoolAllocation", "DelayExecution", "Suspended", "UserRequest",
-        "WrExecutive", "WrFreePage", "WrPageIn", "WrPoolAllocation", "WrDelayExecution", "WrSuspended",
-        "WrUserRequest", "WrEventPair", "WrQueue", "WrLpcReceive", "WrLpcReply", "WrVirtualMemory", "WrPageOut",
-        "WrRendezvous", "WrKeyedEvent", "WrTerminated", "WrProcessInSwap", "WrCpuRateControl", "WrCalloutStack",
-        "WrKernel", "WrResource", "WrPushLock", "WrMutex", "WrQuantumEnd", "WrDispatchInt", "WrPreempted",
-        "WrYieldExecution", "WrFastMutex", "WrGuardedMutex", "WrRundown", "WrAlertByThreadId", "WrDeferredPreempt",
-        "WrPhysicalFault", "WrIoRing",
-    ];
-
-    public static string WaitReason(int code) => code >= 0 && code < WaitReasons.Length ? WaitReasons[code] : $"WaitReason{code}";
-
-    private static readonly string[] States =
-        ["Initialized", "Ready", "Running", "Standby", "Terminated", "Waiting", "Transition", "DeferredReady", "GateWaitObsolete", "WaitingForProcessInSwap"];
-
-    public static string ThreadState(int code) => code >= 0 && code < States.Length ? States[code] : $"State{code}";
-
-    /// <summary>_KOBJECTS names as !thread prints them for wait objects.</summary>
-    public static string ObjectType(int type) => type switch
-    {
-        0 => "NotificationEvent", 1 => "SynchronizationEvent", 2 => "Mutant", 3 => "ProcessObject", 4 => "QueueObject",
-        5 => "Semaphore", 6 => "ThreadObject", 7 => "GateObject", 8 => "NotificationTimer", 9 => "SynchronizationTimer",
-        _ => $"Object type {type}",
-    };
-
     /// <summary>LPC/ALPC message types (PORT_MESSAGE.u2.s2.Type &amp; 0xff).</summary>
     public static string MessageType(int type) => (type & 0xff) switch
     {

@@ -18,6 +18,10 @@ public sealed class DhcpTimerAnalyzer
     private readonly CommandContext _ctx;
     private KernelReader R => _ctx.Reader;
 
+    private Symbolizer? _symbols;
+    /// <summary>Code addresses -> names (the module list read once per run).</summary>
+    private Symbolizer Symbols => _symbols ??= new Symbolizer(_ctx.Target);
+
     public DhcpTimerAnalyzer(CommandContext ctx) => _ctx = ctx;
 
     public DhcpTimerReport Analyze()
@@ -26,7 +30,7 @@ public sealed class DhcpTimerAnalyzer
         if (info.Kind != TargetKind.User)
             throw new CommandFailedException("!dhcptimer needs a user-mode target: a dump of (or attach to) the svchost.exe that hosts the DHCP client service (dhcpcore.dll). This is a kernel target; use -lease for the arithmetic alone.");
 
-        var module = _ctx.Target.GetModules().FirstOrDefault(m => IsDhcpCore(m.Name));
+        var module = KernelModules.Find(_ctx.Target.GetModules(), "dhcpcore");
         if (module is null)
             throw new ModuleNotLoadedException("dhcpcore.dll is not loaded in this process. The DHCP client runs in the svchost.exe hosting the 'Dhcp' service (tasklist /svc /fi \"services eq dhcp\"); take a dump of that process.");
 
@@ -56,12 +60,6 @@ public sealed class DhcpTimerAnalyzer
             MainThread = FindMainThread(),
             Notes = notes,
         };
-    }
-
-    private static bool IsDhcpCore(string name)
-    {
-        var n = Path.GetFileNameWithoutExtension(name.Replace('\\', '/').Split('/').Last());
-        return n.Equals("dhcpcore", StringComparison.OrdinalIgnoreCase);
     }
 
     private AdapterTimers AnalyzeContext(ulong context, DateTime? now, ModuleInfo module)
@@ -217,22 +215,17 @@ public sealed class DhcpTimerAnalyzer
     {
         if (t.Frames.Count == 0) return null;
         ulong sp = t.Frames[0].StackOffset;
-        var buf = new byte[StackScanBytes];
-        int got = R.Memory.Read(sp, buf) & ~7;
-        if (got == 0) return null;
-        var syms = _ctx.Target.Symbols;
-        var modules = _ctx.Target.GetModules();
+        var symbols = Symbols;
         ulong pdrfSlot = 0;
         bool inWait = false;
         var names = new List<string>();
-        for (int off = 0; off < got; off += 8)
+        foreach (var slot0 in ReturnAddressStackScan.Scan(R, symbols, sp, StackScanBytes, stopAtUnreadable: true))
         {
-            ulong v = BinaryPrimitives.ReadUInt64LittleEndian(buf.AsSpan(off));
-            if (v < 0x10000 || !modules.Any(m => m.Contains(v))) continue;
-            if (syms.GetNameByAddress(v, out var d) is not { } n) continue;
-            names.Add($"{sp + (ulong)off:x16} {n}+0x{d:x}");
+            if (symbols.Nearest(slot0.Value) is not { } hit) continue;
+            var (n, d) = hit;
+            names.Add($"{slot0.SlotAddress:x16} {Symbolizer.Format(n, d)}");
             if (!inWait && n.Contains("WaitForMultipleObjectsEx", StringComparison.OrdinalIgnoreCase)) inWait = true;
-            if (n.Equals("dhcpcore!ProcessDhcpRequestForever", StringComparison.OrdinalIgnoreCase) && d > 0) { pdrfSlot = sp + (ulong)off; break; }
+            if (n.Equals("dhcpcore!ProcessDhcpRequestForever", StringComparison.OrdinalIgnoreCase) && d > 0) { pdrfSlot = slot0.SlotAddress; break; }
         }
         if (pdrfSlot == 0) return null;
         ulong slot = pdrfSlot + 8 + 0x18;
@@ -258,10 +251,10 @@ public sealed class DhcpTimerAnalyzer
     {
         IReadOnlyList<ThreadStack> stacks;
         try { stacks = _ctx.Target.GetThreadStacks(64); } catch { return null; }
-        var syms = _ctx.Target.Symbols;
+        var symbols = Symbols;
         foreach (var t in stacks)
         {
-            var names = t.Frames.Select(f => syms.GetNameByAddress(f.InstructionOffset, out var d) is { } n ? (d == 0 ? n : $"{n}+0x{d:x}") : $"{f.InstructionOffset:x}").ToList();
+            var names = t.Frames.Select(f => symbols.Nearest(f.InstructionOffset) is { } hit ? Symbolizer.Format(hit.Name, hit.Displacement) : $"{f.InstructionOffset:x}").ToList();
             int pdrf = names.FindIndex(n => n.StartsWith("dhcpcore!ProcessDhcpRequestForever", StringComparison.OrdinalIgnoreCase));
             if (pdrf < 0)
             {

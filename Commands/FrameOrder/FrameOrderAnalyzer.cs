@@ -21,14 +21,13 @@ public sealed class FrameOrderAnalyzer
     private readonly KernelReader _r;
     private readonly string? _volume;
     private readonly Dictionary<string, string> _legacyAltitudes;
-    private readonly Dictionary<ulong, string> _driverNames = new();
-    private readonly Dictionary<ulong, string?> _serviceNames = new();
+    private readonly DriverNames _drivers;
     private readonly ILoadOrderGroupSource? _groups;
 
     public FrameOrderAnalyzer(KernelReader reader, string? volume = null, IReadOnlyDictionary<string, string>? legacyAltitudes = null,
         ILoadOrderGroupSource? groups = null)
     {
-        _r = reader; _volume = volume; _groups = groups;
+        _r = reader; _volume = volume; _groups = groups; _drivers = new DriverNames(reader);
         _legacyAltitudes = new Dictionary<string, string>(legacyAltitudes ?? new Dictionary<string, string>(), StringComparer.OrdinalIgnoreCase);
     }
 
@@ -51,9 +50,7 @@ public sealed class FrameOrderAnalyzer
     {
         var rep = new FrameOrderReport { VolumeFilter = _volume };
         var T = _r.Types;
-        bool loaded;
-        try { loaded = _r.Target.GetModules().Any(m => m.Name.Equals("fltmgr", StringComparison.OrdinalIgnoreCase) || m.Name.Equals("fltmgr.sys", StringComparison.OrdinalIgnoreCase)); }
-        catch { loaded = false; }
+        bool loaded = KernelModules.IsLoaded(_r.Target, "fltmgr");
         if (!loaded && !T.Symbols.HasSymbols(F))
             throw new ModuleNotLoadedException("fltmgr.sys is not loaded on the target (no filter manager: nothing to report).");
         ulong globals = T.Symbol("fltmgr!FltGlobals");
@@ -215,44 +212,14 @@ public sealed class FrameOrderAnalyzer
             }
             else if (vs.Stack.Count == 0) item.Kind = StackItemKind.FileSystem;
             else if (item.DriverName.EndsWith("\\FltMgr", StringComparison.OrdinalIgnoreCase)) item.Kind = StackItemKind.Unknown;
-            else { item.Kind = StackItemKind.Legacy; item.Name = ShortName(item.DriverName); item.Service = ServiceName(drv) ?? item.Name; }
+            else { item.Kind = StackItemKind.Legacy; item.Name = DriverNames.ShortName(item.DriverName); item.Service = _drivers.ServiceKey(drv) ?? item.Name; }
             vs.Stack.Add(item);
             cur = dv.TryUInt("AttachedDevice") ?? 0;
         }
     }
 
-    private string DriverName(ulong drv)
-    {
-        if (drv == 0) return "";
-        if (_driverNames.TryGetValue(drv, out var n)) return n;
-        ulong off = _r.Types.FieldOffset("nt", "_DRIVER_OBJECT", "DriverName");
-        n = _r.ReadUnicodeString(drv + off) ?? $"driver {drv:x}";
-        _driverNames[drv] = n;
-        return n;
-    }
-
-    /// <summary>DRIVER_OBJECT.DriverExtension->ServiceKeyName (the service key fltmgr reads the Group value from).</summary>
-    private string? ServiceName(ulong drv)
-    {
-        if (drv == 0) return null;
-        if (_serviceNames.TryGetValue(drv, out var n)) return n;
-        n = null;
-        var T = _r.Types;
-        if (T.TryGet("nt", "_DRIVER_EXTENSION") is not null &&
-            _r.TryReadPointer(drv + T.FieldOffset("nt", "_DRIVER_OBJECT", "DriverExtension")) is { } ext && ext != 0)
-        {
-            n = _r.ReadUnicodeString(ext + T.FieldOffset("nt", "_DRIVER_EXTENSION", "ServiceKeyName"));
-            if (string.IsNullOrWhiteSpace(n)) n = null;
-        }
-        _serviceNames[drv] = n;
-        return n;
-    }
-
-    private static string ShortName(string driverName)
-    {
-        int i = driverName.LastIndexOf('\\');
-        return i >= 0 ? driverName[(i + 1)..] : driverName;
-    }
+    /// <summary>DRIVER_OBJECT.DriverName as the stack shows it ("" for NULL, "driver ..." when unreadable).</summary>
+    private string DriverName(ulong drv) => drv == 0 ? "" : _drivers.Name(drv) ?? $"driver {drv:x}";
 
     /// <summary>
     /// Legacy filter altitudes, as fltmc shows them. In order of trust:

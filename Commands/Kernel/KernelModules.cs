@@ -1,3 +1,5 @@
+using NtSleuth.Commands.Target;
+
 namespace NtSleuth.Commands.Kernel;
 
 /// <summary>Names of loaded modules as the commands show them.</summary>
@@ -12,6 +14,17 @@ public static class KernelModules
         foreach (var ext in new[] { ".sys", ".dll", ".exe" })
             if (n.EndsWith(ext, StringComparison.OrdinalIgnoreCase)) return n[..^ext.Length];
         return n;
+    }
+
+    /// <summary>The loaded module whose <see cref="ShortName"/> is <paramref name="shortName"/> (e.g. "ndis"), or null.</summary>
+    public static ModuleInfo? Find(IEnumerable<ModuleInfo> modules, string shortName) =>
+        modules.FirstOrDefault(m => ShortName(m.Name).Equals(shortName, StringComparison.OrdinalIgnoreCase));
+
+    /// <summary>Whether a module named <paramref name="shortName"/> is loaded; false when the engine cannot list modules (never throws).</summary>
+    public static bool IsLoaded(ITarget target, string shortName)
+    {
+        try { return Find(target.GetModules(), shortName) is not null; }
+        catch (Exception) { return false; }
     }
 }
 

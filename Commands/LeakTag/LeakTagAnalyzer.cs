@@ -36,7 +36,9 @@ public sealed class LeakTagAnalyzer
     private readonly ITarget _t;
     private TargetMemory M => _r.Memory;
 
-    public LeakTagAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; }
+    private readonly Symbolizer _symbols;
+
+    public LeakTagAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; _symbols = new Symbolizer(reader.Target); }
 
     public LeakTagReport Analyze(LeakTagOptions o)
     {
@@ -119,7 +121,7 @@ public sealed class LeakTagAnalyzer
         ulong? perCpu = types.TrySymbol("nt!ExPoolTagTables");
         if (perCpu is not null && entries != 0)
         {
-            int n = ProcessorCountForTables();
+            int n = Processors.Count(_r);
             var ptrs = new byte[n * _r.PointerSize];
             int got = M.Read(perCpu.Value, ptrs) / _r.PointerSize;
             if (got < n) res.Notes.Add($"nt!ExPoolTagTables is readable for {got} of {n} processors; tables of the others were not summed");
@@ -180,14 +182,6 @@ public sealed class LeakTagAnalyzer
             }
         }
         return tags;
-    }
-
-    private int ProcessorCountForTables()
-    {
-        int n = Math.Max(1, _t.Info.ProcessorCount);
-        var kn = _r.Types.TrySymbol("nt!KeNumberProcessors");
-        if (kn is not null && M.TryReadU32(kn.Value, out var v) && v is > 0 and <= 2048) n = Math.Max(n, (int)v);
-        return Math.Min(n, 2048);
     }
 
     private sealed class TrackerFields(TypeLayout l)
@@ -328,15 +322,8 @@ public sealed class LeakTagAnalyzer
     private TagSite MakeSite(ModuleInfo m, ulong addr)
     {
         string mod = KernelModules.ShortName(m.Name);
-        var site = new TagSite { Module = mod, Address = addr, ModuleBase = m.Base, Offset = addr - m.Base };
-        try
-        {
-            var name = _t.Symbols.GetNameByAddress(addr, out var disp);
-            if (name is not null && name.StartsWith(mod + "!", StringComparison.OrdinalIgnoreCase) && disp < m.Size)
-                site.Function = disp == 0 ? name : $"{name}+0x{disp:x}";
-        }
-        catch (Exception) { /* no symbols: module+offset only */ }
-        return site;
+        // No symbols (or a symbol of another module): module+offset only.
+        return new TagSite { Module = mod, Address = addr, ModuleBase = m.Base, Offset = addr - m.Base, Function = _symbols.Routine(addr, m) };
     }
 
     private void AddLiveSuggestions(LeakTagReport res, PoolTagPattern tag)

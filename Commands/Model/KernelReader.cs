@@ -39,6 +39,30 @@ public sealed class KernelReader
         return new StructView(layout, address, got == buf.Length ? buf : buf.AsSpan(0, got).ToArray(), Types);
     }
 
+    /// <summary>
+    /// Reads only the byte range that holds the listed fields of <paramref name="module"/>!<paramref name="type"/>
+    /// (one request, from the lowest to the end of the highest field), presented as a view of the whole structure.
+    /// Only the listed fields may be read from the view. Throws <see cref="TargetReadException"/> unless the whole
+    /// range is readable.
+    /// </summary>
+    public StructView ReadFields(string module, string type, ulong address, params string[] fields)
+    {
+        var layout = Types.Get(module, type);
+        ulong lo = ulong.MaxValue, hi = 0;
+        foreach (var f in fields)
+        {
+            var (off, t) = Types.ResolvePath(layout, f);
+            ulong size = t.Kind == TypeKind.Bitfield ? (t.Inner?.Size ?? 4) : Math.Max(t.Size, 1);
+            lo = Math.Min(lo, off); hi = Math.Max(hi, off + size);
+        }
+        if (address == 0) throw new TargetReadException(0, (int)layout.Size, $"NULL {module}!{type} pointer");
+        var buf = new byte[hi];
+        int got = Memory.Read(address + lo, buf.AsSpan((int)lo));
+        if (got < (int)(hi - lo))
+            throw new TargetReadException(address + lo + (ulong)got, (int)(hi - lo), $"{module}!{type} at {address:x16} is not readable (paged out or not in the dump)");
+        return new StructView(layout, address, buf, Types);
+    }
+
     public StructView? TryRead(string module, string type, ulong address)
     {
         var layout = Types.TryGet(module, type);

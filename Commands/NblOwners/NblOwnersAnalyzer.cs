@@ -166,8 +166,7 @@ public sealed class NblOwnersAnalyzer
 
     private bool IsLoaded()
     {
-        try { return _r.Target.GetModules().Any(m => m.Name.Equals("ndis", StringComparison.OrdinalIgnoreCase) || m.Name.Equals("ndis.sys", StringComparison.OrdinalIgnoreCase)); }
-        catch { return false; }
+        return KernelModules.IsLoaded(_r.Target, "ndis");
     }
 
     private void ReadTrackingLevel(NblOwnersReport rep, StructView? tri)

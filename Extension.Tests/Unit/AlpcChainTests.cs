@@ -1,6 +1,7 @@
 using System.Text.Json;
 using NtSleuth.Commands.AlpcChain;
 using NtSleuth.Commands.Cli;
+using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
@@ -343,8 +344,8 @@ public class AlpcChainTests
             if (b is null) continue;
             var e = b.Isf.Enums["_KWAIT_REASON"].Constants;
             foreach (var (name, v) in e)
-                if (!name.StartsWith("Maximum") && !name.StartsWith("WrSpare")) Assert.That(AlpcNames.WaitReason((int)v), Is.EqualTo(name), key);
-            Assert.That(b.Isf.Enums["_KOBJECTS"].Constants["ThreadObject"], Is.EqualTo(AlpcNames.ThreadObject));
+                if (!name.StartsWith("Maximum") && !name.StartsWith("WrSpare")) Assert.That(KernelEnums.WaitReason((int)v), Is.EqualTo(name), key);
+            Assert.That(b.Isf.Enums["_KOBJECTS"].Constants["ThreadObject"], Is.EqualTo(KernelEnums.ThreadObject));
         }
     }
 

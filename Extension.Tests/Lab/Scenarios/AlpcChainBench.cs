@@ -1,4 +1,5 @@
 using NtSleuth.Commands.AlpcChain;
+using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Lab.Scenario;
@@ -72,7 +73,7 @@ public static class AlpcChainBench
                 ulong wb = th.Ptr("Tcb.WaitBlockList");
                 var w = wb == 0 ? null : Read("_KWAIT_BLOCK", wb);
                 if (w is not null) Read("_DISPATCHER_HEADER", w.Ptr("Object"));
-                if (th.U8("Tcb.WaitReason") == AlpcNames.WrLpcReply && th.Ptr("AlpcMessage") is var m and not 0)
+                if (th.U8("Tcb.WaitReason") == KernelEnums.WrLpcReply && th.Ptr("AlpcMessage") is var m and not 0)
                 {
                     var msg = Read("_KALPC_MESSAGE", m);
                     if (msg is not null) Read("_ALPC_PORT", msg.Ptr("PortQueue"));
@@ -152,7 +153,7 @@ public static class AlpcChainBench
         {
             var th = _b.At("_ETHREAD", t);
             msg = _b.ReadPointer(th.AddressOf("AlpcMessage"));
-            return _b.ReadLe(th.AddressOf("Tcb.WaitReason"), 1) == (ulong)AlpcNames.WrLpcReply && msg != 0;
+            return _b.ReadLe(th.AddressOf("Tcb.WaitReason"), 1) == (ulong)KernelEnums.WrLpcReply && msg != 0;
         }
     }
 
