@@ -21,6 +21,8 @@ internal sealed class DbgEngSession : IDisposable
     /// <summary>For the implicit process (reads in another process's context); null on engines without it.</summary>
     public IDebugSystemObjects2? System2 { get; }
     public IDebugAdvanced2? Advanced { get; }
+    /// <summary>The client itself (CreateClient: a private client whose output the extension reads).</summary>
+    public IDebugClient? Client { get; }
 
     public DbgEngSession(IntPtr debugClient)
     {
@@ -32,6 +34,7 @@ internal sealed class DbgEngSession : IDisposable
         System = As<IDebugSystemObjects>();
         System2 = As<IDebugSystemObjects2>();
         Advanced = As<IDebugAdvanced2>();
+        Client = As<IDebugClient>();
     }
 
     private T? As<T>() where T : class

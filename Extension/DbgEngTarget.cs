@@ -67,33 +67,57 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     /// <summary>
     /// Reads in the context of another process (kernel targets: <paramref name="process"/> = EPROCESS, whose KPROCESS is
-    /// at offset 0): saves the engine's implicit process, makes <paramref name="process"/> the implicit process (so user
-    /// addresses translate through its page tables), reads, and always restores the saved implicit process.
-    /// 0 when the engine lacks IDebugSystemObjects2, refuses the switch, or the memory is not readable.
+    /// at offset 0) through <see cref="ProcessReadContext"/>: the implicit process is switched for the read and restored
+    /// after it; on a live kernel target <c>.cache forcedecodeuser</c> is made effective for the command first (and
+    /// <see cref="RestoreEngineState"/> puts the saved option back). 0 when the engine lacks IDebugSystemObjects2,
+    /// refuses the switch, the read cannot be made correct on a live target, or the memory is not readable.
     /// </summary>
     public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer)
     {
         using var _ = EngineProfile.Time("read-proc");
-        var so = _s.System2;
-        if (so is null || _s.Data is null || buffer.IsEmpty || process == 0) return 0;
-        ulong saved = 0;
-        try { if (so.GetImplicitProcessDataOffset(&saved) < 0) return 0; }
-        catch { return 0; }
-        bool switched = false;
-        try
+        if (_s.System2 is null || _s.Data is null || buffer.IsEmpty || process == 0) return 0;
+        _processReads ??= CreateProcessReadContext();
+        fixed (byte* p = buffer)
         {
-            if (saved != process)
-            {
-                if (so.SetImplicitProcessDataOffset(process) < 0) return 0;
-                switched = true;
-            }
-            return ReadVirtual(address, buffer);
+            byte* ptr = p;
+            int length = buffer.Length;
+            return _processReads.Read(process, () => ReadVirtual(address, new Span<byte>(ptr, length)));
         }
-        catch { return 0; }
-        finally
-        {
-            if (switched) { try { so.SetImplicitProcessDataOffset(saved); } catch { /* never throw into the engine */ } }
-        }
+    }
+
+    private ProcessReadContext? _processReads;
+
+    /// <summary>The engine settings this command changed and restored, in order.</summary>
+    public IReadOnlyList<string> EngineStateTrace => _processReads?.Trace ?? (IReadOnlyList<string>)Array.Empty<string>();
+
+    private static int s_faultHookFired;
+
+    private ProcessReadContext CreateProcessReadContext()
+    {
+        var hooks = (Environment.GetEnvironmentVariable(ProcessReadContext.TestHookVariable) ?? "")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        Action? after = null;
+        // The fault hooks fire once per process (the first command that reads in another process), so the next
+        // command shows whether the engine and the extension recovered.
+        if (hooks.Contains("throw") && Interlocked.Exchange(ref s_faultHookFired, 1) == 0)
+            after = () => throw new InvalidOperationException($"test fault injected by {ProcessReadContext.TestHookVariable}=throw");
+        else if (hooks.Contains("interrupt") && Interlocked.Exchange(ref s_faultHookFired, 1) == 0)
+            after = () => { try { _s.Control?.SetInterrupt(DbgEngConst.DEBUG_INTERRUPT_PASSIVE); } catch { } };
+        return new ProcessReadContext(new DbgEngAddressContext(_s), treatDumpAsLive: hooks.Contains("live"), afterFirstRead: after);
+    }
+
+    /// <summary>
+    /// End of the command (the host's finally, also after an exception or a Ctrl+Break): puts back every engine setting
+    /// the command changed (the <c>.cache</c> decode option on live kernel targets) and returns what the user must be
+    /// told (empty normally).
+    /// </summary>
+    public IReadOnlyList<string> RestoreEngineState()
+    {
+        var ctx = _processReads;
+        if (ctx is null) return Array.Empty<string>();
+        try { ctx.Restore(); } catch { }
+        if (ctx.ConsumedInterrupt) _interrupted = true; // EndCommand then keeps nothing learnt during this command
+        return ctx.Messages;
     }
 
     public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern)

@@ -39,10 +39,26 @@ internal static class Host
         }
         finally
         {
+            RestoreEngineState(session, target);
             try { target?.EndCommand(); } catch { /* never throw into the engine */ }
             try { if (EngineProfile.EndCommand(name) is { } profile) sink?.Write(profile, false); } catch { /* diagnostics only */ }
             session?.Dispose();
         }
+    }
+
+    /// <summary>Puts back the engine settings the command changed and tells the user what could not be.</summary>
+    private static void RestoreEngineState(DbgEngSession? session, DbgEngTarget? target)
+    {
+        try
+        {
+            var messages = target?.RestoreEngineState();
+            if (messages is null || session?.Control is not { } ctl) return;
+            var output = new DbgEngControlOutput(ctl);
+            if (Environment.GetEnvironmentVariable("NTSLEUTH_TRACE") is { Length: > 0 })
+                foreach (var t in target!.EngineStateTrace) output.Output(DbgEngConst.DEBUG_OUTCTL_AMBIENT_TEXT, DbgEngConst.DEBUG_OUTPUT_NORMAL, "ntsleuth: " + t + "\n");
+            foreach (var m in messages) output.Output(DbgEngConst.DEBUG_OUTCTL_AMBIENT_TEXT, DbgEngConst.DEBUG_OUTPUT_WARNING, m + "\n");
+        }
+        catch { /* never throw into the engine */ }
     }
 
     internal static bool PrefersDml(IDebugControl4 control)

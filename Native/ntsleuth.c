@@ -34,6 +34,10 @@
 #define HOSTFXR_CoreHostLibMissingFailure 0x80008083
 #define HOSTFXR_FrameworkMissingFailure 0x80008096
 #define E_NTSLEUTH_NO_RUNTIME ((HRESULT)0x80008083)
+/* Ours (customer bit set): a CoreCLR that the .NET host did not start already runs in the debugger process. */
+#define E_NTSLEUTH_FOREIGN_RUNTIME ((HRESULT)0xA0075201)
+#define HOSTFXR_HostInvalidState 0x800080a3
+#define MAX_CLR_MODULES 8
 
 typedef int(CORECLR_DELEGATE_CALLTYPE *invoke_fn)(void *client, const char *commandName, const char *args);
 typedef void(CORECLR_DELEGATE_CALLTYPE *notify_fn)(ULONG notify, ULONG64 argument);
@@ -61,6 +65,7 @@ typedef struct Diag {
     wchar_t step[160];
     int32_t rc;
     wchar_t hostMsg[1024];
+    wchar_t foreignClr[MAX_PATH]; /* E_NTSLEUTH_FOREIGN_RUNTIME: the CoreCLR found in the process */
 } Diag;
 
 static Diag *g_errDiag; /* target of the hostfxr error writer while we initialize (under g_initLock) */
@@ -94,6 +99,104 @@ static double now_ms(void) {
 }
 
 static int32_t start_dotnet_core(Diag *d);
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* Another CoreCLR in the debugger process (issue 20, item 6; docs/another-dotnet.md).                            */
+/* .NET supports one CoreCLR per process. hostfxr tracks only the runtime it started itself ("direct usage of coreclr
+ * is not supported", dotnet/runtime docs/design/features/native-hosting.md): when SOS (LoadLibrary + coreclr_initialize,
+ * no hostfxr) already runs one, hostfxr would go on to load and initialize a runtime of its own. So the shim looks for
+ * coreclr.dll modules before it starts .NET, and on every command afterwards.                                      */
+typedef BOOL(WINAPI *enum_process_modules_fn)(HANDLE, HMODULE *, DWORD, LPDWORD);
+typedef int32_t(HOSTFXR_CALLTYPE *get_runtime_property_fn)(const hostfxr_handle, const char_t *, const char_t **);
+
+static HMODULE g_ownClr;                     /* the coreclr.dll our .NET runs on (NULL: not known) */
+static HMODULE g_warnedClr[MAX_CLR_MODULES]; /* foreign runtimes already reported */
+static int g_nwarnedClr;
+
+/* The coreclr.dll modules loaded in this process (any folder), at most cap; returns how many. */
+static int find_coreclr_modules(HMODULE *mods, wchar_t (*paths)[MAX_PATH], int cap) {
+    int n = 0;
+    enum_process_modules_fn enumMods =
+        (enum_process_modules_fn)(void *)GetProcAddress(GetModuleHandleW(L"kernel32.dll"), "K32EnumProcessModules");
+    DWORD needed = 0;
+    HMODULE *all = (HMODULE *)HeapAlloc(GetProcessHeap(), 0, 4096 * sizeof(HMODULE));
+    if (enumMods && all && enumMods(GetCurrentProcess(), all, 4096 * sizeof(HMODULE), &needed)) {
+        DWORD count = needed / sizeof(HMODULE);
+        if (count > 4096) count = 4096;
+        for (DWORD i = 0; i < count && n < cap; i++) {
+            wchar_t p[MAX_PATH];
+            DWORD len = GetModuleFileNameW(all[i], p, MAX_PATH);
+            if (len == 0 || len >= MAX_PATH) continue;
+            const wchar_t *base = wcsrchr(p, L'\\');
+            base = base ? base + 1 : p;
+            if (_wcsicmp(base, L"coreclr.dll") != 0) continue;
+            mods[n] = all[i];
+            wcscpy(paths[n], p);
+            n++;
+        }
+    } else {
+        HMODULE m = GetModuleHandleW(L"coreclr.dll"); /* first one only */
+        if (m && cap > 0 && GetModuleFileNameW(m, paths[0], MAX_PATH)) { mods[0] = m; n = 1; }
+    }
+    if (all) HeapFree(GetProcessHeap(), 0, all);
+    return n;
+}
+
+/* The folder of the runtime that hostfxr started in this process (from System.Private.CoreLib.dll in the active
+ * context's TRUSTED_PLATFORM_ASSEMBLIES); returns 0, or hostfxr's status (HostInvalidState: no active runtime). */
+static int32_t hostfxr_runtime_dir(HMODULE fxr, wchar_t *dir, size_t cap) {
+    dir[0] = 0;
+    get_runtime_property_fn get = (get_runtime_property_fn)(void *)GetProcAddress(fxr, "hostfxr_get_runtime_property_value");
+    if (!get) return (int32_t)0x80008084; /* CoreHostEntryPointFailure */
+    const char_t *tpa = NULL;
+    int32_t rc = get(NULL, L"TRUSTED_PLATFORM_ASSEMBLIES", &tpa);
+    if (rc != 0 || !tpa) return rc != 0 ? rc : (int32_t)HOSTFXR_HostInvalidState;
+    const wchar_t *name = L"\\System.Private.CoreLib.dll";
+    size_t nl = wcslen(name);
+    for (const wchar_t *p = tpa; *p; p++) {
+        if (_wcsnicmp(p, name, nl) != 0 || (p[nl] != L';' && p[nl] != 0)) continue;
+        const wchar_t *start = p;
+        while (start > tpa && start[-1] != L';') start--;
+        size_t len = (size_t)(p - start);
+        if (len >= cap) return (int32_t)0x80008098; /* HostApiBufferTooSmall */
+        wmemcpy(dir, start, len);
+        dir[len] = 0;
+        return 0;
+    }
+    return 0;
+}
+
+/* Called on every command once .NET runs: a CoreCLR that appeared since (SOS started after us) is reported once. */
+static void warn_foreign_runtimes(PDEBUG_CLIENT client) {
+    if (!g_ownClr || !client) return;
+    HMODULE mods[MAX_CLR_MODULES];
+    wchar_t paths[MAX_CLR_MODULES][MAX_PATH];
+    int n = find_coreclr_modules(mods, paths, MAX_CLR_MODULES);
+    wchar_t own[MAX_PATH];
+    if (!GetModuleFileNameW(g_ownClr, own, MAX_PATH)) own[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (mods[i] == g_ownClr) continue;
+        int seen = 0;
+        for (int j = 0; j < g_nwarnedClr; j++) seen |= g_warnedClr[j] == mods[i];
+        if (seen) continue;
+        if (g_nwarnedClr < MAX_CLR_MODULES) g_warnedClr[g_nwarnedClr++] = mods[i];
+        IDebugControl *ctl = NULL;
+        if (FAILED(client->lpVtbl->QueryInterface(client, &IID_IDebugControl, (void **)&ctl)) || !ctl) return;
+        char msg[2048];
+        _snprintf(msg, sizeof msg - 1,
+                  "ntsleuth: WARNING: a second .NET runtime was loaded into the debugger process after ntsleuth started:\n"
+                  "  %ls\n"
+                  "  ntsleuth runs on: %ls\n"
+                  "  It was started without the .NET host, typically by SOS (!sos commands) or another extension that hosts\n"
+                  "  .NET itself. .NET supports one runtime (CoreCLR) per process; two in one debugger may make it unstable.\n"
+                  "  ntsleuth goes on; if the debugger misbehaves, use SOS and ntsleuth in separate debugger sessions\n"
+                  "  (README, Troubleshooting).\n",
+                  paths[i], own);
+        msg[sizeof msg - 1] = 0;
+        ctl->lpVtbl->Output(ctl, DEBUG_OUTPUT_WARNING, "%s", msg);
+        ctl->lpVtbl->Release(ctl);
+    }
+}
 
 /* Starts .NET with W^X off. With the runtime's default W^X (code pages double-mapped RW/RX), CoreCLR inside the
  * debugger process under wine dies with "Internal CLR error (0x80131506)" in DynamicResolver+DestroyScout.Finalize
@@ -170,6 +273,22 @@ static int32_t start_dotnet_core(Diag *d) {
     hostfxr_set_error_writer_fn set_writer = (hostfxr_set_error_writer_fn)(void *)GetProcAddress(fxr, "hostfxr_set_error_writer");
     if (!init || !get_delegate || !close_fn) { wcscpy(d->step, L"hostfxr.dll lacks the hosting exports (too old)"); return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure; }
 
+    /* Another CoreCLR already here? If hostfxr has no active runtime, every coreclr.dll in the process was started
+     * without it (SOS does LoadLibrary + coreclr_initialize): hostfxr cannot attach to it and would start a second
+     * runtime (or fail inside coreclr_initialize), so .NET is not started. If hostfxr has one (ours before .unload/.load,
+     * or another hostfxr-hosted component), hostfxr attaches to it or answers HostIncompatibleConfig. */
+    {
+        HMODULE mods[MAX_CLR_MODULES];
+        wchar_t paths[MAX_CLR_MODULES][MAX_PATH];
+        int n = find_coreclr_modules(mods, paths, MAX_CLR_MODULES);
+        wchar_t rtDir[MAX_PATH];
+        if (n > 0 && hostfxr_runtime_dir(fxr, rtDir, MAX_PATH) != 0) {
+            wcscpy(d->foreignClr, paths[0]);
+            wcscpy(d->step, L"checking for another .NET runtime in the debugger process");
+            return d->rc = (int32_t)E_NTSLEUTH_FOREIGN_RUNTIME;
+        }
+    }
+
     /* dotnet root = the folder three levels above host\fxr\<version>\hostfxr.dll */
     wchar_t root[MAX_PATH];
     wcscpy(root, d->hostfxrPath);
@@ -210,6 +329,13 @@ static int32_t start_dotnet_core(Diag *d) {
         _snwprintf(d->step, 159, L"loading %ls / %ls.%ls", assemblyPath, MANAGED_TYPE, MANAGED_METHOD);
         return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
     }
+    {
+        wchar_t rtDir[MAX_PATH], clr[MAX_PATH];
+        if (hostfxr_runtime_dir(fxr, rtDir, MAX_PATH) == 0 && rtDir[0]) {
+            path_join(clr, MAX_PATH, rtDir, L"coreclr.dll");
+            g_ownClr = GetModuleHandleW(clr);
+        }
+    }
     g_startMs = now_ms() - t0;
     g_notify = (notify_fn)nfn;
     g_analyze = (analyze_fn)afn;
@@ -217,13 +343,51 @@ static int32_t start_dotnet_core(Diag *d) {
     return 0;
 }
 
+/* The .NET host's status codes in words (dotnet/runtime docs/design/features/host-error-codes.md). */
+static const char *host_status_words(int32_t rc) {
+    switch ((uint32_t)rc) {
+    case 0x80008081: return "InvalidArgFailure";
+    case 0x80008082: return "CoreHostLibLoadFailure: a hosting component could not be loaded";
+    case 0x80008083: return "CoreHostLibMissingFailure: hostfxr, hostpolicy or coreclr is missing";
+    case 0x80008084: return "CoreHostEntryPointFailure: a hosting component lacks an entry point";
+    case 0x80008087: return "CoreClrResolveFailure: coreclr.dll not found in the framework";
+    case 0x80008088: return "CoreClrBindFailure: coreclr.dll could not be loaded";
+    case 0x80008089: return "CoreClrInitFailure: coreclr_initialize failed (is another .NET runtime already running in the debugger?)";
+    case 0x8000808b: return "ResolverInitFailure: a .deps.json is missing or invalid";
+    case 0x8000808c: return "ResolverResolveFailure: a file listed in a .deps.json is missing";
+    case 0x80008093: return "InvalidConfigFile: NtSleuth.Extension.runtimeconfig.json is invalid";
+    case 0x80008096: return "FrameworkMissingFailure: no compatible Microsoft.NETCore.App (.NET 10 x64) found";
+    case 0x800080a3: return "HostInvalidState";
+    case 0x800080a5: return "HostIncompatibleConfig: the .NET already running in the debugger (started through the .NET host by another extension) is incompatible with ntsleuth's";
+    case 0xA0075201: return "another .NET runtime, started without the .NET host, is already running in the debugger process";
+    default: return "";
+    }
+}
+
 static void report_failure(PDEBUG_CLIENT client, const char *command, const Diag *d) {
     IDebugControl *ctl = NULL;
     if (!client || FAILED(client->lpVtbl->QueryInterface(client, &IID_IDebugControl, (void **)&ctl)) || !ctl) return;
     char msg[4096];
+    if ((uint32_t)d->rc == (uint32_t)E_NTSLEUTH_FOREIGN_RUNTIME) {
+        _snprintf(msg, sizeof msg - 1,
+                  "ntsleuth: cannot run !%s: another .NET runtime is already running in the debugger process:\n"
+                  "  %ls\n"
+                  "  It was started without the .NET host (hostfxr), typically by SOS (!sos commands) or another extension that\n"
+                  "  hosts .NET itself. .NET supports one runtime (CoreCLR) per process and the .NET host cannot attach to a\n"
+                  "  runtime it did not start, so ntsleuth does not start its own (that would load a second runtime into the\n"
+                  "  debugger or fail inside it). Nothing was changed; the debugger and the other extension keep working.\n"
+                  "  Fix: run ntsleuth in a debugger session of its own (or run an ntsleuth command before the first SOS command\n"
+                  "       of the session). See README, Troubleshooting.\n",
+                  command, d->foreignClr);
+        msg[sizeof msg - 1] = 0;
+        ctl->lpVtbl->Output(ctl, DEBUG_OUTPUT_ERROR, "%s", msg);
+        ctl->lpVtbl->Release(ctl);
+        return;
+    }
+    const char *words = host_status_words(d->rc);
     int noRuntime = (uint32_t)d->rc == HOSTFXR_CoreHostLibMissingFailure || (uint32_t)d->rc == HOSTFXR_FrameworkMissingFailure;
     _snprintf(msg, sizeof msg - 1,
-              "ntsleuth: cannot run !%s: %s .NET (step: %ls, hostfxr error 0x%08x).\n"
+              "ntsleuth: cannot run !%s: %s .NET (step: %ls, hostfxr error 0x%08x%s%s).\n"
               "  Searched, in order:\n"
               "    1. app-local runtime: %ls\\ (%s)\n"
               "    2. DOTNET_ROOT: %ls%s\n"
@@ -232,7 +396,7 @@ static void report_failure(PDEBUG_CLIENT client, const char *command, const Diag
               "  Fix: install the .NET 10 x64 runtime (https://dotnet.microsoft.com/download/dotnet/10.0 - \".NET Runtime\", x64),\n"
               "       or set DOTNET_ROOT to a folder containing host\\fxr and shared\\Microsoft.NETCore.App\\10.x and restart the debugger,\n"
               "       or use the ntsleuth package that bundles the runtime (a dotnet\\ folder beside ntsleuth.dll).\n",
-              command, noRuntime ? "no usable" : "could not start", d->step, (unsigned)d->rc,
+              command, noRuntime ? "no usable" : "could not start", d->step, (unsigned)d->rc, words[0] ? ": " : "", words,
               d->appLocal, d->appLocalPresent ? "present" : "not present",
               d->dotnetRootSet ? d->dotnetRoot : L"not set", !d->dotnetRootSet ? "" : d->dotnetRootHasFxr ? " (has host\\fxr)" : " (no host\\fxr there)",
               d->hostMsg[0] ? "  hostfxr said: " : "", d->hostMsg, d->hostMsg[0] ? "\n" : "");
@@ -276,6 +440,7 @@ static HRESULT run(PDEBUG_CLIENT client, const char *command, PCSTR args) {
     if (FAILED(hr)) return hr;
     invoke_fn fn = g_invoke;
     if (!fn) return E_NTSLEUTH_NO_RUNTIME; /* .unload raced with the command */
+    warn_foreign_runtimes(client);
     return (HRESULT)fn((void *)client, command, args);
 }
 
@@ -327,6 +492,7 @@ NTSLEUTH_COMMAND(nblowners)
 NTSLEUTH_COMMAND(dpcblame)
 NTSLEUTH_COMMAND(frameorder)
 NTSLEUTH_COMMAND(dhcptimer)
+NTSLEUTH_COMMAND(workqueue)
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* !analyze plug-in (docs/analyze.md). ext.dll's !analyze finds ntsleuth.alz beside this DLL on the extension path
@@ -341,6 +507,7 @@ HRESULT CALLBACK _EFN_Analyze(PDEBUG_CLIENT4 client, ULONG callPhase, void *anal
     if (!client || !analysis) return E_INVALIDARG;
     HRESULT hr = ensure_dotnet((PDEBUG_CLIENT)client, "_EFN_Analyze (the !analyze plug-in)");
     if (FAILED(hr)) return hr;
+    warn_foreign_runtimes((PDEBUG_CLIENT)client);
     analyze_fn fn = g_analyze;
     if (!fn) return E_NOTIMPL; /* a managed assembly without Entry.Analyze: nothing to contribute */
     return (HRESULT)fn((void *)client, callPhase, analysis);

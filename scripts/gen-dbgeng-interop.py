@@ -8,7 +8,7 @@ Usage: scripts/gen-dbgeng-interop.py [path/to/dbgeng.h] > Extension/Interop/DbgE
 """
 import os, re, sys
 
-INTERFACES = ["IDebugClient", "IDebugControl4", "IDebugDataSpaces4", "IDebugSymbols3", "IDebugSystemObjects", "IDebugSystemObjects2", "IDebugAdvanced2"]
+INTERFACES = ["IDebugClient", "IDebugControl4", "IDebugDataSpaces4", "IDebugSymbols3", "IDebugSystemObjects", "IDebugSystemObjects2", "IDebugAdvanced2", "IDebugOutputCallbacks"]
 
 def header_path():
     if len(sys.argv) > 1: return sys.argv[1]

@@ -1,6 +1,7 @@
 using NtSleuth.Commands.Kernel;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Symbols;
 
 namespace NtSleuth.Commands.AlpcChain;
 
@@ -24,13 +25,20 @@ public sealed class AlpcChainAnalyzer
     private readonly List<string> _notes = new();
     private KernelClock? _clock;
 
-    public AlpcChainAnalyzer(KernelReader reader)
+    /// <summary>Items examined from the head of a starved work queue's list when a chain goes into it (each a KD round trip;
+    /// !workqueue counts every one).</summary>
+    public const int DefaultWorkQueueItems = 1_000;
+
+    public AlpcChainAnalyzer(KernelReader reader, int workQueueItems = DefaultWorkQueueItems)
     {
         _r = reader;
         _kthreads = new KernelThreads(reader);
         _procs = new KernelProcesses(reader, _notes);
         _irps = new Irps(reader, new DriverNames(reader));
+        _workQueueItems = workQueueItems;
     }
+
+    private readonly int _workQueueItems;
 
     private ReadStats Stats => _r.Memory.Stats;
 
@@ -217,6 +225,11 @@ public sealed class AlpcChainAnalyzer
             try { FillBlockerDetails(chain.Blocker); }
             catch (TargetReadException ex) { chain.Notes.Add($"blocker {chain.Blocker.Image} {chain.Blocker.Cid}: {ex.Message}"); }
             chain.BlockerRoundTrips = Stats.RoundTrips - rb; chain.BlockerBytes = Stats.Bytes - bb;
+            long rq = Stats.RoundTrips, bq = Stats.Bytes;
+            try { chain.WorkQueue = IntoWorkQueues(chain.Blocker); }
+            catch (TargetReadException ex) { chain.Notes.Add($"system work queues: {ex.Message}"); }
+            catch (MissingSymbolException ex) { chain.Notes.Add($"system work queues not examined: {ex.Message} is not in the symbols"); }
+            chain.WorkQueueRoundTrips = Stats.RoundTrips - rq; chain.WorkQueueBytes = Stats.Bytes - bq;
         }
         chain.Summary = AlpcChainRenderer.SummaryLine(chain);
         return chain;
@@ -330,7 +343,74 @@ public sealed class AlpcChainAnalyzer
         return Finish(report);
     }
 
-    private static string EndKey(AlpcWaitChain c) => c.End switch
+    // ------------------------------------------------------------------ past the blocker: the system work queues
+
+    private WorkQueueScan? _queues;
+
+    /// <summary>
+    /// The blocker waits in kernel mode with I/O pending, or is itself a system worker thread: the I/O (or the worker's
+    /// next item) can only make progress when a system worker takes its work item. If a system work queue is starved
+    /// (items pending, no worker free), the chain goes on into it: the backlog (the head of the list, bounded), the items
+    /// of the drivers the blocker's IRPs are pending on, and where the queue's workers are blocked.
+    /// </summary>
+    private AlpcWorkQueueEnd? IntoWorkQueues(AlpcThread b)
+    {
+        if (b.State != "Waiting" || b.WaitMode != "KernelMode" || b.WaitsForAlpcReply) return null;
+        // KTHREAD.Queue: the _KQUEUE/_KPRIQUEUE a system worker belongs to (from the thread already read).
+        ulong ownQueue = _threads.TryGetValue(b.Address, out var kb) ? kb.Kernel.View.TryUInt("Tcb.Queue") ?? 0 : 0;
+        if (b.Irps.Count == 0 && ownQueue == 0) return null;
+        _queues ??= new SystemWorkQueues(_r, EnsureTick()).Read(new WorkQueueScan(), itemLimit: _workQueueItems);
+        if (_queues.Interrupted) return null;
+        // A worker thread: its own queue (the _KQUEUE/_KPRIQUEUE at the start of the _EX_WORK_QUEUE).
+        var own = ownQueue == 0 ? null : _queues.Queues.FirstOrDefault(q => q.Address == ownQueue);
+        var lists = _queues.Queues.SelectMany(q => q.Lists.Where(l => l.Pending > 0 || l.Limited).Select(l => (Queue: q, List: l)))
+            .Where(x => x.Queue.Workers.Idle == 0 && x.Queue.Workers.Total > 0).OrderByDescending(x => x.Queue.Pending).ToList();
+        (WorkQueueInfo Queue, WorkList List)? pick = null;
+        string why;
+        if (own is not null)
+        {
+            var l = own.Lists.OrderByDescending(x => x.Pending).FirstOrDefault();
+            if (l is null) return null;
+            pick = (own, l);
+            why = $"the blocker is a worker thread of the system work queue {own.Name}";
+        }
+        else
+        {
+            if (lists.Count == 0) return null;
+            pick = lists[0];
+            var irp = b.Irps[0];
+            why = $"the blocker waits on {b.Irps.Count} IRP(s) (the first pending in {Output.Fmt.Clean(irp.Driver ?? "an unnamed driver")}); " +
+                  "drivers complete such I/O from system worker threads, and no worker is free";
+        }
+        var (q, list) = pick.Value;
+        var w = q.Workers;
+        var top = w.Groups.FirstOrDefault();
+        string where = q.Node is null ? list.Name : $"{list.Name}, {q.Name}";
+        var end = new AlpcWorkQueueEnd
+        {
+            Why = why, Queue = where, QueueAddress = q.Address, Starved = w.Idle == 0 && q.Pending > 0, Pending = q.Pending, Examined = list.Pending,
+            Workers = w.Total, IdleWorkers = w.Idle, DynamicWorkers = w.Dynamic, StaticWorkers = w.Static, MaximumWorkers = w.Maximum, MaximumOf = w.MaximumOf,
+            BlockedIn = top?.BlockedIn, CalledFrom = top?.CalledFrom, BlockedInCount = top?.Count ?? 0, WorkerState = top?.State,
+        };
+        if (top is not null) { end.WorkerFrames.AddRange(top.Frames); end.WorkerThreads.AddRange(top.Threads.Take(8).Select(t => t.Address)); }
+        foreach (var g in list.Groups)
+            end.Routines.Add(new AlpcQueuedWork { Routine = g.Routine, Driver = g.Driver, Count = g.Count, FirstPosition = g.FirstPosition, FirstItem = g.FirstItem });
+        var drivers = new HashSet<string>(b.Irps.Select(i => i.Driver).OfType<string>(), StringComparer.OrdinalIgnoreCase);
+        foreach (var g in end.Routines.Where(g => g.Driver is not null && drivers.Contains(g.Driver))) end.BlockerDriverItems.Add(g);
+        if (list.WalkNote is not null) end.Notes.Add(list.WalkNote);
+        end.Notes.AddRange(q.Notes);
+        string dyn = w.Composition() is { Length: > 0 } comp ? $" ({comp})" : "";
+        string blocked = top?.BlockedIn is { } bi
+            ? $"{(top.Count == w.Busy ? $"all {w.Total}" : $"{top.Count} of {w.Total}")} workers{dyn} blocked in {bi}{(top.CalledFrom is { } cf ? $" (called from {cf})" : "")}"
+            : $"{w.Busy} of {w.Total} workers busy";
+        string mostly = end.Routines.Count > 0 ? $", mostly {end.Routines[0].Routine}" : "";
+        end.Verdict = end.Starved
+            ? $"{where} starved: {end.Pending:N0} items pending{mostly} -> {blocked}"
+            : $"{where}: {end.Pending:N0} items pending{mostly}, {w.Idle} of {w.Total} workers idle";
+        return end;
+    }
+
+    private static string EndKey(AlpcWaitChain c) => c.WorkQueue is { } q ? "Q" + q.QueueAddress.ToString("x") : c.End switch
     {
         ChainEnd.Blocker => "B" + c.Blocker?.Address.ToString("x"),
         ChainEnd.ServerNotReceiving => "S" + c.IdlePort?.Address.ToString("x"),
@@ -509,6 +589,8 @@ public sealed class AlpcChainAnalyzer
             f.HopBytes = chain.Hops.Sum(h => h.Bytes);
             f.BlockerRoundTrips = chain.BlockerRoundTrips;
             f.BlockerBytes = chain.BlockerBytes;
+            f.WorkQueueRoundTrips = chain.WorkQueueRoundTrips;
+            f.WorkQueueBytes = chain.WorkQueueBytes;
         }
         else { f.Hops = hops; f.HopRoundTrips = f.RoundTrips; f.HopBytes = f.Bytes; }
         return f;

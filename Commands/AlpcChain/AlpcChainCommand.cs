@@ -6,20 +6,26 @@ public sealed class AlpcChainCommand : ICommand
 {
     public string Name => "alpcchain";
     public string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
-    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("all").Option("p");
+    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("all").Option("p", "wqitems");
     public string Usage => """
 Usage: !alpcchain <thread> | -p <process> | -all  [-json] [-v]
   <thread>     _ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)
   -p <proc>    every thread of that _EPROCESS that waits for an ALPC reply
   -all         every ALPC-waiting thread in the system, merged into chains
+  -wqitems <n> items examined at the head of a starved work queue (default 1000; 0 = the queue's own count only)
   -json        machine-readable output      -v   all fields
 Follows waiter -> ALPC message -> port owner -> server thread hop by hop to the blocker,
-and prints the blocker's wait objects and IRPs.
+and prints the blocker's wait objects and IRPs. When the blocker waits in kernel mode on
+I/O (or is a system worker) and a system work queue is starved, the chain goes on into it:
+the backlog, the items of the blocker's drivers, and where the queue's workers are blocked.
 """ + "\n";
 
     public void Execute(CommandContext ctx)
     {
-        var analyzer = new AlpcChainAnalyzer(ctx.Reader);
+        int wq = AlpcChainAnalyzer.DefaultWorkQueueItems;
+        if (ctx.Args.Get("wqitems") is { } wqs && (!int.TryParse(wqs, out wq) || wq < 0 || wq > 1_000_000))
+            throw new UsageException($"-wqitems takes a number of items from 0 to 1000000, not '{wqs}'");
+        var analyzer = new AlpcChainAnalyzer(ctx.Reader, wq);
         AlpcChainReport report;
         if (ctx.Args.Has("all"))
         {

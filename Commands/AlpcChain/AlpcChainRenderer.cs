@@ -26,6 +26,7 @@ public static class AlpcChainRenderer
                     tail += $", IRP {irp.Address:x}{(irp.Driver is null ? "" : " " + Fmt.Clean(irp.Driver))}{(string.IsNullOrEmpty(irp.FileName) ? "" : " " + Fmt.Clean(irp.FileName))}";
                 if (b.Irps.Count > 1) tail += $" (+{b.Irps.Count - 1} more IRPs)";
                 if (b.State != "Waiting") tail = $"blocker is {b.State}";
+                if (c.WorkQueue is { } wq) tail += " -> " + Fmt.Clean(wq.Verdict);
                 break;
             case ChainEnd.ServerNotReceiving:
                 var p = c.IdlePort;
@@ -85,6 +86,7 @@ public static class AlpcChainRenderer
         if (r.Reads is { } f && (verbose || r.Chains.Count > 0))
             d.Line($"reads: {f.RoundTrips + f.SetupRoundTrips} round trips, {f.Bytes + f.SetupBytes:N0} bytes; {f.Hops} hop(s) at {f.RoundTripsPerHop} round trips and {f.BytesPerHop:N0} bytes per hop"
                    + (f.BlockerRoundTrips > 0 ? $", blocker details {f.BlockerRoundTrips} round trips / {f.BlockerBytes:N0} bytes" : "")
+                   + (f.WorkQueueRoundTrips > 0 ? $", work queues {f.WorkQueueRoundTrips} round trips / {f.WorkQueueBytes:N0} bytes" : "")
                    + $", clock {f.SetupRoundTrips}; modelled KDNET {f.ModelledKdnetSeconds:0.000} s");
         return d;
     }
@@ -144,6 +146,7 @@ public static class AlpcChainRenderer
                 d.Text("    process ").Addr(b.Process, $"!process {H(b.Process)} 1").Line($" {Fmt.Clean(b.Image)}, wait started at tick {b.WaitTick}");
                 foreach (var o in b.WaitObjects) { d.Text("    waits on ").Addr(o.Address, $"dt nt!_DISPATCHER_HEADER {H(o.Address)}").Line(" " + o.Type); }
                 Irps(d, b, "    ");
+                if (c.WorkQueue is { } wq) WorkQueue(d, wq, verbose);
                 break;
             case ChainEnd.ServerNotReceiving when c.IdlePort is { } p:
                 d.Text("SERVER NOT RECEIVING: no thread of ").Link($"{Fmt.Clean(p.OwnerImage ?? "?")} ({p.OwnerPid:x})", $"!process {H(p.OwnerProcess)} 1");
@@ -155,6 +158,43 @@ public static class AlpcChainRenderer
                 foreach (var m in c.CycleMembers) { d.Text("    "); ThreadRef(d, m); d.Line(); }
                 break;
         }
+    }
+
+    private static void WorkQueue(Doc d, AlpcWorkQueueEnd q, bool verbose)
+    {
+        d.Text("WORK QUEUE ").Addr(q.QueueAddress, $"dt nt!_EX_WORK_QUEUE {H(q.QueueAddress)}").Text(" ").Text(Fmt.Clean(q.Queue));
+        d.Line(q.Starved ? "  STARVED" : "");
+        d.Line("    why: " + Fmt.Clean(q.Why));
+        d.Line($"    {q.Pending:N0} item(s) pending{(q.Examined < q.Pending ? $"; the first {q.Examined:N0} examined" : "")}:");
+        foreach (var g in q.Routines.Take(verbose ? int.MaxValue : 6))
+        {
+            d.Text($"      {g.Count,7:N0}  {Fmt.Clean(g.Routine)}");
+            if (g.Driver is not null) d.Text("  [" + Fmt.Clean(g.Driver) + "]");
+            d.Text($"  first #{g.FirstPosition:N0} ").Addr(g.FirstItem, $"dt nt!_WORK_QUEUE_ITEM {H(g.FirstItem)}").Line();
+        }
+        if (q.BlockerDriverItems.Count > 0)
+            foreach (var g in q.BlockerDriverItems)
+                d.Line($"    the blocker's driver {Fmt.Clean(g.Driver)} has {g.Count:N0} item(s) queued, the first at #{g.FirstPosition:N0}");
+        else d.Line("    none of the examined items belongs to the driver(s) of the blocker's IRPs: their work waits behind the backlog or in a driver's own queue");
+        d.Text($"    workers: {q.Workers}");
+        if (q.DynamicWorkers is not null) d.Text($" ({q.StaticWorkers} static, {q.DynamicWorkers} dynamic)");
+        if (q.MaximumWorkers is { } mx) d.Text(q.MaximumOf == "dynamic" ? $", at most {mx} dynamic" : $", at most {mx}");
+        d.Line($", {q.IdleWorkers} idle");
+        if (q.BlockedIn is not null)
+        {
+            d.Text($"    {q.BlockedInCount} x ").Text(Fmt.Clean(q.WorkerState ?? "")).Text("  blocked in ").Bold(Fmt.Clean(q.BlockedIn));
+            if (q.CalledFrom is not null) d.Text(" (called from " + Fmt.Clean(q.CalledFrom) + ")");
+            d.Line();
+            foreach (var f in q.WorkerFrames.Take(verbose ? int.MaxValue : 6)) d.Line("        " + Fmt.Clean(f));
+        }
+        if (q.WorkerThreads.Count > 0)
+        {
+            d.Text("     ");
+            foreach (var t in q.WorkerThreads) d.Text(" ").Addr(t, $"!thread {H(t)}");
+            d.Line();
+        }
+        d.Text("    ").Link("!workqueue", "!workqueue").Line(" counts every item and shows every worker group");
+        foreach (var n in q.Notes) d.Line("    note: " + Fmt.Clean(n));
     }
 
     private static void Irps(Doc d, AlpcThread b, string ind)

@@ -40,6 +40,9 @@ public sealed class AlpcReadFigures
     /// <summary>Reads for the blocker's details (IRPs, stack locations, devices, drivers, file names, wait objects).</summary>
     public long BlockerRoundTrips { get; set; }
     public long BlockerBytes { get; set; }
+    /// <summary>Reads past the blocker: the system work queues (headers, the head of a starved list, its workers' stacks).</summary>
+    public long WorkQueueRoundTrips { get; set; }
+    public long WorkQueueBytes { get; set; }
     public double RoundTripsPerHop => Hops == 0 ? 0 : Math.Round((double)HopRoundTrips / Hops, 2);
     public double BytesPerHop => Hops == 0 ? 0 : Math.Round((double)HopBytes / Hops, 0);
     public double ModelledKdnetSeconds { get; set; }
@@ -76,6 +79,54 @@ public sealed class AlpcWaitChain
     public string Summary { get; set; } = "";
     public long BlockerRoundTrips { get; set; }
     public long BlockerBytes { get; set; }
+    /// <summary>Where the chain goes past the blocker: the starved system work queue its I/O waits behind (or the queue
+    /// of a blocker that is itself a system worker thread).</summary>
+    public AlpcWorkQueueEnd? WorkQueue { get; set; }
+    public long WorkQueueRoundTrips { get; set; }
+    public long WorkQueueBytes { get; set; }
+}
+
+/// <summary>The chain's last step: a system work queue, its backlog and what its workers are blocked in.</summary>
+public sealed class AlpcWorkQueueEnd
+{
+    /// <summary>Why the chain went on into the work queues.</summary>
+    public string Why { get; set; } = "";
+    /// <summary>"Delayed WorkQueue" or "Delayed WorkQueue (priority 12), node 0 pool 0".</summary>
+    public string Queue { get; set; } = "";
+    [JsonConverter(typeof(HexConverter))] public ulong QueueAddress { get; set; }
+    public bool Starved { get; set; }
+    /// <summary>Items pending on the queue (its own count when only the head of the list was examined).</summary>
+    public long Pending { get; set; }
+    /// <summary>Items examined from the head of the list (bounded; !workqueue reads them all).</summary>
+    public long Examined { get; set; }
+    /// <summary>The examined items by routine, largest first: "1,000 mpio!MPIOPathVerify [\Driver\mpio]".</summary>
+    public List<AlpcQueuedWork> Routines { get; set; } = new();
+    /// <summary>Items of the drivers the blocker's IRPs are pending on (their position in the backlog).</summary>
+    public List<AlpcQueuedWork> BlockerDriverItems { get; set; } = new();
+    public int Workers { get; set; }
+    public int IdleWorkers { get; set; }
+    public int? DynamicWorkers { get; set; }
+    public int? StaticWorkers { get; set; }
+    public int? MaximumWorkers { get; set; }
+    public string? MaximumOf { get; set; }
+    /// <summary>Where the largest group of busy workers is stuck (module), and who called it.</summary>
+    public string? BlockedIn { get; set; }
+    public string? CalledFrom { get; set; }
+    public int BlockedInCount { get; set; }
+    public string? WorkerState { get; set; }
+    public List<string> WorkerFrames { get; set; } = new();
+    [JsonConverter(typeof(HexListConverter))] public List<ulong> WorkerThreads { get; set; } = new();
+    public string Verdict { get; set; } = "";
+    public List<string> Notes { get; set; } = new();
+}
+
+public sealed class AlpcQueuedWork
+{
+    public string Routine { get; set; } = "";
+    public string? Driver { get; set; }
+    public long Count { get; set; }
+    public long FirstPosition { get; set; }
+    [JsonConverter(typeof(HexConverter))] public ulong FirstItem { get; set; }
 }
 
 /// <summary>One hop: a thread that waits for a reply to an ALPC message, the message, its port and the server thread.</summary>

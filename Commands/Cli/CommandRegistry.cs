@@ -18,7 +18,7 @@ public static class CommandRegistry
     }
 
     /// <summary>The exported command names, in the order !help lists them.</summary>
-    public static readonly string[] ExportedNames = ["alpcchain", "leaktag", "dpcblame", "nblowners", "frameorder", "dhcptimer"];
+    public static readonly string[] ExportedNames = ["alpcchain", "leaktag", "dpcblame", "nblowners", "frameorder", "dhcptimer", "workqueue"];
 
     public static IReadOnlyList<ICommand> All => _commands;
 

@@ -4,6 +4,7 @@ using NtSleuth.Commands.DpcBlame;
 using NtSleuth.Commands.FrameOrder;
 using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.LeakTag;
+using NtSleuth.Commands.WorkQueue;
 
 namespace NtSleuth.Commands.Cli;
 
@@ -71,7 +72,11 @@ public static class Findings
                 }
                 break;
             case DpcBlameReport d:
-                if (d.Culprit is { } cu)
+                if (d.Verdict is { Basis: "profile" } dv)
+                    list.Add(new Finding($"{command}.culprit", Severity.Critical,
+                        $"DPC watchdog (0x133): {dv.Routine} ({dv.Samples} of {dv.TotalSamples} watchdog-profile samples)"
+                        + (dv.RunningIsCulprit == false ? $"; the running DPC {dv.RunningDpc} is not the culprit" : ""), "/verdict"));
+                else if (d.Culprit is { } cu)
                 {
                     bool watchdog = d.BugCheck?.IsDpcWatchdog == true;
                     string where = cu.Symbol ?? cu.Module ?? $"0x{cu.Address:x}";
@@ -90,6 +95,19 @@ public static class Findings
             case FrameOrderReport f:
                 for (int i = 0; i < f.Disorders.Count; i++)
                     list.Add(new Finding($"{command}.disorder.{i}", Severity.Error, f.Disorders[i].Message, $"/disorders/{i}"));
+                break;
+            case WorkQueueReport w:
+                for (int i = 0; i < w.Verdicts.Count; i++)
+                {
+                    var v = w.Verdicts[i];
+                    // A starved queue hangs everything queued behind it; a backlog with idle workers is a warning.
+                    var sev = v.Contains(" starved: ", StringComparison.Ordinal) ? Severity.Error : w.TotalPending > 0 ? Severity.Warning : Severity.Info;
+                    list.Add(new Finding($"{command}.verdict.{i}", sev, v, $"/verdicts/{i}"));
+                }
+                for (int i = 0; i < w.Queues.Count; i++)
+                    if (w.Queues[i].CountAgrees == false)
+                        list.Add(new Finding($"{command}.count.{i}", Severity.Warning,
+                            $"{w.Queues[i].Name}: the queue's own count ({w.Queues[i].OwnCount:N0}) disagrees with the {w.Queues[i].Pending:N0} item(s) counted on its list(s)", $"/queues/{i}"));
                 break;
             case DhcpTimerReport h:
                 for (int i = 0; i < h.Adapters.Count; i++)

@@ -8,6 +8,7 @@ using NtSleuth.Commands.FrameOrder;
 using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.Output;
 using NtSleuth.Commands.LeakTag;
+using NtSleuth.Commands.WorkQueue;
 
 namespace NtSleuth.Commands.Cli;
 
@@ -28,6 +29,7 @@ public static class JsonSchemas
         ["nblowners"] = typeof(NblOwnersReport),
         ["frameorder"] = typeof(FrameOrderReport),
         ["dhcptimer"] = typeof(DhcpTimerReport),
+        ["workqueue"] = typeof(WorkQueueReport),
     };
 
     private static readonly string[] Severities = ["info", "warning", "error", "critical"];

@@ -14,8 +14,37 @@ public static class DpcBlameRenderer
             if (bc.IsDpcWatchdog) d.Text("  DPC_WATCHDOG_VIOLATION");
             d.Line();
             d.Line("  " + bc.Meaning);
-            if (bc.TriageFields is { Count: > 0 })
-                d.Line("  triage block: " + string.Join(", ", bc.TriageFields.Select(kv => kv.Key + "=" + kv.Value)));
+            if (bc.Triage is { Readable: true } t)
+            {
+                d.Text($"  triage block ({t.From}): ").Link(Fmt.Addr(t.Address), $"dd {Fmt.Addr(t.Address)} L4");
+                if (t.SignatureValid)
+                    d.Line($"  DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK signature 0x{t.Signature:x8} ok, revision {t.Revision}, size 0x{t.Size:x}, DpcWatchdogProfileOffset 0x{t.DpcWatchdogProfileOffset:x} (PRCB)"
+                           + (t.OffsetMatchesSymbols == true ? " = _KPRCB.DpcWatchdogProfile" : "") + $", DpcWatchdogProfileLength 0x{t.DpcWatchdogProfileLength:x} (unit not documented)");
+                else d.Line($"  signature 0x{t.Signature:x8} is not 0x{DpcBlameAnalyzer.TriageSignature:x8}: not decoded");
+            }
+            d.Line();
+        }
+        if (r.Verdict is { Lines.Count: > 0 } v)
+        {
+            foreach (var line in v.Lines)
+            {
+                if (line.StartsWith("Culprit", StringComparison.Ordinal) && v.Routine is not null)
+                {
+                    int at = line.IndexOf(v.Routine, StringComparison.Ordinal);
+                    d.Bold(line[..at]).Link(v.Routine, "x ", v.Routine).Bold(line[(at + v.Routine.Length)..]).Line();
+                }
+                else d.Line(line.StartsWith("Profile format", StringComparison.Ordinal) ? "  " + line : line);
+            }
+            d.Line();
+        }
+        if (r.ProfileHistogram.Count > 0)
+        {
+            d.Line($"DPC watchdog profile: {r.ProfileSamples} captured stack(s), innermost frame outside nt/hal");
+            if (r.WatchdogConfig is { Globals.Count: > 0 } cfg)
+                d.Line("  configuration: " + string.Join("  ", cfg.Globals.Select(kv => $"{kv.Key} 0x{kv.Value:x}")));
+            d.Line("  Samples  Share   CPUs  Routine");
+            foreach (var h in r.ProfileHistogram)
+                d.Line($"  {h.Samples,7}  {h.Share * 100,5:0.0}%  {string.Join(",", h.Cpus),4}  {h.Routine}");
             d.Line();
         }
         if (r.Culprit is { } c)
@@ -57,6 +86,40 @@ public static class DpcBlameRenderer
             if (parts.Count > 0) d.Line("  " + string.Join(", ", parts));
             if (p.Watchdog.Count > 0) d.Line("  watchdog: " + string.Join("  ", p.Watchdog.Select(kv => $"{kv.Key} 0x{kv.Value:x}")));
             if (p.CurrentDpcRoutine != 0) d.Text("  CurrentDpcRoutine: ").Link(p.CurrentDpcSymbol ?? Fmt.Addr(p.CurrentDpcRoutine), "ln " + Fmt.Addr(p.CurrentDpcRoutine)).Line();
+            if (p.ActiveDpc != 0)
+            {
+                d.Text("  ActiveDpc: ").Addr(p.ActiveDpc, $"dt nt!_KDPC {Fmt.Addr(p.ActiveDpc)}");
+                if (p.ActiveDpcRoutine != 0) d.Text(" ").Link(p.ActiveDpcSymbol ?? Fmt.Addr(p.ActiveDpcRoutine), "ln " + Fmt.Addr(p.ActiveDpcRoutine));
+                d.Line();
+            }
+            if (p.IsrDpcStats is { } isr)
+            {
+                d.Text("  IsrDpcStats: ").Addr(isr.Address, $"dt nt!_ISRDPCSTATS {Fmt.Addr(isr.Address)}");
+                if (isr.Fields.Count > 0) d.Text("  " + string.Join("  ", isr.Fields.Where(kv => kv.Value != 0).Select(kv => $"{kv.Key} 0x{kv.Value:x}")));
+                d.Line();
+            }
+            if (p.RuntimeHistory is { } rh)
+            {
+                d.Text("  DPC runtime history: ").Addr(rh.Table, $"dt nt!_RTL_HASH_TABLE {Fmt.Addr(rh.Table)}")
+                 .Text($" EntryCount {rh.EntryCount}, {rh.EntriesRead} entries read");
+                if (rh.Routines.Count > 0) d.Text("; keys naming routines: " + string.Join(", ", rh.Routines.Select(kv => kv.Value > 1 ? $"{kv.Key} x{kv.Value}" : kv.Key)));
+                if (rh.OtherKeys > 0) d.Text($"; {rh.OtherKeys} other key(s)");
+                d.Line(" (the runtime figures around each entry are not in public symbols)");
+                if (rh.Note is not null) d.Line("    " + rh.Note);
+            }
+            if (p.Profile is { } pr && (pr.State != "empty" || p.IsBugCheckCpu))
+            {
+                d.Text("  DPC watchdog profile: ");
+                if (pr.Buffer != 0) d.Addr(pr.Buffer, $"dps {Fmt.Addr(pr.Buffer)} L{Math.Clamp(pr.FilledBytes / 8, 1, 0x200):x}").Text(" ");
+                d.Text(pr.State switch
+                {
+                    "ok" => $"0x{pr.FilledBytes:x} bytes captured, {pr.Captures} stack(s)" + (pr.KernelOnlyCaptures > 0 ? $" ({pr.KernelOnlyCaptures} in nt/hal only)" : ""),
+                    _ => pr.State,
+                });
+                if (pr.CapacityBytes is long cap) d.Text($", capacity 0x{cap:x} bytes");
+                d.Line();
+                if (pr.Note is not null) d.Line("    " + pr.Note);
+            }
             if (p.Note is not null) d.Line("  Note: " + p.Note);
             if (p.Queued.Count > 0)
             {
@@ -71,7 +134,20 @@ public static class DpcBlameRenderer
             }
             d.Line();
         }
-        if (r.Blame.Count > 0)
+        if (r.Blame.Count > 0 && r.ProfileSamples > 0)
+        {
+            d.Line("Blame by module:");
+            d.Line("  Module               Base               Profile  Queued  Running  Evidence");
+            foreach (var b in r.Blame)
+            {
+                d.Text("  ").Link(b.Module.PadRight(20), "lmvm ", b.Module).Text(" ");
+                d.Text(b.Base == 0 ? "?".PadRight(17) : Fmt.Addr(b.Base));
+                d.Line($"  {b.ProfileShare * 100,6:0.0}%  {b.Queued,6}  {b.Running,7}  {string.Join(", ", b.Evidence)}{(b.HasSymbols ? "" : "  (no symbols)")}");
+            }
+            d.Line($"  {r.ProfileSamples} profile sample(s), {r.TotalQueued} queued DPC(s) on {r.Processors.Count} processor(s)");
+            d.Line();
+        }
+        else if (r.Blame.Count > 0)
         {
             d.Line("Blame by module:");
             d.Line("  Module               Base               Queued  Running  Queue share");

@@ -33,6 +33,7 @@ public class FuzzTests
         ("dpc-watchdog-19041", "!dpcblame"),
         ("fltmgr-frame-order-19041", "!frameorder"),
         ("logon-hang-alpc-19041", "!alpcchain fffffa8073d3d770"),
+        ("logon-hang-alpc-19041", "!workqueue"),
         ("ndis-pending-nbls-19041", "!nblowners"),
         ("pool-leak-19041", "!leaktag Leak"),
     ];

@@ -33,7 +33,7 @@ public class ReadmeOutputTests
         string samples = Path.Combine(_dir, "samples");
         var sw = Stopwatch.StartNew();
         int made = NtSleuth.Lab.Samples.SampleMaker.Run([samples, "--builds", "19041,7601", "--scenarios",
-            "logon-hang-alpc,pool-leak,dpc-watchdog,ndis-pending-nbls,fltmgr-frame-order,dhcp-lease"]);
+            "logon-hang-alpc,pool-leak,dpc-watchdog,dpc-cumulative,ndis-pending-nbls,fltmgr-frame-order,dhcp-lease"]);
         Assert.That(made, Is.Zero, "make-samples failed");
         var psi = new ProcessStartInfo(Path.Combine(TestPaths.RepoRoot, "scripts", "readme-output.sh"))
         {

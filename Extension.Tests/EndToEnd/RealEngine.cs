@@ -32,6 +32,10 @@ public sealed record EngineOptions
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>enginehost -ext: the extension DLL that "@call ..." and "@analyze" (its _EFN_Analyze) use.</summary>
     public string? ExtensionDll { get; init; }
+    /// <summary>enginehost -coreclr: a coreclr.dll started as SOS does (LoadLibrary + coreclr_initialize, no hostfxr).</summary>
+    public string? ForeignCoreClr { get; init; }
+    /// <summary>With <see cref="ForeignCoreClr"/>: before the n-th command (1-based); 0 = before the dump opens.</summary>
+    public int ForeignCoreClrAt { get; init; }
     /// <summary>Extra environment for the debugger process (e.g. DOTNET_ROOT, NTSLEUTH_TEST_FAULT).</summary>
     public IReadOnlyDictionary<string, string> Environment { get; init; } = new Dictionary<string, string>();
 }
@@ -195,6 +199,11 @@ public static class RealEngine
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
         if (options.ExtensionDll is { } ext) { psi.ArgumentList.Add("-ext"); psi.ArgumentList.Add(ext); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
+        if (options.ForeignCoreClr is { } clr)
+        {
+            psi.ArgumentList.Add("-coreclr"); psi.ArgumentList.Add(WinPath(clr));
+            psi.ArgumentList.Add("-coreclr-at"); psi.ArgumentList.Add(options.ForeignCoreClrAt.ToString(CultureInfo.InvariantCulture));
+        }
         foreach (var c in commands) { psi.ArgumentList.Add("-c"); psi.ArgumentList.Add(c); }
         ApplyWineEnv(psi);
         foreach (var (k, v) in options.Environment) psi.Environment[k] = v;

@@ -22,9 +22,20 @@ public class SampleCommandsTests
     /// <summary>Seed scenario -> (command prefix, facts its output must contain).</summary>
     private static readonly Dictionary<string, (string Command, string[] Facts)[]> Expected = new()
     {
-        ["logon-hang-alpc"] = [("!alpcchain fffffa80", ["blocked 4:21:40"])],
+        ["logon-hang-alpc"] = [("!alpcchain fffffa80", ["blocked 4:21:40", "starved: 18,023 items pending, mostly mpio!MPIOPathVerify -> all 20 workers",
+                                   "blocked in MyBadDSM (called from mpio!MPIOPathVerify+0x14b)"]),
+                               ("!workqueue", ["18,023 pending, own count 18,023", @"17,950  mpio!MPIOPathVerify  [\Driver\mpio]  IO_WORKITEM",
+                                   @"37  smb!SmbDelayedStartTcpSession  [\Driver\Smb]", "20 x waits Executive (KernelMode) on SynchronizationEvent for up to 9:26:24  blocked in MyBadDSM",
+                                   "starved: 18,023 item(s) pending (17,950 mpio!MPIOPathVerify"])],
         ["pool-leak"] = [("!leaktag Leak", ["601 outstanding, 615,424,000 bytes", "myfault  (2 site(s))"])],
         ["dpc-watchdog"] = [("!dpcblame", ["ECHO!EchoEvtTimerFunc", "KeStallExecutionProcessor"])],
+        // Issue 17: P1 = 1; the kernel's DPC watchdog profile names spindrv, not ECHO's timer DPC that ran last.
+        ["dpc-cumulative"] = [("!dpcblame", [
+            "Culprit (DPC watchdog profile): spindrv!SpdProcessRing in spindrv: 30 of 40 captured stacks (75%) on CPU 0",
+            "is not the culprit: Wdf01000 and ECHO hold 6 of 40 captured stacks (15%)",
+            "DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK signature 0xaebecede ok, revision 1"])],
+        ["dpc-cumulative-profile-missing"] = [("!dpcblame", ["is not in the dump: a kernel, automatic or complete memory dump keeps it", "!wmitrace.strdump"])],
+        ["dpc-cumulative-profile-corrupt"] = [("!dpcblame", ["signature 0xdeadbeef is not 0xaebecede", "is not inside the profile buffer"])],
         ["ndis-pending-nbls"] = [("!nblowners", ["1854"])],
         ["fltmgr-frame-order"] = [("!frameorder", [
             "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O",

@@ -493,3 +493,10 @@ public unsafe partial interface IDebugAdvanced2
     [PreserveSig] int GetSymbolInformation(uint which, ulong arg64, uint arg32, void* buffer, uint bufferSize, uint* infoSize, byte* stringBuffer, uint stringBufferSize, uint* stringSize);
     [PreserveSig] int GetSystemObjectInformation(uint which, ulong arg64, uint arg32, void* buffer, uint bufferSize, uint* infoSize);
 }
+
+[GeneratedComInterface(StringMarshalling = StringMarshalling.Utf8)]
+[Guid("4bf58045-d654-4c40-b0af-683090f356dc")]
+public unsafe partial interface IDebugOutputCallbacks
+{
+    [PreserveSig] int Output(uint mask, byte* text);
+}

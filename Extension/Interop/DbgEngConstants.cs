@@ -15,6 +15,7 @@ public static class DbgEngConst
     public const uint DEBUG_OUTCTL_AMBIENT_TEXT = 0xffffffff;
 
     public const uint DEBUG_ENGOPT_PREFER_DML = 0x00040000;
+    public const uint DEBUG_INTERRUPT_PASSIVE = 1;
 
     public const uint DEBUG_CLASS_KERNEL = 1;
     public const uint DEBUG_CLASS_USER_WINDOWS = 2;

@@ -16,6 +16,10 @@
  * "-c @analyze" calls the -ext DLL's _EFN_Analyze for the four !analyze phases with a fake IDebugFailureAnalysis2 and
  * prints every call the plug-in makes on it ("@@fa ..."; see run_analyze_plugin); @@end carries the last failing HRESULT.
  * -cmdtimeout: a command running longer prints "@@fatal hang <ms>" and the host exits with 6.
+ * -coreclr <coreclr.dll> [-coreclr-at <n>]: starts a CoreCLR the way SOS does (LoadLibrary + coreclr_initialize, no
+ * hostfxr; TPA = System.Private.CoreLib.dll beside it) before the n-th command (1-based; 0 or absent = before the
+ * dump opens) and prints "@@host coreclr <path> module <HMODULE> initialize 0x<hr>" (issue 20 item 6: another .NET in
+ * the debugger).
  *
  * Output protocol (stdout, UTF-8): engine output captured through output callbacks; every command is framed:
  *   @@begin <command>
@@ -263,17 +267,42 @@ static HRESULT run_analyze_plugin(IDebugClient *client, const char *extDll) {
     return last;
 }
 
+/* ---------------- another CoreCLR in the process, started as SOS does (no hostfxr) ---------------- */
+typedef int (*coreclr_initialize_fn)(const char *exePath, const char *appDomainFriendlyName, int propertyCount,
+                                     const char **propertyKeys, const char **propertyValues, void **hostHandle,
+                                     unsigned int *domainId);
+static void start_foreign_coreclr(const char *path) {
+    HMODULE m = LoadLibraryExA(path, NULL, LOAD_WITH_ALTERED_SEARCH_PATH);
+    if (!m) { emitf("@@host coreclr %s LoadLibrary error %lu\n", path, (unsigned long)GetLastError()); return; }
+    coreclr_initialize_fn init = (coreclr_initialize_fn)(void *)GetProcAddress(m, "coreclr_initialize");
+    if (!init) { emitf("@@host coreclr %s has no coreclr_initialize\n", path); return; }
+    char tpa[MAX_PATH * 2], exe[MAX_PATH];
+    snprintf(tpa, sizeof tpa, "%s", path);
+    char *slash = strrchr(tpa, '\\');
+    if (slash) snprintf(slash + 1, sizeof tpa - (size_t)(slash + 1 - tpa), "System.Private.CoreLib.dll");
+    GetModuleFileNameA(NULL, exe, sizeof exe);
+    const char *keys[] = { "TRUSTED_PLATFORM_ASSEMBLIES" };
+    const char *values[] = { tpa };
+    void *handle = NULL;
+    unsigned int domain = 0;
+    int rc = init(exe, "enginehost-foreign", 1, keys, values, &handle, &domain);
+    emitf("@@host coreclr %s module %p initialize 0x%08x\n", path, (void *)m, (unsigned)rc);
+    fflush(stdout);
+}
+
 static void usage(void) {
     fprintf(stderr,
             "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
             "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-mem] [-ext <dll>]\n"
+            "                  [-coreclr <coreclr.dll> [-coreclr-at <n>]]\n"
             "                  -c <command> [-c <command> ...] [-z <dump> -c <command> ...]...\n"
             "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n"
             "       -c @analyze calls the -ext DLL's _EFN_Analyze (4 phases) with a fake IDebugFailureAnalysis2\n");
 }
 
 int main(int argc, char **argv) {
-    const char *engineDir = NULL, *symPath = NULL, *extDll = NULL;
+    const char *engineDir = NULL, *symPath = NULL, *extDll = NULL, *foreignClr = NULL;
+    int foreignClrAt = 0;
     const char **cmds = (const char **)calloc((size_t)argc + 1, sizeof(char *));
     int *cmdDump = (int *)calloc((size_t)argc + 1, sizeof(int));
     const char **dumps = (const char **)calloc((size_t)argc + 1, sizeof(char *));
@@ -299,6 +328,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-rawdml")) rawdml = 1;
         else if (!strcmp(a, "-tagerr")) g_tagErrors = 1;
         else if (!strcmp(a, "-v")) verbose = 1;
+        else if (!strcmp(a, "-coreclr") && more) foreignClr = argv[++i];
+        else if (!strcmp(a, "-coreclr-at") && more) foreignClrAt = atoi(argv[++i]);
         else { usage(); return 2; }
     }
     if (!engineDir) { usage(); return 2; }
@@ -352,6 +383,7 @@ int main(int argc, char **argv) {
         g_cmdStarted = CreateEventA(NULL, FALSE, FALSE, NULL);
         CreateThread(NULL, 0, interrupt_thread, NULL, 0, NULL);
     }
+    if (foreignClr && foreignClrAt <= 0) start_foreign_coreclr(foreignClr);
     int ngroups = ndumps > 0 ? ndumps : 1;
     for (int g = 0; g < ngroups; g++) {
         const char *dump = ndumps > 0 ? dumps[g] : NULL;
@@ -389,6 +421,7 @@ int main(int argc, char **argv) {
         for (int i = 0; i < ncmds && !skip; i++) {
             if (cmdDump[i] != g) continue;
             const char *c = cmds[i];
+            if (foreignClr && foreignClrAt == i + 1) start_foreign_coreclr(foreignClr);
             emitf("@@begin %s\n", c);
             InterlockedIncrement(&g_commandSeq);
             g_interruptAt = 0;

@@ -149,6 +149,32 @@ public static class AlpcChainBench
             End();
         }
 
+        /// <summary>
+        /// The seed's second half, by hand: <c>dt nt!_KQUEUE</c> on each queue (8.1+: <c>dt nt!_EX_WORK_QUEUE</c>), the
+        /// dynamic-thread and depth counters, then <c>!list "-t nt!_LIST_ENTRY.Flink -e -x \"dq poi(@$extret) L1; dps
+        /// poi(@$extret)+0x20 L1\"" head</c> over every pending item (the link and the routine: two requests per item,
+        /// the items being scattered), and <c>!thread</c> on each worker of the queue to see where it is blocked.
+        /// </summary>
+        public void WorkQueues(ScenarioResult sr)
+        {
+            if (!sr.Facts.TryGetValue("delayedQueue", out var queue) || !sr.Facts.TryGetValue("delayedHead", out var head)) return;
+            var exwq = _r.Types.Get("nt", "_EX_WORK_QUEUE");
+            bool kq = exwq.HasField("WorkerQueue");
+            Begin();
+            Read("_EX_WORK_QUEUE", queue);
+            End();
+            Begin(); _r.Memory.TryReadU32(queue + exwq.Size - 0x10, out _); End();   // dd +0x40 / +0x4c (the counters)
+            ulong routineOff = _r.Types.FieldOffset("nt", "_IO_WORKITEM", "Routine");
+            Begin();
+            foreach (var item in _r.WalkList(head, new ListWalkResult(), 1_000_000))
+                _r.Memory.TryReadPointer(item + routineOff, out _);
+            End();
+            string inner = kq ? "WorkerQueue" : "WorkPriQueue";
+            ulong threadHead = queue + _r.Types.FieldOffset("nt", "_EX_WORK_QUEUE", inner + ".ThreadListHead");
+            ulong qOff = _r.Types.FieldOffset("nt", "_KTHREAD", "QueueListEntry");
+            foreach (var link in _r.WalkList(threadHead, new ListWalkResult(), 4096).ToList()) Thread(link - qOff);
+        }
+
         public bool WaitsAlpc(ulong t, out ulong msg)
         {
             var th = _b.At("_ETHREAD", t);
@@ -158,7 +184,7 @@ public static class AlpcChainBench
     }
 
     /// <summary>The seed's hand walk from winlogon's thread.</summary>
-    private static Manual ManualChain(ScenarioResult s)
+    private static Manual ManualChain(ScenarioResult s, bool workQueues = true)
     {
         var m = new Manual(s);
         m.Thread(AlpcLogonHangScenario.WinlogonThread);
@@ -174,7 +200,20 @@ public static class AlpcChainBench
         m.Thread(AlpcLogonHangScenario.BlockerThread);
         m.Irp(AlpcLogonHangScenario.Irp);
         m.FileName(AlpcLogonHangScenario.FileObject);
+        // Past Mup: the starved work queue (where the lab build has one).
+        if (workQueues) m.WorkQueues(s);
         return m;
+    }
+
+    /// <summary>!workqueue vs the same hand procedure (every item's link and routine, every worker's !thread).</summary>
+    public static AlpcBenchRow WorkQueueRow(LabBuild build)
+    {
+        var s = new AlpcLogonHangScenario().Build(build, ScenarioOptions.Default);
+        var stats = new ReadStats();
+        new NtSleuth.Commands.WorkQueue.WorkQueueAnalyzer(new KernelReader(s.CreateTarget(), stats)).Analyze();
+        var m = new Manual(s);
+        m.WorkQueues(s);
+        return new AlpcBenchRow(build.Key, "seed-003 Delayed queue", stats.Packets, stats.TransferBytes, m.RoundTrips, m.Bytes, m.Commands);
     }
 
     /// <summary>Without -all: !process 0 2 over the whole system, then the seed's walk once per waiting winlogon session.</summary>
@@ -184,8 +223,10 @@ public static class AlpcChainBench
         var b = s.Builder;
         ulong off = b.OffsetOf("_EPROCESS", "ActiveProcessLinks");
         foreach (var link in b.ListEntries(b.ProcessListHead)) m.Process2(link - off);
-        var one = ManualChain(s);
+        var one = ManualChain(s, workQueues: false);
         m.RoundTrips += one.RoundTrips * 7; m.Bytes += one.Bytes * 7; m.Commands += one.Commands * 7;
+        // The work queue once: every session's chain ends in the same starved queue (the engine's cache serves the rest).
+        m.WorkQueues(s);
         return m;
     }
 }

@@ -141,6 +141,10 @@ public sealed class AlpcLogonHangScenario : IScenario
         Message(b, b.Alloc(b.SizeOf("_KALPC_MESSAGE"), PoolRegion.Paged), nW, Port(b, th), sip, 0, 0x800, 3, 1, 0x10, 0x38);
         b.AddThread(si, 0x7c4);
 
+        // The second half of the seed: the starved Delayed WorkQueue (where the build's symbols have the work-queue types).
+        bool workQueues = SeedWorkQueues.Supports(build);
+        if (workQueues) SeedWorkQueues.Add(b, r, system, options.Variant);
+
         // Scale: idle threads in filler processes.
         int filler = options.Variant == "10k" ? 10_000 : options.Scale > 1 ? 50 * options.Scale : 0;
         for (int i = 0; i < filler; i += 100)
@@ -169,6 +173,7 @@ public sealed class AlpcLogonHangScenario : IScenario
         r.Facts["idleThread"] = tL1.Address;
         r.Commands.Add($"!alpcchain {WinlogonThread:x}");
         r.Commands.Add("!alpcchain -all");
+        if (workQueues) r.Commands.Add("!workqueue");
         return r;
     }
 

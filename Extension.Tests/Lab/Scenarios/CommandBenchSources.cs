@@ -22,6 +22,24 @@ public sealed class AlpcChainBenchSource : IBenchRowSource
     }
 }
 
+/// <summary>!workqueue rows: the seed-003 Delayed WorkQueue (18,023 scattered items, 20 workers) vs the seed's hand walk.</summary>
+public sealed class WorkQueueBenchSource : IBenchRowSource
+{
+    public string Command => "workqueue";
+
+    public IEnumerable<BenchRow> Rows(string? buildKey, IReadOnlyList<int>? scales)
+    {
+        foreach (var key in buildKey is null ? new[] { "win7", "win10" } : new[] { buildKey })
+        {
+            var build = LabBuilds.TryGet(key);
+            if (build is null || !SeedWorkQueues.Supports(build)) continue;
+            var r = AlpcChainBench.WorkQueueRow(build);
+            yield return BenchRowSources.Row("workqueue", r.Case, build.Key, 1, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
+                $"manual: dt of the queue, !list with dq+dps per item, !thread per worker ({r.ManualCommands} commands)");
+        }
+    }
+}
+
 /// <summary>!leaktag and !dpcblame rows (seed, ~10x, ~100x objects) in the lab's bench table.</summary>
 public sealed class PoolDpcBenchSource : IBenchRowSource
 {

@@ -246,6 +246,150 @@ public sealed class DpcWatchdogScenario
         }
     }
 
+    // ---------- parameter 1 = 1 with the kernel's own evidence (Windows 10 1607 / Server 2016 and later) ----------
+
+    public const ulong SpinBase = 0xfffff880_05200000;
+    public const ulong SpinRxDpc = SpinBase + 0x1a40;      // spindrv!SpdRxDpcRoutine
+    public const ulong SpinProcessRing = SpinBase + 0x2200; // spindrv!SpdProcessRing (spins on the hardware ring)
+    /// <summary>Captures in the profile: the spinning driver's, and the one running at the bug check (ECHO, timer DPC).</summary>
+    public const int SpinCaptures = 30, SpinRxCaptures = 4, EchoCaptures = 6;
+    public ulong ProfileBuffer { get; private set; }
+    public ulong ProfileUsedBytes { get; private set; }
+    public ulong TriageBlock { get; private set; }
+    public ulong ActiveKdpc { get; private set; }
+    public ulong HistoryTable { get; private set; }
+
+    /// <summary>True when the build keeps a DPC watchdog profile (_KPRCB.DpcWatchdogProfile, the triage block global).</summary>
+    public static bool BuildHasProfile(NtSleuth.Commands.Symbols.Isf.IsfDocument nt) =>
+        nt.UserTypes.TryGetValue("_KPRCB", out var prcb) && prcb.Fields.Any(f => f.Name == "DpcWatchdogProfile")
+        && prcb.Fields.Any(f => f.Name == "DpcWatchdogProfileCurrentEmptyCapture") && nt.Symbols.ContainsKey("KeDpcWatchdogProfileGlobalTriageBlock");
+
+    /// <summary>
+    /// Bug check 0x133 (1, 0x1e00, &amp;KeDpcWatchdogProfileGlobalTriageBlock, 0) where ECHO's timer DPC runs at the bug check
+    /// (stack, CurrentDpcRoutine, ActiveDpc) but the kernel's DPC watchdog profile on CPU 0 holds 40 captured stacks, 34 of
+    /// them in spindrv.sys (SpdProcessRing under SpdRxDpcRoutine, under nt!KiExecuteAllDpcs): the case !analyze blames on
+    /// what ran last. The triage block is written from its documented layout (wdm.h). Captures are laid out as the
+    /// command reads them (a header of two non-code words, then the frames innermost first); the real record layout is
+    /// not documented (docs/dpcblame.md). <paramref name="variant"/>: "profile-missing" (the buffer's pages are not in
+    /// the dump), "profile-corrupt" (bad triage signature, DpcWatchdogProfileCurrentEmptyCapture before the buffer).
+    /// </summary>
+    public void AddCumulativeEvidence(string? variant)
+    {
+        var k = Kernel;
+        if (!BuildHasProfile(k.Nt)) throw new NotSupportedException($"{k.BuildId} has no DPC watchdog profile");
+        k.AddModule("spindrv.sys", SpinBase, 0x20000, 0x4000);
+        k.Symbols.AddSymbol("spindrv!SpdRxDpcRoutine", SpinRxDpc);
+        k.Symbols.AddSymbol("spindrv!SpdProcessRing", SpinProcessRing);
+        ulong prcb = Prcbs[0];
+        const ulong slots = 0x2000;                               // pointer slots (KiDpcWatchdogProfileArrayLength)
+        ProfileBuffer = k.Alloc(slots * 8, 0x1000);
+        k.Memory.Map(ProfileBuffer, slots * 8);
+
+        ulong Fn(string name, ulong disp) => NtFunc(name) + disp;
+        ulong capture = k.HasSym("KiDpcWatchdogCaptureStack") ? k.Sym("KiDpcWatchdogCaptureStack") + 0x3c : Fn("KiDpcWatchdogCaptureStack", 0x3c);
+        ulong[] interrupt = [capture, Fn("KeAccumulateTicks", 0x1a3), Fn("KeClockInterruptNotify", 0x8f3), HalBase + 0x1000 + 0x63, Fn("KiInterruptDispatchNoLockNoEtw", 0x37)];
+        ulong[] dpcTail = [Fn("KiExecuteAllDpcs", 0x2e1), Fn("KiRetireDpcList", 0x1f6), Fn("KiIdleLoop", 0x5a)];
+        ulong[] timerTail = [WdfTimerHandler + 0x92, Fn("KiProcessExpiredTimerList", 0x214), Fn("KiExpireTimerTable", 0xa9), Fn("KiTimerExpiration", 0xc8), Fn("KiRetireDpcList", 0x1f6), Fn("KiIdleLoop", 0x5a)];
+        var words = new List<ulong>();
+        ulong time = 0x0000_1c89_d39e_0000;
+        void Capture(IEnumerable<ulong> frames)
+        {
+            var f = frames.ToList();
+            words.Add(time); time += 0x2710;                       // header: a time stamp and the frame count
+            words.Add((ulong)f.Count);
+            words.AddRange(f);
+        }
+        int spin = 0, rx = 0, echo = 0;
+        for (int i = 0; i < SpinCaptures + SpinRxCaptures + EchoCaptures; i++)
+        {
+            // ECHO's timer DPC runs last (its captures at the end); spindrv's DPC held the processor before.
+            if (i >= SpinCaptures + SpinRxCaptures) { Capture(interrupt.Concat([EchoReturn]).Concat(timerTail)); echo++; }
+            else if (i % 9 == 4 && rx < SpinRxCaptures) { Capture(interrupt.Concat([SpinRxDpc + 0x51]).Concat(dpcTail)); rx++; }
+            else { Capture(interrupt.Concat([SpinProcessRing + 0x3c + (ulong)(i % 3) * 4, SpinRxDpc + 0x87]).Concat(dpcTail)); spin++; }
+        }
+        if (spin != SpinCaptures || rx != SpinRxCaptures || echo != EchoCaptures) throw new InvalidOperationException("capture plan");
+        for (int i = 0; i < words.Count; i++) k.Memory.WriteU64(ProfileBuffer + (ulong)i * 8, words[i]);
+        ProfileUsedBytes = (ulong)words.Count * 8;
+
+        k.Set("_KPRCB", prcb, "DpcWatchdogProfile", ProfileBuffer);
+        k.Set("_KPRCB", prcb, "DpcWatchdogProfileCurrentEmptyCapture", variant == "profile-corrupt" ? ProfileBuffer - 0x100 : ProfileBuffer + ProfileUsedBytes);
+        SetEitherTicks(prcb, "DpcWatchdogProfileCumulativeDpcThreshold", 0x1b80);
+        SetEitherTicks(prcb, "DpcWatchdogProfileSingleDpcThreshold", 0x478);
+        // Other processors: armed, nothing captured.
+        for (int i = 1; i < Prcbs.Count; i++)
+        {
+            ulong other = k.Alloc(0x1000, 0x1000);
+            k.Set("_KPRCB", Prcbs[i], "DpcWatchdogProfile", other);
+            k.Set("_KPRCB", Prcbs[i], "DpcWatchdogProfileCurrentEmptyCapture", other);
+        }
+        // The kernel's configuration globals, where the build has them.
+        void Global(string name, uint v) { if (k.HasSym(name)) k.Memory.WriteU32(k.Sym(name), v); }
+        Global("KiDpcWatchdogProfileArrayLength", (uint)slots);
+        Global("KeDpcWatchdogProfileBufferSizeBytes", (uint)(slots * 8));
+        Global("KiDpcWatchdogProfileCumulativeDpcThreshold", 0x1b80);
+        Global("KeDpcWatchdogProfileCumulativeDpcThresholdMs", 110000);
+        Global("KiDpcWatchdogProfileSingleDpcThreshold", 0x478);
+        Global("KeDpcWatchdogProfileSingleDpcThresholdMs", 18333);
+        Global("KeDpcWatchdogProfileOffset", 0x280);
+        Global("KeDpcWatchdogProfileOffsetMs", 10000);
+
+        // DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK (wdm.h): Signature, Revision, Size, DpcWatchdogProfileOffset, DpcWatchdogProfileLength.
+        TriageBlock = k.Sym("KeDpcWatchdogProfileGlobalTriageBlock");
+        k.Memory.WriteU32(TriageBlock, variant == "profile-corrupt" ? 0xDEADBEEF : 0xAEBECEDE);
+        k.Memory.WriteU16(TriageBlock + 4, 1);
+        k.Memory.WriteU16(TriageBlock + 6, 0x10);
+        k.Memory.WriteU16(TriageBlock + 8, (ushort)k.Offset("_KPRCB", "DpcWatchdogProfile"));
+        k.Memory.WriteU16(TriageBlock + 10, 0);
+        k.Memory.WriteU32(TriageBlock + 12, (uint)slots);
+        k.BugCheck = new BugCheckInfo(0x133, 1, 0x1e00, TriageBlock, 0);
+
+        // The running DPC as 8.1+ records it: _KDPC_DATA.ActiveDpc (ECHO's WDF timer DPC).
+        ActiveKdpc = k.Alloc(k.SizeOf("_KDPC"), 0x40);
+        k.Set("_KDPC", ActiveKdpc, "Type", 0x13);
+        k.Set("_KDPC", ActiveKdpc, "Importance", 1);
+        k.Set("_KDPC", ActiveKdpc, "DeferredRoutine", WdfTimerHandler);
+        k.Set("_KDPC_DATA", DpcData(prcb), "ActiveDpc", ActiveKdpc);
+        // _ISRDPCSTATS through _KPRCB.IsrDpcStats.
+        if (k.HasType("_ISRDPCSTATS") && k.Layout("_KPRCB").HasField("IsrDpcStats"))
+        {
+            ulong isr = k.Alloc(k.SizeOf("_ISRDPCSTATS"), 0x40);
+            k.Set("_ISRDPCSTATS", isr, "DpcTime", 0x1e00);
+            k.Set("_ISRDPCSTATS", isr, "DpcCount", 0x5c1);
+            k.Set("_ISRDPCSTATS", isr, "IsrCount", 0x2f3);
+            k.Set("_KPRCB", prcb, "IsrDpcStats", isr);
+        }
+        // _KPRCB.DpcRuntimeHistoryHashTable (19041+): four buckets, three entries keyed by DPC routine.
+        if (k.Layout("_KPRCB").HasField("DpcRuntimeHistoryHashTable"))
+        {
+            ulong table = k.Alloc(k.SizeOf("_RTL_HASH_TABLE"), 0x40), buckets = k.Alloc(4 * 8, 0x40);
+            k.Set("_RTL_HASH_TABLE", table, "EntryCount", 3);
+            k.Set("_RTL_HASH_TABLE", table, "MaskBitCount", 2);
+            k.Set("_RTL_HASH_TABLE", table, "BucketCount", 4);
+            k.Set("_RTL_HASH_TABLE", table, "Buckets", buckets);
+            ulong linkOff = k.Offset("_RTL_HASH_ENTRY", "BucketLink"), keyOff = k.Offset("_RTL_HASH_ENTRY", "Key");
+            ulong[] keys = [SpinRxDpc, WdfTimerHandler, NdisReturnNbls];
+            int[] bucketOf = [1, 3, 1];
+            for (int i = 0; i < keys.Length; i++)
+            {
+                ulong e = k.Alloc(0x40, 0x40);                     // the record around the entry: its other fields are not public
+                k.Memory.WriteU64(e + keyOff, keys[i]);
+                ulong head = buckets + (ulong)bucketOf[i] * 8;
+                k.WritePtr(e + linkOff, k.ReadLe(head, 8));
+                k.WritePtr(head, e + linkOff);
+            }
+            k.Set("_KPRCB", prcb, "DpcRuntimeHistoryHashTable", table);
+            HistoryTable = table;
+        }
+        if (variant == "profile-missing") k.Memory.Unmap(ProfileBuffer, slots * 8);
+    }
+
+    private void SetEitherTicks(ulong prcb, string name, ulong v)
+    {
+        var l = Kernel.Layout("_KPRCB");
+        if (l.HasField(name)) Kernel.Set("_KPRCB", prcb, name, v);
+        else if (l.HasField(name + "Ticks")) Kernel.Set("_KPRCB", prcb, name + "Ticks", v);
+    }
+
     /// <summary>
     /// Modelled cost of the seed's manual procedure over KDNET, counted as the command's reads are (KD packets per
     /// request, the engine's cache on a stopped target: nothing read twice): k (one 0x100-byte stack read per frame),

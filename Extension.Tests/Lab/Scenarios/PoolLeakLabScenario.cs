@@ -81,3 +81,35 @@ public sealed class DpcWatchdogLabScenario : IScenario
         return r;
     }
 }
+
+/// <summary>
+/// Issue 17: bug check 0x133 with parameter 1 = 1 on a build that keeps the DPC watchdog profile (2016 / 14393 and
+/// later): ECHO's timer DPC is running at the bug check, but the profile's captured stacks point to spindrv.sys (the
+/// case !analyze gets wrong). Variants: the profile's pages missing from the dump, and a corrupt profile/triage block.
+/// </summary>
+public sealed class DpcCumulativeLabScenario : IScenario
+{
+    public string Name => "dpc-cumulative";
+    public string Seed => "004_057968894f01db56.txt";
+    public IReadOnlyList<string> SampleVariants => ["", "profile-missing", "profile-corrupt"];
+
+    public bool Supports(LabBuild build) =>
+        build.Isf.UserTypes.ContainsKey("_KDPC_DATA") && build.Isf.Symbols.ContainsKey("KiProcessorBlock") && DpcWatchdogScenario.BuildHasProfile(build.Isf);
+
+    public ScenarioResult Build(LabBuild build, ScenarioOptions options)
+    {
+        var b = new KernelScenarioBuilder(build);
+        b.AddProcessors(2);
+        var k = new LabKernel(b);
+        var s = new DpcWatchdogScenario(k, 1, 2, unwindable: true);
+        s.AddCumulativeEvidence(options.Variant);
+        PoolDpcCatalog.Publish(k, b);
+        var r = new ScenarioResult(Name, b, options);
+        r.Facts["profileBuffer"] = s.ProfileBuffer;
+        r.Facts["triageBlock"] = s.TriageBlock;
+        r.Facts["cpu0Prcb"] = s.Prcbs[0];
+        r.Facts["activeDpc"] = s.ActiveKdpc;
+        r.Commands.Add("!dpcblame");
+        return r;
+    }
+}

@@ -1,0 +1,94 @@
+using NtSleuth.Commands.Model;
+using NtSleuth.Commands.Output;
+
+namespace NtSleuth.Commands.Kernel;
+
+/// <summary>One frame found on a waiting thread's kernel stack: a return address inside a loaded module.</summary>
+public sealed record ScannedFrame(ulong ReturnAddress, ulong StackAddress, string Name, string Module);
+
+/// <summary>The frames of one thread's kernel stack (innermost first), or why there are none.</summary>
+public sealed class ScannedStack
+{
+    public List<ScannedFrame> Frames { get; } = new();
+    /// <summary>Why the scan found nothing or stopped early (unreadable stack page, no saved stack pointer, ...).</summary>
+    public string? Note { get; set; }
+
+    /// <summary>The frames as one key (names with displacement, innermost first): identical stacks have equal keys.</summary>
+    public string Key => string.Join("|", Frames.Select(f => f.Name));
+}
+
+/// <summary>
+/// A waiting thread's kernel stack the way an engineer reads it with <c>dps</c> when <c>k</c> cannot unwind (forged or
+/// unwind-less modules): <see cref="ReturnAddressStackScan"/> from the saved stack pointer (<c>_KTHREAD.KernelStack</c>)
+/// to the top of the stack (<c>_KTHREAD.InitialStack</c>, at most <see cref="MaxStackBytes"/>, one bulk read), keeping
+/// the values that follow a call instruction (one small read per candidate, cached: identical stacks of many workers
+/// cost the code bytes once). Names from <see cref="Symbolizer"/>: <c>module!routine+0x..</c>, else <c>module+0x..</c>.
+/// </summary>
+public sealed class KernelStackScan(KernelReader reader, Symbolizer symbols)
+{
+    /// <summary>At most this many bytes of stack are read per thread (a kernel stack is 24-72 KB; the used part is small).</summary>
+    public const int MaxStackBytes = 0x3000;
+    public const int MaxFrames = 24;
+
+    private readonly Dictionary<ulong, string> _names = new();
+
+    public Symbolizer Symbols => symbols;
+
+    /// <summary>The best name of a code address, cached: <c>module!routine+0x..</c>, <c>module+0x..</c>, or the address.</summary>
+    public string NameOf(ulong address)
+    {
+        if (!_names.TryGetValue(address, out var n)) _names[address] = n = symbols.Describe(address) ?? Fmt.Addr(address);
+        return n;
+    }
+
+    /// <summary>Scans the stack between a thread's saved stack pointer and its initial stack (both read with the thread).</summary>
+    public ScannedStack Scan(ulong kernelStack, ulong initialStack)
+    {
+        var res = new ScannedStack();
+        if (kernelStack == 0 || initialStack == 0 || initialStack <= kernelStack)
+        {
+            res.Note = $"no saved kernel stack pointer (KernelStack {Fmt.Addr(kernelStack)}, InitialStack {Fmt.Addr(initialStack)})";
+            return res;
+        }
+        int ps = reader.PointerSize;
+        ulong start = kernelStack & ~(ulong)(ps - 1);
+        int length = (int)Math.Min(initialStack - start, MaxStackBytes);
+        int slots = 0;
+        try
+        {
+            foreach (var slot in ReturnAddressStackScan.Scan(reader, symbols, start, length))
+            {
+                slots++;
+                if (!FollowsCall(slot.Value)) continue;
+                var m = symbols.ModuleOf(slot.Value)!;
+                res.Frames.Add(new ScannedFrame(slot.Value, slot.SlotAddress, NameOf(slot.Value), KernelModules.ShortName(m.Name)));
+                if (res.Frames.Count >= MaxFrames) break;
+            }
+        }
+        catch (OperationCanceledException) { res.Note = "interrupted by user while reading the stack"; return res; }
+        if (reader.Memory.IsInterruptRequested) res.Note = "interrupted by user while reading the stack";
+        else if (res.Frames.Count == 0)
+            res.Note = reader.Memory.ReadExact(start, ps) is null
+                ? $"kernel stack {Fmt.Addr(start)}..{Fmt.Addr(start + (ulong)length)} not readable (paged out or not in the dump)"
+                : $"no return address found on the stack ({slots} value(s) inside modules, none after a call instruction)";
+        return res;
+    }
+
+    /// <summary>True when the bytes before <paramref name="ret"/> end with a call instruction (E8 rel32, FF 15 disp32, FF /2 forms).</summary>
+    public bool FollowsCall(ulong ret)
+    {
+        var b = reader.Memory.ReadExact(ret - 7, 7);
+        if (b is null) return false;
+        if (b[2] == 0xE8) return true;                              // call rel32
+        if (b[1] == 0xFF && b[2] == 0x15) return true;              // call [rip+disp32]
+        if (b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;     // call reg
+        if (b[4] == 0xFF && (b[5] & 0xF8) == 0x50) return true;     // call [reg+disp8]
+        if (b[4] == 0x41 && b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;
+        return false;
+    }
+
+    /// <summary>True for the kernel's own modules (nt, ntoskrnl/ntkrnlmp, hal): where a blocked thread waits, not why.</summary>
+    public static bool IsKernelModule(string m) =>
+        m.Equals("nt", StringComparison.OrdinalIgnoreCase) || m.StartsWith("ntoskrnl", StringComparison.OrdinalIgnoreCase) ||
+        m.StartsWith("ntkrnl", StringComparison.OrdinalIgnoreCase) || m.Equals("hal", StringComparison.OrdinalIgnoreCase);
+}
