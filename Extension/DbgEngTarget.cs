@@ -40,6 +40,28 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     private bool _distrusted;
     public void DistrustSymbolAnswers() => _distrusted = true;
 
+    /// <inheritdoc />
+    public bool EngineHasItNow(string what)
+    {
+        try
+        {
+            // "type nt!_T", "symbol nt!X", "field nt!_T.F[.G]": the module!name part ("the type of field ..." stays a miss).
+            var m = System.Text.RegularExpressions.Regex.Match(what, @"^(type|symbol|field) ([A-Za-z0-9_]+)!([A-Za-z0-9_<>:$@?]+)(?:\.([A-Za-z0-9_]+))?");
+            if (!m.Success) return false;
+            string kind = m.Groups[1].Value, qualified = m.Groups[2].Value + "!" + m.Groups[3].Value;
+            if (kind == "symbol") return LookUpSymbol(qualified) is not null;
+            var q = new DbgEngTypeQueries(_s, () => Info.PointerSize);
+            if (!q.TryGetTypeId(qualified, out ulong mb, out uint id)) return false;
+            if (kind == "type") return true; // the engine names the type now: it was there all along
+            // A field: the engine must name the type's first field of the path now (a field missing from a type the
+            // engine has is a real miss: another build's layout).
+            if (!m.Groups[4].Success || _s.Symbols is not { } sym) return false;
+            uint off = 0;
+            fixed (byte* f = Ansi(m.Groups[4].Value)) return sym.GetFieldOffset(mb, id, f, &off) == DbgEngConst.S_OK;
+        }
+        catch { return false; }
+    }
+
     public ISymbolProvider Symbols => this;
 
     public TargetInfo Info => _info ??= QueryInfo();

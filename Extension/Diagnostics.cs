@@ -18,6 +18,40 @@ internal static class Diagnostics
         string.Equals(name, "help", StringComparison.OrdinalIgnoreCase) &&
         (args ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).Any(a => a is "-diag" or "/diag");
 
+    /// <summary>"!help -mem" (hidden; the session tier's memory figures): one line with the extension's own memory.
+    /// "-gc" first runs a full blocking collection and the finalizers, to tell live objects from garbage not yet collected.</summary>
+    public static bool WantsMemory(string name, string? args) =>
+        string.Equals(name, "help", StringComparison.OrdinalIgnoreCase) &&
+        (args ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).Any(a => a is "-mem" or "/mem");
+
+    public static int RunMemory(string? args, IOutputSink sink)
+    {
+        if ((args ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries).Any(a => a is "-gc" or "/gc"))
+        {
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+            GC.WaitForPendingFinalizers();
+            GC.Collect(GC.MaxGeneration, GCCollectionMode.Forced, blocking: true, compacting: true);
+        }
+        sink.Write(MemoryLine() + "\n", false);
+        return 0;
+    }
+
+    /// <summary>The managed side's memory: GC heap (live + not yet collected), committed by the GC, collections per
+    /// generation, pinned objects at the last GC, the session cache's entries, and the process's private bytes as
+    /// the runtime sees them (wine reports 0 for PrivateUsage; then the working set is the figure to read).</summary>
+    public static string MemoryLine()
+    {
+        var gi = GC.GetGCMemoryInfo(GCKind.Any);
+        var c = EngineSessionCache.Counts;
+        long priv = 0, ws = 0;
+        try { using var p = Process.GetCurrentProcess(); priv = p.PrivateMemorySize64; ws = p.WorkingSet64; } catch { /* diagnostic only */ }
+        return $"ntsleuth memory: managed heap {GC.GetTotalMemory(false)} bytes, gc heap size {gi.HeapSizeBytes}, gc committed {gi.TotalCommittedBytes}, " +
+               $"allocated so far {GC.GetTotalAllocatedBytes(false)}, collections {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
+               $"budget collections {GarbageBudget.Collections} in {GarbageBudget.CollectMilliseconds:F1} ms, pinned {gi.PinnedObjectsCount}, finalization pending {gi.FinalizationPendingCount}, " +
+               $"session cache {c.Layouts} layouts {c.Symbols} symbols {c.SymbolStates} symbol states {c.ModuleBases} module bases (generation {EngineSessionCache.Generation}), " +
+               $"process private {priv} working set {ws}";
+    }
+
     public static int Run(ITarget target, IOutputSink sink)
     {
         var sb = new StringBuilder();
@@ -81,6 +115,7 @@ internal static class Diagnostics
             sb.Append($"  stack read   : {n} of {buf.Length} bytes at {Fmt.Addr(sp)} ({mem.Stats})\n");
         }
         sb.Append($"  interrupt    : {(target.IsInterruptRequested ? "requested" : "not requested")}\n");
+        sb.Append($"  memory       : {MemoryLine()["ntsleuth memory: ".Length..]}\n");
         sb.Append($"  elapsed      : {sw.Elapsed.TotalMilliseconds:F1} ms\n");
         sink.Write(sb.ToString(), false);
         return 0;

@@ -155,6 +155,12 @@ internal static unsafe class EngineSessionCache
     public static void PutSymbol(string name, ulong? address) { lock (Lock) SymbolAddresses[name] = address; }
     public static bool TryGetHasSymbols(string module, out bool has) { lock (Lock) return HasSymbolsByModule.TryGetValue(module, out has); }
     public static void PutHasSymbols(string module, bool has) { lock (Lock) HasSymbolsByModule[module] = has; }
+    /// <summary>Entries held (for <c>!help -mem</c>): layouts, symbol addresses, module symbol states, module bases.</summary>
+    public static (int Layouts, int Symbols, int SymbolStates, int ModuleBases) Counts
+    {
+        get { lock (Lock) return (Layouts.Count, SymbolAddresses.Count, HasSymbolsByModule.Count, ModuleBases.Count); }
+    }
+
     /// <summary>A module's symbol index (name -> address, every symbol the engine enumerates for <c>module!*</c>), built
     /// once per session by <see cref="DbgEngTarget"/>; null when not built yet.</summary>
     public static Dictionary<string, ulong>? SymbolIndex(string module) { lock (Lock) return SymbolIndexes.TryGetValue(module, out var d) ? d : null; }

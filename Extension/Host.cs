@@ -25,6 +25,7 @@ internal static class Host
             target = new DbgEngTarget(session);
             if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
                 InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));
+            if (Diagnostics.WantsMemory(name, args)) return Diagnostics.RunMemory(args, sink);
             if (Diagnostics.Wants(name, args)) return Diagnostics.Run(target, sink);
             return CommandDispatcher.Run(name, args, target, sink);
         }
@@ -43,6 +44,7 @@ internal static class Host
             try { target?.EndCommand(); } catch { /* never throw into the engine */ }
             try { if (EngineProfile.EndCommand(name) is { } profile) sink?.Write(profile, false); } catch { /* diagnostics only */ }
             session?.Dispose();
+            GarbageBudget.AfterCommand();
         }
     }
 

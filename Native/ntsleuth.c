@@ -486,13 +486,8 @@ void CALLBACK DebugExtensionNotify(ULONG notify, ULONG64 argument) {
     HRESULT CALLBACK name(PDEBUG_CLIENT client, PCSTR args) { return run(client, #name, args); }
 
 NTSLEUTH_COMMAND(help)
-NTSLEUTH_COMMAND(leaktag)
-NTSLEUTH_COMMAND(alpcchain)
-NTSLEUTH_COMMAND(nblowners)
-NTSLEUTH_COMMAND(dpcblame)
-NTSLEUTH_COMMAND(frameorder)
-NTSLEUTH_COMMAND(dhcptimer)
-NTSLEUTH_COMMAND(workqueue)
+/* The commands: generated from Commands/commands.txt (with ntsleuth.def) by Commands/CommandList.targets. */
+#include "ntsleuth_commands.h"
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* !analyze plug-in (docs/analyze.md). ext.dll's !analyze finds ntsleuth.alz beside this DLL on the extension path

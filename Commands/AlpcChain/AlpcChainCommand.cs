@@ -2,25 +2,21 @@ using NtSleuth.Commands.Cli;
 
 namespace NtSleuth.Commands.AlpcChain;
 
-public sealed class AlpcChainCommand : ICommand
+public sealed class AlpcChainCommand : Command
 {
-    public string Name => "alpcchain";
-    public string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
-    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("all").Option("p", "wqitems");
-    public string Usage => """
-Usage: !alpcchain <thread> | -p <process> | -all  [-json] [-v]
-  <thread>     _ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)
-  -p <proc>    every thread of that _EPROCESS that waits for an ALPC reply
-  -all         every ALPC-waiting thread in the system, merged into chains
-  -wqitems <n> items examined at the head of a starved work queue (default 1000; 0 = the queue's own count only)
-  -json        machine-readable output      -v   all fields
-Follows waiter -> ALPC message -> port owner -> server thread hop by hop to the blocker,
-and prints the blocker's wait objects and IRPs. When the blocker waits in kernel mode on
-I/O (or is a system worker) and a system work queue is starved, the chain goes on into it:
-the backlog, the items of the blocker's drivers, and where the queue's workers are blocked.
-""" + "\n";
+    public override string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
+    public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }
+        .Positional("thread", "_ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)")
+        .Value("p", "proc", ValueKind.Address, "every thread of that _EPROCESS that waits for an ALPC reply")
+        .Switch("all", "every ALPC-waiting thread in the system, merged into chains")
+        .Value("wqitems", "n", ValueKind.Text, "items examined at the head of a starved work queue (default 1000; 0 = the queue's own count only)")
+        .Switch("v", "all fields")
+        .Describe("Give one of <thread>, -p or -all. Follows waiter -> ALPC message -> port owner -> server thread",
+                  "hop by hop to the blocker, and prints the blocker's wait objects and IRPs. When the blocker waits in",
+                  "kernel mode on I/O (or is a system worker) and a system work queue is starved, the chain goes on into it:",
+                  "the backlog, the items of the blocker's drivers, and where the queue's workers are blocked.");
 
-    public void Execute(CommandContext ctx)
+    public override void Execute(CommandContext ctx)
     {
         int wq = AlpcChainAnalyzer.DefaultWorkQueueItems;
         if (ctx.Args.Get("wqitems") is { } wqs && (!int.TryParse(wqs, out wq) || wq < 0 || wq > 1_000_000))
@@ -32,10 +28,10 @@ the backlog, the items of the blocker's drivers, and where the queue's workers a
             if (ctx.Args.Positionals.Count > 0 || ctx.Args.Get("p") is not null) throw new UsageException("-all takes no thread or process");
             report = analyzer.AnalyzeAll();
         }
-        else if (ctx.Args.Get("p") is { } proc)
+        else if (ctx.Args.Get("p") is not null)
         {
             if (ctx.Args.Positionals.Count > 0) throw new UsageException("give either -p <process> or a thread, not both");
-            report = analyzer.AnalyzeProcess(ctx.EvaluateAddress(proc));
+            report = analyzer.AnalyzeProcess(ctx.Address("p")!.Value);
         }
         else
         {

@@ -7,7 +7,8 @@ namespace NtSleuth.Commands.Cli;
 
 /// <summary>
 /// One extension command: parse arguments -> analysis producing a result model -> renderer (DML, text, JSON).
-/// Implementations are stateless; everything per run lives in <see cref="CommandContext"/>.
+/// Implementations are stateless; everything per run lives in <see cref="CommandContext"/>. New commands derive from
+/// <see cref="Command"/> (name from Commands/commands.txt, usage from the <see cref="ArgSpec"/>).
 /// </summary>
 public interface ICommand
 {
@@ -19,6 +20,23 @@ public interface ICommand
     string Usage { get; }
     ArgSpec Spec { get; }
     void Execute(CommandContext ctx);
+}
+
+/// <summary>
+/// A command declared once: its name is the one Commands/commands.txt lists for its class (<c>AlpcChainCommand</c> ->
+/// <c>alpcchain</c>), its options and help are its <see cref="Spec"/>, and <see cref="Usage"/> is generated from that.
+/// </summary>
+public abstract class Command : ICommand
+{
+    /// <summary>The listed name of this class (<see cref="CommandRegistry.NameOf"/>).</summary>
+    public string Name => CommandRegistry.NameOf(GetType());
+    /// <summary>One line for !help.</summary>
+    public abstract string Summary { get; }
+    /// <summary>Options (typed), positionals and description.</summary>
+    public abstract ArgSpec Spec { get; }
+    /// <summary>Generated from <see cref="Spec"/>.</summary>
+    public string Usage => Spec.Usage(Name);
+    public abstract void Execute(CommandContext ctx);
 }
 
 /// <summary>Everything a command run needs: the target, a fresh reader (cache, counters), output and parsed args.</summary>
@@ -55,6 +73,9 @@ public sealed class CommandContext
         if (Target.TryEvaluate(expression, out var v, out var err)) return v;
         throw new UsageException($"cannot evaluate '{expression}'{(string.IsNullOrEmpty(err) ? "" : ": " + err)}");
     }
+
+    /// <summary>The value of a <see cref="ValueKind.Address"/> option, evaluated like <see cref="EvaluateAddress"/>; null when not given.</summary>
+    public ulong? Address(string option) => Args.Get(option) is { } v ? EvaluateAddress(v) : null;
 
     /// <summary>Renders a document in the run's mode (text or DML) and writes it.</summary>
     public void Write(Doc doc) => Sink.Write(doc.Render(Mode == OutputMode.Dml ? OutputMode.Dml : OutputMode.Text), Mode == OutputMode.Dml);

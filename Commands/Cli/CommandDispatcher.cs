@@ -102,6 +102,14 @@ public static class CommandDispatcher
         catch (CommandNotApplicableException na) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", na.Message); }
         catch (Kernel.ModuleNotLoadedException nl) { outcome = new Outcome(S_OK, "notApplicable", "notApplicable", nl.Message); }
         catch (CommandFailedException cf) { outcome = new Outcome(E_FAIL, "error", "failed", cf.Message); }
+        catch (MissingSymbolException ms) when (target.IsInterruptRequested || AbortedByEngine(target, ms, out _reaskMs))
+        {
+            // The engine aborts a symbol load for a Ctrl+Break and swallows it: the "not found" was the interrupt.
+            target.DistrustSymbolAnswers();
+            outcome = new Outcome(E_ABORT, "interrupted", "interrupted",
+                $"interrupted by user (Ctrl+Break) while the engine was loading symbols: it aborted the lookup of {ms.What} " +
+                $"(it has it when asked again{(_reaskMs > 0 ? $", {_reaskMs:F0} ms" : "")}); nothing to show yet. Run the command again.");
+        }
         catch (MissingSymbolException ms) { target.DistrustSymbolAnswers(); outcome = new Outcome(E_FAIL, "error", "missingSymbol", SymbolDiagnosis.Explain(target, ms)); } // symbols missing, or memory (module list, image header) damaged: say which
         // The target may say where it stopped ("... while loading the layout of nt!_EPROCESS from the symbols").
         catch (OperationCanceledException oce) { outcome = new Outcome(E_ABORT, "interrupted", "interrupted",
@@ -114,6 +122,17 @@ public static class CommandDispatcher
         }
         return Fail(cmd, args, sink, ctx, json, outFile, outcome);
     }
+
+    /// <summary>A "not found" the engine answers when asked again: its first answer was an aborted lookup. Never throws.</summary>
+    private static bool AbortedByEngine(ITarget target, MissingSymbolException ms, out double ms2)
+    {
+        long t0 = System.Diagnostics.Stopwatch.GetTimestamp();
+        try { return target.EngineHasItNow(ms.What); }
+        catch { return false; }
+        finally { ms2 = System.Diagnostics.Stopwatch.GetElapsedTime(t0).TotalMilliseconds; }
+    }
+
+    [ThreadStatic] private static double _reaskMs;
 
     private static int Fail(ICommand cmd, string? args, IOutputSink sink, CommandContext? ctx, bool json, string? outFile, Outcome o)
     {

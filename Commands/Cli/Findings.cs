@@ -90,6 +90,10 @@ public static class Findings
                 if (n.PendingNbls > 0)
                     for (int i = 0; i < n.Verdicts.Count; i++)
                         list.Add(new Finding($"{command}.verdict.{i}", Severity.Error, n.Verdicts[i], $"/verdicts/{i}"));
+                for (int i = 0; i < n.ReceivePaths.Count; i++)
+                    if (n.ReceivePaths[i].Starved)
+                        list.Add(new Finding($"{command}.receive.{i}", Severity.Error,
+                            $"miniport {n.ReceivePaths[i].Miniport:x} ({n.ReceivePaths[i].Driver}): no free receive buffers, {n.ReceivePaths[i].Waiting} held above the miniport", $"/receivePaths/{i}"));
                 if (n.Guidance is { } g) list.Add(new Finding($"{command}.tracking", Severity.Info, g, "/guidance"));
                 break;
             case FrameOrderReport f:

@@ -70,7 +70,7 @@ public sealed class DhcpTimerAnalyzer
             return new AdapterTimers
             {
                 Context = context, Verdict = DhcpVerdict.Unreadable,
-                VerdictText = $"adapter context at {context:x} is not readable (not in the dump)",
+                VerdictText = $"adapter context at {Output.Fmt.Addr(context)} is not readable (not in the dump)",
             };
         var data = window.AsSpan(0, got);
         var notes = new List<string>();
@@ -277,7 +277,7 @@ public sealed class DhcpTimerAnalyzer
                         : $"dwMilliseconds = 0x{v:x} ({v:N0} ms) in ProcessDhcpRequestForever's r9 home slot";
                     note += " (the home slot holds the argument only if the callee spilled r9 there)";
                 }
-                else note = $"the r9 home slot at {slot:x} is not readable: the timeout cannot be recovered";
+                else note = $"the r9 home slot at {Output.Fmt.Addr(slot)} is not readable: the timeout cannot be recovered";
             }
             return new MainThreadWait
             {

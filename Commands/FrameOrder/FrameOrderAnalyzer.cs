@@ -58,11 +58,7 @@ public sealed class FrameOrderAnalyzer
         ulong rList = T.FieldOffset(F, "_FLT_RESOURCE_LIST_HEAD", "rList");
         ulong regFilters = T.FieldOffset(F, "_FLTP_FRAME", "RegisteredFilters") + rList;
         ulong attVolumes = T.FieldOffset(F, "_FLTP_FRAME", "AttachedVolumes") + rList;
-        ulong primary = T.FieldOffset(F, "_FLT_OBJECT", "PrimaryLink");
-        ulong filterPrimary = T.FieldOffset(F, "_FLT_FILTER", "Base") + primary;
-        ulong volumePrimary = T.FieldOffset(F, "_FLT_VOLUME", "Base") + primary;
         ulong instList = T.FieldOffset(F, "_FLT_FILTER", "InstanceList") + rList;
-        ulong instLink = T.FieldOffset(F, "_FLT_INSTANCE", "FilterLink");
 
         var volumes = new List<(ulong Vol, StructView View, FrameInfo Frame)>();
         var walk = new ListWalkResult();
@@ -70,7 +66,7 @@ public sealed class FrameOrderAnalyzer
         {
             StructView fv;
             try { fv = _r.Read(F, "_FLTP_FRAME", fa); }
-            catch (TargetReadException e) { rep.Notes.Add($"frame {fa:x}: {e.Message}"); break; }
+            catch (TargetReadException e) { rep.Notes.Add($"frame {Output.Fmt.Addr(fa)}: {e.Message}"); break; }
             var frame = new FrameInfo
             {
                 Address = fa, Id = fv.U32("FrameID"),
@@ -79,19 +75,18 @@ public sealed class FrameOrderAnalyzer
             };
             rep.Frames.Add(frame);
             var fw = new ListWalkResult();
-            foreach (var fl in _r.WalkList(fa + regFilters, fw, MaxFilters))
+            foreach (var filterAddr in _r.WalkRecords(fa + regFilters, F, "_FLT_FILTER", "Base.PrimaryLink", fw, MaxFilters))
             {
-                var filt = ReadFilter(fl - filterPrimary, frame, instList, instLink, rep);
+                var filt = ReadFilter(filterAddr, frame, instList, rep);
                 if (filt is not null) { rep.Filters.Add(filt); frame.FilterCount++; }
             }
             if (!fw.IsComplete) rep.Notes.Add(fw.Describe($"frame {frame.Id} registered filters"));
             var vw = new ListWalkResult();
-            foreach (var vl in _r.WalkList(fa + attVolumes, vw, MaxVolumes))
+            foreach (var va in _r.WalkRecords(fa + attVolumes, F, "_FLT_VOLUME", "Base.PrimaryLink", vw, MaxVolumes))
             {
-                ulong va = vl - volumePrimary;
                 _r.Memory.Prefetch(va, (int)_r.Types.Get(F, "_FLT_VOLUME").Size + Slack);
                 try { volumes.Add((va, _r.Read(F, "_FLT_VOLUME", va), frame)); frame.VolumeCount++; }
-                catch (TargetReadException e) { rep.Notes.Add($"volume {va:x} in frame {frame.Id}: {e.Message}"); }
+                catch (TargetReadException e) { rep.Notes.Add($"volume {Output.Fmt.Addr(va)} in frame {frame.Id}: {e.Message}"); }
             }
             if (!vw.IsComplete) rep.Notes.Add(vw.Describe($"frame {frame.Id} attached volumes"));
         }
@@ -114,7 +109,7 @@ public sealed class FrameOrderAnalyzer
             if (_r.Memory.IsInterruptRequested) { rep.Notes.Add("interrupted by user (Ctrl+Break): remaining volumes not shown"); break; }
             var zero = members.FirstOrDefault(m => m.Vol == key);
             if (zero.View is null) zero = members.OrderBy(m => m.Frame.Id).First();
-            string name = _r.ReadUnicodeString(zero.View.AddressOf("DeviceName")) ?? $"volume {key:x}";
+            string name = _r.ReadUnicodeString(zero.View.AddressOf("DeviceName")) ?? $"volume {Output.Fmt.Addr(key)}";
             if (_volume is not null && !MatchesVolume(name, members)) continue;
             var vs = new VolumeStack { Name = name, FrameZeroVolume = key };
             rep.Volumes.Add(vs);
@@ -140,27 +135,26 @@ public sealed class FrameOrderAnalyzer
         return false;
     }
 
-    private FilterInfo? ReadFilter(ulong fa, FrameInfo frame, ulong instList, ulong instLink, FrameOrderReport rep)
+    private FilterInfo? ReadFilter(ulong fa, FrameInfo frame, ulong instList, FrameOrderReport rep)
     {
         StructView v;
         try { v = _r.Read(F, "_FLT_FILTER", fa); }
-        catch (TargetReadException e) { rep.Notes.Add($"filter {fa:x} in frame {frame.Id}: {e.Message}"); return null; }
+        catch (TargetReadException e) { rep.Notes.Add($"filter {Output.Fmt.Addr(fa)} in frame {frame.Id}: {e.Message}"); return null; }
         var fi = new FilterInfo
         {
             Address = fa, FrameId = frame.Id, Frame = frame.Address,
-            Name = _r.ReadUnicodeString(v.AddressOf("Name")) ?? $"filter {fa:x}",
+            Name = _r.ReadUnicodeString(v.AddressOf("Name")) ?? $"filter {Output.Fmt.Addr(fa)}",
             Altitude = _r.ReadUnicodeString(v.AddressOf("DefaultAltitude")) ?? "?",
             DriverObject = v.TryUInt("DriverObject") ?? 0,
         };
         var iw = new ListWalkResult();
-        foreach (var il in _r.WalkList(fa + instList, iw, MaxInstances))
+        foreach (var ia in _r.WalkRecords(fa + instList, F, "_FLT_INSTANCE", "FilterLink", iw, MaxInstances))
         {
-            ulong ia = il - instLink;
             StructView iv;
             // fltmgr keeps an instance's altitude and name strings next to it: one request covers the instance and them.
             _r.Memory.Prefetch(ia, (int)_r.Types.Get(F, "_FLT_INSTANCE").Size + Slack);
             try { iv = _r.Read(F, "_FLT_INSTANCE", ia); }
-            catch (TargetReadException e) { rep.Notes.Add($"instance {ia:x} of {fi.Name}: {e.Message}"); break; }
+            catch (TargetReadException e) { rep.Notes.Add($"instance {Output.Fmt.Addr(ia)} of {fi.Name}: {e.Message}"); break; }
             fi.Instances.Add(new InstanceInfo
             {
                 Address = ia, Volume = iv.TryUInt("Volume") ?? 0,
@@ -184,12 +178,12 @@ public sealed class FrameOrderAnalyzer
         for (int i = 0; i < MaxStack; i++)
         {
             var dv = _r.TryRead("nt", "_DEVICE_OBJECT", bottom);
-            if (dv is null) { vs.Problem = $"device object {bottom:x} is not readable; the stack below it is unknown"; break; }
+            if (dv is null) { vs.Problem = $"device object {Output.Fmt.Addr(bottom)} is not readable; the stack below it is unknown"; break; }
             ulong ext = dv.TryUInt("DeviceObjectExtension") ?? 0;
             var lower = ext == 0 ? null : _r.TryReadPointer(ext + attachedTo);
-            if (lower is null) { vs.Problem ??= $"device extension of {bottom:x} is not readable; the stack below it is unknown"; break; }
+            if (lower is null) { vs.Problem ??= $"device extension of {Output.Fmt.Addr(bottom)} is not readable; the stack below it is unknown"; break; }
             if (lower.Value == 0) break;
-            if (!seen.Add(lower.Value)) { vs.Problem = $"cycle in AttachedTo links at {lower.Value:x}"; break; }
+            if (!seen.Add(lower.Value)) { vs.Problem = $"cycle in AttachedTo links at {Output.Fmt.Addr(lower.Value)}"; break; }
             bottom = lower.Value;
         }
         // Up from the bottom through AttachedDevice.
@@ -197,9 +191,9 @@ public sealed class FrameOrderAnalyzer
         ulong cur = bottom;
         for (int i = 0; i < MaxStack && cur != 0; i++)
         {
-            if (!seen.Add(cur)) { vs.Problem = $"cycle in AttachedDevice links at {cur:x}"; break; }
+            if (!seen.Add(cur)) { vs.Problem = $"cycle in AttachedDevice links at {Output.Fmt.Addr(cur)}"; break; }
             var dv = _r.TryRead("nt", "_DEVICE_OBJECT", cur);
-            if (dv is null) { vs.Problem = $"device object {cur:x} is not readable; the stack above it is unknown"; break; }
+            if (dv is null) { vs.Problem = $"device object {Output.Fmt.Addr(cur)} is not readable; the stack above it is unknown"; break; }
             ulong drv = dv.TryUInt("DriverObject") ?? 0;
             var item = new StackItem { Device = cur, Driver = drv, DriverName = DriverName(drv) };
             if (byDevice.TryGetValue(cur, out var fv) && members.Any(m => m.Vol == fv.Vol))
@@ -219,7 +213,7 @@ public sealed class FrameOrderAnalyzer
     }
 
     /// <summary>DRIVER_OBJECT.DriverName as the stack shows it ("" for NULL, "driver ..." when unreadable).</summary>
-    private string DriverName(ulong drv) => drv == 0 ? "" : _drivers.Name(drv) ?? $"driver {drv:x}";
+    private string DriverName(ulong drv) => drv == 0 ? "" : _drivers.Name(drv) ?? $"driver {Output.Fmt.Addr(drv)}";
 
     /// <summary>
     /// Legacy filter altitudes, as fltmc shows them. In order of trust:

@@ -33,7 +33,7 @@ public sealed class LegacyAltitudeMap
         int slot = ptr == 8 ? 16 : 8;
         var buf = new byte[MaxBytes];
         int got = r.Memory.Read(addr.Value, buf);
-        if (got < slot * 2) { map.Problem = $"{Symbol} at {addr.Value:x} is not readable"; return map; }
+        if (got < slot * 2) { map.Problem = $"{Symbol} at {Output.Fmt.Addr(addr.Value)} is not readable"; return map; }
 
         var strings = new List<(ushort Len, ulong Buffer)>();
         for (int o = 0; o + slot <= got; o += slot)
@@ -48,7 +48,7 @@ public sealed class LegacyAltitudeMap
         }
         if (strings.Count < 2)
         {
-            map.Problem = $"{Symbol} at {addr.Value:x} does not hold UNICODE_STRING (group, altitude) pairs on this build";
+            map.Problem = $"{Symbol} at {Output.Fmt.Addr(addr.Value)} does not hold UNICODE_STRING (group, altitude) pairs on this build";
             return map;
         }
         // The strings sit together in fltmgr's .rdata: one request when they are close.
@@ -64,7 +64,7 @@ public sealed class LegacyAltitudeMap
             }
         }
         if (map.Entries.Count == 0)
-            map.Problem = $"{Symbol} at {addr.Value:x}: {strings.Count} strings, none in (group, altitude) pairs";
+            map.Problem = $"{Symbol} at {Output.Fmt.Addr(addr.Value)}: {strings.Count} strings, none in (group, altitude) pairs";
         return map;
     }
 }
@@ -80,9 +80,9 @@ public interface ILoadOrderGroupSource
 /// Load-order groups from the in-memory SYSTEM hive, as fltmgr reads them (FltpGetLoadOrderGroupRegistryValue):
 /// HKLM\SYSTEM\&lt;current control set&gt;\Services\&lt;service&gt;\Group.
 /// </summary>
-public sealed class RegistryGroupSource(Registry.RegistryReader registry) : ILoadOrderGroupSource
+public sealed class RegistryGroupSource(Kernel.Registry.RegistryReader registry) : ILoadOrderGroupSource
 {
-    public RegistryGroupSource(KernelReader reader) : this(new Registry.RegistryReader(reader)) { }
+    public RegistryGroupSource(KernelReader reader) : this(new Kernel.Registry.RegistryReader(reader)) { }
 
     public string? GroupOf(string service, out string? whyNot)
     {

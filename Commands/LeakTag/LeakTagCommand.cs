@@ -4,24 +4,21 @@ using NtSleuth.Commands.Memory;
 
 namespace NtSleuth.Commands.LeakTag;
 
-public sealed class LeakTagCommand : ICommand
+public sealed class LeakTagCommand : Command
 {
-    public string Name => "leaktag";
-    public string Summary => "pool consumers by tag, and the drivers and code that use a tag";
-    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }.Flag("nonpaged", "paged", "live").Option("n");
-    public string Usage => """
-Usage: !leaktag [-n N] [-nonpaged | -paged] [-json]
-       !leaktag <Tag> [-live] [-json]
-  (no tag)     top pool consumers by bytes from the pool tracker table(s) (default top 10)
-  <Tag>        one tag (up to 4 characters, ? and * wildcards): counters, pooltag.txt description,
-               modules containing the tag bytes, big-pool allocations, verifier entries, PoolHitTag
-  -live        on a live target, suggest PoolHitTag and unique-tag edits as links
-""" + "\n";
+    public override string Summary => "pool consumers by tag, and the drivers and code that use a tag";
+    public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }
+        .Positional("Tag", "one tag (up to 4 characters, ? and * wildcards): counters, pooltag.txt description,\n" +
+                           "modules containing the tag bytes, big-pool allocations, verifier entries, PoolHitTag")
+        .Value("n", "N", ValueKind.Count, "without a tag: the top N pool consumers by bytes from the pool tracker table(s) (default 10)")
+        .Switch("nonpaged", "without a tag: sort by nonpaged bytes")
+        .Switch("paged", "without a tag: sort by paged bytes")
+        .Switch("live", "with a tag, on a live target: suggest PoolHitTag and unique-tag edits as links");
 
     /// <summary>Test hook: descriptions to use instead of locating pooltag.txt.</summary>
     public static PoolTagDescriptions? DescriptionsOverride { get; set; }
 
-    public void Execute(CommandContext ctx)
+    public override void Execute(CommandContext ctx)
     {
         var o = ParseOptions(ctx.Args);
         var result = new LeakTagAnalyzer(ctx.Reader).Analyze(o);
@@ -33,13 +30,8 @@ Usage: !leaktag [-n N] [-nonpaged | -paged] [-json]
     public static LeakTagOptions ParseOptions(ParsedArgs a)
     {
         if (a.Has("nonpaged") && a.Has("paged")) throw new UsageException("-nonpaged and -paged exclude each other");
-        int n = 10;
-        if (a.Get("n") is { } ns)
-        {
-            bool hex = ns.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
-            if (!int.TryParse(hex ? ns[2..] : ns, hex ? System.Globalization.NumberStyles.HexNumber : System.Globalization.NumberStyles.None, null, out n) || n < 1 || n > 100000)
-                throw new UsageException($"-n needs a positive count, not '{ns}'");
-        }
+        if (a.Get("n") is { } ns && ParsedArgs.ParseCount(ns) is null) throw new UsageException($"-n needs a positive count, not '{ns}'");
+        int n = a.Count("n") ?? 10;
         PoolTagPattern? tag = a.Positionals.Count > 0 ? PoolTagPattern.Parse(a.Positionals[0]) : null;
         if (tag is null && a.Has("live")) throw new UsageException("-live needs a tag");
         return new LeakTagOptions

@@ -35,7 +35,7 @@ public sealed class KernelReader
         var buf = new byte[layout.Size];
         int got = Memory.Read(address, buf);
         if (got == 0)
-            throw new TargetReadException(address, (int)layout.Size, $"{layout.Module}!{layout.Name} at {address:x16} is not readable (paged out or not in the dump)");
+            throw new TargetReadException(address, (int)layout.Size, $"{layout.Module}!{layout.Name} at {Output.Fmt.Addr(address)} is not readable (paged out or not in the dump)");
         return new StructView(layout, address, got == buf.Length ? buf : buf.AsSpan(0, got).ToArray(), Types);
     }
 
@@ -59,7 +59,7 @@ public sealed class KernelReader
         var buf = new byte[hi];
         int got = Memory.Read(address + lo, buf.AsSpan((int)lo));
         if (got < (int)(hi - lo))
-            throw new TargetReadException(address + lo + (ulong)got, (int)(hi - lo), $"{module}!{type} at {address:x16} is not readable (paged out or not in the dump)");
+            throw new TargetReadException(address + lo + (ulong)got, (int)(hi - lo), $"{module}!{type} at {Output.Fmt.Addr(address)} is not readable (paged out or not in the dump)");
         return new StructView(layout, address, buf, Types);
     }
 
@@ -71,7 +71,7 @@ public sealed class KernelReader
     }
 
     public ulong ReadPointer(ulong address) =>
-        Memory.TryReadPointer(address, out var v) ? v : throw new TargetReadException(address, PointerSize, $"pointer at {address:x16} is not readable");
+        Memory.TryReadPointer(address, out var v) ? v : throw new TargetReadException(address, PointerSize, $"pointer at {Output.Fmt.Addr(address)} is not readable");
 
     public ulong? TryReadPointer(ulong address) => Memory.TryReadPointer(address, out var v) ? v : null;
 
@@ -155,6 +155,37 @@ public sealed class KernelReader
     /// <summary>CONTAINING_RECORD: the address of the structure whose field <paramref name="linkPath"/> is at <paramref name="linkAddress"/>.</summary>
     public ulong ContainingRecord(ulong linkAddress, string module, string type, string linkPath) =>
         linkAddress - Types.FieldOffset(module, type, linkPath);
+
+    /// <summary>
+    /// CONTAINING_RECORD with an offset the target publishes at run time instead of a symbol field (e.g. the offsets in
+    /// ndis's triage block): the address of the record whose link at <paramref name="linkOffset"/> is <paramref name="linkAddress"/>.
+    /// </summary>
+    public static ulong ContainingRecord(ulong linkAddress, ulong linkOffset) => linkAddress - linkOffset;
+
+    /// <summary>
+    /// <see cref="WalkList"/> forward (bounded, cycle-safe, interruptible; how it ended is in <paramref name="forward"/>);
+    /// when it stops on an unreadable or NULL link, walks back from the head through Blink to recover the entries beyond
+    /// the break (stopping at a seen, unreadable or NULL link, at <paramref name="max"/> entries in all, or on Ctrl+Break).
+    /// <paramref name="recovered"/> is told the running count of entries found walking back.
+    /// </summary>
+    public IEnumerable<ulong> WalkListBothWays(ulong headAddress, ListWalkResult forward, int max, Action<int> recovered)
+    {
+        var seen = new HashSet<ulong>();
+        foreach (var l in WalkList(headAddress, forward, max)) { seen.Add(l); yield return l; }
+        if (forward.StopReason is not (ListStop.Unreadable or ListStop.NullLink)) yield break;
+        ulong cur = headAddress;
+        int n = 0;
+        while (seen.Count < max)
+        {
+            if (Memory.IsInterruptRequested) break;
+            var prev = TryReadPointer(cur + (ulong)PointerSize);
+            if (prev is null || prev.Value == 0 || prev.Value == headAddress || !seen.Add(prev.Value)) break;
+            n++;
+            recovered(n);
+            yield return prev.Value;
+            cur = prev.Value;
+        }
+    }
 }
 
 public enum ListStop { NotStarted, Complete, NullLink, Unreadable, Cycle, LimitReached, Interrupted }
@@ -173,9 +204,9 @@ public sealed class ListWalkResult
     public string Describe(string listName) => StopReason switch
     {
         ListStop.Complete => $"{listName}: {Count} entries",
-        ListStop.NullLink => $"{listName}: NULL link after {Count} entries at {StopAddress:x16} (list corrupted); results are partial",
-        ListStop.Unreadable => $"{listName}: link at {StopAddress:x16} not readable after {Count} entries (paged out or not in the dump); results are partial",
-        ListStop.Cycle => $"{listName}: cycle detected at {StopAddress:x16} after {Count} entries (corrupted links); walk stopped",
+        ListStop.NullLink => $"{listName}: NULL link after {Count} entries at {Output.Fmt.Addr(StopAddress)} (list corrupted); results are partial",
+        ListStop.Unreadable => $"{listName}: link at {Output.Fmt.Addr(StopAddress)} not readable after {Count} entries (paged out or not in the dump); results are partial",
+        ListStop.Cycle => $"{listName}: cycle detected at {Output.Fmt.Addr(StopAddress)} after {Count} entries (corrupted links); walk stopped",
         ListStop.LimitReached => $"{listName}: stopped at the limit of {Count} entries",
         ListStop.Interrupted => $"{listName}: interrupted by user after {Count} entries; results are partial",
         _ => $"{listName}: not walked",

@@ -132,7 +132,7 @@ public sealed class StructView
     {
         if (off + size > (ulong)_data.Length)
             throw new TargetReadException(Address + off, (int)size,
-                $"{TypeName}{(path is null ? "" : "." + path)} at {Address + off:x16} was not readable (structure at {Address:x16} read only 0x{_data.Length:x} of 0x{Layout.Size:x} bytes)");
+                $"{TypeName}{(path is null ? "" : "." + path)} at {Output.Fmt.Addr(Address + off)} was not readable (structure at {Output.Fmt.Addr(Address)} read only 0x{_data.Length:x} of 0x{Layout.Size:x} bytes)");
     }
 }
 

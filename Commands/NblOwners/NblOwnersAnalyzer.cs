@@ -54,7 +54,7 @@ public sealed class NblOwnersAnalyzer
         if (triAddr is not null && triType is not null)
         {
             try { tri = _r.Read(triType, triAddr.Value); }
-            catch (TargetReadException e) { rep.Notes.Add($"ndis!ndisGlobalTriageBlock at {triAddr:x} is not readable ({e.Message}); using the ndis types' offsets"); }
+            catch (TargetReadException e) { rep.Notes.Add($"ndis!ndisGlobalTriageBlock at {Output.Fmt.Addr(triAddr.Value)} is not readable ({e.Message}); using the ndis types' offsets"); }
         }
         else rep.Notes.Add("ndis!ndisGlobalTriageBlock (or its type) is not in the ndis symbols; using the ndis types' offsets");
 
@@ -103,9 +103,9 @@ public sealed class NblOwnersAnalyzer
         if (_ownerFilter is not null) rep.OwnerNbls = new List<NblEntry>();
         var poolWalk = new ListWalkResult();
         int poolsRecovered = 0;
-        foreach (var link in BothWays(head.Value, poolWalk, MaxPools, n => poolsRecovered = n))
+        foreach (var link in _r.WalkListBothWays(head.Value, poolWalk, MaxPools, n => poolsRecovered = n))
         {
-            ulong pool = link - (ulong)off.PoolLinkOffset;
+            ulong pool = KernelReader.ContainingRecord(link, (ulong)off.PoolLinkOffset);
             // Read the whole pool (it contains the link, so the walk's next read is served from the cache).
             StructView? pv = null;
             try { pv = _r.Read(poolType, pool); } catch (TargetReadException) { }
@@ -117,7 +117,7 @@ public sealed class NblOwnersAnalyzer
             {
                 info.Readable = false;
                 rep.UnreadablePools++;
-                info.WalkNote = $"pool {pool:x} is not readable (paged out or not in the dump); its NBLs are not counted";
+                info.WalkNote = $"pool {Output.Fmt.Addr(pool)} is not readable (paged out or not in the dump); its NBLs are not counted";
                 continue;
             }
             info.OwnerHandle = ReadU64(pv, off.OwnerHandleOffset);
@@ -131,7 +131,7 @@ public sealed class NblOwnersAnalyzer
             else rep.Notes.Add(poolWalk.Describe("NBL pool list (ndis global pool list)") + Recovered(poolWalk, poolsRecovered, "pool(s)"));
         }
         if (_poolFilter is not null && rep.Pools.Count == 0)
-            rep.Notes.Add($"pool {_poolFilter:x} is not on the NBL pool list ({rep.PoolCount} pools walked)");
+            rep.Notes.Add($"pool {Output.Fmt.Addr(_poolFilter.Value)} is not on the NBL pool list ({rep.PoolCount} pools walked)");
 
         // 5. Identify owners (pending owners and pool owners) by the global list they are on.
         var handles = new HashSet<ulong>(groups.Keys);
@@ -159,6 +159,8 @@ public sealed class NblOwnersAnalyzer
             rep.Miniports.Add(ms);
         }
         if (rep.TrackingOn) BuildVerdicts(rep);
+        // 7. Opens, the miniport drivers' receive lists, tcpip's send rundown, and what this build cannot tell.
+        new NblOwnersPaths(_r, rep).ReadAll(ident);
         if (rep.Interrupted)
             rep.Notes.Add($"interrupted by user (Ctrl+Break) after {rep.Pools.Count} pool(s) and {rep.TotalNbls} NBL(s): totals are partial");
         return rep;
@@ -180,7 +182,7 @@ public sealed class NblOwnersAnalyzer
             if (_r.Types.TrySymbol(sym) is { } a)
             {
                 if (_r.Memory.TryReadU32(a, out var v)) { rep.TrackingLevel = (int)v; rep.TrackingSource = sym; return; }
-                rep.Notes.Add($"{sym} at {a:x} is not readable");
+                rep.Notes.Add($"{sym} at {Output.Fmt.Addr(a)} is not readable");
             }
         }
         rep.TrackingSource = "unknown";
@@ -242,9 +244,9 @@ public sealed class NblOwnersAnalyzer
         // walk moves on, so the next link read is served from the cache.
         int recovered = 0;
         ulong? previous = null;
-        foreach (var link in BothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
+        foreach (var link in _r.WalkListBothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
         {
-            ulong entry = link - (ulong)off.EntryLinkageOffset;
+            ulong entry = KernelReader.ContainingRecord(link, (ulong)off.EntryLinkageOffset);
             ulong nbl = entry + (ulong)off.EntryHeaderSize;
             EnsureWindow(entry, entrySpan, previous);
             previous = entry;
@@ -275,7 +277,7 @@ public sealed class NblOwnersAnalyzer
             else
             {
                 // The entry whose link could not be read was yielded and counted (as unreadable when its NBL was too).
-                info.WalkNote = walk.Describe($"pool {pool:x} allocated list") + Recovered(walk, recovered, "NBL(s)");
+                info.WalkNote = walk.Describe($"pool {Output.Fmt.Addr(pool)} allocated list") + Recovered(walk, recovered, "NBL(s)");
                 rep.Notes.Add(info.WalkNote);
             }
         }
@@ -285,29 +287,6 @@ public sealed class NblOwnersAnalyzer
         fwd.StopReason is ListStop.Unreadable or ListStop.NullLink
             ? $"; walking back from the list head through Blink recovered {n} more {what}; entries between the break and those could not be reached"
             : "";
-
-    /// <summary>
-    /// Forward walk (bounded, cycle-safe); when it stops on an unreadable or NULL link, walks back from the head through
-    /// Blink to recover the entries beyond the break (stopping at a seen, unreadable or NULL link).
-    /// </summary>
-    private IEnumerable<ulong> BothWays(ulong head, ListWalkResult fwd, int max, Action<int> recovered)
-    {
-        var seen = new HashSet<ulong>();
-        foreach (var l in _r.WalkList(head, fwd, max)) { seen.Add(l); yield return l; }
-        if (fwd.StopReason is not (ListStop.Unreadable or ListStop.NullLink)) yield break;
-        ulong cur = head;
-        int n = 0;
-        while (seen.Count < max)
-        {
-            if (_r.Memory.IsInterruptRequested) break;
-            var prev = _r.TryReadPointer(cur + (ulong)_r.PointerSize);
-            if (prev is null || prev.Value == 0 || prev.Value == head || !seen.Add(prev.Value)) break;
-            n++;
-            recovered(n);
-            yield return prev.Value;
-            cur = prev.Value;
-        }
-    }
 
     private static void BuildVerdicts(NblOwnersReport rep)
     {
@@ -386,7 +365,7 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
                 continue;
             }
             var first = r.TryReadPointer(headSym.Value);
-            if (first is null) { notes.Add($"{sym} at {headSym:x} is not readable"); continue; }
+            if (first is null) { notes.Add($"{sym} at {Output.Fmt.Addr(headSym.Value)} is not readable"); continue; }
             var walk = new ListWalkResult();
             foreach (var obj in r.WalkSingle(first.Value, nf.Offset, walk, NblOwnersAnalyzer.MaxListObjects))
                 if (handles.Contains(obj) && !result.ContainsKey(obj)) result[obj] = (kind, ReadName(kind, obj));
@@ -417,6 +396,17 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
         }
         catch (MissingSymbolException) { }
         return null;
+    }
+
+    /// <summary>An open's bind name (BindDeviceName, else RootDeviceName).</summary>
+    public string? OpenBindName(ulong open) =>
+        StringViaPointer("_NDIS_OPEN_BLOCK", open, "BindDeviceName") ?? StringViaPointer("_NDIS_OPEN_BLOCK", open, "RootDeviceName");
+
+    /// <summary>A protocol block's name (_NDIS_PROTOCOL_BLOCK.Name).</summary>
+    public string? ProtocolName(ulong protocol)
+    {
+        try { return Embedded("_NDIS_PROTOCOL_BLOCK", protocol, "Name"); }
+        catch (MissingSymbolException) { return null; }
     }
 
     public string? MiniportName(ulong mp) =>
@@ -457,7 +447,7 @@ public sealed class NdisHandleIdentifier(KernelReader r, List<string> notes)
         if (v.TryUInt("MediaConnectState") is { } mc) ms.MediaConnectState = NdisNames.MediaConnect(mc);
         if (v.TryUInt("Ref.ReferenceCount") is { } rc) ms.References = (long)rc;
         if (v.TryUInt("ShortRef.ReferenceCount") is { } src) ms.ShortReferences = (long)src;
-        if (v.Length < (int)v.Layout.Size) ms.ReadNote = $"miniport block {mp:x} only partly readable (0x{v.Length:x} of 0x{v.Layout.Size:x} bytes)";
+        if (v.Length < (int)v.Layout.Size) ms.ReadNote = $"miniport block {Output.Fmt.Addr(mp)} only partly readable (0x{v.Length:x} of 0x{v.Layout.Size:x} bytes)";
         if (v.TryUInt("DriverHandle") is { } drv && drv != 0)
         {
             var dl = r.Types.TryGet(M, "_NDIS_M_DRIVER_BLOCK");

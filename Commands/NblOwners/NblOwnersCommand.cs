@@ -2,25 +2,21 @@ using NtSleuth.Commands.Cli;
 
 namespace NtSleuth.Commands.NblOwners;
 
-public sealed class NblOwnersCommand : ICommand
+public sealed class NblOwnersCommand : Command
 {
-    public string Name => "nblowners";
-    public string Summary => "which driver is holding the network's packets (NBL owners)";
-    public ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }.Option("owner", "pool");
-    public string Usage => """
-Usage: !nblowners [-owner <handle>] [-pool <pool>] [-json]
-  Walks every NBL pool, counts allocated / freed / pending NBLs and groups the pending ones by
-  current owner (miniport, filter, protocol) with a verdict. Needs TrackNblOwner for owners.
-  -owner <h>   list the NBLs held by that owner handle
-  -pool <p>    only that NBL pool
-  -v           the offsets used (from ndis!ndisGlobalTriageBlock or the ndis types)
-  Links: !ndiskd.nbl, !ndiskd.nblpool, !ndiskd.miniport, dt ndis!_NET_BUFFER_LIST.
-""" + "\n";
+    public override string Summary => "which driver is holding the network's packets (NBL owners)";
+    public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }
+        .Value("owner", "handle", ValueKind.Address, "list the NBLs held by that owner handle")
+        .Value("pool", "pool", ValueKind.Address, "only that NBL pool")
+        .Switch("v", "the offsets used (from ndis!ndisGlobalTriageBlock or the ndis types)")
+        .Describe("Walks every NBL pool, counts allocated / freed / pending NBLs and groups the pending ones by",
+                  "current owner (miniport, filter, protocol) with a verdict. Needs TrackNblOwner for owners.",
+                  "Links: !ndiskd.nbl, !ndiskd.nblpool, !ndiskd.miniport, dt ndis!_NET_BUFFER_LIST.");
 
-    public void Execute(CommandContext ctx)
+    public override void Execute(CommandContext ctx)
     {
-        ulong? owner = ctx.Args.Get("owner") is { } o ? ctx.EvaluateAddress(o) : null;
-        ulong? pool = ctx.Args.Get("pool") is { } p ? ctx.EvaluateAddress(p) : null;
+        ulong? owner = ctx.Address("owner");
+        ulong? pool = ctx.Address("pool");
         NblOwnersReport report;
         report = new NblOwnersAnalyzer(ctx.Reader, owner, pool).Analyze();
         if (ctx.IsJson) ctx.WriteJson(report);

@@ -89,6 +89,44 @@ public static class NblOwnersRenderer
             }
         }
 
+        if (r.Opens.Count > 0)
+        {
+            d.Line();
+            d.Line("Protocol opens bound to these miniports");
+            foreach (var o in r.Opens)
+            {
+                d.Text("  ").Link(Fmt.Addr(o.Handle), $"!ndiskd.mopen {o.Handle:x}");
+                if (o.Protocol is not null) d.Text(" protocol ").Text(Fmt.Clean(o.Protocol));
+                d.Text(" -> miniport ").Link(Fmt.Addr(o.Miniport), $"!ndiskd.miniport {o.Miniport:x}");
+                d.Text($"   References {(o.References?.ToString() ?? "-")}   Outstanding sends {(o.OutstandingSends?.ToString() ?? "-")}");
+                d.Line();
+                if (o.BindName is not null) d.Text("      bound to ").Text(Fmt.Clean(o.BindName)).Line();
+            }
+        }
+
+        if (r.ReceivePaths.Count > 0)
+        {
+            d.Line();
+            d.Line("Receive path (the miniport driver's own buffer lists)");
+            foreach (var p in r.ReceivePaths)
+            {
+                d.Text("  miniport ").Link(Fmt.Addr(p.Miniport), $"!ndiskd.miniport {p.Miniport:x}").Text("  ").Text(Fmt.Clean(p.AdapterType));
+                if (p.AdapterContext != 0) d.Text(" ").Link(Fmt.Addr(p.AdapterContext), $"dt {Fmt.Clean(p.AdapterType)} {p.AdapterContext:x}");
+                d.Line();
+                d.Text($"      NetReceiveBuffers {(p.FreeListed?.ToString() ?? "?")} free   NetNofReceiveBuffers {(p.NetNofReceiveBuffers?.ToString() ?? "?")}   NetReceiveBuffersWaiting {(p.Waiting?.ToString() ?? "?")} (held above the miniport)").Line();
+                if (p.Note is not null) d.Text("      ").Text(Fmt.Clean(p.Note)).Line();
+            }
+        }
+
+        if (r.SendPath is { } sp)
+        {
+            d.Line();
+            d.Text("Send path: ").Text(Fmt.Clean(sp.Symbol)).Text(" ").Link(Fmt.Addr(sp.Address), $"dq {sp.Address:x} L1").Line();
+            if (sp.PerCpu.Count > 0)
+                d.Line($"  sends in flight {sp.InFlight} (per CPU: {string.Join(" ", sp.PerCpu)}; {sp.Layout})" + (sp.Unreadable > 0 ? $", {sp.Unreadable} CPU slot(s) unreadable" : ""));
+            if (sp.Note is not null) d.Text("  ").Text(Fmt.Clean(sp.Note)).Line();
+        }
+
         if (r.OwnerNbls is not null)
         {
             d.Line();
@@ -105,6 +143,12 @@ public static class NblOwnersRenderer
         {
             d.Line();
             foreach (var v in r.Verdicts) d.Text("Verdict: ").Bold(Fmt.Clean(v)).Line();
+        }
+        if (r.CannotTell.Count > 0)
+        {
+            d.Line();
+            d.Line("What this build / this dump cannot tell:");
+            foreach (var n in r.CannotTell) d.Line("  " + Fmt.Clean(n));
         }
         if (r.Notes.Count > 0)
         {

@@ -31,6 +31,14 @@ public sealed class NblOwnersReport
     public List<NblOwnerGroup> Owners { get; set; } = new();
     /// <summary>Miniports that hold pending NBLs (or own pools, when tracking is off) with their state.</summary>
     public List<MiniportState> Miniports { get; set; } = new();
+    /// <summary>Protocol opens bound to the miniports above, with their reference / outstanding-send counts where the build has them.</summary>
+    public List<OpenState> Opens { get; set; } = new();
+    /// <summary>The miniport drivers' own receive lists (netkvm), when their symbols have the adapter type.</summary>
+    public List<ReceivePath> ReceivePaths { get; set; } = new();
+    /// <summary>tcpip's per-CPU send rundown (tcpip!Provider_Rundown_Protection), when its symbols are loaded.</summary>
+    public SendPath? SendPath { get; set; }
+    /// <summary>What this build (as its symbols show it) or this dump cannot tell.</summary>
+    public List<string> CannotTell { get; set; } = new();
     /// <summary>With -owner: the NBLs that owner currently holds.</summary>
     public List<NblEntry>? OwnerNbls { get; set; }
     public List<string> Verdicts { get; set; } = new();
@@ -100,6 +108,44 @@ public sealed class MiniportState
     public long? ShortReferences { get; set; }
     public int PendingHeld { get; set; }
     public string? ReadNote { get; set; }
+}
+
+public sealed class OpenState
+{
+    [JsonConverter(typeof(HexConverter))] public ulong Handle { get; set; }
+    [JsonConverter(typeof(HexConverter))] public ulong Miniport { get; set; }
+    public string? BindName { get; set; }
+    public string? Protocol { get; set; }
+    public int? References { get; set; }
+    public int? OutstandingSends { get; set; }
+}
+
+public sealed class ReceivePath
+{
+    [JsonConverter(typeof(HexConverter))] public ulong Miniport { get; set; }
+    public string Driver { get; set; } = "";
+    public string AdapterType { get; set; } = "";
+    [JsonConverter(typeof(HexConverter))] public ulong AdapterContext { get; set; }
+    /// <summary>Entries on NetReceiveBuffers (free buffers the NIC can fill).</summary>
+    public int? FreeListed { get; set; }
+    public long? NetNofReceiveBuffers { get; set; }
+    /// <summary>Entries on NetReceiveBuffersWaiting (indicated up, waiting to be returned).</summary>
+    public int? Waiting { get; set; }
+    public string? Note { get; set; }
+    /// <summary>No free receive buffer left while buffers wait to be returned: the NIC cannot receive.</summary>
+    public bool Starved => FreeListed == 0 && (NetNofReceiveBuffers ?? 0) == 0 && Waiting is > 0;
+}
+
+public sealed class SendPath
+{
+    public string Symbol { get; set; } = "";
+    [JsonConverter(typeof(HexConverter))] public ulong Address { get; set; }
+    [JsonConverter(typeof(HexConverter))] public ulong CacheAware { get; set; }
+    public string? Layout { get; set; }
+    public List<long> PerCpu { get; set; } = new();
+    public long InFlight { get; set; }
+    public int Unreadable { get; set; }
+    public string? Note { get; set; }
 }
 
 /// <summary>ulong? as "0x.." or null.</summary>

@@ -21,6 +21,14 @@ public interface ITarget
     void DistrustSymbolAnswers() { }
 
     /// <summary>
+    /// A type or symbol the engine said it did not have (<paramref name="what"/> as <see cref="Symbols.MissingSymbolException.What"/>
+    /// names it: "type nt!_EPROCESS", "symbol nt!X", "field nt!_T.F"), asked again past every cache: true when the engine
+    /// has it now, i.e. its first answer was an aborted lookup (the engine aborts a symbol load for a Ctrl+Break and
+    /// swallows the interrupt, so <see cref="IsInterruptRequested"/> never sees it). Default: false (a real miss).
+    /// </summary>
+    bool EngineHasItNow(string what) => false;
+
+    /// <summary>
     /// Reads virtual memory with partial-read semantics: fills <paramref name="buffer"/> from
     /// <paramref name="address"/> as far as memory is readable and returns the number of bytes read
     /// (0 when the first byte is unreadable). Never throws for unreadable memory.

@@ -45,7 +45,30 @@ public class SampleCommandsTests
             "Altitude order: clean", "NullFilter                                  3        160030      1",
             "altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)"])],
         ["fltmgr-frame-order-no-legacy"] = [("!frameorder", ["Altitude order: clean", "WdFilter                                    2        328010      0"])],
+        ["ndis-receive-buffers"] = [("!nblowners", [
+            "NBL tracking: OFF (TrackNblOwner = 0, from ndis!ndisGlobalTriageBlock.NdisTrackNblOwner)",
+            "NetReceiveBuffers 0 free   NetNofReceiveBuffers 0   NetReceiveBuffersWaiting 256 (held above the miniport)",
+            "fffffa80`0f2a4c10 protocol TCPIP -> miniport fffffa80`142d31a0   References 1   Outstanding sends 0",
+            "sends in flight 3 (per CPU: 0 1 0 2; pointer to _EX_RUNDOWN_REF_CACHE_AWARE)",
+            "State RUNNING   PnP STARTED   Operational status UP",
+            "What this build / this dump cannot tell:"])],
     };
+
+    /// <summary>Facts a build adds to its scenario's (the seeds' own Windows: 7601 = 2008 R2, 9600 = 2012 R2).</summary>
+    private static readonly Dictionary<(string Scenario, string Build), string[]> ExpectedOnBuild = new()
+    {
+        [("fltmgr-frame-order", "7601")] = [
+            "AVLegacy                                          389998.99  <Legacy>",
+            "EncryptionLegacy                                  149998.99  <Legacy>",
+            "AVMiniFilter                                3        328000      0"],
+        [("fltmgr-frame-order-fixed", "7601")] = ["AVMiniFilter                                3        328000      1"],
+        [("ndis-receive-buffers", "7601")] = ["this ndis has no NBL tracker or history log (Windows 8 and later)"],
+        [("ndis-pending-nbls", "7601")] = ["1854 of 3005 NBLs are held by miniport fffffa80142d31a0", "this ndis has no NBL tracker or history log"],
+        [("ndis-pending-nbls", "9600")] = ["1854 of 3005 NBLs are held by miniport fffffa80142d31a0", "DORMANT_PAUSED after QUERY_REMOVED"],
+    };
+
+    /// <summary>The 9600 samples (2012 R2): only the ndis/fltmgr seeds, in their own folder.</summary>
+    private static readonly string[] OldBuildScenarios = ["ndis-pending-nbls", "ndis-receive-buffers", "fltmgr-frame-order"];
 
     private static List<CatalogSample>? _samples;
     private static string? _dir;
@@ -71,14 +94,17 @@ public class SampleCommandsTests
         var log = new StringWriter();
         var sw = System.Diagnostics.Stopwatch.StartNew();
         _samples = CatalogSampleMaker.Make(_dir, forge, builds, ScenarioCatalog.All.Where(s => Expected.Keys.Any(k => k.StartsWith(s.Name))), KernelDumpKind.Complete, log);
+        if (LabBuilds.TryGet("9600") is { } b9600)
+            _samples.AddRange(CatalogSampleMaker.Make(_dir, forge, [b9600], ScenarioCatalog.All.Where(s => OldBuildScenarios.Contains(s.Name)), KernelDumpKind.Complete, log));
         TestContext.Progress.WriteLine($"[samples] {_samples.Count} samples in {sw.Elapsed.TotalSeconds:F1} s\n{log}");
         return _samples;
     }
 
-    /// <summary>Every seed on Windows 10 19041; the 2008 R2-era seeds also on Windows 7 7601 (the layout table has no Windows 7 ndis/fltmgr types).</summary>
+    /// <summary>Every seed on Windows 10 19041 and on Windows 7 7601 (the seeds' own 2008 R2); the ndis/fltmgr seeds also on 9600.</summary>
     public static IEnumerable<TestCaseData> SeedScenarios =>
         Expected.Keys.Select(k => new TestCaseData(k, "19041"))
-            .Concat(new[] { "logon-hang-alpc", "pool-leak", "dpc-watchdog" }.Select(k => new TestCaseData(k, "7601")));
+            .Concat(Expected.Keys.Select(k => new TestCaseData(k, "7601")))
+            .Concat(Expected.Keys.Where(k => OldBuildScenarios.Any(o => k.StartsWith(o))).Select(k => new TestCaseData(k, "9600")));
 
     [TestCaseSource(nameof(SeedScenarios))]
     public void SampleCommandsPrintTheSeedFactsInTheRealEngine(string scenario, string build)
@@ -102,8 +128,9 @@ public class SampleCommandsTests
         Assert.That(run.Commands.Select(c => c.Command), Does.Contain(load), run.Transcript);
         var loaded = run[load];
         Assert.That(loaded.HResult, Is.EqualTo(0u), $".load failed:\n{loaded.Output}");
-        foreach (var (prefix, facts) in Expected[scenario])
+        foreach (var (prefix, baseFacts) in Expected[scenario])
         {
+            var facts = baseFacts.Concat(ExpectedOnBuild.TryGetValue((scenario, build), out var extra) ? extra : []).ToArray();
             var cmd = sample.Commands.FirstOrDefault(c => c.StartsWith(prefix, StringComparison.Ordinal));
             Assert.That(cmd, Is.Not.Null, $"{sample.Name} has no command starting with '{prefix}' (has: {string.Join(", ", sample.Commands)})");
             var r = run[cmd!];

@@ -1,3 +1,4 @@
+using NtSleuth.Commands.Output;
 using NtSleuth.Commands.Model;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Scenario;
@@ -106,7 +107,7 @@ public class LabFaultInjectionTests
             ListStop.Unreadable => "not readable", ListStop.Cycle => "cycle detected", ListStop.NullLink => "NULL link",
             _ => $"{entries.Count} entries",
         }));
-        if (expectedStop != ListStop.Complete) Assert.That(note, Does.Contain(expectedAt.ToString("x16")));
+        if (expectedStop != ListStop.Complete) Assert.That(note, Does.Contain(Fmt.Addr(expectedAt)));
     }
 
     [Test]

@@ -62,6 +62,8 @@ public class LabLayoutTableTests
         Assert.That(() => t.ToIsf("tcpip", "Windows 11"), Throws.TypeOf<LayoutTableException>().With.Message.Contains("no module 'tcpip'"));
     }
 
+    [TestCase("win7")]
+    [TestCase("2012r2")]
     [TestCase("2016")]
     [TestCase("win10")]
     [TestCase("win11")]
@@ -86,13 +88,23 @@ public class LabLayoutTableTests
         Assert.That(target.GetModules().Select(m => m.Name), Does.Contain("ndis").And.Contain("fltMgr"));
     }
 
-    [TestCase("win7")]
-    [TestCase("2012r2")]
-    public void Layout_modules_on_builds_without_layouts_say_so(string key)
+    [TestCase("win7", "Windows 7 SP1", 0x1478, 0x1b8)]
+    [TestCase("2012r2", "Windows 8.1", 0xf20, 0x1e8)]
+    public void Old_builds_take_ndis_from_the_project_table_and_say_fltmgr_has_no_source(string key, string label, int nextGlobalMiniport, int triageSize)
     {
         var build = LabTestSupport.BuildOrIgnore(key);
-        var b = new KernelScenarioBuilder(build);
-        Assert.That(b.HasLayoutModule("ndis"), Is.False);
-        Assert.That(() => b.AddLayoutModule("ndis"), Throws.TypeOf<ScenarioLayoutException>().With.Message.Contains("14393, 19041 and Windows 11"));
+        TableOrIgnore();
+        Assert.That(build.LayoutLabel, Is.EqualTo(label));
+        var (ndis, ndisLabel) = NtSleuth.Lab.Scenarios.NdisFltmgrLayouts.Resolve("ndis", label);
+        Assert.That(ndis.Source, Does.EndWith("ndis-layouts-7601-9600.json"));
+        Assert.That(ndisLabel, Is.EqualTo(label));
+        var mp = ndis.GetLayout("ndis", label, "_NDIS_MINIPORT_BLOCK", build.Isf)!;
+        Assert.That(mp.GetField("NextGlobalMiniport").Offset, Is.EqualTo((ulong)nextGlobalMiniport));
+        Assert.That(ndis.GetLayout("ndis", label, "_NDIS_GLOBAL_TRIAGE_BLOCK", build.Isf)!.Size, Is.EqualTo((ulong)triageSize));
+        var (flt, fltLabel) = NtSleuth.Lab.Scenarios.NdisFltmgrLayouts.Resolve("fltmgr", label);
+        Assert.That(fltLabel, Is.EqualTo("Windows 10 v1607"));
+        Assert.That(flt.Source, Does.EndWith("ndis-fltmgr-layouts.json"));
+        Assert.That(NtSleuth.Lab.Scenarios.NdisFltmgrLayouts.FallbackNote("fltmgr", label), Does.Contain("no public PDB-derived layout"));
+        Assert.That(NtSleuth.Lab.Scenarios.NdisFltmgrLayouts.FallbackNote("ndis", label), Is.Null);
     }
 }

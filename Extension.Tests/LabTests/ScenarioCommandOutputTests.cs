@@ -45,7 +45,7 @@ public class ScenarioCommandOutputTests
                 }
         // The ndis/fltmgr scenarios as the unit tests build them (standalone targets over the layout table, every label).
         if (SharedData.LayoutsFile is { } layouts)
-            foreach (var label in new[] { NdisFltmgrLayouts.V1607, NdisFltmgrLayouts.V2004, NdisFltmgrLayouts.V20H2, NdisFltmgrLayouts.Win11 })
+            foreach (var label in new[] { NdisFltmgrLayouts.Win7, NdisFltmgrLayouts.Win81, NdisFltmgrLayouts.V1607, NdisFltmgrLayouts.V2004, NdisFltmgrLayouts.V20H2, NdisFltmgrLayouts.Win11 })
             {
                 var standalone = new (string Name, Func<InMemoryTarget> Make, string[] Commands)[]
                 {

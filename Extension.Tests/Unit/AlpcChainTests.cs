@@ -230,7 +230,7 @@ public class AlpcChainTests
         // Starting right at the lsm waiter: chain so far (one hop), End Unreadable, precise note.
         var (r2, _) = Analyze(t, a => a.AnalyzeThread(AlpcLogonHangScenario.LsmWaiter));
         Assert.That(r2.Chains[0].End, Is.EqualTo(ChainEnd.Unreadable));
-        Assert.That(r2.Chains[0].Notes.Single(), Does.Contain("fffff8801fe00cf0").And.Contain("not readable"));
+        Assert.That(r2.Chains[0].Notes.Single(), Does.Contain("fffff880`1fe00cf0").And.Contain("not readable"));
     }
 
     [TestCase("win7")]

@@ -348,4 +348,41 @@ public class FrameOrderTests
         Assert.That(rep.Volumes[0].Stack[2].Altitude, Is.EqualTo("145000"));
         Assert.That(rep.Notes, Has.Some.Contains("EncryptionLegacy altitude 145000").And.Contains("low end of frame 1 is 149998.99"));
     }
+
+    /// <summary>Seed 004 on its own OS (7601): the broken stack as fltmc showed it there, and the NullFilter fix.</summary>
+    [Test]
+    public void SeedOnWindows7ReproducesTheBrokenStackAndItsFix()
+    {
+        var build = LabBuilds.TryGet("win7");
+        if (build is null) Assert.Ignore($"lab build win7 unavailable: {LabBuilds.UnavailableReason}");
+        var sc = ScenarioCatalog.Get("fltmgr-frame-order");
+        if (!sc.Supports(build!)) Assert.Ignore("no fltmgr layouts for win7");
+        var broken = sc.Build(build!, ScenarioOptions.Default);
+        static FrameOrderReport Of(ScenarioResult r) { var rd = new KernelReader(r.CreateTarget()); return new FrameOrderAnalyzer(rd, null, null, new RegistryGroupSource(rd)).Analyze(); }
+        var rep = Of(broken);
+        var (rc, sink) = Run(broken.CreateTarget(), "");
+        TestContext.Out.WriteLine(sink.Text);
+        Assert.That(rc, Is.Zero);
+        Assert.That(rep.Fltmc.Select(r => (r.Name, r.Altitude, r.Frame)), Is.EqualTo(new (string, string, string)[]
+        {
+            ("AVLegacy", "389998.99", "<Legacy>"), ("EncryptionLegacy", "149998.99", "<Legacy>"),
+            ("AVMiniFilter", "328000", "0"), ("luafv", "135000", "0"), ("FileInfo", "45000", "0"),
+        }));
+        Assert.That(rep.Frames.Select(f => (f.Id, f.Low, f.High)), Is.EqualTo(new[] { (0u, "0", "329998.99") }));
+        var c = rep.Volumes[0];
+        Assert.That(c.Stack.Select(s => s.Kind), Is.EqualTo(new[] { StackItemKind.FileSystem, StackItemKind.Frame, StackItemKind.Legacy, StackItemKind.Legacy }));
+        Assert.That((c.Stack[2].Name, c.Stack[2].Altitude, c.Stack[3].Name, c.Stack[3].Altitude), Is.EqualTo(("EncryptionLegacy", "149998.99", "AVLegacy", "389998.99")));
+        Assert.That(rep.Disorders.Where(d => d.Volume == c.Name).Select(d => d.Message),
+            Is.EqualTo(new[] { "AVMiniFilter (328000, frame 0) is below EncryptionLegacy (149998.99): it sees encrypted I/O" }));
+        Assert.That(rep.Disorders[0].Fix, Does.Contain("\"FSFilter Compression\" (160000-169999)"));
+        // The registry is in paged pool on 7601 (no Registry process): the groups come from the hive directly.
+        Assert.That(c.Stack[3].AltitudeSource, Does.Contain("FSFilter Anti-Virus"));
+
+        var fixedSc = sc.Build(build!, new ScenarioOptions { Variant = "fixed" });
+        var fixedRep = Of(fixedSc);
+        Assert.That(fixedRep.Frames.Select(f => (f.Id, f.Low, f.High)), Is.EquivalentTo(new[] { (0u, "0", "149998.99"), (1u, "149998.99", "329998.99") }));
+        Assert.That(fixedRep.Disorders, Is.Empty);
+        Assert.That(fixedRep.Fltmc.Where(r => r.Name is "AVMiniFilter" or "NullFilter").Select(r => (r.Name, r.Frame)),
+            Is.EquivalentTo(new[] { ("AVMiniFilter", "1"), ("NullFilter", "1") }));
+    }
 }

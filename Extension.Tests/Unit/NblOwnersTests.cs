@@ -41,6 +41,8 @@ public class NblOwnersTests
     [TestCase(NdisFltmgrLayouts.V2004)]
     [TestCase(NdisFltmgrLayouts.V1607)]
     [TestCase(NdisFltmgrLayouts.Win11)]
+    [TestCase(NdisFltmgrLayouts.Win7)]
+    [TestCase(NdisFltmgrLayouts.Win81)]
     public void SeedScenarioCountsAndVerdict(string label)
     {
         var sc = NdisScenario.Seed(Layouts(), label);
@@ -375,5 +377,75 @@ public class NblOwnersTests
         Assert.That(sink.Errors, Does.Contain("the NBL pool list cannot be found"));
         Assert.That(sink.Errors, Does.Contain(unreadable ? $"ndis!ndisGlobalTriageBlock at {Fmt.Addr(tri)}, which publishes it, is not readable" : $"GlobalNetBufferListPoolList at {Fmt.Addr(field)} reads 0"));
         Assert.That(sink.Errors, Does.Not.Contain(".symfix"));
+    }
+
+    /// <summary>Seed 001 (2008 R2): owner tracking off, netkvm's receive buffers all held above the miniport, tcpip's per-CPU send rundown.</summary>
+    [TestCase("win7")]
+    [TestCase("2012r2")]
+    [TestCase("win10")]
+    public void ReceiveBuffersSeedGivesWhatTheBuildKeeps(string key)
+    {
+        var build = LabBuilds.TryGet(key);
+        if (build is null) Assert.Ignore($"lab build {key} unavailable: {LabBuilds.UnavailableReason}");
+        var sc = ScenarioCatalog.Get("ndis-receive-buffers");
+        if (!sc.Supports(build!)) Assert.Ignore($"no ndis layouts for {key}");
+        var r = sc.Build(build!, ScenarioOptions.Default);
+        var rep = new NblOwnersAnalyzer(new KernelReader(r.CreateTarget())).Analyze();
+        Assert.That(rep.TrackingOn, Is.False);
+        Assert.That(rep.TotalNbls, Is.EqualTo(512));
+        Assert.That(rep.PoolCount, Is.EqualTo(8));
+        var ms = rep.Miniports.Single();
+        Assert.That(ms.Handle, Is.EqualTo(NdisScenario.MiniportAddr));
+        Assert.That((ms.Name, ms.DriverName, ms.State, ms.PnPState, ms.OperStatus), Is.EqualTo(("Red Hat VirtIO Ethernet Adapter #2", "netkvm", "RUNNING", "STARTED", "UP")));
+        var open = rep.Opens.Single();
+        Assert.That(open.Handle, Is.EqualTo(NdisScenario.OpenAddr));
+        Assert.That(open.Protocol, Is.EqualTo("TCPIP"));
+        Assert.That((open.References, open.OutstandingSends), Is.EqualTo(((int?)1, (int?)0)));
+        var rp = rep.ReceivePaths.Single();
+        Assert.That((rp.FreeListed, rp.NetNofReceiveBuffers, rp.Waiting), Is.EqualTo(((int?)0, (long?)0, (int?)256)));
+        Assert.That(rp.AdapterType, Is.EqualTo("netkvm!_tagPARANDIS_ADAPTER"));
+        Assert.That(rep.Verdicts, Has.Some.Contains("has no free receive buffers: NetReceiveBuffers is empty (NetNofReceiveBuffers 0) and 256 buffers wait on NetReceiveBuffersWaiting"));
+        Assert.That(rep.SendPath, Is.Not.Null);
+        Assert.That(rep.SendPath!.PerCpu, Is.EqualTo(new long[] { 0, 1, 0, 2 }));
+        Assert.That(rep.SendPath.InFlight, Is.EqualTo(3));
+        Assert.That(rep.CannotTell, Has.Some.StartsWith("which driver holds each NBL: NBL owner tracking is off"));
+        bool hasTracker = key != "win7";
+        Assert.That(rep.CannotTell.Any(c => c.Contains("no NBL tracker or history log")), Is.EqualTo(!hasTracker));
+        var (rc, sink) = Run(r.CreateTarget(), "");
+        Assert.That(rc, Is.Zero);
+        TestContext.Out.WriteLine(sink.Text);
+        Assert.That(sink.Text, Does.Contain("NetReceiveBuffers 0 free   NetNofReceiveBuffers 0   NetReceiveBuffersWaiting 256 (held above the miniport)"));
+        Assert.That(sink.Text, Does.Contain("sends in flight 3 (per CPU: 0 1 0 2"));
+        Assert.That(sink.Text, Does.Contain("What this build / this dump cannot tell:"));
+    }
+
+    /// <summary>Damaged receive-path data gives partial results with a precise note, never an exception.</summary>
+    [Test]
+    public void ReceivePathAndSendPathDegradeWithNotes()
+    {
+        var build = LabBuilds.TryGet("win7");
+        if (build is null) Assert.Ignore($"lab build win7 unavailable: {LabBuilds.UnavailableReason}");
+        var r = ScenarioCatalog.Get("ndis-receive-buffers").Build(build!, ScenarioOptions.Default);
+        var t = r.CreateTarget();
+        var reader = new KernelReader(t);
+        ulong ctxField = reader.Types.Get("ndis", "_NDIS_MINIPORT_BLOCK").GetField("MiniportAdapterContext").Offset;
+        ulong ctx = reader.TryReadPointer(NdisScenario.MiniportAddr + ctxField)!.Value;
+        // The waiting list loops back on itself after one entry; the free list head points nowhere; tcpip's pointer is wild.
+        ulong waitingHead = ctx + 1304, first = reader.TryReadPointer(waitingHead)!.Value;
+        t.Faults.ListSelfLoop(first);
+        t.Faults.ListWildPointer(ctx + 1280);
+        ulong rundown = reader.Types.Symbol("tcpip!Provider_Rundown_Protection");
+        t.Faults.ListWildPointer(rundown);
+        var rep = new NblOwnersAnalyzer(new KernelReader(t)).Analyze();
+        var rp = rep.ReceivePaths.Single();
+        Assert.That(rp.Waiting, Is.EqualTo(1));
+        Assert.That(rp.Note, Does.Contain("NetReceiveBuffersWaiting list"));
+        Assert.That(rp.Note, Does.Contain("NetReceiveBuffers list"));
+        Assert.That(rp.FreeListed, Is.EqualTo(1), "the walker yields the entry whose link is wild (as for NBL entries), with the note");
+        Assert.That(rp.Starved, Is.False, "an unreadable free list is not proof of starvation");
+        Assert.That(rep.SendPath!.PerCpu, Is.Empty);
+        Assert.That(rep.SendPath.Note, Does.Contain("does not hold a recognisable cache-aware rundown"));
+        var (rc, sink) = Run(t, "");
+        Assert.That(rc, Is.Zero, sink.Text);
     }
 }

@@ -1,7 +1,8 @@
+using NtSleuth.Commands.Output;
 using System.Text;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
-using NtSleuth.Commands.Registry;
+using NtSleuth.Commands.Kernel.Registry;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Registry;
 using NtSleuth.Lab.Scenario;
@@ -224,7 +225,7 @@ public class RegistryReaderTests
         uint db = lab.Sys.Image.DataCells[(EncKey, "Huge")];
         Assert.That(ReadSig(lab, db), Is.EqualTo("db"));
         Assert.That(enc.GetValue("Huge"), Is.Null);
-        Assert.That(r.Notes.Single(), Does.Contain("'Huge'").And.Contain("big-data ('db') cell").And.Contain($"0x{db:x8}").And.Contain($"{lab.Sys.CellAddress(db):x16}"));
+        Assert.That(r.Notes.Single(), Does.Contain("'Huge'").And.Contain("big-data ('db') cell").And.Contain($"0x{db:x8}").And.Contain($"{Fmt.Addr(lab.Sys.CellAddress(db))}"));
         Assert.That(enc.Values().Select(v => v.Name), Does.Contain("Blob").And.Not.Contain("Huge"));
     }
 
@@ -270,7 +271,7 @@ public class RegistryReaderTests
         var note = r.Notes.Single(n => n.Contains("not readable"));
         var cells = lab.Sys.Image.KeyCells.Values.Concat(lab.Sys.Image.LeafCells.Values.SelectMany(x => x))
             .Where(c => lab.Sys.BlockAddress(c) == block).ToList();
-        Assert.That(cells.Any(c => note.Contains($"cell 0x{c:x8} at {lab.Sys.CellAddress(c):x16}")), Is.True, note);
+        Assert.That(cells.Any(c => note.Contains($"cell 0x{c:x8} at {Fmt.Addr(lab.Sys.CellAddress(c))}")), Is.True, note);
         // Partial results: the rest of the hive still reads.
         var hive = r.OpenHive(System)!;
         Assert.That(hive.CurrentControlSetName(), Is.EqualTo("ControlSet001"));
@@ -288,7 +289,7 @@ public class RegistryReaderTests
         var (r, _) = lab.Reader();
         Assert.That(r.OpenHive(System)!.CurrentControlSetName(), Is.Null);
         Dump(r);
-        Assert.That(r.Notes, Has.Some.Contains($"map entry of cell 0x").And.Contains($"(_HMAP_ENTRY at {entry:x16}) is not readable"));
+        Assert.That(r.Notes, Has.Some.Contains($"map entry of cell 0x").And.Contains($"(_HMAP_ENTRY at {Fmt.Addr(entry)}) is not readable"));
     }
 
     [TestCaseSource(nameof(Builds))]
@@ -311,10 +312,10 @@ public class RegistryReaderTests
         Assert.That(hive.OpenKey(@"ControlSet002\Services\EncryptionLegacy")!.GetValue("Group"), Is.Null);
         Assert.That(hive.OpenKey(@"ControlSet001\Enum")!.SubKeyNames(), Has.Count.EqualTo(40 - 16), "the damaged leaf is skipped, the others read");
         Dump(r);
-        Assert.That(r.Notes, Has.Some.Contains($"cell 0x{enc:x8} at {encVa:x16} has signature 'xx', not 'nk'"));
-        Assert.That(r.Notes, Has.Some.Contains($"cell 0x{av:x8} at {lab.Sys.CellAddress(av):x16} is free"));
-        Assert.That(r.Notes, Has.Some.Contains($"cell 0x{grp:x8} at {lab.Sys.CellAddress(grp):x16} has signature 'nk', not 'vk'"));
-        Assert.That(r.Notes, Has.Some.Contains($"subkey list cell 0x{enumLeaf:x8} at {lab.Sys.CellAddress(enumLeaf):x16} has signature 'zz'"));
+        Assert.That(r.Notes, Has.Some.Contains($"cell 0x{enc:x8} at {Fmt.Addr(encVa)} has signature 'xx', not 'nk'"));
+        Assert.That(r.Notes, Has.Some.Contains($"cell 0x{av:x8} at {Fmt.Addr(lab.Sys.CellAddress(av))} is free"));
+        Assert.That(r.Notes, Has.Some.Contains($"cell 0x{grp:x8} at {Fmt.Addr(lab.Sys.CellAddress(grp))} has signature 'nk', not 'vk'"));
+        Assert.That(r.Notes, Has.Some.Contains($"subkey list cell 0x{enumLeaf:x8} at {Fmt.Addr(lab.Sys.CellAddress(enumLeaf))} has signature 'zz'"));
         // Undamaged neighbours still read.
         Assert.That(hive.OpenKey(@"ControlSet001\Services\Svc0001"), Is.Not.Null);
     }
@@ -379,7 +380,7 @@ public class RegistryReaderTests
         var (r, _) = lab.Reader();
         Assert.That(r.GetServiceValue("EncryptionLegacy", "Group", out var why), Is.Null);
         Dump(r);
-        string expected = $"SYSTEM hive bins are in the Registry process (EPROCESS {lab.Proc!.EProcess:x16}) address space, which this target cannot read; a kernel dump without user pages does not contain them";
+        string expected = $"SYSTEM hive bins are in the Registry process (EPROCESS {Fmt.Addr(lab.Proc!.EProcess)}) address space, which this target cannot read; a kernel dump without user pages does not contain them";
         Assert.That(r.Notes, Has.Some.StartsWith(expected));
         Assert.That(why, Does.Contain(expected));
         Assert.That(r.Notes.Count(n => n.Contains("Registry process")), Is.EqualTo(1), "said once, not per cell");

@@ -8,7 +8,7 @@ public sealed partial class KernelScenarioBuilder
 {
     /// <summary>True when the layout table (../shared) has <paramref name="module"/> for this build (Windows 10 1607 / 2004 / 11 labels).</summary>
     public bool HasLayoutModule(string module) =>
-        Build.LayoutLabel is not null && LayoutTable.Shared is { } t && t.Modules.Contains(module);
+        Build.LayoutLabel is not null && Scenarios.NdisFltmgrLayouts.Has(module, Build.LayoutLabel);
 
     /// <summary>
     /// Loads ndis/fltmgr (or another module of the layout table) for this build: places its image (and a loader entry in
@@ -18,9 +18,11 @@ public sealed partial class KernelScenarioBuilder
     public IsfDocument AddLayoutModule(string module, uint imageSize = 0, ulong? imageBase = null)
     {
         if (Build.LayoutLabel is null)
-            throw new ScenarioLayoutException($"the ndis/fltmgr layout table has no build matching {Build.Label}; {module} layouts are available for 14393, 19041 and Windows 11 only");
-        var table = LayoutTable.Shared ?? throw new ScenarioLayoutException("../shared/realdata/layouts/ndis-fltmgr-layouts.json is absent");
-        var doc = table.ToIsf(module, Build.LayoutLabel, Build.Isf);
+            throw new ScenarioLayoutException($"the ndis/fltmgr layout tables have no build matching {Build.Label}");
+        LayoutTable table; string label;
+        try { (table, label) = Scenarios.NdisFltmgrLayouts.Resolve(module, Build.LayoutLabel); }
+        catch (FileNotFoundException e) { throw new ScenarioLayoutException(e.Message); }
+        var doc = table.ToIsf(module, label, Build.Isf);
         ulong maxRva = doc.Symbols.Values.DefaultIfEmpty(0x10000UL).Max();
         uint size = imageSize != 0 ? imageSize : (uint)((maxRva + 0x20000) & ~0xffffUL);
         var entry = AddLoadedModule(table.ImageName(module), size, imageBase);

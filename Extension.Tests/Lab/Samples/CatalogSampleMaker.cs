@@ -236,10 +236,11 @@ public static class CatalogSampleMaker
             notes.Add($"{file}: symbols not forged ({FirstLine(e)})");
             return null;
         }
-        string? layouts = SharedData.LayoutsFile;
         string? layoutMod = mod.ToLowerInvariant() switch { "ndis" => "ndis", "fltmgr" => "fltmgr", _ => null };
-        if (layoutMod is not null && layouts is not null && File.Exists(layouts) && build.LayoutLabel is { } label)
+        if (layoutMod is not null && build.LayoutLabel is { } buildLabel && Scenarios.NdisFltmgrLayouts.Has(layoutMod, buildLabel))
         {
+            var (table, label) = Scenarios.NdisFltmgrLayouts.Resolve(layoutMod, buildLabel);
+            string layouts = table.Source;
             try
             {
                 var conv = ForgeModules.FromLayoutsWithTypes(layouts, layoutMod, label, build.Isf, out var approx);

@@ -35,7 +35,7 @@ public sealed class LabBuild
     /// <summary>PDB GUID and age as in the file name: "339E74133576439CBCDF7E0229DA3773-1".</summary>
     public string GuidAge { get; }
     public string IsfPath { get; }
-    /// <summary>Build label in ../shared/realdata/layouts/ndis-fltmgr-layouts.json for ndis/fltmgr layouts; null when the table has no such build.</summary>
+    /// <summary>Build label of the ndis/fltmgr layouts (../shared table for 14393+, the project table for 7601/9600: <see cref="Scenarios.NdisFltmgrLayouts.Resolve"/>); null when there is none.</summary>
     public string? LayoutLabel { get; }
     /// <summary>Where the lab places ntoskrnl for this build (Windows 7: fffff800`02a00000, Windows 10+: fffff804`7ba00000 style).</summary>
     public ulong KernelBase { get; }
@@ -57,8 +57,8 @@ public static class LabBuilds
 {
     private static readonly (string Guid, string Key, string Label, int Build, string Version, string? LayoutLabel, ulong KernelBase, ulong PoolBase)[] Known =
     [
-        ("339E74133576439CBCDF7E0229DA3773-1", "win7", "Windows 7 SP1 / 2008 R2 (7601)", 7601, "6.1.7601.24540", null, 0xfffff800_02a00000, 0xfffffa80_00000000),
-        ("169C65213E3E42DDBEB4E3AC66312B82-1", "2012r2", "Windows Server 2012 R2 (9600)", 9600, "6.3.9600.21620", null, 0xfffff801_5a000000, 0xffffe000_00000000),
+        ("339E74133576439CBCDF7E0229DA3773-1", "win7", "Windows 7 SP1 / 2008 R2 (7601)", 7601, "6.1.7601.24540", "Windows 7 SP1", 0xfffff800_02a00000, 0xfffffa80_00000000),
+        ("169C65213E3E42DDBEB4E3AC66312B82-1", "2012r2", "Windows Server 2012 R2 (9600)", 9600, "6.3.9600.21620", "Windows 8.1", 0xfffff801_5a000000, 0xffffe000_00000000),
         ("DBBC830E3E9A48FDA25A2144C146930E-1", "2016", "Windows Server 2016 (14393)", 14393, "10.0.14393.6343", "Windows 10 v1607", 0xfffff802_1c600000, 0xffffc80f_00000000),
         ("5278AFF86C341677D7D7835C85B7B844-1", "win10", "Windows 10 20H2 (19041)", 19041, "10.0.19041.804", "Windows 10 v2004", 0xfffff804_7ba00000, 0xffffa58c_00000000),
         ("0CE4A95C0CD782A7596B034D8648E585-1", "win11", "Windows 11 21H2 (22000)", 22000, "10.0.22000.2538", "Windows 11", 0xfffff806_1e200000, 0xffffd601_00000000),

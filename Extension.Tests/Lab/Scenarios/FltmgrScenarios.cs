@@ -56,11 +56,13 @@ public sealed class FltmgrScenario
 
     private static readonly Dictionary<string, IsfDocument> NtCache = new();
 
-    /// <summary>nt ISF for a layouts build label: 1607 -> 14393.6343 (Server 2016), 2004/20H2 -> 19041.804, Win11 -> 22000.2538.</summary>
+    /// <summary>nt ISF for a layouts build label: Windows 7 SP1 -> 7601.24540, 8.1 -> 9600.21620, 1607 -> 14393.6343 (Server 2016), 2004/20H2 -> 19041.804, Win11 -> 22000.2538.</summary>
     public static IsfDocument NtIsf(string layoutsPath, string label)
     {
         string guid = label switch
         {
+            NdisFltmgrLayouts.Win7 => "339E74133576439CBCDF7E0229DA3773-1",
+            NdisFltmgrLayouts.Win81 => "169C65213E3E42DDBEB4E3AC66312B82-1",
             NdisFltmgrLayouts.V1607 => "DBBC830E3E9A48FDA25A2144C146930E-1",
             NdisFltmgrLayouts.Win11 => "0CE4A95C0CD782A7596B034D8648E585-1",
             _ => "5278AFF86C341677D7D7835C85B7B844-1",
@@ -77,6 +79,14 @@ public sealed class FltmgrScenario
     public static (string Group, string Altitude)[] DocumentedAltitudeMap() =>
         NtSleuth.Commands.FrameOrder.LoadOrderGroups.All.Reverse()
             .Select(g => (g.Name, (g.High - 0.01m).ToString("0.00", System.Globalization.CultureInfo.InvariantCulture))).ToArray();
+
+    /// <summary>
+    /// The legacy altitude table as the seed's own Windows 7 / 2008 R2 machine shows it: fltmc printed 389998.99 for the
+    /// legacy filter of group "FSFilter Anti-Virus" (seed 004's fltmc output), the other groups at the documented top of
+    /// range - 0.01. No public source gives 7601's fltmgr table itself; this is the seed's observation (docs/layouts-7601-9600.md).
+    /// </summary>
+    public static (string Group, string Altitude)[] SeedWin7AltitudeMap() =>
+        DocumentedAltitudeMap().Select(e => e.Group == "FSFilter Anti-Virus" ? (e.Group, "389998.99") : e).ToArray();
 
     /// <summary>Seed 004's legacy filters: their services' load-order groups.</summary>
     public static Dictionary<string, string> SeedLegacyGroups() => new(StringComparer.OrdinalIgnoreCase)

@@ -24,7 +24,7 @@ public sealed class NdisPendingNblsScenario : IScenario
 {
     public string Name => "ndis-pending-nbls";
     public string Seed => "004_057968894f01db56.txt";
-    public bool Supports(LabBuild build) => build.LayoutLabel is not null;
+    public bool Supports(LabBuild build) => build.LayoutLabel is { } l && NdisFltmgrLayouts.Has("ndis", l);
 
     public ScenarioResult Build(LabBuild build, ScenarioOptions options)
     {
@@ -58,7 +58,7 @@ public sealed class FltmgrFrameOrderScenario : IScenario
 {
     public string Name => "fltmgr-frame-order";
     public string Seed => "004_057968894f01db56.txt";
-    public bool Supports(LabBuild build) => build.LayoutLabel is not null;
+    public bool Supports(LabBuild build) => build.LayoutLabel is { } l && NdisFltmgrLayouts.Has("fltmgr", l);
     /// <summary>Samples: the seed's broken stack, its fix (NullFilter forcing frame 1), and a stack without legacy filters.</summary>
     public IReadOnlyList<string> SampleVariants => ["", "fixed", "no-legacy"];
 
@@ -76,6 +76,8 @@ public sealed class FltmgrFrameOrderScenario : IScenario
         // As on real Windows 10 2004+ / 11: the SYSTEM hive's bins in the Registry process's user space where nt has
         // CmpRegistryProcess.
         spec = spec with { HiveInRegistryProcess = build.Isf.Symbols.ContainsKey("CmpRegistryProcess") };
+        // The seed's own OS (Windows 7 / 2008 R2): fltmc showed the anti-virus legacy filter at 389998.99.
+        if (label == NdisFltmgrLayouts.Win7) spec = spec with { AltitudeMap = FltmgrScenario.SeedWin7AltitudeMap() };
         var b = new KernelScenarioBuilder(build);
         b.AddLoadedModule("fltmgr.sys", 0x80000, FltmgrScenario.FltmgrBase);
         var flt = NdisFltmgrLayouts.BuildIsf(layouts, "fltmgr", label);
@@ -94,3 +96,4 @@ public sealed class FltmgrFrameOrderScenario : IScenario
         return r;
     }
 }
+

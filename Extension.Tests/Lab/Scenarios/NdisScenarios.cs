@@ -36,6 +36,15 @@ public sealed record NdisScenarioSpec
     /// one NBL per page at N = 8, in an address order unrelated to the list order.
     /// </summary>
     public int ScatterFactor { get; init; }
+    /// <summary>Driver (service) name of the seed miniport.</summary>
+    public string DriverName { get; init; } = "MyMiniPortDriver";
+    /// <summary>Seed 001: the miniport driver keeps netkvm's receive lists in its adapter context (null: no such driver).</summary>
+    public NetkvmReceiveSpec? Receive { get; init; }
+    /// <summary>The tcpip open's counters (_NDIS_OPEN_BLOCK.References / OutstandingSends, where the build has them).</summary>
+    public int OpenReferences { get; init; }
+    public int OpenOutstandingSends { get; init; }
+    /// <summary>tcpip!Provider_Rundown_Protection per-CPU counts (null: tcpip not laid).</summary>
+    public int[]? TcpipRundownPerCpu { get; init; }
     public int Total => Freed + PendingOnMiniport + PendingOnFilter + PendingOnOpen + AtHome;
 }
 
@@ -98,7 +107,7 @@ public sealed class NdisScenario
         ulong Sym(string name) => NdisBase + doc.GetSymbolRva(name);
         // ndis .data pages for the globals we use.
         foreach (var g in new[] { "ndisGlobalTriageBlock", "ndisMiniportList", "ndisGlobalFilterList", "ndisGlobalOpenList", "ndisProtocolList", "ndisNblTrackerMode" })
-            Memory.Map(Sym(g), 0x200);
+            if (doc.Symbols.ContainsKey(g)) Memory.Map(Sym(g), 0x200); // ndisNblTrackerMode: Windows 10+ only
 
         // Objects on ndis's global lists.
         var mp = w.Layout("_NDIS_MINIPORT_BLOCK", N);
@@ -106,7 +115,7 @@ public sealed class NdisScenario
         Memory.WriteU64(Sym("ndisMiniportList"), MiniportAddr);
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", Miniport2Addr, N);
         w.Set(Miniport2Addr, "_NDIS_MINIPORT_BLOCK", "NextGlobalMiniport", 0, N);
-        NameMiniport(w, MiniportAddr, Spec.AdapterName, "MyMiniPortDriver");
+        NameMiniport(w, MiniportAddr, Spec.AdapterName, Spec.DriverName);
         NameMiniport(w, Miniport2Addr, "Microsoft Kernel Debug Network Adapter", "kdnic");
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "State", (ulong)Spec.MiniportState, N);
         w.Set(MiniportAddr, "_NDIS_MINIPORT_BLOCK", "PnPDeviceState", (ulong)Spec.PnPState, N);
@@ -136,6 +145,12 @@ public sealed class NdisScenario
         w.WriteUnicodeString(bname, @"\DEVICE\{5B3A0E1C-7D2F-4C3E-9A11-0B2C3D4E5F60}", w.Allocate(0x100));
         w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "BindDeviceName", bname, N);
         w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "MiniportHandle", MiniportAddr, N);
+        w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "ProtocolHandle", ProtocolAddr, N);
+        var openLayout = w.Layout("_NDIS_OPEN_BLOCK", N);
+        if (openLayout.HasField("References")) w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "References", (ulong)Spec.OpenReferences, N);
+        if (openLayout.HasField("OutstandingSends")) w.Set(OpenAddr, "_NDIS_OPEN_BLOCK", "OutstandingSends", (ulong)Spec.OpenOutstandingSends, N);
+        if (Spec.Receive is { } rx) NdisReceivePath.LayAdapter(w, MiniportAddr, rx);
+        if (Spec.TcpipRundownPerCpu is { } rd) NdisReceivePath.LayRundown(w, rd);
 
         var pb = w.Layout("_NDIS_PROTOCOL_BLOCK", N);
         Memory.Map(ProtocolAddr, pb.Size);
@@ -164,7 +179,7 @@ public sealed class NdisScenario
         w.Set(tri, T, "SourceHandleOffset", w.OffsetOf("_NET_BUFFER_LIST", "SourceHandle", N), N);
         w.Set(tri, T, "NdisTrackNblOwner", (ulong)Spec.TrackingLevel, N);
         w.Set(tri, T, "MaxNumberOfProcessors", 4, N);
-        Memory.WriteU32(Sym("ndisNblTrackerMode"), (uint)Spec.TrackingLevel);
+        if (doc.Symbols.ContainsKey("ndisNblTrackerMode")) Memory.WriteU32(Sym("ndisNblTrackerMode"), (uint)Spec.TrackingLevel);
 
         // Pool list head: the public global on 1607, otherwise a head published through the triage block.
         ulong? headSym = doc.Symbols.TryGetValue("ndisGlobalNetBufferListPoolList", out var hr) ? NdisBase + hr : null;

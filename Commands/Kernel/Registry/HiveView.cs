@@ -4,7 +4,7 @@ using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Symbols;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>
 /// One loaded hive (_CMHIVE): its root key and cells by index. A cell index is (bit 31) Stable/Volatile storage,
@@ -117,9 +117,9 @@ public sealed class HiveView
             var hhLayout = types.Get("nt", "_HHIVE");
             StructView hive;
             try { hive = _r.Read(hhLayout, CmHive + hiveOff); }
-            catch (TargetReadException ex) { _rr.Note($"hive {Name}: _HHIVE at {CmHive + hiveOff:x16} is not readable ({ex.Message})"); return false; }
+            catch (TargetReadException ex) { _rr.Note($"hive {Name}: _HHIVE at {Output.Fmt.Addr(CmHive + hiveOff)} is not readable ({ex.Message})"); return false; }
             uint sig = (uint)(hive.TryUInt("Signature") ?? 0);
-            if (sig != HiveSignature) { _rr.Note($"hive {Name}: _HHIVE at {hive.Address:x16} has signature {sig:x8}, not {HiveSignature:x8} (not a hive or corrupted)"); return false; }
+            if (sig != HiveSignature) { _rr.Note($"hive {Name}: _HHIVE at {Output.Fmt.Addr(hive.Address)} has signature {sig:x8}, not {HiveSignature:x8} (not a hive or corrupted)"); return false; }
             ulong baseBlock = hive.TryUInt("BaseBlock") ?? 0;
 
             var (storageOff, storageType) = hive.Resolve("Storage");
@@ -154,9 +154,9 @@ public sealed class HiveView
             ulong rootOff = types.ResolvePath(bbLayout, "RootCell").Offset;
             int want = (int)Math.Max(rootOff + 4, types.ResolvePath(bbLayout, "Signature").Offset + 4);
             var head = new byte[want];
-            if (_r.Memory.Read(baseBlock, head) != want) { _rr.Note($"hive {Name}: base block (_HBASE_BLOCK at {baseBlock:x16}) is not readable"); return false; }
+            if (_r.Memory.Read(baseBlock, head) != want) { _rr.Note($"hive {Name}: base block (_HBASE_BLOCK at {Output.Fmt.Addr(baseBlock)}) is not readable"); return false; }
             var bb = new StructView(bbLayout, baseBlock, head, types);
-            if (bb.U32("Signature") != RegfSignature) { _rr.Note($"hive {Name}: base block at {baseBlock:x16} has signature {bb.U32("Signature"):x8}, not 'regf'"); return false; }
+            if (bb.U32("Signature") != RegfSignature) { _rr.Note($"hive {Name}: base block at {Output.Fmt.Addr(baseBlock)} has signature {bb.U32("Signature"):x8}, not 'regf'"); return false; }
             _rootCell = bb.U32("RootCell");
             _initOk = true;
             return true;
@@ -204,12 +204,12 @@ public sealed class HiveView
         }
         if (_rr.IsUserAddress(va)) _processReadWorked = true;
         int raw = BinaryPrimitives.ReadInt32LittleEndian(hdr);
-        if (raw >= 0) { _rr.Note($"hive {Name}: {what}: cell 0x{index:x8} at {va:x16} is free (size field +0x{raw:x}); stale index or corrupted hive"); return null; }
+        if (raw >= 0) { _rr.Note($"hive {Name}: {what}: cell 0x{index:x8} at {Output.Fmt.Addr(va)} is free (size field +0x{raw:x}); stale index or corrupted hive"); return null; }
         long size = -(long)raw;
-        if (size < 8 || size > MaxCellSize) { _rr.Note($"hive {Name}: {what}: cell 0x{index:x8} at {va:x16} has an invalid size 0x{size:x}"); return null; }
+        if (size < 8 || size > MaxCellSize) { _rr.Note($"hive {Name}: {what}: cell 0x{index:x8} at {Output.Fmt.Addr(va)} has an invalid size 0x{size:x}"); return null; }
         var data = new byte[size - 4];
         int got = mem.Read(va + 4, data);
-        if (got != data.Length) { NoteUnreadable(va + 4 + (ulong)got, index, what, $"cell data (0x{data.Length:x} bytes at {va + 4:x16})"); return null; }
+        if (got != data.Length) { NoteUnreadable(va + 4 + (ulong)got, index, what, $"cell data (0x{data.Length:x} bytes at {Output.Fmt.Addr(va + 4)})"); return null; }
         var cell = new Cell(index, va, data);
         _cells[index] = cell;
         return cell;
@@ -218,9 +218,9 @@ public sealed class HiveView
     private void NoteUnreadable(ulong at, uint index, string what, string part)
     {
         if (_rr.IsUserAddress(at) && _rr.RegistryProcess(out _) is { } proc)
-            _rr.Note($"hive {Name}: {what}: {part} of cell 0x{index:x8} at {at:x16} is not readable in the Registry process (EPROCESS {proc:x16}) (paged out or not in the dump)");
+            _rr.Note($"hive {Name}: {what}: {part} of cell 0x{index:x8} at {Output.Fmt.Addr(at)} is not readable in the Registry process (EPROCESS {Output.Fmt.Addr(proc)}) (paged out or not in the dump)");
         else
-            _rr.Note($"hive {Name}: {what}: {part} of cell 0x{index:x8} at {at:x16} is not readable (paged out or not in the dump)");
+            _rr.Note($"hive {Name}: {what}: {part} of cell 0x{index:x8} at {Output.Fmt.Addr(at)} is not readable (paged out or not in the dump)");
     }
 
     /// <summary>The memory a block at <paramref name="va"/> is read from: kernel, or the Registry process for user addresses.</summary>
@@ -230,7 +230,7 @@ public sealed class HiveView
         var proc = _rr.RegistryProcess(out var why);
         if (proc is null)
         {
-            _rr.Note($"hive {Name}: {what}: cell 0x{index:x8} is at user address {va:x16}, but the Registry process is unknown ({why})");
+            _rr.Note($"hive {Name}: {what}: cell 0x{index:x8} is at user address {Output.Fmt.Addr(va)}, but the Registry process is unknown ({why})");
             return null;
         }
         return _r.Memory.ForProcess(proc.Value);
@@ -242,8 +242,8 @@ public sealed class HiveView
         if (_processNoteDone) return;
         _processNoteDone = true;
         ulong proc = _rr.RegistryProcess(out _) ?? 0;
-        _rr.Note($"{ShortName} hive bins are in the Registry process (EPROCESS {proc:x16}) address space, which this target cannot read; " +
-                 $"a kernel dump without user pages does not contain them (first unreadable: {what}, cell 0x{index:x8} at {va:x16})");
+        _rr.Note($"{ShortName} hive bins are in the Registry process (EPROCESS {Output.Fmt.Addr(proc)}) address space, which this target cannot read; " +
+                 $"a kernel dump without user pages does not contain them (first unreadable: {what}, cell 0x{index:x8} at {Output.Fmt.Addr(va)})");
     }
 
     /// <summary>Block VA of a cell index through the map (cached per block); null with a note.</summary>
@@ -258,7 +258,7 @@ public sealed class HiveView
         {
             ulong slot = _map[type] + dir * _dirStride;
             var t = _r.TryReadPointer(slot);
-            if (t is null) { _rr.Note($"hive {Name}: {what}: map directory entry {dir} for cell 0x{index:x8} (at {slot:x16}) is not readable"); return null; }
+            if (t is null) { _rr.Note($"hive {Name}: {what}: map directory entry {dir} for cell 0x{index:x8} (at {Output.Fmt.Addr(slot)}) is not readable"); return null; }
             table = t.Value;
             _tables[tkey] = table;
         }
@@ -268,13 +268,13 @@ public sealed class HiveView
         _r.Memory.Prefetch(table + first * _entrySize, (int)(EntryWindow * _entrySize));
         ulong entryVa = table + tbl * _entrySize;
         var raw = _r.Memory.ReadExact(entryVa, (int)_entry!.Size);
-        if (raw is null) { _rr.Note($"hive {Name}: {what}: map entry of cell 0x{index:x8} (_HMAP_ENTRY at {entryVa:x16}) is not readable"); return null; }
+        if (raw is null) { _rr.Note($"hive {Name}: {what}: map entry of cell 0x{index:x8} (_HMAP_ENTRY at {Output.Fmt.Addr(entryVa)}) is not readable"); return null; }
         var e = new StructView(_entry, entryVa, raw, _r.Types);
         ulong va = _entryHasBlockAddress
             ? e.Ptr("BlockAddress") & ~0xFUL
             : (e.Ptr("PermanentBinAddress") & ~0xFUL) + e.UInt("BlockOffset");
         if (va == 0 || (_entryHasBlockAddress ? e.Ptr("BlockAddress") : e.Ptr("PermanentBinAddress")) < 0x10)
-        { _rr.Note($"hive {Name}: {what}: block of cell 0x{index:x8} is not present (_HMAP_ENTRY at {entryVa:x16} has no address)"); return null; }
+        { _rr.Note($"hive {Name}: {what}: block of cell 0x{index:x8} is not present (_HMAP_ENTRY at {Output.Fmt.Addr(entryVa)} has no address)"); return null; }
         _blocks[key] = va;
         return va;
     }
@@ -299,12 +299,12 @@ public sealed class HiveView
         var layout = _r.Types.TryGet("nt", "_CM_KEY_NODE");
         if (layout is null) { _rr.Note("type nt!_CM_KEY_NODE is not in the symbols"); return null; }
         var nk = new StructView(layout, c.DataAddress, c.Data, _r.Types);
-        if (c.Signature != SigNk) { _rr.Note($"hive {Name}: {what}: cell 0x{cell:x8} at {c.Address:x16} has signature '{c.SignatureText}', not 'nk'"); return null; }
+        if (c.Signature != SigNk) { _rr.Note($"hive {Name}: {what}: cell 0x{cell:x8} at {Output.Fmt.Addr(c.Address)} has signature '{c.SignatureText}', not 'nk'"); return null; }
         ulong nameOff = nk.OffsetOf("Name");
         ulong? len = nk.TryUInt("NameLength");
         ulong? flags = nk.TryUInt("Flags");
         if (len is null || flags is null || nameOff + len.Value > (ulong)c.Data.Length)
-        { _rr.Note($"hive {Name}: {what}: key node 0x{cell:x8} at {c.Address:x16} is truncated (name of {len ?? 0} bytes does not fit in 0x{c.Data.Length:x})"); return null; }
+        { _rr.Note($"hive {Name}: {what}: key node 0x{cell:x8} at {Output.Fmt.Addr(c.Address)} is truncated (name of {len ?? 0} bytes does not fit in 0x{c.Data.Length:x})"); return null; }
         var nameBytes = c.Data.AsSpan((int)nameOff, (int)len.Value);
         string name = DecodeName(nameBytes, (flags.Value & KeyCompName) != 0);
         string full = path.Length == 0 ? name : path + "\\" + name;

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using NtSleuth.Commands.Model;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>
 /// A key node ('nk' cell, nt!_CM_KEY_NODE) of a <see cref="HiveView"/>: its stable subkeys (index lists 'lf'/'lh'/'li',
@@ -101,7 +101,7 @@ public sealed class KeyView
         var view = new StructView(idx, c.DataAddress, c.Data, types);
         ulong? countField = view.TryUInt("Count");
         ulong listOff = view.OffsetOf("List");
-        if (countField is null) { R.Note($"{Describe}: subkey list cell 0x{listCell:x8} at {c.Address:x16} is too small"); return; }
+        if (countField is null) { R.Note($"{Describe}: subkey list cell 0x{listCell:x8} at {Output.Fmt.Addr(c.Address)} is too small"); return; }
         int count = (int)countField.Value;
         ushort sig = c.Signature;
         int stride = sig switch
@@ -112,18 +112,18 @@ public sealed class KeyView
         };
         if (stride == 0)
         {
-            R.Note($"{Describe}: subkey list cell 0x{listCell:x8} at {c.Address:x16} has signature '{c.SignatureText}', not 'lf', 'lh', 'li' or 'ri'");
+            R.Note($"{Describe}: subkey list cell 0x{listCell:x8} at {Output.Fmt.Addr(c.Address)} has signature '{c.SignatureText}', not 'lf', 'lh', 'li' or 'ri'");
             return;
         }
         int fits = (int)Math.Max(0, ((long)c.Data.Length - (long)listOff) / stride);
         if (count > fits)
         {
-            R.Note($"{Describe}: subkey list cell 0x{listCell:x8} at {c.Address:x16} claims {count} entries but holds {fits}; reading {fits}");
+            R.Note($"{Describe}: subkey list cell 0x{listCell:x8} at {Output.Fmt.Addr(c.Address)} claims {count} entries but holds {fits}; reading {fits}");
             count = fits;
         }
         if (sig == HiveView.SigRi && depth >= MaxIndexDepth)
         {
-            R.Note($"{Describe}: 'ri' list 0x{listCell:x8} at {c.Address:x16} nests deeper than {MaxIndexDepth} levels (corrupted); not followed");
+            R.Note($"{Describe}: 'ri' list 0x{listCell:x8} at {Output.Fmt.Addr(c.Address)} nests deeper than {MaxIndexDepth} levels (corrupted); not followed");
             return;
         }
         for (int i = 0; i < count && !st.Stop; i++)
@@ -217,7 +217,7 @@ public sealed class KeyView
         var c = _hive.GetCell(listCell, $"value list of {Describe}");
         if (c is null) yield break;
         int fits = c.Data.Length / 4;
-        if (count > fits) { R.Note($"{Describe}: value list cell 0x{listCell:x8} at {c.Address:x16} holds {fits} of {count} entries; reading {fits}"); count = (uint)fits; }
+        if (count > fits) { R.Note($"{Describe}: value list cell 0x{listCell:x8} at {Output.Fmt.Addr(c.Address)} holds {fits} of {count} entries; reading {fits}"); count = (uint)fits; }
         var seen = new HashSet<uint>();
         for (int i = 0; i < count; i++)
         {
@@ -237,12 +237,12 @@ public sealed class KeyView
         var types = R.Kernel.Types;
         var layout = types.TryGet("nt", "_CM_KEY_VALUE");
         if (layout is null) { R.Note("type nt!_CM_KEY_VALUE is not in the symbols"); return null; }
-        if (c.Signature != HiveView.SigVk) { R.Note($"hive {_hive.Name}: {what}: cell 0x{cell:x8} at {c.Address:x16} has signature '{c.SignatureText}', not 'vk'"); return null; }
+        if (c.Signature != HiveView.SigVk) { R.Note($"hive {_hive.Name}: {what}: cell 0x{cell:x8} at {Output.Fmt.Addr(c.Address)} has signature '{c.SignatureText}', not 'vk'"); return null; }
         var vk = new StructView(layout, c.DataAddress, c.Data, types);
         ulong nameOff = vk.OffsetOf("Name");
         ulong? len = vk.TryUInt("NameLength"), flags = vk.TryUInt("Flags"), dlen = vk.TryUInt("DataLength"), data = vk.TryUInt("Data"), type = vk.TryUInt("Type");
         if (len is null || flags is null || dlen is null || data is null || type is null || nameOff + len.Value > (ulong)c.Data.Length)
-        { R.Note($"hive {_hive.Name}: {what}: value cell 0x{cell:x8} at {c.Address:x16} is truncated"); return null; }
+        { R.Note($"hive {_hive.Name}: {what}: value cell 0x{cell:x8} at {Output.Fmt.Addr(c.Address)} is truncated"); return null; }
         var nb = c.Data.AsSpan((int)nameOff, (int)len.Value);
         string name = HiveView.DecodeName(nb, (flags.Value & HiveView.ValueCompName) != 0);
         var (dataOff, dataType) = vk.Resolve("Data");
@@ -264,12 +264,12 @@ public sealed class KeyView
         if (c is null) return null;
         if (h.DataLength > MaxSmallValueData && c.Signature == HiveView.SigDb)
         {
-            R.Note($"{label}: {h.DataLength} bytes of data are in a big-data ('db') cell 0x{h.DataCell:x8} at {c.Address:x16}; not read");
+            R.Note($"{label}: {h.DataLength} bytes of data are in a big-data ('db') cell 0x{h.DataCell:x8} at {Output.Fmt.Addr(c.Address)}; not read");
             return null;
         }
         if (h.DataLength > (uint)c.Data.Length)
         {
-            R.Note($"{label}: data length {h.DataLength} is larger than its cell 0x{h.DataCell:x8} at {c.Address:x16} (0x{c.Data.Length:x} bytes); not read");
+            R.Note($"{label}: data length {h.DataLength} is larger than its cell 0x{h.DataCell:x8} at {Output.Fmt.Addr(c.Address)} (0x{c.Data.Length:x} bytes); not read");
             return null;
         }
         return new RegValue(h.Name, h.Type, c.Data.AsSpan(0, (int)h.DataLength).ToArray());

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Text;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>A registry value as stored in the hive: name ("" = the default value), REG_* type and raw data.</summary>
 public sealed record RegValue(string Name, uint Type, byte[] Data)

@@ -1,6 +1,6 @@
 using NtSleuth.Commands.Model;
 
-namespace NtSleuth.Commands.Registry;
+namespace NtSleuth.Commands.Kernel.Registry;
 
 /// <summary>
 /// Reads the registry from kernel memory: the loaded hives (nt!CmpHiveListHead -> _CMHIVE.HiveList), their cell maps
@@ -105,7 +105,7 @@ public sealed class RegistryReader
             var u = UserName();
             if (!string.IsNullOrEmpty(u)) return u;
             var f = FullPath();
-            return string.IsNullOrEmpty(f) ? $"(unnamed hive {CmHive:x16})" : f;
+            return string.IsNullOrEmpty(f) ? $"(unnamed hive {Output.Fmt.Addr(CmHive)})" : f;
         }
 
         public bool Matches(string want)
@@ -151,15 +151,14 @@ public sealed class RegistryReader
         if (hi - lo > 0x4000) hi = lo + 0x4000;
 
         var walk = new ListWalkResult();
-        foreach (var link in Kernel.WalkList(head.Value, walk, MaxHives))
+        foreach (var cmhive in Kernel.WalkRecords(head.Value, "nt", "_CMHIVE", "HiveList", walk, MaxHives))
         {
-            ulong cmhive = link - listOff;
             Kernel.Memory.Prefetch(cmhive + lo, (int)(hi - lo));
             string? ReadName(ulong? off, string field)
             {
                 if (off is null) return null;
                 var s = Kernel.ReadUnicodeString(cmhive + off.Value);
-                if (s is null) Note($"hive _CMHIVE at {cmhive:x16}: {field} (at {cmhive + off.Value:x16}) is not readable");
+                if (s is null) Note($"hive _CMHIVE at {Output.Fmt.Addr(cmhive)}: {field} (at {Output.Fmt.Addr(cmhive + off.Value)}) is not readable");
                 return s?.TrimEnd('\0');
             }
             string? rootPath = ReadName(root, "HiveRootPath");
@@ -190,7 +189,7 @@ public sealed class RegistryReader
             var sym = Kernel.Types.TrySymbol("nt!CmpRegistryProcess");
             if (sym is null) { _whyNoProcess = "nt!CmpRegistryProcess is not in the symbols"; return null; }
             var p = Kernel.TryReadPointer(sym.Value);
-            if (p is null) _whyNoProcess = $"nt!CmpRegistryProcess at {sym.Value:x16} is not readable";
+            if (p is null) _whyNoProcess = $"nt!CmpRegistryProcess at {Output.Fmt.Addr(sym.Value)} is not readable";
             else if (p == 0) _whyNoProcess = "nt!CmpRegistryProcess is NULL";
             else _registryProcess = p;
         }
