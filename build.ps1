@@ -16,7 +16,7 @@ $ErrorActionPreference = "Stop"
 $root = $PSScriptRoot
 
 # GalleryManifest.xml, as scripts/gallery-manifest.sh writes it on Linux: commands from Native\ntsleuth.def (every
-# export but the DebugExtension* callbacks), version from <Version> in Directory.Build.props, files from amd64\.
+# export but the DebugExtension* callbacks and the _EFN_* extension functions), version from <Version> in Directory.Build.props, files from amd64\.
 function Write-GalleryManifest([string]$pkg) {
   $arch = "amd64"
   $def = Get-Content (Join-Path $root "Native\ntsleuth.def")
@@ -25,12 +25,12 @@ function Write-GalleryManifest([string]$pkg) {
   foreach ($l in $def) {
     $t = $l.Trim()
     if ($t -ieq "EXPORTS") { $inExports = $true; continue }
-    if ($inExports -and $t -and -not $t.StartsWith(";") -and -not $t.StartsWith("DebugExtension")) { $cmds += ($t -split '\s+')[0] }
+    if ($inExports -and $t -and -not $t.StartsWith(";") -and -not $t.StartsWith("DebugExtension") -and -not $t.StartsWith("_EFN_")) { $cmds += ($t -split '\s+')[0] }
   }
   if (-not $cmds) { throw "no commands exported in Native\ntsleuth.def" }
   $ver = ([xml](Get-Content (Join-Path $root "Directory.Build.props"))).Project.PropertyGroup.Version | Where-Object { $_ } | Select-Object -First 1
   if (-not $ver) { throw "no <Version> in Directory.Build.props" }
-  $files = @("$module.dll") + (Get-ChildItem (Join-Path $pkg $arch) -File | Where-Object { $_.Extension -in @(".dll",".json") -and $_.Name -ne "$module.dll" } |
+  $files = @("$module.dll") + (Get-ChildItem (Join-Path $pkg $arch) -File | Where-Object { $_.Extension -in @(".dll",".json",".alz") -and $_.Name -ne "$module.dll" } |
            Sort-Object Name -CaseSensitive | ForEach-Object Name)
   $x = New-Object System.Text.StringBuilder
   [void]$x.AppendLine('<?xml version="1.0" encoding="utf-8"?>').AppendLine('<ExtensionPackage>')
@@ -70,7 +70,7 @@ $pkgDir = $OutDir
 if (Test-Path $pkgDir) { Remove-Item -Recurse -Force $pkgDir }
 $OutDir = Join-Path $pkgDir "amd64"
 New-Item -ItemType Directory -Force $OutDir | Out-Null
-Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "nethost.dll"), (Join-Path $bin "NtSleuth.Extension.runtimeconfig.json"), (Join-Path $bin "NtSleuth.Extension.deps.json") $OutDir
+Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "ntsleuth.alz"), (Join-Path $bin "nethost.dll"), (Join-Path $bin "NtSleuth.Extension.runtimeconfig.json"), (Join-Path $bin "NtSleuth.Extension.deps.json") $OutDir
 Get-ChildItem $bin -File | Where-Object { $_.Name -like "NtSleuth.*" -and $_.Extension -in @(".dll",".pdb") } | Copy-Item -Destination $OutDir
 
 if ($WithRuntime) {

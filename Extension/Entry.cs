@@ -26,6 +26,18 @@ public static class Entry
     }
 
     /// <summary>
+    /// The !analyze plug-in, called by the shim's _EFN_Analyze export (EXT_ANALYSIS_PLUGIN in extsfns.h):
+    /// <c>int Analyze(IDebugClient4* client, FA_EXTENSION_PLUGIN_PHASE phase, IDebugFailureAnalysis2* analysis)</c>,
+    /// returns an HRESULT. docs/analyze.md.
+    /// </summary>
+    [UnmanagedCallersOnly]
+    public static int Analyze(IntPtr debugClient, uint phase, IntPtr analysis)
+    {
+        try { return Analysis.AnalyzePlugin.Run(debugClient, phase, analysis); }
+        catch { return unchecked((int)0x80004005); }
+    }
+
+    /// <summary>
     /// DebugExtensionNotify, forwarded by the shim once .NET runs: <c>void Notify(uint notify, ulong argument)</c>.
     /// A debugger session that starts or ends drops the session cache (layouts, symbol addresses); the shim's load
     /// (0xFFFFFFFE) and unload (0xFFFFFFFF) register and remove the data model provider (@$ntsleuth).

@@ -26,6 +26,7 @@
 #define MANAGED_TYPE L"NtSleuth.Extension.Entry, NtSleuth.Extension"
 #define MANAGED_METHOD L"Invoke"
 #define MANAGED_NOTIFY_METHOD L"Notify"
+#define MANAGED_ANALYZE_METHOD L"Analyze"
 #define NTSLEUTH_NOTIFY_UNLOADED 0xFFFFFFFFu /* Entry.Notify: the extension is being unloaded */
 #define NTSLEUTH_NOTIFY_LOADED 0xFFFFFFFEu   /* Entry.Notify: the extension was loaded (register @$ntsleuth) */
 #define APPLOCAL_RUNTIME_DIR L"dotnet"
@@ -41,6 +42,7 @@
 
 typedef int(CORECLR_DELEGATE_CALLTYPE *invoke_fn)(void *client, const char *commandName, const char *args);
 typedef void(CORECLR_DELEGATE_CALLTYPE *notify_fn)(ULONG notify, ULONG64 argument);
+typedef int(CORECLR_DELEGATE_CALLTYPE *analyze_fn)(void *client, ULONG phase, void *analysis);
 typedef int(NETHOST_CALLTYPE *get_hostfxr_path_fn)(char_t *buffer, size_t *buffer_size,
                                                     const struct get_hostfxr_parameters *parameters);
 
@@ -48,6 +50,7 @@ static HMODULE g_self;
 static SRWLOCK g_initLock = SRWLOCK_INIT;
 static invoke_fn volatile g_invoke;
 static notify_fn volatile g_notify; /* Entry.Notify: the session cache hears session changes (optional) */
+static analyze_fn volatile g_analyze; /* Entry.Analyze: the !analyze plug-in (_EFN_Analyze), resolved with Invoke */
 static double g_startMs; /* how long the last successful .NET start took */
 
 /* ------------------------------------------------------------------------------------------------------------ */
@@ -315,10 +318,12 @@ static int32_t start_dotnet_core(Diag *d) {
         g_errDiag = NULL;
         return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
     }
-    void *fn = NULL, *nfn = NULL;
+    void *fn = NULL, *nfn = NULL, *afn = NULL;
     rc = load(assemblyPath, MANAGED_TYPE, MANAGED_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &fn);
     /* Optional: without it the managed side still validates its cache against the module list on every command. */
     if (rc >= 0 && fn && load(assemblyPath, MANAGED_TYPE, MANAGED_NOTIFY_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &nfn) < 0) nfn = NULL;
+    /* Optional too: without it _EFN_Analyze says it cannot contribute; the commands still work. */
+    if (rc >= 0 && fn && load(assemblyPath, MANAGED_TYPE, MANAGED_ANALYZE_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &afn) < 0) afn = NULL;
     if (set_writer) set_writer(prevWriter);
     g_errDiag = NULL;
     if (rc < 0 || !fn) {
@@ -334,6 +339,7 @@ static int32_t start_dotnet_core(Diag *d) {
     }
     g_startMs = now_ms() - t0;
     g_notify = (notify_fn)nfn;
+    g_analyze = (analyze_fn)afn;
     g_invoke = (invoke_fn)fn;
     return 0;
 }
@@ -409,25 +415,32 @@ static void trace(PDEBUG_CLIENT client, const char *fmt, double v) {
     ctl->lpVtbl->Release(ctl);
 }
 
-static HRESULT run(PDEBUG_CLIENT client, const char *command, PCSTR args) {
-    invoke_fn fn = g_invoke;
-    if (!fn) {
-        Diag *d = (Diag *)HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(Diag));
-        if (!d) return E_OUTOFMEMORY;
-        AcquireSRWLockExclusive(&g_initLock);
-        int32_t rc = 0;
-        int started = 0;
-        if (!g_invoke) { rc = start_dotnet(d); started = rc == 0; }
-        fn = g_invoke;
-        ReleaseSRWLockExclusive(&g_initLock);
-        if (!fn) {
-            report_failure(client, command, d);
-            HeapFree(GetProcessHeap(), 0, d);
-            return rc < 0 ? (HRESULT)rc : E_NTSLEUTH_NO_RUNTIME;
-        }
+/* Starts .NET once (under g_initLock); on failure prints the actionable message for `command` and returns the error. */
+static HRESULT ensure_dotnet(PDEBUG_CLIENT client, const char *command) {
+    if (g_invoke) return S_OK;
+    Diag *d = (Diag *)HeapAlloc(GetProcessHeap(), HEAP_ZERO_MEMORY, sizeof(Diag));
+    if (!d) return E_OUTOFMEMORY;
+    AcquireSRWLockExclusive(&g_initLock);
+    int32_t rc = 0;
+    int started = 0;
+    if (!g_invoke) { rc = start_dotnet(d); started = rc == 0; }
+    int ok = g_invoke != NULL;
+    ReleaseSRWLockExclusive(&g_initLock);
+    if (!ok) {
+        report_failure(client, command, d);
         HeapFree(GetProcessHeap(), 0, d);
-        if (started) trace(client, "ntsleuth: .NET started in %.1f ms\n", g_startMs);
+        return rc < 0 ? (HRESULT)rc : E_NTSLEUTH_NO_RUNTIME;
     }
+    HeapFree(GetProcessHeap(), 0, d);
+    if (started) trace(client, "ntsleuth: .NET started in %.1f ms\n", g_startMs);
+    return S_OK;
+}
+
+static HRESULT run(PDEBUG_CLIENT client, const char *command, PCSTR args) {
+    HRESULT hr = ensure_dotnet(client, command);
+    if (FAILED(hr)) return hr;
+    invoke_fn fn = g_invoke;
+    if (!fn) return E_NTSLEUTH_NO_RUNTIME; /* .unload raced with the command */
     warn_foreign_runtimes(client);
     return (HRESULT)fn((void *)client, command, args);
 }
@@ -473,6 +486,7 @@ void CALLBACK DebugExtensionUninitialize(void) {
     notify_fn fn = g_notify;
     g_notify = NULL;
     g_invoke = NULL;
+    g_analyze = NULL;
     if (fn) fn(NTSLEUTH_NOTIFY_UNLOADED, 0);
 }
 
@@ -489,3 +503,22 @@ void CALLBACK DebugExtensionNotify(ULONG notify, ULONG64 argument) {
 NTSLEUTH_COMMAND(help)
 /* The commands: generated from Commands/commands.txt (with ntsleuth.def) by Commands/CommandList.targets. */
 #include "ntsleuth_commands.h"
+
+/* ------------------------------------------------------------------------------------------------------------ */
+/* !analyze plug-in (docs/analyze.md). ext.dll's !analyze finds ntsleuth.alz beside this DLL on the extension path
+ * (BugCheckCode 0x133, DebuggeeClass Kernel) and calls _EFN_Analyze once per analysis phase with an IDebugClient4
+ * and an IDebugFailureAnalysis2 (EXT_ANALYSIS_PLUGIN, extsfns.h). The contribution is made in the pre-bucketing
+ * phase only, so the other phases return at once without starting .NET. Everything else (the failure code check,
+ * reading the dump, writing FA entries) is managed: NtSleuth.Extension.Entry.Analyze, which catches everything. */
+#define NTSLEUTH_FA_PLUGIN_PRE_BUCKETING 0x0004u /* FA_EXTENSION_PLUGIN_PHASE: FA_PLUGIN_PRE_BUCKETING */
+
+HRESULT CALLBACK _EFN_Analyze(PDEBUG_CLIENT4 client, ULONG callPhase, void *analysis) {
+    if (callPhase != NTSLEUTH_FA_PLUGIN_PRE_BUCKETING) return S_OK;
+    if (!client || !analysis) return E_INVALIDARG;
+    HRESULT hr = ensure_dotnet((PDEBUG_CLIENT)client, "_EFN_Analyze (the !analyze plug-in)");
+    if (FAILED(hr)) return hr;
+    warn_foreign_runtimes((PDEBUG_CLIENT)client);
+    analyze_fn fn = g_analyze;
+    if (!fn) return E_NOTIMPL; /* a managed assembly without Entry.Analyze: nothing to contribute */
+    return (HRESULT)fn((void *)client, callPhase, analysis);
+}

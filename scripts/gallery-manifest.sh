@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Writes PKGDIR/GalleryManifest.xml, the WinDbg extension-gallery manifest of the package laid out by package.sh
 # (PKGDIR/amd64/ntsleuth.dll + what it needs). Sources, never a hand-kept second list:
-#   commands  <- Native/ntsleuth.def (every export except the DebugExtension* callbacks)
+#   commands  <- Native/ntsleuth.def (every export except the DebugExtension* callbacks and _EFN_* extension functions)
 #   version   <- <Version> in Directory.Build.props
-#   files     <- the files actually present in PKGDIR/amd64 (the app-local runtime dotnet/ is found by the shim itself)
+#   files     <- the files actually present in PKGDIR/amd64: dll, json, and ntsleuth.alz (the !analyze plug-in metadata);
+#                the app-local runtime dotnet/ is found by the shim itself
 #   scripts/gallery-manifest.sh PKGDIR
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,7 @@ ARCH=amd64
 VER="$(sed -n 's:.*<Version>\([^<]*\)</Version>.*:\1:p' "$ROOT/Directory.Build.props" | head -1)"
 [ -n "$VER" ] || { echo "gallery-manifest: no <Version> in Directory.Build.props" >&2; exit 1; }
 MODULE="$(awk 'toupper($1)=="LIBRARY"{print $2; exit}' "$ROOT/Native/ntsleuth.def")"
-mapfile -t CMDS < <(awk 'toupper($1)=="EXPORTS"{e=1; next} e && NF && $1 !~ /^;/ && $1 !~ /^DebugExtension/ {print $1}' "$ROOT/Native/ntsleuth.def" | tr -d '\r')
+mapfile -t CMDS < <(awk 'toupper($1)=="EXPORTS"{e=1; next} e && NF && $1 !~ /^;/ && $1 !~ /^DebugExtension/ && $1 !~ /^_EFN_/ {print $1}' "$ROOT/Native/ntsleuth.def" | tr -d '\r')
 [ ${#CMDS[@]} -gt 0 ] || { echo "gallery-manifest: no commands exported in Native/ntsleuth.def" >&2; exit 1; }
 {
   echo '<?xml version="1.0" encoding="utf-8"?>'
@@ -26,7 +27,7 @@ mapfile -t CMDS < <(awk 'toupper($1)=="EXPORTS"{e=1; next} e && NF && $1 !~ /^;/
   echo '      <Files>'
   # ntsleuth.dll first: the module the engine loads; then every other file it needs beside it.
   echo "        <File Architecture=\"$ARCH\" Module=\"$ARCH\\$MODULE.dll\" />"
-  for f in $(cd "$PKG/$ARCH" && find . -maxdepth 1 -type f \( -name '*.dll' -o -name '*.json' \) -printf '%f\n' | LC_ALL=C sort); do
+  for f in $(cd "$PKG/$ARCH" && find . -maxdepth 1 -type f \( -name '*.dll' -o -name '*.json' -o -name '*.alz' \) -printf '%f\n' | LC_ALL=C sort); do
     [ "$f" = "$MODULE.dll" ] || echo "        <File Architecture=\"$ARCH\" Module=\"$ARCH\\$f\" />"
   done
   echo '      </Files>'

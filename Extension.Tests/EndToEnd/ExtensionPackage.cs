@@ -25,7 +25,7 @@ public static class ExtensionPackage
             foreach (var f in Directory.GetFiles(bin))
             {
                 var n = Path.GetFileName(f);
-                if (n is "ntsleuth.dll" or "nethost.dll" or "NtSleuth.Extension.runtimeconfig.json" or "NtSleuth.Extension.deps.json"
+                if (n is "ntsleuth.dll" or "ntsleuth.alz" or "nethost.dll" or "NtSleuth.Extension.runtimeconfig.json" or "NtSleuth.Extension.deps.json"
                     || (n.StartsWith("NtSleuth.", StringComparison.Ordinal) && n.EndsWith(".dll", StringComparison.Ordinal)))
                     File.Copy(f, Path.Combine(dir, n));
             }

@@ -30,6 +30,8 @@ public sealed record EngineOptions
     /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
     public int InterruptCommand { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
+    /// <summary>enginehost -ext: the extension DLL that "@call ..." and "@analyze" (its _EFN_Analyze) use.</summary>
+    public string? ExtensionDll { get; init; }
     /// <summary>enginehost -coreclr: a coreclr.dll started as SOS does (LoadLibrary + coreclr_initialize, no hostfxr).</summary>
     public string? ForeignCoreClr { get; init; }
     /// <summary>With <see cref="ForeignCoreClr"/>: before the n-th command (1-based); 0 = before the dump opens.</summary>
@@ -195,6 +197,7 @@ public static class RealEngine
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
         if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
+        if (options.ExtensionDll is { } ext) { psi.ArgumentList.Add("-ext"); psi.ArgumentList.Add(ext); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         if (options.ForeignCoreClr is { } clr)
         {

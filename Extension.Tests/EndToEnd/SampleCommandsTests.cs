@@ -80,7 +80,10 @@ public class SampleCommandsTests
         if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
     }
 
-    private static IReadOnlyList<CatalogSample> Samples()
+    /// <summary>The folder the samples were written to (after <see cref="Samples"/>).</summary>
+    internal static string SampleDir => _dir ?? throw new InvalidOperationException("Samples() first");
+
+    internal static IReadOnlyList<CatalogSample> Samples()
     {
         if (_samples is not null) return _samples;
         if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);

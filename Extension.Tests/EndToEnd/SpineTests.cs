@@ -29,7 +29,7 @@ public class SpineTests
         using var p = Process.Start(psi)!;
         string text = p.StandardOutput.ReadToEnd();
         p.WaitForExit();
-        string[] expected = ["DebugExtensionInitialize", "DebugExtensionUninitialize", "DebugExtensionNotify", "help", .. CommandRegistry.ExportedNames];
+        string[] expected = ["DebugExtensionInitialize", "DebugExtensionUninitialize", "DebugExtensionNotify", "help", "_EFN_Analyze", .. CommandRegistry.ExportedNames];
         var names = System.Text.RegularExpressions.Regex.Matches(text, @"^\s*\[\s*\d+\]\s+(\S+)\s*$", System.Text.RegularExpressions.RegexOptions.Multiline)
             .Select(m => m.Groups[1].Value).ToHashSet();
         Assert.That(names, Is.SupersetOf(expected), text);

@@ -36,8 +36,18 @@ public class GalleryManifestTests
     {
         var lines = File.ReadAllLines(Path.Combine(TestPaths.RepoRoot, "Native", "ntsleuth.def"));
         return lines.SkipWhile(l => !l.Trim().Equals("EXPORTS", StringComparison.OrdinalIgnoreCase)).Skip(1)
-            .Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith(';') && !l.StartsWith("DebugExtension", StringComparison.Ordinal))
+            .Select(l => l.Trim()).Where(l => l.Length > 0 && !l.StartsWith(';') && !l.StartsWith("DebugExtension", StringComparison.Ordinal)
+                && !l.StartsWith("_EFN_", StringComparison.Ordinal))
             .Select(l => l.Split(' ', '\t', '=')[0]).ToArray();
+    }
+
+    [Test]
+    public void AnalyzePluginMetadataSitsBesideTheDll()
+    {
+        // !analyze finds the _EFN_Analyze plug-in by ntsleuth.alz in the DLL's folder (docs/analyze.md).
+        var alz = Path.Combine(_pkg, "amd64", "ntsleuth.alz");
+        Assert.That(File.Exists(alz), Is.True, "amd64\\ntsleuth.alz missing");
+        Assert.That(File.ReadAllBytes(alz), Is.EqualTo(File.ReadAllBytes(Path.Combine(TestPaths.RepoRoot, "Native", "ntsleuth.alz"))));
     }
 
     [Test]
@@ -95,10 +105,10 @@ public class GalleryManifestTests
         var mods = files.Select(f => f.Attribute("Module")!.Value).ToList();
         Assert.That(mods[0], Is.EqualTo(@"amd64\ntsleuth.dll"), "the module comes first");
         // Everything ntsleuth.dll needs beside it to host .NET: nethost, the managed assemblies and their json.
-        foreach (var need in new[] { "nethost.dll", "NtSleuth.Extension.dll", "NtSleuth.Commands.dll", "NtSleuth.Extension.runtimeconfig.json", "NtSleuth.Extension.deps.json" })
+        foreach (var need in new[] { "nethost.dll", "ntsleuth.alz", "NtSleuth.Extension.dll", "NtSleuth.Commands.dll", "NtSleuth.Extension.runtimeconfig.json", "NtSleuth.Extension.deps.json" })
             Assert.That(mods, Does.Contain(@"amd64\" + need));
         // and nothing in amd64\ the module needs is left out of the manifest
-        foreach (var f in Directory.GetFiles(Path.Combine(_pkg, "amd64")).Where(f => f.EndsWith(".dll") || f.EndsWith(".json")))
+        foreach (var f in Directory.GetFiles(Path.Combine(_pkg, "amd64")).Where(f => f.EndsWith(".dll") || f.EndsWith(".json") || f.EndsWith(".alz")))
             Assert.That(mods, Does.Contain(@"amd64\" + Path.GetFileName(f)));
     }
 

@@ -13,6 +13,8 @@
  * "-c @call <name> [args]" runs the extension export <name> through IDebugControl::CallExtension on the handle that
  * IDebugControl::AddExtension gives for the -ext DLL (added again after each dump opens); @@end carries the HRESULT the
  * extension returned (Execute passes S_OK on for any "!" command).
+ * "-c @analyze" calls the -ext DLL's _EFN_Analyze for the four !analyze phases with a fake IDebugFailureAnalysis2 and
+ * prints every call the plug-in makes on it ("@@fa ..."; see run_analyze_plugin); @@end carries the last failing HRESULT.
  * -cmdtimeout: a command running longer prints "@@fatal hang <ms>" and the host exits with 6.
  * -coreclr <coreclr.dll> [-coreclr-at <n>]: starts a CoreCLR the way SOS does (LoadLibrary + coreclr_initialize, no
  * hostfxr; TPA = System.Private.CoreLib.dll beside it) before the n-th command (1-based; 0 or absent = before the
@@ -196,6 +198,75 @@ static double now_ms(void) {
     return (double)c.QuadPart * 1000.0 / (double)f.QuadPart;
 }
 
+/* ---------------- "@analyze": calls the -ext DLL's _EFN_Analyze (the !analyze plug-in entry, EXT_ANALYSIS_PLUGIN) -----
+ * with a fake IDebugFailureAnalysis2, the way ext.dll's !analyze would (ext.dll is not in the engine package, so
+ * !analyze itself cannot run here). The fake's vtable follows the slot order of extsfns.h's IDebugFailureAnalysis2
+ * (public copies named in docs/analyze.md); GetFailureCode answers the dump's own bug check code
+ * (IDebugControl::ReadBugCheckData); the tag table (IDebugFAEntryTags) types the string tags 0x10000-0x1ffff as
+ * DEBUG_FA_ENTRY_ANSI_STRING (5) and 0x80000000 (FAULTING_IP) as DEBUG_FA_ENTRY_INSTRUCTION_OFFSET (3): that typing is
+ * this fake's assumption, ext.dll's real table is not available. Every call the plug-in makes is printed:
+ *   @@fa <Method> 0x<tag> <value>          (Set/Add String/Ulong64)
+ *   @@fa phase <n> hr 0x<hr>               (after each of the four phases: 1, 2, 4, 8)
+ *   @@fa unexpected                        (a slot the plug-in has no business calling) */
+#define FA_SLOTS 25
+typedef struct FakeFa { void **vtbl; ULONG code; } FakeFa;
+typedef struct FakeTags { void **vtbl; } FakeTags;
+static FakeTags g_fakeTags;
+static void *g_fakeEntry[2]; /* a non-NULL FA_ENTRY* to return */
+static void *STDMETHODCALLTYPE fa_unexpected(void *self) { (void)self; emitz("@@fa unexpected\n"); return NULL; }
+static HRESULT STDMETHODCALLTYPE fa_qi(void *self, REFIID iid, void **out) { (void)self; (void)iid; emitz("@@fa QueryInterface\n"); if (out) *out = NULL; return E_NOINTERFACE; }
+static ULONG STDMETHODCALLTYPE fa_addref(void *self) { (void)self; return 1; }
+static ULONG STDMETHODCALLTYPE fa_release(void *self) { (void)self; return 1; }
+static ULONG STDMETHODCALLTYPE fa_class(void *self) { (void)self; emitz("@@fa GetFailureClass\n"); return DEBUG_CLASS_KERNEL; }
+static ULONG STDMETHODCALLTYPE fa_type(void *self) { (void)self; emitz("@@fa GetFailureType\n"); return 1; /* DEBUG_FLR_KERNEL */ }
+static ULONG STDMETHODCALLTYPE fa_code(FakeFa *self) { emitf("@@fa GetFailureCode -> 0x%lx\n", (unsigned long)self->code); return self->code; }
+static void *STDMETHODCALLTYPE fa_setstring(void *self, ULONG tag, const char *s) { (void)self; emitf("@@fa SetString 0x%08lx %s\n", (unsigned long)tag, s ? s : "(null)"); return g_fakeEntry; }
+static void *STDMETHODCALLTYPE fa_addstring(void *self, ULONG tag, const char *s) { (void)self; emitf("@@fa AddString 0x%08lx %s\n", (unsigned long)tag, s ? s : "(null)"); return g_fakeEntry; }
+static void *STDMETHODCALLTYPE fa_setu64(void *self, ULONG tag, ULONG64 v) { (void)self; emitf("@@fa SetUlong64 0x%08lx 0x%llx\n", (unsigned long)tag, (unsigned long long)v); return g_fakeEntry; }
+static void *STDMETHODCALLTYPE fa_addu64(void *self, ULONG tag, ULONG64 v) { (void)self; emitf("@@fa AddUlong64 0x%08lx 0x%llx\n", (unsigned long)tag, (unsigned long long)v); return g_fakeEntry; }
+static HRESULT STDMETHODCALLTYPE fa_tagctl(void *self, void **tags) { (void)self; *tags = &g_fakeTags; return S_OK; }
+static ULONG STDMETHODCALLTYPE tags_gettype(void *self, ULONG tag) {
+    (void)self;
+    return tag >= 0x10000 && tag <= 0x1ffff ? 5 : tag == 0x80000000u ? 3 : 0;
+}
+static void *g_faVtbl[FA_SLOTS];
+static void *g_tagsVtbl[6];
+typedef HRESULT(CALLBACK *efn_analyze_fn)(IDebugClient4 *client, ULONG phase, void *analysis);
+
+static HRESULT run_analyze_plugin(IDebugClient *client, const char *extDll) {
+    if (!extDll) return E_INVALIDARG;
+    HMODULE m = LoadLibraryA(extDll);
+    if (!m) { emitf("@@host LoadLibrary %s %lu\n", extDll, GetLastError()); return HRESULT_FROM_WIN32(GetLastError()); }
+    efn_analyze_fn fn = (efn_analyze_fn)(void *)GetProcAddress(m, "_EFN_Analyze");
+    if (!fn) { emitz("@@host no _EFN_Analyze export\n"); return E_NOINTERFACE; }
+    for (int i = 0; i < FA_SLOTS; i++) g_faVtbl[i] = (void *)fa_unexpected;
+    g_faVtbl[0] = (void *)fa_qi; g_faVtbl[1] = (void *)fa_addref; g_faVtbl[2] = (void *)fa_release;
+    g_faVtbl[3] = (void *)fa_class; g_faVtbl[4] = (void *)fa_type; g_faVtbl[5] = (void *)fa_code;
+    g_faVtbl[13] = (void *)fa_setstring; g_faVtbl[16] = (void *)fa_setu64; g_faVtbl[18] = (void *)fa_addstring; g_faVtbl[21] = (void *)fa_addu64;
+    g_faVtbl[23] = (void *)fa_tagctl;
+    for (int i = 0; i < 6; i++) g_tagsVtbl[i] = (void *)fa_unexpected;
+    g_tagsVtbl[0] = (void *)tags_gettype;
+    g_fakeTags.vtbl = g_tagsVtbl;
+    FakeFa fa = { g_faVtbl, 0 };
+    ULONG code = 0; ULONG64 a1, a2, a3, a4;
+    HRESULT hr = g_control->lpVtbl->ReadBugCheckData(g_control, &code, &a1, &a2, &a3, &a4);
+    if (FAILED(hr)) emitf("@@host ReadBugCheckData 0x%08lx\n", (unsigned long)hr);
+    fa.code = code;
+    IDebugClient4 *c4 = NULL;
+    hr = client->lpVtbl->QueryInterface(client, &IID_IDebugClient4, (void **)&c4);
+    if (FAILED(hr) || !c4) { emitf("@@host IDebugClient4 0x%08lx\n", (unsigned long)hr); return hr; }
+    static const ULONG phases[] = { 1, 2, 4, 8 }; /* FA_EXTENSION_PLUGIN_PHASE, in the order !analyze runs them */
+    HRESULT last = S_OK;
+    for (int i = 0; i < 4; i++) {
+        HRESULT phr = fn(c4, phases[i], &fa);
+        client->lpVtbl->FlushCallbacks(client);
+        emitf("\n@@fa phase %lu hr 0x%08lx\n", (unsigned long)phases[i], (unsigned long)phr);
+        if (FAILED(phr)) last = phr;
+    }
+    c4->lpVtbl->Release(c4);
+    return last;
+}
+
 /* ---------------- another CoreCLR in the process, started as SOS does (no hostfxr) ---------------- */
 typedef int (*coreclr_initialize_fn)(const char *exePath, const char *appDomainFriendlyName, int propertyCount,
                                      const char **propertyKeys, const char **propertyValues, void **hostHandle,
@@ -225,7 +296,8 @@ static void usage(void) {
             "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-mem] [-ext <dll>]\n"
             "                  [-coreclr <coreclr.dll> [-coreclr-at <n>]]\n"
             "                  -c <command> [-c <command> ...] [-z <dump> -c <command> ...]...\n"
-            "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n");
+            "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n"
+            "       -c @analyze calls the -ext DLL's _EFN_Analyze (4 phases) with a fake IDebugFailureAnalysis2\n");
 }
 
 int main(int argc, char **argv) {
@@ -357,7 +429,9 @@ int main(int argc, char **argv) {
             g_cmdStart = t;
             if (g_interruptAfter && (g_interruptCmd == 0 || g_interruptCmd == i + 1)) SetEvent(g_cmdStarted);
             g_cmdStartTick = (LONGLONG)GetTickCount64();
-            if (!strncmp(c, "@call ", 6)) {
+            if (!strcmp(c, "@analyze")) {
+                hr = run_analyze_plugin(client, extDll);
+            } else if (!strncmp(c, "@call ", 6)) {
                 /* IDebugControl::CallExtension: the extension's own HRESULT comes back. */
                 if (!extDll) hr = E_INVALIDARG;
                 else if (!extHandle) hr = g_control->lpVtbl->AddExtension(g_control, extDll, 0, &extHandle);
