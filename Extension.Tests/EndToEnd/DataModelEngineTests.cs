@@ -187,6 +187,23 @@ public class DataModelEngineTests
         Assert.That(Value(fo[4]), Is.EqualTo("AVMiniFilter"));
     }
 
+    /// <summary>WorkQueues() on the seed-003 work queues: the 18,023 pending items and the starved queue's name agree with
+    /// -json, and a worker thread is a typed _ETHREAD.</summary>
+    [Test]
+    public void WorkQueuesAgreeWithJson()
+    {
+        var wq = Run("logon-hang-alpc-19041", ["!workqueue -json", "dx @$ntsleuth.WorkQueues().TotalPending",
+            "dx @$ntsleuth.WorkQueues().Queues.Where(q => q.Pending > 1000).Count()",
+            "dx @$ntsleuth.WorkQueues().Queues.Where(q => q.Pending > 1000).First().Name",
+            "dx @$ntsleuth.WorkQueues().Queues.Where(q => q.Pending > 1000).First().Workers.Groups[0].Threads[0].Address"]);
+        var j = Json(wq[1]);
+        Assert.That(Number(Value(wq[2])), Is.EqualTo(j["totalPending"]!.GetValue<ulong>()).And.GreaterThanOrEqualTo(18_023UL));
+        var starved = j["queues"]!.AsArray().Where(q => q!["pending"]!.GetValue<long>() > 1000).ToList();
+        Assert.That(Number(Value(wq[3])), Is.EqualTo((ulong)starved.Count).And.GreaterThan(0UL));
+        Assert.That(Value(wq[4]), Is.EqualTo(starved[0]!["name"]!.GetValue<string>()));
+        Assert.That(Value(wq[5]), Does.Contain("[Type: _ETHREAD *]"));
+    }
+
     /// <summary>Unload removes @$ntsleuth, load restores it; 16 cycles leave memory flat after warm-up (pool-leak: its commands'
     /// own memory is flat in the session tier, unlike alpc/ndis/dpc/fltmgr, issue 20).</summary>
     [Test]
