@@ -30,7 +30,8 @@ public class DhcpTimerEngineTests
     public void SeedDumpShowsMissedRenewalAndOverflow()
     {
         var (dump, sym) = Make(DhcpLeaseScenario.Seed(), "seed");
-        var run = RealEngine.Run(dump, [".load " + ExtensionPackage.DllWinPath(), "lm m dhcpcore", "x dhcpcore!DhcpGlobalNICList", "!dhcptimer", "!dhcptimer -json"],
+        var run = RealEngine.Run(dump, [".load " + ExtensionPackage.DllWinPath(), "lm m dhcpcore", "x dhcpcore!DhcpGlobalNICList", "!dhcptimer", "!dhcptimer -json",
+                "dx @$ntsleuth.DhcpTimer().Adapters[0].Verdict", "dx @$ntsleuth.DhcpTimer().Adapters[0].IpAddress"],
             new EngineOptions { SymbolPath = sym, Plain = true });
         Assert.That(run["x dhcpcore!DhcpGlobalNICList"].Output, Does.Contain("dhcpcore!DhcpGlobalNICList"), run.Transcript);
         var o = run["!dhcptimer"].Output;
@@ -42,6 +43,9 @@ public class DhcpTimerEngineTests
         Assert.That(o, Does.Contain("dwMilliseconds = 0xFFFFFFFF (INFINITE)"));
         TestContext.Out.WriteLine(o);
         Assert.That(run["!dhcptimer -json"].Output, Does.Contain("\"verdict\": \"renewalMissed\""));
+        // The data model (issue 21 item 2) on a user-mode target: the same document through dx.
+        Assert.That(DataModelEngineTests.Value(run["dx @$ntsleuth.DhcpTimer().Adapters[0].Verdict"]), Is.EqualTo("renewalMissed"));
+        Assert.That(DataModelEngineTests.Value(run["dx @$ntsleuth.DhcpTimer().Adapters[0].IpAddress"]), Is.EqualTo("10.20.30.41"));
     }
 
     [Test]
