@@ -79,7 +79,7 @@ public class WorkQueueEngineTests
         var o = run["!workqueue"].Output;
         TestContext.Out.WriteLine(o);
         ulong page = sample.Facts["item9000"] & ~0xfffUL;
-        Assert.That(o, Does.Contain("item list (forward, Flink): link at " + (page >> 12).ToString("x13")), run.Transcript);
+        Assert.That(o, Does.Contain("item list (forward, Flink): link at " + NtSleuth.Commands.Output.Fmt.Addr(page)[..^3]), run.Transcript);
         Assert.That(o, Does.Contain("not readable after").And.Contain("counted back from the tail"));
         Assert.That(o, Does.Contain("+ item(s) pending").And.Contain("starved"));
         Assert.That(o, Does.Not.Contain("Exception"));
