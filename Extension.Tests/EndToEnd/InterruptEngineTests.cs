@@ -111,7 +111,7 @@ public class InterruptEngineTests
         var run = RealEngine.Run(dump, [load, "!ntsleuth.help", "!alpcchain -all", seedChain],
             new EngineOptions
             {
-                SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = 300, InterruptCommand = 3,
+                SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = 60, InterruptCommand = 3,
             });
         foreach (var c in run.Commands) TestContext.Out.WriteLine($"> {c.Command}  ({c.Milliseconds:F1} ms)\n{Head(c.Output)}");
         var h = run[2].Output;
@@ -127,7 +127,9 @@ public class InterruptEngineTests
         Assert.Multiple(() =>
         {
             Assert.That(ms, Is.LessThan(inEngineLoad ? 500 : MaxLatencyMs), "interrupt latency");
-            Assert.That(h, Does.Contain("interrupted by user (Ctrl+Break)"), h);
+            // Since .NET starts at .load (the data-model provider), nt's types may already be loaded when the interrupt
+            // lands: then the walk itself stops ("(INTERRUPTED: partial)"). Either way the command says it was interrupted.
+            Assert.That(h, Does.Contain("interrupted by user (Ctrl+Break)").Or.Contain("(INTERRUPTED: partial)"), h);
             // Before the fix the next command read every structure with half-built layouts: no image names, bogus links.
             Assert.That(run[3].Output, Does.Contain("winlogon.exe (384.1e2c) -> LogonUI.exe (1ac)"), run[3].Output);
             Assert.That(run[3].Output, Does.Not.Contain("not readable"), run[3].Output);
