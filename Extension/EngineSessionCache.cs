@@ -54,15 +54,8 @@ internal static unsafe class EngineSessionCache
     {
         lock (Lock)
         {
-            Layouts.Clear();
-            SymbolAddresses.Clear();
-            HasSymbolsByModule.Clear();
-            ModuleBases.Clear();
-            SymbolIndexes.Clear();
-            DirectLookups.Clear();
+            ClearUnlocked(); // the type layout builder too (its per-type descriptions)
             _modules = null;
-            _builder = new TypeLayoutBuilder(Queries); // its per-type descriptions too
-            _generation++;
         }
     }
 

@@ -658,22 +658,9 @@ public sealed class DpcBlameAnalyzer
         {
             ulong v = ReadPtr(data, off);
             if (v == 0 || ModuleOf(v) is null) continue;
-            if (!FollowsCall(v)) continue;
+            if (!NtSleuth.Commands.Kernel.KernelStackScan.FollowsCall(M, v)) continue;
             c.Frames.Add(Frame(v, start + (ulong)off));
         }
-    }
-
-    /// <summary>True when the bytes before <paramref name="ret"/> end with a call instruction (E8 rel32, FF 15 disp32, FF /2 forms).</summary>
-    private bool FollowsCall(ulong ret)
-    {
-        var b = M.ReadExact(ret - 7, 7);
-        if (b is null) return false;
-        if (b[2] == 0xE8) return true;                              // call rel32
-        if (b[1] == 0xFF && b[2] == 0x15) return true;              // call [rip+disp32]
-        if (b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;     // call reg
-        if (b[4] == 0xFF && (b[5] & 0xF8) == 0x50) return true;     // call [reg+disp8]
-        if (b[4] == 0x41 && b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;
-        return false;
     }
 
     /// <summary>

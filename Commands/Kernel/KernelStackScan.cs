@@ -1,3 +1,4 @@
+using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
 
@@ -75,9 +76,12 @@ public sealed class KernelStackScan(KernelReader reader, Symbolizer symbols)
     }
 
     /// <summary>True when the bytes before <paramref name="ret"/> end with a call instruction (E8 rel32, FF 15 disp32, FF /2 forms).</summary>
-    public bool FollowsCall(ulong ret)
+    public bool FollowsCall(ulong ret) => FollowsCall(reader.Memory, ret);
+
+    /// <summary>The same check on any command's memory (also <c>!dpcblame</c>'s stack scan).</summary>
+    public static bool FollowsCall(TargetMemory memory, ulong ret)
     {
-        var b = reader.Memory.ReadExact(ret - 7, 7);
+        var b = memory.ReadExact(ret - 7, 7);
         if (b is null) return false;
         if (b[2] == 0xE8) return true;                              // call rel32
         if (b[1] == 0xFF && b[2] == 0x15) return true;              // call [rip+disp32]
