@@ -207,6 +207,26 @@ public class SampleCommandsTests
         Assert.That(string.Concat(engine.Commands.Select(c => c.Output)), Does.Not.Contain("dm-symbol"), "NTSLEUTH_NAME_LOOKUP=engine still asked the data model");
     }
 
+    /// <summary>The forged kernel PDB answers hashed name lookups for every public, as Microsoft's do: lld-link 14 put
+    /// strcpy_s, PfTStart and 109 other 8-character publics of the 19041 kernel into the wrong hash bucket, and
+    /// <c>dx &amp;nt!strcpy_s</c> said "Unable to bind name" until the forge re-bucketed them (PdbSymbolHash).</summary>
+    [Test]
+    public void EveryKernelPublicBindsThroughTheNameHash()
+    {
+        RealEngine.Require();
+        var sample = Samples().FirstOrDefault(s => s.Name == "pool-leak-19041");
+        Assert.That(sample, Is.Not.Null);
+        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        string[] names = ["strcpy_s", "PfTStart", "XmSmswOp", "PoolTrackTable"];
+        var run = RealEngine.Run(dump, names.Select(n => $"dx &nt!{n}").ToList(), new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
+        foreach (var n in names)
+        {
+            var o = run[$"dx &nt!{n}"].Output;
+            Assert.That(o, Does.Not.Contain("Unable to bind"), $"dx &nt!{n}:\n{o}");
+            Assert.That(o, Does.Match(@"&nt!" + n + @"\s*: 0xfffff8[0-9a-f]{10}"), $"dx &nt!{n}:\n{o}");
+        }
+    }
+
     /// <summary>The opt-in module symbol index (NTSLEUTH_SYMBOL_INDEX_AFTER=0: one enumeration of nt!* instead of a
     /// GetOffsetByName per name) gives every command the same output as the engine's own lookups, and is really used
     /// (NTSLEUTH_PROFILE=1 shows the enumeration, and no direct lookup of a name the index holds).</summary>
