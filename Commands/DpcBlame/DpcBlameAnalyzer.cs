@@ -52,17 +52,17 @@ public sealed class DpcBlameAnalyzer
 
     private readonly KernelReader _r;
     private readonly ITarget _t;
-    private IReadOnlyList<ModuleInfo> _mods = [];
+    private readonly Symbolizer _sym;
     private TargetMemory M => _r.Memory;
 
-    public DpcBlameAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; }
+    public DpcBlameAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; _sym = new Symbolizer(reader.Target); }
 
     public DpcBlameReport Analyze(int? onlyCpu)
     {
         if (_t.Info.Kind != TargetKind.Kernel)
             throw new Cli.CommandFailedException("!dpcblame needs a kernel target (kernel dump or live kernel debugging)");
         var res = new DpcBlameReport { Build = _t.Info.BuildNumber, OnlyCpu = onlyCpu, BugCheckCpu = _t.Info.EventProcessor };
-        try { _mods = _t.GetModules(); } catch (Exception ex) { res.Notes.Add($"module list not available ({ex.Message})"); }
+        if (_sym.Modules.Count == 0 && _sym.ModulesError is string me) res.Notes.Add($"module list not available ({me})");
 
         DecodeBugCheck(res);
         var prcbs = ReadProcessorBlock(res);
@@ -169,21 +169,12 @@ public sealed class DpcBlameAnalyzer
 
     // ---------- processors ----------
 
-    private List<ulong> ReadProcessorBlock(DpcBlameReport res)
+    private IReadOnlyList<ulong> ReadProcessorBlock(DpcBlameReport res)
     {
-        ulong kpb = _r.Types.Symbol("nt!KiProcessorBlock");
-        int n = Math.Max(1, _t.Info.ProcessorCount);
-        var kn = _r.Types.TrySymbol("nt!KeNumberProcessors");
-        if (kn is not null && M.TryReadU32(kn.Value, out var v) && v is > 0 and <= 2048 && _t.Info.ProcessorCount <= 1) n = (int)v;
-        n = Math.Min(n, 2048);
-        res.ProcessorCount = n;
-        int ps = _r.PointerSize;
-        var buf = new byte[n * ps];
-        int got = M.Read(kpb, buf) / ps;
-        if (got < n) res.Notes.Add($"nt!KiProcessorBlock is readable for {got} of {n} processors");
-        var list = new List<ulong>();
-        for (int i = 0; i < n; i++) list.Add(i < got ? ReadPtr(buf, i * ps) : 0);
-        return list;
+        var block = Processors.Block(_r);
+        res.ProcessorCount = block.Count;
+        if (block.Note is string n) res.Notes.Add(n);
+        return block.Prcbs;
     }
 
     /// <summary>Which PRCB fields to read, grouped into at most a couple of contiguous clusters.</summary>
@@ -492,7 +483,7 @@ public sealed class DpcBlameAnalyzer
         foreach (var f in frames)
         {
             var m = ModuleOf(f);
-            if (m is not null && !IsKernelModule(KernelModules.ShortName(m.Name))) { pick = f; break; }
+            if (m is not null && !KernelModules.IsKernel(KernelModules.ShortName(m.Name))) { pick = f; break; }
         }
         string module, routine;
         if (pick == 0) { p.KernelOnlyCaptures++; module = "nt"; routine = "(nt/hal frames only)"; }
@@ -579,7 +570,7 @@ public sealed class DpcBlameAnalyzer
 
     // ---------- culprit ----------
 
-    private void FindCulprit(DpcBlameReport res, List<ulong> prcbs, PrcbPlan plan)
+    private void FindCulprit(DpcBlameReport res, IReadOnlyList<ulong> prcbs, PrcbPlan plan)
     {
         var c = new DpcCulprit();
         IReadOnlyList<StackFrameInfo> frames = [];
@@ -592,7 +583,7 @@ public sealed class DpcBlameAnalyzer
         }
         // The engine's unwind may stop in nt (e.g. at KeBugCheckEx when a module has no unwind data): then the DPC
         // stack is scanned as well, and its frames are used when they reach a driver.
-        bool driverFrame = c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module));
+        bool driverFrame = c.Frames.Any(f => f.Module is not null && !KernelModules.IsKernel(f.Module));
         if (frames.Count == 0 || !driverFrame)
         {
             var unwound = c.Frames.ToList();
@@ -609,7 +600,7 @@ public sealed class DpcBlameAnalyzer
             {
                 c.Frames.Clear();
                 ScanStack(c, dpcStack - 0x6000, 0x6000);
-                if (c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module)) || frames.Count == 0)
+                if (c.Frames.Any(f => f.Module is not null && !KernelModules.IsKernel(f.Module)) || frames.Count == 0)
                 {
                     c.Method = "stack-scan";
                     c.MethodNote = (frames.Count == 0 ? "no unwind data" : $"the engine's unwind stopped in the kernel after {frames.Count} frame(s)")
@@ -620,7 +611,7 @@ public sealed class DpcBlameAnalyzer
         }
         res.Culprit = c;
         // The innermost frame outside the kernel and HAL is the culprit; frames above it show the dispatch path.
-        int idx = c.Frames.FindIndex(f => f.Module is not null && !IsKernelModule(f.Module));
+        int idx = c.Frames.FindIndex(f => f.Module is not null && !KernelModules.IsKernel(f.Module));
         if (idx < 0) { res.Notes.Add("no driver frame on the stack (only nt/hal)"); return; }
         var cf = c.Frames[idx];
         c.Module = cf.Module; c.Symbol = cf.Symbol; c.Address = cf.Address;
@@ -637,65 +628,26 @@ public sealed class DpcBlameAnalyzer
 
     private static string StripDisp(string s) { int p = s.LastIndexOf('+'); return p > 0 ? s[..p] : s; }
 
-    private static bool IsKernelModule(string m) =>
-        m.Equals("nt", StringComparison.OrdinalIgnoreCase) || m.StartsWith("ntoskrnl", StringComparison.OrdinalIgnoreCase) ||
-        m.StartsWith("ntkrnl", StringComparison.OrdinalIgnoreCase) || m.Equals("hal", StringComparison.OrdinalIgnoreCase);
-
     private DpcFrame Frame(ulong addr, ulong stackAddr)
     {
         var m = ModuleOf(addr);
         return new DpcFrame { Address = addr, Symbol = Name(addr), Module = m is null ? null : KernelModules.ShortName(m.Name), StackAddress = stackAddr };
     }
 
-    private ulong ReadPtr(byte[] b, int off) =>
-        _r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(off));
+    private ulong ReadPtr(byte[] b, int off) => _r.PointerAt(b, off);
 
+    /// <summary>The return addresses on a stack range (values inside modules that follow a call instruction), innermost first.</summary>
     private void ScanStack(DpcCulprit c, ulong start, int length)
     {
-        var (data, _) = _r.Memory.ReadBulk(start, length);
-        int ps = _r.PointerSize;
-        for (int off = 0; off + ps <= length; off += ps)
-        {
-            ulong v = ReadPtr(data, off);
-            if (v == 0 || ModuleOf(v) is null) continue;
-            if (!NtSleuth.Commands.Kernel.KernelStackScan.FollowsCall(M, v)) continue;
-            c.Frames.Add(Frame(v, start + (ulong)off));
-        }
+        foreach (var slot in ReturnAddressStackScan.Scan(_r, _sym, start, length))
+            if (KernelStackScan.FollowsCall(M, slot.Value)) c.Frames.Add(Frame(slot.Value, slot.SlotAddress));
     }
 
     /// <summary>
-    /// Looks at the code around a return address: a call to *StallExecutionProcessor just before it (E8 rel32 or
-    /// FF 15 [rip+disp32] through the import slot) and a backward jump (EB/7x rel8, E9/0F 8x rel32) right after it
-    /// whose target is at or before the call: the driver spins in the DPC.
+    /// Whether the driver spins around the call that returns to <paramref name="ret"/>: a call to
+    /// *StallExecutionProcessor inside a loop (<see cref="StallLoops"/>, decoded with Iced).
     /// </summary>
-    public StallLoopHint? FindStallLoop(ulong ret)
-    {
-        const int before = 0x40, after = 0x30;
-        var code = M.ReadExact(ret - before, before + after);
-        if (code is null) return null;
-        int r = before;
-        ulong callSite, target;
-        if (code[r - 6] == 0xFF && code[r - 5] == 0x15)
-        {
-            callSite = ret - 6;
-            int disp = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
-            ulong slot = ret + (ulong)(long)disp;
-            if (!M.TryReadPointer(slot, out target)) return null;
-            string? slotName = Name(slot);
-            string? tName = Name(target) ?? slotName;
-            if (!IsStall(target, tName) && !IsStall(0, slotName)) return null;
-            return Loop(code, r, ret, callSite, target, StallName(target, tName ?? slotName));
-        }
-        if (code[r - 5] == 0xE8)
-        {
-            callSite = ret - 5;
-            target = ret + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
-            string? tName = Name(target);
-            if (!IsStall(target, tName)) return null;
-            return Loop(code, r, ret, callSite, target, StallName(target, tName));
-        }
-        return null;
-    }
+    public StallLoopHint? FindStallLoop(ulong ret) => new StallLoops(M, Name, IsStall, StallName).Find(ret);
 
     /// <summary>The stall routine by address (nt! on 8+/10, hal! on 7) or by name (import slot, aliases folded by the linker).</summary>
     private bool IsStall(ulong target, string? name)
@@ -711,39 +663,6 @@ public sealed class DpcBlameAnalyzer
         if (target != 0 && target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor")) return "nt!KeStallExecutionProcessor";
         if (target != 0 && target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor")) return "hal!KeStallExecutionProcessor";
         return name ?? Output.Fmt.Addr(target);
-    }
-
-    private StallLoopHint? Loop(byte[] code, int r, ulong ret, ulong callSite, ulong target, string targetName)
-    {
-        int callIdx = r - (int)(ret - callSite);
-        for (int i = r; i < code.Length - 1; i++)
-        {
-            int len; long rel;
-            byte op = code[i];
-            if (op == 0xEB || (op >= 0x70 && op <= 0x7F)) { len = 2; rel = (sbyte)code[i + 1]; }
-            else if (op == 0xE9 && i + 5 <= code.Length) { len = 5; rel = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 1)); }
-            else if (op == 0x0F && i + 6 <= code.Length && code[i + 1] >= 0x80 && code[i + 1] <= 0x8F) { len = 6; rel = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 2)); }
-            else continue;
-            long dest = i + len + rel;
-            if (dest > callIdx || dest < 0) continue;   // must jump back to (or before) the call
-            var h = new StallLoopHint
-            {
-                CallSite = callSite, CallTarget = target, CallTargetName = targetName,
-                JumpAt = ret + (ulong)(i - r), JumpTarget = ret - (ulong)(r - dest),
-            };
-            // mov ecx, imm32 (B9) between the loop start and the call: the stall argument in microseconds.
-            for (int j = (int)dest; j + 5 <= callIdx; j++)
-                if (code[j] == 0xB9) { h.StallMicroseconds = BinaryPrimitives.ReadUInt32LittleEndian(code.AsSpan(j + 1)); break; }
-            // mov r32, imm32 (B8..BF, not ecx) just before the loop start: the iteration count.
-            for (int j = (int)dest - 5; j >= Math.Max(0, (int)dest - 12); j--)
-                if (code[j] is >= 0xB8 and <= 0xBF and not 0xB9) { h.Iterations = BinaryPrimitives.ReadUInt32LittleEndian(code.AsSpan(j + 1)); break; }
-            h.Text = $"the driver calls {targetName} in a loop: call at {Output.Fmt.Addr(callSite)}, backward jump at {Output.Fmt.Addr(h.JumpAt)} to {Output.Fmt.Addr(h.JumpTarget)}"
-                     + (h.StallMicroseconds is uint us ? $", {us} us per call" : "")
-                     + (h.Iterations is uint it ? $", up to {it:N0} iterations" : "")
-                     + (h.StallMicroseconds is uint us2 && h.Iterations is uint it2 ? $" (~{us2 * (double)it2 / 1e6:0.##} s at DISPATCH_LEVEL)" : "");
-            return h;
-        }
-        return null;
     }
 
     // ---------- blame ----------
@@ -776,7 +695,7 @@ public sealed class DpcBlameAnalyzer
         }
         if (res.Culprit?.Module is string cm)
         {
-            var m = _mods.FirstOrDefault(x => KernelModules.ShortName(x.Name).Equals(cm, StringComparison.OrdinalIgnoreCase));
+            var m = KernelModules.Find(_sym.Modules, cm);
             var row = Row(cm, m?.Base ?? 0);
             row.Culprit = true;
             if (res.Culprit.Symbol?.Contains('!') == true) row.HasSymbols = true;
@@ -784,7 +703,7 @@ public sealed class DpcBlameAnalyzer
         }
         foreach (var h in res.ProfileHistogram)
         {
-            var m = _mods.FirstOrDefault(x => KernelModules.ShortName(x.Name).Equals(h.Module, StringComparison.OrdinalIgnoreCase));
+            var m = KernelModules.Find(_sym.Modules, h.Module);
             var row = Row(h.Module, m?.Base ?? 0);
             row.ProfileSamples += h.Samples;
             if (h.Routine.Contains('!')) row.HasSymbols = true;
@@ -836,23 +755,7 @@ public sealed class DpcBlameAnalyzer
 
     // ---------- symbols ----------
 
-    private string? Name(ulong addr)
-    {
-        try
-        {
-            var n = _t.Symbols.GetNameByAddress(addr, out var disp);
-            var m = ModuleOf(addr);
-            if (n is null || (m is not null && !n.StartsWith(KernelModules.ShortName(m.Name) + "!", StringComparison.OrdinalIgnoreCase)))
-                return m is null ? null : $"{KernelModules.ShortName(m.Name)}+0x{addr - m.Base:x}";
-            if (m is null && disp > 0x100000) return null;
-            return disp == 0 ? n : $"{n}+0x{disp:x}";
-        }
-        catch (Exception) { return null; }
-    }
+    private string? Name(ulong addr) => _sym.DescribeAny(addr);
 
-    private ModuleInfo? ModuleOf(ulong addr)
-    {
-        foreach (var m in _mods) if (m.Contains(addr)) return m;
-        return null;
-    }
+    private ModuleInfo? ModuleOf(ulong addr) => _sym.ModuleOf(addr);
 }
