@@ -8,7 +8,8 @@ namespace NtSleuth.Tests.LabTests;
 
 /// <summary>
 /// Round trip of the commands' kernel vocabulary (Commands/Kernel) on every lab build: the lab writes processes,
-/// threads, waits, IRPs, drivers, modules, processors and the clock (baseline-kernel scenario); Kernel/ reads them back.
+/// threads, waits, IRPs, drivers, modules, processors (KiProcessorBlock), call instructions before return addresses and the
+/// clock (baseline-kernel scenario); Kernel/ reads them back.
 /// </summary>
 [TestFixture]
 public class KernelVocabularyTests
@@ -103,5 +104,29 @@ public class KernelVocabularyTests
         Assert.That(slots, Is.EqualTo(new[] { new StackSlot(stack + 0x18, mup.Base + 0x2150), new StackSlot(stack + 0x48, mup.Base + 0x3000) }));
 
         Assert.That(Processors.Count(r), Is.EqualTo(4));
+        // nt!KiProcessorBlock as the lab wrote it: every PRCB, in one read.
+        var r3 = new KernelReader(s.CreateTarget(), new ReadStats());
+        var block = Processors.Block(r3);
+        Assert.That(block.Prcbs, Is.EqualTo(Enumerable.Range(0, 4).Select(i => b.Prcb(i).Address)));
+        Assert.That((block.Readable, block.Note), Is.EqualTo((4, (string?)null)));
+        Assert.That(r3.PointerAt(BitConverter.GetBytes(b.Prcb(1).Address), 0), Is.EqualTo(b.Prcb(1).Address));
+
+        // Names inside and outside modules; the kernel's own modules by short name.
+        Assert.That(sym.DescribeAny(mup.Base + 0x2150), Is.EqualTo("mup!MupFsdIrpPassThrough+0x10"));
+        Assert.That(sym.DescribeAny(mup.Base + 0x10), Is.EqualTo("mup+0x10"));
+        Assert.That(sym.DescribeAny(0x1000), Is.Null);
+        Assert.That((sym.ModulesError, KernelModules.IsKernel("nt"), KernelModules.IsKernel("ntkrnlmp"), KernelModules.IsKernel("HAL"), KernelModules.IsKernel("mup")),
+            Is.EqualTo(((string?)null, true, true, true, false)));
+
+        // Return addresses after calls the lab writes (decoded, KernelStackScan.FollowsCall), and values that follow none.
+        ulong code = b.Alloc(0x100);
+        byte[][] calls = [[0xe8, 0x10, 0x20, 0, 0], [0x48, 0xff, 0x15, 0x31, 0x2a, 0, 0], [0xff, 0x54, 0x24, 0x08], [0x41, 0xff, 0x90, 0x38, 0x01, 0, 0]];
+        var rets = new List<ulong>();
+        ulong at = code + 0x10;
+        foreach (var c in calls) { b.Memory.Write(at, c); at += (ulong)c.Length; rets.Add(at); }
+        b.Memory.Write(at, new byte[] { 0x48, 0x8b, 0xc8, 0xff, 0xe0 }); // mov rcx, rax; jmp rax
+        var r4 = new KernelReader(s.CreateTarget(), new ReadStats());
+        Assert.That(rets.Select(x => KernelStackScan.FollowsCall(r4.Memory, x)), Is.All.True);
+        Assert.That(KernelStackScan.FollowsCall(r4.Memory, at + 3) || KernelStackScan.FollowsCall(r4.Memory, at + 5), Is.False);
     }
 }
