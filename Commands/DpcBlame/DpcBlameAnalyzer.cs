@@ -645,25 +645,9 @@ public sealed class DpcBlameAnalyzer
 
     /// <summary>
     /// Whether the driver spins around the call that returns to <paramref name="ret"/>: a call to
-    /// *StallExecutionProcessor inside a loop (<see cref="StallLoops"/>, decoded with Iced).
+    /// *StallExecutionProcessor (or a polled counter) inside a loop (<see cref="StallLoops"/>, decoded with Iced).
     /// </summary>
-    public StallLoopHint? FindStallLoop(ulong ret) => new StallLoops(M, Name, IsStall, StallName).Find(ret);
-
-    /// <summary>The stall routine by address (nt! on 8+/10, hal! on 7) or by name (import slot, aliases folded by the linker).</summary>
-    private bool IsStall(ulong target, string? name)
-    {
-        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return true;
-        if (target == 0) return false;
-        return target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor") || target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor");
-    }
-
-    private string StallName(ulong target, string? name)
-    {
-        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return name;
-        if (target != 0 && target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor")) return "nt!KeStallExecutionProcessor";
-        if (target != 0 && target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor")) return "hal!KeStallExecutionProcessor";
-        return name ?? Output.Fmt.Addr(target);
-    }
+    public StallLoopHint? FindStallLoop(ulong ret) => new StallLoops(M, Name, _r.Types.TrySymbol).Find(ret);
 
     // ---------- blame ----------
 

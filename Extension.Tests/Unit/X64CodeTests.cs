@@ -105,6 +105,7 @@ public class X64CodeTests
     private const ulong Stall = 0xfffff880_01008000;     // nt!KeStallExecutionProcessor, in reach of call rel32
     private const ulong Slot = 0xfffff880_01000800;      // drv!_imp_KeStallExecutionProcessor
     private const ulong Other = 0xfffff880_01009000;     // some other routine
+    private const ulong Qpc = 0xfffff880_0100a000;       // nt!KeQueryPerformanceCounter (known by address only)
 
     /// <summary>Code at Code+0x100, the import slot filled, the stall routine known by address and name.</summary>
     private static StallLoopHint? Find(byte[] code, ulong ret)
@@ -116,9 +117,8 @@ public class X64CodeTests
         mem.WriteU64(Slot, Stall);
         var t = new InMemoryTarget(mem, new IsfSymbolProvider(), new TargetInfo { Kind = TargetKind.Kernel }, [new ModuleInfo("drv", Code, 0x10000)]);
         string? Name(ulong a) => a == Stall ? "nt!KeStallExecutionProcessor" : a == Slot ? "drv!_imp_KeStallExecutionProcessor" : null;
-        bool IsStall(ulong a, string? n) => a == Stall || n?.Contains("StallExecutionProcessor") == true;
-        string StallName(ulong a, string? n) => n ?? "nt!KeStallExecutionProcessor";
-        return new StallLoops(new TargetMemory(t), Name, IsStall, StallName).Find(ret);
+        ulong? Symbol(string n) => n == "nt!KeStallExecutionProcessor" ? Stall : n == "nt!KeQueryPerformanceCounter" ? Qpc : null;
+        return new StallLoops(new TargetMemory(t), Name, Symbol).Find(ret);
     }
 
     private static byte[] Rel32(ulong next, ulong target) => BitConverter.GetBytes((int)(long)(target - next));
@@ -218,5 +218,26 @@ public class X64CodeTests
         byte[] viaRegister = [0xb9, 0x0a, 0, 0, 0, 0x48, 0x8b, 0x05, 0, 0, 0, 0, 0xff, 0xd0, 0xeb, 0xf0];   // mov rax,[slot]; call rax
         Rel32(at + 12, Slot).CopyTo(viaRegister, 8);
         Assert.That(Find(viaRegister, at + 14), Is.Null);
+    }
+
+    [Test]
+    public void A_loop_polling_the_performance_counter_is_a_busy_wait()
+    {
+        ulong at = Code + 0x100;
+        byte[] code =
+        [
+            0xf3, 0x90,                               // at+0   loop: pause
+            0x33, 0xc9,                               // at+2   xor ecx, ecx
+            0xe8, 0, 0, 0, 0,                         // at+4   call nt!KeQueryPerformanceCounter -> ret at+9
+            0x48, 0x2b, 0xc3,                         // at+9   sub rax, rbx
+            0x48, 0x3b, 0xc6,                         // at+12  cmp rax, rsi
+            0x72, 0xef,                               // at+15  jb at+0
+        ];
+        Rel32(at + 9, Qpc).CopyTo(code, 5);
+        var h = Find(code, at + 9)!;
+        Assert.That(h, Is.Not.Null);
+        Assert.That((h.CallSite, h.CallTarget, h.CallTargetName, h.JumpAt, h.JumpTarget), Is.EqualTo((at + 4, Qpc, "nt!KeQueryPerformanceCounter", at + 15, at)));
+        Assert.That((h.StallMicroseconds, h.Iterations), Is.EqualTo(((uint?)null, (uint?)null)), "xor ecx, ecx is no stall time; rax is set by the call");
+        Assert.That(h.Text, Does.StartWith("the driver polls nt!KeQueryPerformanceCounter in a loop (a busy wait): call at ").And.Contains(", pause in the loop"));
     }
 }
