@@ -17,8 +17,6 @@ public sealed class DpcBlameAnalyzer
     public const uint DpcWatchdogViolation = 0x133;
     /// <summary>PRCB fields closer than this are fetched in one read.</summary>
     private const ulong ClusterGap = 0x1000;
-    /// <summary>KDPCs are read with their surrounding aligned block: DPC objects of one driver sit together (arrays, extensions).</summary>
-    private const ulong DpcBlock = 0x400;
     public int MaxDpcsPerQueue { get; init; } = 10_000;
     /// <summary>DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK_SIGNATURE (wdm.h).</summary>
     public const uint TriageSignature = 0xAEBECEDE;
@@ -69,7 +67,7 @@ public sealed class DpcBlameAnalyzer
         if (onlyCpu is int c && (c < 0 || c >= prcbs.Count))
             throw new Cli.UsageException($"-cpu {c}: the target has {prcbs.Count} processor(s) (0-{prcbs.Count - 1})");
 
-        var plan = new PrcbPlan(_r.Types);
+        var plan = new PrcbPlan(_r);
         for (int i = 0; i < prcbs.Count; i++)
         {
             if (onlyCpu is int oc && oc != i) continue;
@@ -177,41 +175,19 @@ public sealed class DpcBlameAnalyzer
         return block.Prcbs;
     }
 
-    /// <summary>Which PRCB fields to read, grouped into at most a couple of contiguous clusters.</summary>
+    /// <summary>Which PRCB fields to read (the DPC data of <see cref="DpcQueues"/> and the watchdog block), grouped into at most a couple of contiguous clusters.</summary>
     private sealed class PrcbPlan
     {
-        public readonly TypeLayout Prcb;
-        public readonly TypeLayout DpcData;
-        public readonly ulong DpcDataOffset;
-        public readonly int DpcDataCount;
-        public readonly bool SingleList; // 8.1+: DpcList (_KDPC_LIST); 7: DpcListHead (_LIST_ENTRY)
-        public readonly ulong ListHeadOffset; // within _KDPC_DATA
-        public readonly PackedField Depth, Count;
+        public readonly DpcQueues Dpcs;
+        public TypeLayout Prcb => Dpcs.Prcb;
         public readonly Dictionary<string, PackedField> Fields = new();
         public readonly List<(ulong Start, ulong End)> Clusters = new();
-        public readonly TypeLayout Kdpc;
-        public readonly ulong KdpcLinkOffset;
-        /// <summary>_KDPC_DATA.ActiveDpc (8.1+), -1 when absent.</summary>
-        public readonly long ActiveDpcOffset = -1;
         public bool HasProfile => Fields.ContainsKey("DpcWatchdogProfile") && Fields.ContainsKey("DpcWatchdogProfileCurrentEmptyCapture");
 
-        public PrcbPlan(TypeCache types)
+        public PrcbPlan(KernelReader reader)
         {
-            Prcb = types.Get("nt", "_KPRCB");
-            DpcData = types.Get("nt", "_KDPC_DATA");
-            Kdpc = types.Get("nt", "_KDPC");
-            var dd = Prcb.TryGetField("DpcData") ?? throw new MissingSymbolException("field nt!_KPRCB.DpcData", "nt");
-            DpcDataOffset = dd.Offset;
-            DpcDataCount = dd.Type.Kind == TypeKind.Array ? (int)Math.Max(1, dd.Type.Count) : 1;
-            if (DpcData.TryGetField("DpcList") is { } dl) { SingleList = true; ListHeadOffset = dl.Offset + (types.TryResolvePath(types.Get("nt", dl.Type.Name), "ListHead")?.Offset ?? 0); }
-            else if (DpcData.TryGetField("DpcListHead") is { } dh) { SingleList = false; ListHeadOffset = dh.Offset; }
-            else throw new MissingSymbolException("field nt!_KDPC_DATA.DpcList / DpcListHead", "nt");
-            Depth = PackedField.From(DpcData, "DpcQueueDepth");
-            Count = PackedField.From(DpcData, "DpcCount", required: false);
-            KdpcLinkOffset = Kdpc.GetField("DpcListEntry").Offset;
-            if (DpcData.TryGetField("ActiveDpc") is { } ad) ActiveDpcOffset = (long)ad.Offset;
-
-            var ranges = new List<(ulong, ulong)> { (DpcDataOffset, DpcDataOffset + dd.Type.Size) };
+            Dpcs = new DpcQueues(reader);
+            var ranges = new List<(ulong, ulong)> { (Dpcs.DataOffset, Dpcs.DataEnd) };
             foreach (var name in WatchdogFields.Concat(ProfileFields).Concat(["DpcRoutineActive", "CurrentDpcRoutine", "DpcStack", "CurrentThread"]))
             {
                 var f = PackedField.From(Prcb, name, required: false);
@@ -267,47 +243,39 @@ public sealed class DpcBlameAnalyzer
             else st.Profile.FilledBytes = pc > pb ? (long)Math.Min(pc - pb, (ulong)long.MaxValue) : -(long)Math.Min(pb - pc, (ulong)long.MaxValue);
         }
 
-        for (int q = 0; q < Math.Min(plan.DpcDataCount, 2); q++)
+        for (int q = 0; q < plan.Dpcs.QueueCount; q++)
         {
-            ulong ddOff = plan.DpcDataOffset + (ulong)q * plan.DpcData.Size;
-            var dd = img.AsSpan((int)ddOff, (int)plan.DpcData.Size);
-            bool ddOk = valid.Any(v => ddOff >= v.Item1 && ddOff + plan.DpcData.Size <= v.Item2);
-            if (!ddOk) { st.Note ??= "DPC data of this PRCB is not readable"; continue; }
-            int depth = (int)plan.Depth.Get(dd);
+            var (qs, qe) = plan.Dpcs.QueueRange(q);
+            if (!valid.Any(v => qs >= v.Item1 && qe <= v.Item2)) { st.Note ??= "DPC data of this PRCB is not readable"; continue; }
+            var head = plan.Dpcs.Queue(img, prcb, q);
             if (q == 0)
             {
-                st.QueueDepth = depth;
-                if (plan.Count.Present) st.DpcCount = (uint)plan.Count.Get(dd);
-                if (plan.ActiveDpcOffset >= 0) ReadActiveDpc(st, ReadPtr(img, (int)(ddOff + (ulong)plan.ActiveDpcOffset)));
+                st.QueueDepth = head.Depth;
+                st.DpcCount = head.DpcCount;
+                if (head.ActiveDpc is ulong active) ReadActiveDpc(st, plan.Dpcs, active);
             }
-            else st.ThreadedQueueDepth = depth;
-            string queue = q == 0 ? "Normal" : "Threaded";
-            ulong head = prcb + ddOff + plan.ListHeadOffset;
-            ulong first = ReadPtr(img, (int)(ddOff + plan.ListHeadOffset));
-            if (first == 0 && depth == 0) continue; // empty (or never initialized) queue
-            WalkQueue(st, plan, head, first, queue, depth);
+            else st.ThreadedQueueDepth = head.Depth;
+            if (head.IsEmpty) continue; // empty (or never initialized) queue
+            WalkQueue(st, plan.Dpcs, head, q == 0 ? "Normal" : "Threaded");
         }
         return st;
     }
 
-    private void WalkQueue(ProcessorDpcState st, PrcbPlan plan, ulong head, ulong first, string queue, int depth)
+    private void WalkQueue(ProcessorDpcState st, DpcQueues dpcs, DpcQueueHead head, string queue)
     {
         var walk = new ListWalkResult();
+        int depth = head.Depth;
         int max = Math.Min(MaxDpcsPerQueue, Math.Max(depth, 0) + 64);
-        IEnumerable<ulong> links = plan.SingleList ? _r.WalkSingle(first, 0, walk, max) : _r.WalkList(head, walk, max);
-        foreach (var link in links)
+        foreach (var k in dpcs.Walk(head, walk, max))
         {
-            ulong kdpc = link - plan.KdpcLinkOffset;
-            PrefetchKdpc(kdpc, plan.Kdpc.Size);
-            var q = new QueuedDpc { Kdpc = kdpc, Queue = queue };
-            var v = _r.TryRead("nt", "_KDPC", kdpc);
-            if (v is null || v.TryUInt("DeferredRoutine") is not ulong routine) { q.Unreadable = true; st.Queued.Add(q); continue; }
+            var q = new QueuedDpc { Kdpc = k.Kdpc, Queue = queue };
+            if (k.DeferredRoutine is not ulong routine) { q.Unreadable = true; st.Queued.Add(q); continue; }
             q.Routine = routine;
             q.Symbol = Name(routine);
             var m = ModuleOf(routine);
             q.Module = m is null ? "?" : KernelModules.ShortName(m.Name);
             q.ModuleBase = m?.Base ?? 0;
-            q.Importance = (v.TryUInt("Importance") ?? 1) switch { 0 => "Low", 1 => "Medium", 2 => "High", 3 => "MediumHigh", var x => "0x" + x.ToString("x") };
+            q.Importance = k.Importance;
             st.Queued.Add(q);
         }
         if (!walk.IsComplete && walk.StopReason != ListStop.NotStarted)
@@ -316,39 +284,11 @@ public sealed class DpcBlameAnalyzer
             st.Note = (st.Note is null ? "" : st.Note + "; ") + $"{queue} queue: DpcQueueDepth says {depth}, the list has {walk.Count} entries";
     }
 
-    // Adaptive read-ahead over all queues: blocks pay off when KDPCs share them (drivers keep KDPC arrays); once
-    // blocks stop serving other KDPCs (KDPCs scattered over pool pages), each KDPC is read alone.
-    private readonly HashSet<ulong> _blocks = new();
-    private int _blockReads, _blockServed;
-    private const int BlockTrial = 8;
-
-    private void PrefetchKdpc(ulong addr, ulong size)
-    {
-        ulong first = addr & ~(DpcBlock - 1), last = (addr + size - 1) & ~(DpcBlock - 1);
-        if (_blocks.Contains(first) && _blocks.Contains(last)) { _blockServed++; return; }
-        if (_blockReads < BlockTrial || _blockServed >= _blockReads)
-        {
-            for (ulong b = first; b <= last; b += DpcBlock) _blocks.Add(b);
-            _blockReads++;
-            PrefetchBlock(addr, size);
-        }
-        else M.Prefetch(addr, (int)size);
-    }
-
-    private void PrefetchBlock(ulong addr, ulong size)
-    {
-        ulong start = addr & ~(DpcBlock - 1);
-        ulong end = (addr + size + DpcBlock - 1) & ~(DpcBlock - 1);
-        // Served from the cache when the block was read before (no round trip).
-        M.Prefetch(start, (int)(end - start));
-    }
-
-    private void ReadActiveDpc(ProcessorDpcState st, ulong kdpc)
+    private void ReadActiveDpc(ProcessorDpcState st, DpcQueues dpcs, ulong kdpc)
     {
         st.ActiveDpc = kdpc;
         if (kdpc == 0) return;
-        var v = _r.TryRead("nt", "_KDPC", kdpc);
-        if (v?.TryUInt("DeferredRoutine") is not ulong routine) { st.Note = (st.Note is null ? "" : st.Note + "; ") + $"ActiveDpc {Output.Fmt.Addr(kdpc)} is not readable"; return; }
+        if (dpcs.Read(kdpc).DeferredRoutine is not ulong routine) { st.Note = (st.Note is null ? "" : st.Note + "; ") + $"ActiveDpc {Output.Fmt.Addr(kdpc)} is not readable"; return; }
         st.ActiveDpcRoutine = routine;
         if (routine != 0) st.ActiveDpcSymbol = Name(routine);
     }
