@@ -30,7 +30,7 @@ RT="$(ls -d "${XDG_CACHE_HOME:-$HOME/.cache}"/ntsleuth/runtime/10.* 2>/dev/null 
 [ -n "$RT" ] || { echo "no win-x64 runtime layout under ~/.cache/ntsleuth/runtime (run one end-to-end test, or scripts/package.sh --with-runtime)" >&2; exit 1; }
 PKG="$OUT/.first-runs-$CONFIG"
 rm -rf "$PKG"; mkdir -p "$PKG"
-for f in "$BIN"/ntsleuth.dll "$BIN"/ntsleuth.alz "$BIN"/nethost.dll "$BIN"/NtSleuth.*.dll "$BIN"/NtSleuth.Extension.runtimeconfig.json "$BIN"/NtSleuth.Extension.deps.json; do
+for f in "$BIN"/*.dll "$BIN"/ntsleuth.alz "$BIN"/NtSleuth.Extension.runtimeconfig.json "$BIN"/NtSleuth.Extension.deps.json; do
   [ -f "$f" ] && cp "$f" "$PKG/"
 done
 if [ "$ONWIN" -eq 0 ]; then ln -s "$RT" "$PKG/dotnet"; else cp -r "$RT" "$PKG/dotnet"; fi
