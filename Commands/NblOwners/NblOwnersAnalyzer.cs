@@ -128,7 +128,8 @@ public sealed class NblOwnersAnalyzer
         }
         if (!poolWalk.IsComplete)
         {
-            if (poolWalk.StopReason == ListStop.Interrupted) rep.Interrupted = true;
+            // Left early on Ctrl+Break (rep.Interrupted): not a walk problem.
+            if (poolWalk.StopReason == ListStop.Interrupted || rep.Interrupted) rep.Interrupted = true;
             else rep.Notes.Add(poolWalk.Describe("NBL pool list (ndis global pool list)") + Recovered(poolWalk, poolsRecovered, "pool(s)"));
         }
         if (_poolFilter is not null && rep.Pools.Count == 0)
