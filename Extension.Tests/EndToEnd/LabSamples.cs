@@ -1,0 +1,134 @@
+using System.Diagnostics;
+using NtSleuth.Lab.Dumps;
+using NtSleuth.Lab.Forge;
+using NtSleuth.Lab.Samples;
+using NtSleuth.Lab.Scenario;
+using NtSleuth.Tests.LabTests;
+using NUnit.Framework;
+
+namespace NtSleuth.Tests.EndToEnd;
+
+/// <summary>
+/// The end-to-end tier's one source of lab samples: each (scenario, variant, scale, build, dump kind) is written once
+/// per test run, into its own folder under one per-process temp root, and handed out to every class that asks
+/// (<see cref="CatalogSample.Dump"/> and <see cref="CatalogSample.SymbolPath"/> are absolute paths here). A sample
+/// the maker skipped is remembered with the maker's reason, so every caller sees the same answer. Tests must treat the
+/// files as read-only (write mutants next to them under a name of their own). The root is deleted once, after the whole
+/// tier (<see cref="EndToEndTierTeardown"/>); NTSLEUTH_KEEP_SAMPLES=1 keeps it for a look by hand.
+/// </summary>
+public static class LabSamples
+{
+    private sealed record Entry(CatalogSample? Sample, string Log, double Seconds)
+    {
+        public int Served;
+    }
+
+    private static readonly object Gate = new();
+    private static readonly Dictionary<(string Scenario, string Variant, int Scale, string Build, KernelDumpKind Kind), Entry> Made = new();
+    private static SymbolForge? _forge;
+    private static string? _root;
+
+    /// <summary>The per-process folder every sample of this run is written under.</summary>
+    public static string Root => _root ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-e2e-samples-{Environment.ProcessId}");
+
+    /// <summary>
+    /// The real engine and the lab build the samples are written for: skips (or fails under NTSLEUTH_REQUIRE_E2E=1) when
+    /// the engine cannot run, when ../shared's symbol tables are not on this machine, or when this build's table is not.
+    /// </summary>
+    public static LabBuild Build(string key)
+    {
+        RealEngine.Require();
+        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
+        return LabBuilds.TryGet(key) ?? throw new IgnoreException($"no {key} symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
+    }
+
+    /// <summary>One sample (made now or taken from this run's cache); null with the maker's log line when it was not written.</summary>
+    public static CatalogSample? TryGet(LabBuild build, string scenario, out string log, string variant = "", int scale = 1,
+        KernelDumpKind kind = KernelDumpKind.Complete)
+    {
+        var key = (scenario, variant, Math.Max(1, scale), build.Key, kind);
+        Entry e;
+        lock (Gate)
+        {
+            if (!Made.TryGetValue(key, out e!))
+            {
+                _forge ??= new SymbolForge(ForgeTestEnv.Tools());
+                string dir = Path.Combine(Root, $"{build.Key}-{kind}".ToLowerInvariant(), $"{scenario}{(variant == "" ? "" : "-" + variant)}{(scale > 1 ? $"-x{scale}" : "")}");
+                var sw = Stopwatch.StartNew();
+                var w = new StringWriter();
+                var made = CatalogSampleMaker.Make(dir, _forge, [build], [ScenarioCatalog.Get(scenario)], kind, w, variants: [variant], scale: scale);
+                var s = made.SingleOrDefault();
+                s = s is null ? null : s with { Dump = Path.Combine(dir, s.Dump), SymbolPath = Path.Combine(dir, s.SymbolPath) };
+                Made[key] = e = new Entry(s, w.ToString().TrimEnd(), sw.Elapsed.TotalSeconds);
+                TestContext.Progress.WriteLine($"[samples] {e.Log} ({e.Seconds:F1} s)");
+            }
+            e.Served++;
+        }
+        log = e.Log;
+        return e.Sample;
+    }
+
+    /// <summary>One sample; fails the test with the maker's log when it was not written.</summary>
+    public static CatalogSample Get(LabBuild build, string scenario, string variant = "", int scale = 1, KernelDumpKind kind = KernelDumpKind.Complete) =>
+        TryGet(build, scenario, out var log, variant, scale, kind) ?? throw new AssertionException($"no {scenario}{(variant == "" ? "" : " " + variant)} sample on {build.Label}:\n{log}");
+
+    /// <summary>A seed sample by its catalogue name, "&lt;scenario&gt;-&lt;build&gt;" (the scenario's plain variant): skips
+    /// as <see cref="Build"/> does; null when the maker did not write it.</summary>
+    public static CatalogSample? Seed(string name)
+    {
+        int dash = name.LastIndexOf('-');
+        return TryGet(Build(name[(dash + 1)..]), name[..dash], out _);
+    }
+
+    /// <summary>
+    /// Every sample variant of the scenarios (their own <see cref="IScenario.SampleVariants"/>, or only
+    /// <paramref name="variants"/>) on every build, in the order <see cref="CatalogSampleMaker.Make"/> writes them;
+    /// the ones the maker skipped are left out.
+    /// </summary>
+    public static List<CatalogSample> All(IEnumerable<LabBuild> builds, IEnumerable<IScenario> scenarios, KernelDumpKind kind = KernelDumpKind.Complete,
+        IReadOnlyList<string>? variants = null)
+    {
+        var scs = scenarios.ToList();
+        var list = new List<CatalogSample>();
+        foreach (var b in builds)
+            foreach (var sc in scs)
+                foreach (var v in variants ?? sc.SampleVariants)
+                    if (TryGet(b, sc.Name, out _, v, 1, kind) is { } s) list.Add(s);
+        return list;
+    }
+
+    /// <summary>What the cache did this run: samples written, seconds spent, requests served from the cache and the
+    /// seconds those would have cost had every class written its own.</summary>
+    public static string Summary()
+    {
+        lock (Gate)
+        {
+            int made = Made.Count, served = Made.Values.Sum(e => e.Served);
+            double spent = Made.Values.Sum(e => e.Seconds), saved = Made.Values.Sum(e => e.Seconds * Math.Max(0, e.Served - 1));
+            return $"{made} sample(s) written in {spent:F1} s; {served} request(s), {served - made} from the cache (saved ~{saved:F1} s)";
+        }
+    }
+
+    internal static void DeleteAll()
+    {
+        lock (Gate)
+        {
+            if (Made.Count > 0) TestContext.Progress.WriteLine($"[samples] {Summary()}");
+            if (_root is not null && Environment.GetEnvironmentVariable("NTSLEUTH_KEEP_SAMPLES") != "1")
+                try { Directory.Delete(_root, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            Made.Clear();
+        }
+    }
+}
+
+/// <summary>Runs once after every end-to-end class: the shared samples and the forge's temp caches are deleted.</summary>
+[SetUpFixture]
+public sealed class EndToEndTierTeardown
+{
+    [OneTimeTearDown]
+    public void DeleteSamples()
+    {
+        LabSamples.DeleteAll();
+        ForgeTestEnv.Cleanup();
+    }
+}
