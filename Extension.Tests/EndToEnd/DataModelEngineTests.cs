@@ -16,13 +16,10 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class DataModelEngineTests
 {
-    private static readonly string[] SampleNames = ["pool-leak-19041", "ndis-pending-nbls-19041", "logon-hang-alpc-19041", "dpc-watchdog-19041", "fltmgr-frame-order-19041"];
-
     private static (string Dump, string Sym) Get(string name)
     {
-        var s = SampleNames.Contains(name) ? LabSamples.Seed(name) : null;
-        if (s is null) Assert.Fail($"make-samples wrote no sample {name}");
-        return (s!.Dump, s.SymbolPath);
+        var s = LabSamples.Named(name);
+        return (s.Dump, s.SymbolPath);
     }
 
     /// <summary>A small gen-0 budget for the memory test: the runtime's default under wine here is ~60 MB, so without

@@ -72,12 +72,20 @@ public static class LabSamples
     public static CatalogSample Get(LabBuild build, string scenario, string variant = "", int scale = 1, KernelDumpKind kind = KernelDumpKind.Complete) =>
         TryGet(build, scenario, out var log, variant, scale, kind) ?? throw new AssertionException($"no {scenario}{(variant == "" ? "" : " " + variant)} sample on {build.Label}:\n{log}");
 
-    /// <summary>A seed sample by its catalogue name, "&lt;scenario&gt;-&lt;build&gt;" (the scenario's plain variant): skips
-    /// as <see cref="Build"/> does; null when the maker did not write it.</summary>
-    public static CatalogSample? Seed(string name)
+    /// <summary>
+    /// A sample by the name the maker gives it, "&lt;scenario&gt;[-&lt;variant&gt;]-&lt;build&gt;" (pool-leak-19041,
+    /// fltmgr-frame-order-fixed-7601): skips as <see cref="Build"/> does; fails the test with the maker's log when no
+    /// catalogue scenario has that variant or the maker did not write it.
+    /// </summary>
+    public static CatalogSample Named(string name)
     {
         int dash = name.LastIndexOf('-');
-        return TryGet(Build(name[(dash + 1)..]), name[..dash], out _);
+        var build = Build(name[(dash + 1)..]);
+        string stem = name[..dash];
+        var match = ScenarioCatalog.All.SelectMany(sc => sc.SampleVariants.Select(v => (sc, v)))
+            .FirstOrDefault(x => (x.v == "" ? x.sc.Name : $"{x.sc.Name}-{x.v}") == stem);
+        if (match.sc is null) throw new AssertionException($"make-samples wrote no sample {name}: no catalogue scenario or variant '{stem}'");
+        return TryGet(build, match.sc.Name, out var log, match.v) ?? throw new AssertionException($"make-samples wrote no sample {name}\n{log}");
     }
 
     /// <summary>
