@@ -18,10 +18,8 @@ public class AnalyzePluginEngineTests
 {
     private static (string Dump, string Sym) Sample(string name)
     {
-        RealEngine.Require();
-        var s = SampleCommandsTests.Samples().FirstOrDefault(x => x.Name == name);
-        Assert.That(s, Is.Not.Null, $"make-samples wrote no {name}");
-        return (Path.Combine(SampleCommandsTests.SampleDir, s!.Dump), Path.Combine(SampleCommandsTests.SampleDir, s.SymbolPath));
+        var s = LabSamples.Named(name);
+        return (s.Dump, s.SymbolPath);
     }
 
     private static string[] Fa(string output) => output.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.StartsWith("@@fa ", StringComparison.Ordinal)).ToArray();
