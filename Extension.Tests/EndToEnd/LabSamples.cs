@@ -3,6 +3,7 @@ using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
+using NtSleuth.Lab.Scenarios;
 using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
@@ -105,6 +106,21 @@ public static class LabSamples
         return list;
     }
 
+    private static readonly Dictionary<string, (string Dump, string Sym)> UserMade = new();
+
+    /// <summary>A user-mode sample (the scenario's full-memory minidump + its forged publics), written once per run under
+    /// <paramref name="name"/>: skips when the engine cannot run (the user samples need no ../shared symbol table).</summary>
+    public static (string Dump, string Sym) User(string name, Func<DhcpLeaseScenario> scenario)
+    {
+        RealEngine.Require();
+        lock (Gate)
+        {
+            if (UserMade.TryGetValue(name, out var made)) return made;
+            var (dump, sym, _) = scenario().WriteSample(Path.Combine(Root, "user", name), name, _forge ??= new SymbolForge(ForgeTestEnv.Tools()));
+            return UserMade[name] = (dump, sym);
+        }
+    }
+
     /// <summary>What the cache did this run: samples written, seconds spent, requests served from the cache and the
     /// seconds those would have cost had every class written its own.</summary>
     public static string Summary()
@@ -125,6 +141,7 @@ public static class LabSamples
             if (_root is not null && Environment.GetEnvironmentVariable("NTSLEUTH_KEEP_SAMPLES") != "1")
                 try { Directory.Delete(_root, true); } catch (IOException) { } catch (UnauthorizedAccessException) { }
             Made.Clear();
+            UserMade.Clear();
         }
     }
 }
