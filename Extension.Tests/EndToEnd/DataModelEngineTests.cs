@@ -16,12 +16,6 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class DataModelEngineTests
 {
-    private static (string Dump, string Sym) Get(string name)
-    {
-        var s = LabSamples.Named(name);
-        return (s.Dump, s.SymbolPath);
-    }
-
     /// <summary>A small gen-0 budget for the memory test: the runtime's default under wine here is ~60 MB, so without
     /// it the engine's private bytes measure garbage not yet collected (a plain dx call flattens after the first GC
     /// at ~390 calls), not what stays alive.</summary>
@@ -29,7 +23,8 @@ public class DataModelEngineTests
 
     private static EngineRun Run(string sample, IEnumerable<string> commands, bool memory = false)
     {
-        var (dump, sym) = Get(sample);
+        var s = LabSamples.Named(sample);
+        string dump = s.Dump, sym = s.SymbolPath;
         var cmds = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
         cmds.AddRange(commands);
         var run = RealEngine.Run(dump, cmds, new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300, ReportMemory = memory, Environment = memory ? SmallGen0 : new Dictionary<string, string>() });
