@@ -162,6 +162,8 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     public ulong? GetSymbolAddress(string qualifiedName)
     {
         if (EngineSessionCache.TryGetSymbol(qualifiedName, out var cached)) return cached;
+        // While a Ctrl+Break is pending the engine fails every lookup (~40 ms each on big PDBs): not asked, not cached.
+        if (IsInterruptRequested) return null;
         var a = LookUpSymbol(qualifiedName);
         if (_s.Symbols is not null) EngineSessionCache.PutSymbol(qualifiedName, a);
         return a;
@@ -274,6 +276,8 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         {
             string qualified = $"{module}!{typeName}";
             if (EngineSessionCache.TryGetLayout(qualified, out var cached)) return cached;
+            if (IsInterruptRequested) return null; // the engine would fail it (see GetSymbolAddress); not cached
+
             // Without type symbols, asking the engine for a type prints a large "full symbol information" banner:
             // check the module's symbol state first and answer "unknown type" quietly.
             if (!HasSymbols(module)) { EngineSessionCache.PutLayout(qualified, null); return null; }

@@ -29,6 +29,11 @@ public sealed record EngineOptions
     public bool ReportMemory { get; init; }
     /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
     public int InterruptCommand { get; init; }
+    /// <summary>
+    /// Interrupt when a list walk of the extension yields this many entries (then <see cref="InterruptAfterMs"/> more):
+    /// enginehost -interrupt-on-event and the extension's NTSLEUTH_TEST_WALK_SIGNAL hook; 0 = on the timer alone.
+    /// </summary>
+    public int InterruptOnWalkEntry { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>enginehost -ext: the extension DLL that "@call ..." and "@analyze" (its _EFN_Analyze) use.</summary>
     public string? ExtensionDll { get; init; }
@@ -175,6 +180,8 @@ public static class RealEngine
         return diff;
     }
 
+    private static int _signalSeq;
+
     /// <summary>Opens <paramref name="dump"/> in the real engine and runs <paramref name="commands"/> in order.</summary>
     public static EngineRun Run(string dump, IReadOnlyList<string> commands, EngineOptions? options = null)
     {
@@ -197,6 +204,12 @@ public static class RealEngine
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
         if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
+        if (options.InterruptOnWalkEntry > 0)
+        {
+            string ev = $"ntsleuth-walk-{System.Environment.ProcessId}-{Interlocked.Increment(ref _signalSeq)}";
+            psi.ArgumentList.Add("-interrupt-on-event"); psi.ArgumentList.Add(ev);
+            psi.Environment["NTSLEUTH_TEST_WALK_SIGNAL"] = $"{ev},{options.InterruptOnWalkEntry}";
+        }
         if (options.ExtensionDll is { } ext) { psi.ArgumentList.Add("-ext"); psi.ArgumentList.Add(ext); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         if (options.ForeignCoreClr is { } clr)
@@ -214,13 +227,16 @@ public static class RealEngine
         {
             var sw = Stopwatch.StartNew();
             using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
+            var stdout = new PipeText(p.StandardOutput);
+            var stderr = new PipeText(p.StandardError);
             bool exited = p.WaitForExit((options.TimeoutSeconds + 30) * 1000);
             if (!exited) { try { p.Kill(true); } catch { } }
             p.WaitForExit();
             sw.Stop();
-            string all = stdout.Result, err = stderr.Result;
+            // When this run was the first wine process since wineserver started, wine's own services (services.exe,
+            // winedevice, explorer) inherit its pipes and keep them open after enginehost exits: reading to the end
+            // would wait forever. The text enginehost wrote is complete once it exited; give the pipe a grace period.
+            string all = stdout.Text(TimeSpan.FromSeconds(10)), err = stderr.Text(TimeSpan.FromSeconds(2));
             bool opened = all.Contains("@@begin ", StringComparison.Ordinal);
             bool timedOut = !exited || p.ExitCode == 5 || all.Contains("@@fatal timeout");
             if (timedOut && !opened && attempt == 1)
@@ -305,5 +321,30 @@ public static class RealEngine
         var d = Path.Combine(Path.GetTempPath(), "ntsleuth-e2e-nosymbols");
         Directory.CreateDirectory(d);
         return d;
+    }
+}
+
+/// <summary>Drains a child's pipe into memory; <see cref="Text"/> returns what arrived, waiting at most a grace period
+/// for the end of the stream (another process may hold the write end open after the child exited).</summary>
+internal sealed class PipeText
+{
+    private readonly System.Text.StringBuilder _text = new();
+    private readonly Task _pump;
+
+    public PipeText(StreamReader reader)
+    {
+        _pump = Task.Run(async () =>
+        {
+            var buf = new char[16384];
+            int n;
+            while ((n = await reader.ReadAsync(buf.AsMemory()).ConfigureAwait(false)) > 0)
+                lock (_text) _text.Append(buf, 0, n);
+        });
+    }
+
+    public string Text(TimeSpan grace)
+    {
+        try { _pump.Wait(grace); } catch (AggregateException) { }
+        lock (_text) return _text.ToString();
     }
 }
