@@ -90,23 +90,6 @@ public static class LabSamples
         return TryGet(build, match.sc.Name, out var log, match.v) ?? throw new AssertionException($"make-samples wrote no sample {name}\n{log}");
     }
 
-    /// <summary>
-    /// Every sample variant of the scenarios (their own <see cref="IScenario.SampleVariants"/>, or only
-    /// <paramref name="variants"/>) on every build, in the order <see cref="CatalogSampleMaker.Make"/> writes them;
-    /// the ones the maker skipped are left out.
-    /// </summary>
-    public static List<CatalogSample> All(IEnumerable<LabBuild> builds, IEnumerable<IScenario> scenarios, KernelDumpKind kind = KernelDumpKind.Complete,
-        IReadOnlyList<string>? variants = null)
-    {
-        var scs = scenarios.ToList();
-        var list = new List<CatalogSample>();
-        foreach (var b in builds)
-            foreach (var sc in scs)
-                foreach (var v in variants ?? sc.SampleVariants)
-                    if (TryGet(b, sc.Name, out _, v, 1, kind) is { } s) list.Add(s);
-        return list;
-    }
-
     private static readonly Dictionary<string, (string Dump, string Sym)> UserMade = new();
 
     /// <summary>A user-mode sample (the scenario's full-memory minidump + its forged publics), written once per run under
