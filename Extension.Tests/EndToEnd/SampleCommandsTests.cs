@@ -141,10 +141,8 @@ public class SampleCommandsTests
     [TestCase("logon-hang-alpc", "7601")]
     public void DataModelNameLookupsGiveTheEnginesAddresses(string scenario, string build)
     {
-        RealEngine.Require();
-        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-{build}");
-        Assert.That(sample, Is.Not.Null);
-        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var sample = LabSamples.Named($"{scenario}-{build}");
+        string dump = sample.Dump, sym = sample.SymbolPath;
         var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
         commands.AddRange(sample.Commands);
         EngineRun Run(string mode) => RealEngine.Run(dump, commands, new EngineOptions
@@ -176,10 +174,8 @@ public class SampleCommandsTests
     [Test]
     public void EveryKernelPublicBindsThroughTheNameHash()
     {
-        RealEngine.Require();
-        var sample = Samples().FirstOrDefault(s => s.Name == "pool-leak-19041");
-        Assert.That(sample, Is.Not.Null);
-        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var sample = LabSamples.Named("pool-leak-19041");
+        string dump = sample.Dump, sym = sample.SymbolPath;
         string[] names = ["strcpy_s", "PfTStart", "XmSmswOp", "PoolTrackTable"];
         var run = RealEngine.Run(dump, names.Select(n => $"dx &nt!{n}").ToList(), new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
         foreach (var n in names)
