@@ -16,6 +16,12 @@ namespace NtSleuth.Lab.Bench;
 /// </summary>
 public sealed record ManualProcedure(string Description, long RoundTrips, long Bytes)
 {
+    /// <summary>Every request the replayed steps sent to the lab target (address, length), below the engine-cache model; null without a target.</summary>
+    public IReadOnlyList<(ulong Address, int Length)>? TransportLog { get; init; }
+    /// <summary>Packets and bytes of the hand-modelled steps (<see cref="ManualProcedureBuilder.Step"/>), not replayed at real addresses.</summary>
+    public long ModelledRoundTrips { get; init; }
+    public long ModelledBytes { get; init; }
+
     public double KdnetSeconds => KdnetModel.Seconds(RoundTrips, Bytes);
 }
 
@@ -34,7 +40,12 @@ public sealed class ManualProcedureBuilder
     public ManualProcedureBuilder() { }
 
     /// <summary>A builder whose <see cref="Read"/>/<see cref="Search"/> steps go through the engine-cache model over <paramref name="target"/>.</summary>
-    public ManualProcedureBuilder(NtSleuth.Commands.Target.ITarget target) { _engine = new TargetMemory(target); }
+    public ManualProcedureBuilder(NtSleuth.Commands.Target.ITarget target)
+    {
+        // The lab's target logs every request, so tests can recount this side from the transport (BenchCountsBothSidesTheSameWay).
+        if (target is NtSleuth.Lab.Target.InMemoryTarget lab) lab.ReadLog ??= new();
+        _engine = new TargetMemory(target);
+    }
 
     /// <summary>The engine-cache model (null without a target).</summary>
     public TargetMemory? Engine => _engine;
@@ -73,7 +84,11 @@ public sealed class ManualProcedureBuilder
     }
 
     public ManualProcedure Build() =>
-        new(string.Join("; ", _steps), _rt + (_engine?.Stats.Packets ?? 0), _bytes + (_engine?.Stats.TransferBytes ?? 0));
+        new(string.Join("; ", _steps), _rt + (_engine?.Stats.Packets ?? 0), _bytes + (_engine?.Stats.TransferBytes ?? 0))
+        {
+            TransportLog = (_engine?.Target as NtSleuth.Lab.Target.InMemoryTarget)?.ReadLog,
+            ModelledRoundTrips = _rt, ModelledBytes = _bytes,
+        };
 }
 
 /// <summary>
