@@ -76,6 +76,22 @@ public sealed class TargetMemory
         catch (Exception) { return 0; }
     }
 
+    /// <summary>Whether every byte of [address, address+length) is in the cache already (no request needed; not counted as a hit).</summary>
+    public bool IsCached(ulong address, int length)
+    {
+        if (length <= 0) return true;
+        ulong a = address, end = address + (ulong)length;
+        while (a < end)
+        {
+            if (!_pages.TryGetValue(a & ~PageMask, out var page)) return false;
+            int off = (int)(a & PageMask);
+            int inPage = (int)Math.Min(end - a, (ulong)(PageSize - off));
+            if (page.KnownRun(off, inPage) < inPage) return false;
+            a += (ulong)inPage;
+        }
+        return true;
+    }
+
     /// <summary>Reads exactly; returns null when any byte is unreadable.</summary>
     public byte[]? ReadExact(ulong address, int length)
     {
