@@ -56,13 +56,16 @@ public class BenchCountsBothSidesTheSameWay
     private static long PacketsOf(IEnumerable<(ulong Address, int Length)> log) =>
         log.Sum(r => NtSleuth.Commands.Memory.KdnetModel.Packets(r.Length));
 
-    [TestCase(null)]
-    [TestCase("scattered")]
-    public void NblOwnersRowRecountedFromTheTransportLog(string? variant)
+    [TestCase("nblowners", null, "win10")]
+    [TestCase("nblowners", "scattered", "win10")]
+    [TestCase("frameorder", null, "win10")]
+    [TestCase("frameorder", null, "win7")]
+    public void RowRecountedFromTheTransportLog(string command, string? variant, string buildKey)
     {
-        LabTestSupport.BuildOrIgnore("win10");
-        var c = variant is null ? new NtSleuth.Lab.Scenarios.NblOwnersBenchCase() : new NtSleuth.Lab.Scenarios.NblOwnersScatteredBenchCase();
-        var build = LabBuilds.Get("win10");
+        LabTestSupport.BuildOrIgnore(buildKey);
+        IBenchCase c = command == "frameorder" ? new NtSleuth.Lab.Scenarios.FrameOrderBenchCase()
+            : variant is null ? new NtSleuth.Lab.Scenarios.NblOwnersBenchCase() : new NtSleuth.Lab.Scenarios.NblOwnersScatteredBenchCase();
+        var build = LabBuilds.Get(buildKey);
         var row = BenchRunner.RunOne(c, build, 1);
         Assert.That(row.HResult, Is.EqualTo(0), row.Note);
 
@@ -77,7 +80,7 @@ public class BenchCountsBothSidesTheSameWay
         Assert.That(row.RoundTrips, Is.EqualTo(PacketsOf(t.ReadLog)), "command side: KD packets of every request");
         Assert.That(row.Bytes, Is.EqualTo(t.ReadLog.Sum(r => (long)r.Length)), "command side: bytes requested");
         // The compact layout is read in 16 KB windows: requests over 3,944 bytes cost more than one packet each.
-        if (variant is null) Assert.That(row.RoundTrips, Is.GreaterThan(t.ReadLog.Count), "requests over 3,944 bytes cost more than one packet");
+        if (command == "nblowners" && variant is null) Assert.That(row.RoundTrips, Is.GreaterThan(t.ReadLog.Count), "requests over 3,944 bytes cost more than one packet");
 
         // The manual side: its replay's transport log (the engine-cache model's requests at real addresses).
         var manual = c.Manual(scenario);
@@ -108,5 +111,26 @@ public class BenchCountsBothSidesTheSameWay
             Assert.That(stats.TransferBytes, Is.EqualTo(m.Bytes), $"{size} bytes");
             Assert.That(m.RoundTrips, Is.EqualTo(expected), $"{size} bytes: KD packets, not requests");
         }
+    }
+
+    /// <summary>Issue 15: never slower than the manual procedure in modelled KDNET time on scattered pool (rows of scripts/bench.sh).</summary>
+    [Test]
+    public void NeverSlowerOnScatteredPool()
+    {
+        LabTestSupport.BuildOrIgnore("win10");
+        foreach (var key in new[] { "win7", "win10" })
+        {
+            var build = LabBuilds.TryGet(key);
+            if (build is null) continue;
+            foreach (int scale in new[] { 1, 100 })
+                foreach (var r in NtSleuth.Lab.Scenarios.AlpcChainBench.Run(build, scale, "scattered"))
+                {
+                    TestContext.Out.WriteLine(r.ToString());
+                    Assert.That(r.Ratio, Is.GreaterThanOrEqualTo(1.0), $"!alpcchain {r.Case} on {key}");
+                }
+        }
+        var nbl = BenchRunner.RunOne(new NtSleuth.Lab.Scenarios.NblOwnersScatteredBenchCase(), LabBuilds.Get("win10"), 1);
+        TestContext.Out.WriteLine($"!nblowners scattered: {nbl.RoundTrips} / {nbl.ManualRoundTrips} packets, {nbl.Ratio:0.000}x");
+        Assert.That(nbl.Ratio, Is.GreaterThanOrEqualTo(1.0), "!nblowners on scattered NBLs");
     }
 }
