@@ -192,7 +192,8 @@ public static class BenchRunner
             "!" + r.Command, r.Scenario, r.Build, r.Scale + "x",
             r.RoundTrips.ToString("N0", ci), r.Bytes.ToString("N0", ci), r.KdnetSeconds.ToString("0.000", ci),
             r.ManualRoundTrips.ToString("N0", ci), r.ManualBytes.ToString("N0", ci), r.ManualSeconds.ToString("0.000", ci),
-            r.Ratio > 0 ? r.Ratio.ToString("0.0", ci) + "x" : "-", r.Note,
+            // Two decimals below 10x, so a row at parity shows which side wins (1.01x, 0.99x).
+            r.Ratio > 0 ? r.Ratio.ToString(r.Ratio < 10 ? "0.00" : "0.0", ci) + "x" : "-", r.Note,
         }).ToList();
         var sb = new StringBuilder();
         if (table.Count == 0)
