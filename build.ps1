@@ -62,7 +62,7 @@ if (-not $SkipTests) {
 }
 
 $bin = Join-Path $root "Extension\bin\$Configuration\net10.0"
-foreach ($f in "ntsleuth.dll","nethost.dll","NtSleuth.Extension.dll","NtSleuth.Extension.runtimeconfig.json","NtSleuth.Extension.deps.json") {
+foreach ($f in "ntsleuth.dll","nethost.dll","NtSleuth.Extension.dll","Iced.dll","NtSleuth.Extension.runtimeconfig.json","NtSleuth.Extension.deps.json") {
   if (-not (Test-Path (Join-Path $bin $f))) { throw "$f missing in $bin (install LLVM clang or the MSVC build tools so ntsleuth.dll is built)" }
 }
 # The package is a WinDbg extension-gallery package: GalleryManifest.xml at its root, the module and what it needs in amd64\.
@@ -72,6 +72,8 @@ $OutDir = Join-Path $pkgDir "amd64"
 New-Item -ItemType Directory -Force $OutDir | Out-Null
 Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "ntsleuth.alz"), (Join-Path $bin "nethost.dll"), (Join-Path $bin "NtSleuth.Extension.runtimeconfig.json"), (Join-Path $bin "NtSleuth.Extension.deps.json") $OutDir
 Get-ChildItem $bin -File | Where-Object { $_.Name -like "NtSleuth.*" -and $_.Extension -in @(".dll",".pdb") } | Copy-Item -Destination $OutDir
+# Iced.dll: the x86-64 decoder NtSleuth.Commands uses (NuGet Iced; listed in the deps.json).
+Copy-Item (Join-Path $bin "Iced.dll") $OutDir
 
 if ($WithRuntime) {
   $pkgs = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path $HOME ".nuget\packages" }

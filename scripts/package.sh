@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Makes the user package, laid out as a WinDbg extension-gallery package: OUTDIR/GalleryManifest.xml
-# (scripts/gallery-manifest.sh) and OUTDIR/amd64/ with ntsleuth.dll, its !analyze plug-in metadata ntsleuth.alz, nethost.dll, the managed NtSleuth.*.dll files and their
+# (scripts/gallery-manifest.sh) and OUTDIR/amd64/ with ntsleuth.dll, its !analyze plug-in metadata ntsleuth.alz, nethost.dll, the managed NtSleuth.*.dll files, Iced.dll and their
 # runtimeconfig/deps json; with --with-runtime also an app-local .NET runtime "dotnet/" (a dotnet root:
 # host/fxr/<v>/hostfxr.dll + shared/Microsoft.NETCore.App/<v>/...) from the Microsoft.NETCore.App.Runtime.win-x64 pack.
 #   scripts/package.sh [OUTDIR] [--with-runtime] [--config Debug|Release] [--no-build] [--no-zip]
@@ -20,13 +20,14 @@ done
 OUT="${OUT:-$ROOT/artifacts/ntsleuth}"
 if [ $BUILD -eq 1 ]; then dotnet build "$ROOT/Extension/NtSleuth.Extension.csproj" -c "$CONFIG" -nologo -v q; fi
 BIN="$ROOT/Extension/bin/$CONFIG/net10.0"
-for f in ntsleuth.dll ntsleuth.alz nethost.dll NtSleuth.Extension.dll NtSleuth.Extension.runtimeconfig.json NtSleuth.Extension.deps.json; do
+for f in ntsleuth.dll ntsleuth.alz nethost.dll NtSleuth.Extension.dll Iced.dll NtSleuth.Extension.runtimeconfig.json NtSleuth.Extension.deps.json; do
   [ -f "$BIN/$f" ] || { echo "package: $BIN/$f missing (build with mingw-w64 installed: scripts/setup-linux.sh)" >&2; exit 1; }
 done
 rm -rf "$OUT"; mkdir -p "$OUT/amd64"
 PKG="$OUT"; OUT="$OUT/amd64"
 # ntsleuth.alz beside ntsleuth.dll: !analyze finds the plug-in by it (docs/analyze.md).
-cp "$BIN"/ntsleuth.dll "$BIN"/ntsleuth.alz "$BIN"/nethost.dll "$BIN"/NtSleuth.*.dll "$BIN"/NtSleuth.Extension.runtimeconfig.json "$BIN"/NtSleuth.Extension.deps.json "$OUT/"
+# Iced.dll: the x86-64 decoder NtSleuth.Commands uses (NuGet Iced; listed in the deps.json).
+cp "$BIN"/ntsleuth.dll "$BIN"/ntsleuth.alz "$BIN"/nethost.dll "$BIN"/NtSleuth.*.dll "$BIN"/Iced.dll "$BIN"/NtSleuth.Extension.runtimeconfig.json "$BIN"/NtSleuth.Extension.deps.json "$OUT/"
 cp "$BIN"/NtSleuth.*.pdb "$OUT/" 2>/dev/null || true
 if [ $WITH_RUNTIME -eq 1 ]; then
   PKGS="${NUGET_PACKAGES:-$HOME/.nuget/packages}"

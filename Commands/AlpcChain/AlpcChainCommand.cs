@@ -5,6 +5,7 @@ namespace NtSleuth.Commands.AlpcChain;
 public sealed class AlpcChainCommand : Command
 {
     public override string Summary => "follow an ALPC wait chain across processes to the thread that really blocks it";
+    public override Type ReportType => typeof(AlpcChainReport);
     public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }
         .Positional("thread", "_ETHREAD address (debugger expression syntax, e.g. fffffa80`73d3d770)")
         .Value("p", "proc", ValueKind.Address, "every thread of that _EPROCESS that waits for an ALPC reply")

@@ -216,24 +216,6 @@ public sealed class AlpcPortInfo
     public uint? PendingQueueLength { get; set; }
 }
 
-public sealed class HexListConverter : JsonConverter<List<ulong>>
-{
-    public override List<ulong> Read(ref System.Text.Json.Utf8JsonReader reader, Type t, System.Text.Json.JsonSerializerOptions o)
-    {
-        var list = new List<ulong>();
-        var hc = new HexConverter();
-        while (reader.Read() && reader.TokenType != System.Text.Json.JsonTokenType.EndArray)
-            if (reader.TokenType != System.Text.Json.JsonTokenType.StartArray) list.Add(hc.Read(ref reader, typeof(ulong), o));
-        return list;
-    }
-    public override void Write(System.Text.Json.Utf8JsonWriter writer, List<ulong> value, System.Text.Json.JsonSerializerOptions o)
-    {
-        writer.WriteStartArray();
-        foreach (var v in value) writer.WriteStringValue("0x" + v.ToString("x"));
-        writer.WriteEndArray();
-    }
-}
-
 /// <summary>Names of kernel enumerations the chain prints. These values are architectural (identical in every
 /// symbol table from Windows 7 to 11; the unit tests check them against the tables).</summary>
 public static class AlpcNames

@@ -23,6 +23,8 @@ public enum ValueKind
     Address,
     /// <summary>A positive count, decimal or 0x hex, at most 100000 (<see cref="ParsedArgs.Count"/>).</summary>
     Count,
+    /// <summary>A number from 0 (a processor, an index), decimal or 0x hex (<see cref="ParsedArgs.Index"/>).</summary>
+    Index,
 }
 
 /// <summary>One documented option: <c>-name</c> (a switch when <see cref="ValueName"/> is null) or <c>-name &lt;value&gt;</c>.</summary>
@@ -130,6 +132,16 @@ public sealed class ParsedArgs
         return int.TryParse(hex ? s[2..] : s, hex ? System.Globalization.NumberStyles.HexNumber : System.Globalization.NumberStyles.None, null, out int n)
                && n is >= 1 and <= 100000 ? n : null;
     }
+    /// <summary>The value of a <see cref="ValueKind.Index"/> option (checked by the parser), or null when not given.</summary>
+    public int? Index(string option) => Get(option) is { } v ? ParseIndex(v) : null;
+
+    /// <summary>A number from 0 to int.MaxValue, decimal or 0x hex (no sign, no spaces); null otherwise.</summary>
+    public static int? ParseIndex(string s)
+    {
+        bool hex = s.StartsWith("0x", StringComparison.OrdinalIgnoreCase);
+        return int.TryParse(hex ? s[2..] : s, hex ? System.Globalization.NumberStyles.HexNumber : System.Globalization.NumberStyles.None, null, out int n) ? n : null;
+    }
+
     public bool WantsHelp => Has("?") || Has("h") || Has("help");
     public bool Verbose => Has("v");
 
@@ -157,6 +169,8 @@ public sealed class ParsedArgs
                     string value = tokens[++i];
                     if (spec.KindOf(name) == ValueKind.Count && ParseCount(value) is null)
                         throw new UsageException($"-{name.ToLowerInvariant()} needs a positive count, not '{value}'");
+                    if (spec.KindOf(name) == ValueKind.Index && ParseIndex(value) is null)
+                        throw new UsageException($"-{name.ToLowerInvariant()} needs a number from 0 (decimal or 0x hex), not '{value}'");
                     result.Options[name.ToLowerInvariant()] = value;
                     continue;
                 }

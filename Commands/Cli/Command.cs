@@ -34,6 +34,9 @@ public abstract class Command : ICommand
     public abstract string Summary { get; }
     /// <summary>Options (typed), positionals and description.</summary>
     public abstract ArgSpec Spec { get; }
+    /// <summary>The result model the command passes to <see cref="CommandContext.WriteJson{T}"/>: its -json schema
+    /// (<see cref="JsonSchemas"/>) is derived from it, keyed by this command rather than by a name string.</summary>
+    public abstract Type ReportType { get; }
     /// <summary>Generated from <see cref="Spec"/>.</summary>
     public string Usage => Spec.Usage(Name);
     public abstract void Execute(CommandContext ctx);

@@ -1,14 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Text.Json.Schema;
-using NtSleuth.Commands.AlpcChain;
-using NtSleuth.Commands.DhcpTimer;
-using NtSleuth.Commands.DpcBlame;
-using NtSleuth.Commands.FrameOrder;
-using NtSleuth.Commands.NblOwners;
 using NtSleuth.Commands.Output;
-using NtSleuth.Commands.LeakTag;
-using NtSleuth.Commands.WorkQueue;
 
 namespace NtSleuth.Commands.Cli;
 
@@ -20,24 +13,27 @@ namespace NtSleuth.Commands.Cli;
 /// </summary>
 public static class JsonSchemas
 {
-    /// <summary>Command -> the result model it passes to WriteJson.</summary>
-    public static readonly IReadOnlyDictionary<string, Type> ModelTypes = new Dictionary<string, Type>
-    {
-        ["alpcchain"] = typeof(AlpcChainReport),
-        ["leaktag"] = typeof(LeakTagReport),
-        ["dpcblame"] = typeof(DpcBlameReport),
-        ["nblowners"] = typeof(NblOwnersReport),
-        ["frameorder"] = typeof(FrameOrderReport),
-        ["dhcptimer"] = typeof(DhcpTimerReport),
-        ["workqueue"] = typeof(WorkQueueReport),
-    };
+    /// <summary>
+    /// Command name -> the result model it passes to WriteJson, from the commands themselves (<see cref="Command.ReportType"/>,
+    /// names from Commands/commands.txt): a command renamed or added cannot lose or miss its schema, and no name string
+    /// is written here.
+    /// </summary>
+    public static IReadOnlyDictionary<string, Type> ModelTypes { get; } =
+        CommandRegistry.ExportedNames.Select(CommandRegistry.Find).OfType<Command>().ToDictionary(c => c.Name, c => c.ReportType);
 
     private static readonly string[] Severities = ["info", "warning", "error", "critical"];
     public static readonly string[] Statuses = ["ok", "notApplicable", "usageError", "error", "interrupted", "internalError", "help"];
 
-    public static JsonObject For(string command)
+    /// <summary>The schema of a command's -json document, by its listed name (an unknown name is an <see cref="ArgumentException"/>).</summary>
+    public static JsonObject For(string command) =>
+        For(CommandRegistry.Find(command) as Command ?? throw new ArgumentException($"no command '{command}' with a -json report", nameof(command)));
+
+    /// <summary>The schema of <paramref name="command"/>'s -json document: the envelope plus its <see cref="Command.ReportType"/>.</summary>
+    public static JsonObject For(Command command) => For(command.Name, command.ReportType);
+
+    private static JsonObject For(string command, Type reportType)
     {
-        var model = (JsonObject)JsonSchemaExporter.GetJsonSchemaAsNode(new JsonSerializerOptions(JsonOut.Options) { TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver() }, ModelTypes[command], new JsonSchemaExporterOptions
+        var model = (JsonObject)JsonSchemaExporter.GetJsonSchemaAsNode(new JsonSerializerOptions(JsonOut.Options) { TypeInfoResolver = new System.Text.Json.Serialization.Metadata.DefaultJsonTypeInfoResolver() }, reportType, new JsonSchemaExporterOptions
         {
             TransformSchemaNode = (ctx, node) =>
             {

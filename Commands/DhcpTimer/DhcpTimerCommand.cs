@@ -5,6 +5,7 @@ namespace NtSleuth.Commands.DhcpTimer;
 public sealed class DhcpTimerCommand : Command
 {
     public override string Summary => "DHCP client lease timers and the 32-bit wait overflow";
+    public override Type ReportType => typeof(DhcpTimerReport);
     public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }
         .Value("lease", "seconds | d.hh:mm:ss", ValueKind.Text, "no target needed: T1 (50%), T2 (87.5%), the millisecond waits and 32-bit overflow")
         .Switch("v", "field offsets in the context and the main thread's frames")

@@ -17,8 +17,6 @@ public sealed class DpcBlameAnalyzer
     public const uint DpcWatchdogViolation = 0x133;
     /// <summary>PRCB fields closer than this are fetched in one read.</summary>
     private const ulong ClusterGap = 0x1000;
-    /// <summary>KDPCs are read with their surrounding aligned block: DPC objects of one driver sit together (arrays, extensions).</summary>
-    private const ulong DpcBlock = 0x400;
     public int MaxDpcsPerQueue { get; init; } = 10_000;
     /// <summary>DPC_WATCHDOG_GLOBAL_TRIAGE_BLOCK_SIGNATURE (wdm.h).</summary>
     public const uint TriageSignature = 0xAEBECEDE;
@@ -52,24 +50,24 @@ public sealed class DpcBlameAnalyzer
 
     private readonly KernelReader _r;
     private readonly ITarget _t;
-    private IReadOnlyList<ModuleInfo> _mods = [];
+    private readonly Symbolizer _sym;
     private TargetMemory M => _r.Memory;
 
-    public DpcBlameAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; }
+    public DpcBlameAnalyzer(KernelReader reader) { _r = reader; _t = reader.Target; _sym = new Symbolizer(reader.Target); }
 
     public DpcBlameReport Analyze(int? onlyCpu)
     {
         if (_t.Info.Kind != TargetKind.Kernel)
             throw new Cli.CommandFailedException("!dpcblame needs a kernel target (kernel dump or live kernel debugging)");
         var res = new DpcBlameReport { Build = _t.Info.BuildNumber, OnlyCpu = onlyCpu, BugCheckCpu = _t.Info.EventProcessor };
-        try { _mods = _t.GetModules(); } catch (Exception ex) { res.Notes.Add($"module list not available ({ex.Message})"); }
+        if (_sym.Modules.Count == 0 && _sym.ModulesError is string me) res.Notes.Add($"module list not available ({me})");
 
         DecodeBugCheck(res);
         var prcbs = ReadProcessorBlock(res);
         if (onlyCpu is int c && (c < 0 || c >= prcbs.Count))
             throw new Cli.UsageException($"-cpu {c}: the target has {prcbs.Count} processor(s) (0-{prcbs.Count - 1})");
 
-        var plan = new PrcbPlan(_r.Types);
+        var plan = new PrcbPlan(_r);
         for (int i = 0; i < prcbs.Count; i++)
         {
             if (onlyCpu is int oc && oc != i) continue;
@@ -169,58 +167,27 @@ public sealed class DpcBlameAnalyzer
 
     // ---------- processors ----------
 
-    private List<ulong> ReadProcessorBlock(DpcBlameReport res)
+    private IReadOnlyList<ulong> ReadProcessorBlock(DpcBlameReport res)
     {
-        ulong kpb = _r.Types.Symbol("nt!KiProcessorBlock");
-        int n = Math.Max(1, _t.Info.ProcessorCount);
-        var kn = _r.Types.TrySymbol("nt!KeNumberProcessors");
-        if (kn is not null && M.TryReadU32(kn.Value, out var v) && v is > 0 and <= 2048 && _t.Info.ProcessorCount <= 1) n = (int)v;
-        n = Math.Min(n, 2048);
-        res.ProcessorCount = n;
-        int ps = _r.PointerSize;
-        var buf = new byte[n * ps];
-        int got = M.Read(kpb, buf) / ps;
-        if (got < n) res.Notes.Add($"nt!KiProcessorBlock is readable for {got} of {n} processors");
-        var list = new List<ulong>();
-        for (int i = 0; i < n; i++) list.Add(i < got ? ReadPtr(buf, i * ps) : 0);
-        return list;
+        var block = Processors.Block(_r);
+        res.ProcessorCount = block.Count;
+        if (block.Note is string n) res.Notes.Add(n);
+        return block.Prcbs;
     }
 
-    /// <summary>Which PRCB fields to read, grouped into at most a couple of contiguous clusters.</summary>
+    /// <summary>Which PRCB fields to read (the DPC data of <see cref="DpcQueues"/> and the watchdog block), grouped into at most a couple of contiguous clusters.</summary>
     private sealed class PrcbPlan
     {
-        public readonly TypeLayout Prcb;
-        public readonly TypeLayout DpcData;
-        public readonly ulong DpcDataOffset;
-        public readonly int DpcDataCount;
-        public readonly bool SingleList; // 8.1+: DpcList (_KDPC_LIST); 7: DpcListHead (_LIST_ENTRY)
-        public readonly ulong ListHeadOffset; // within _KDPC_DATA
-        public readonly PackedField Depth, Count;
+        public readonly DpcQueues Dpcs;
+        public TypeLayout Prcb => Dpcs.Prcb;
         public readonly Dictionary<string, PackedField> Fields = new();
         public readonly List<(ulong Start, ulong End)> Clusters = new();
-        public readonly TypeLayout Kdpc;
-        public readonly ulong KdpcLinkOffset;
-        /// <summary>_KDPC_DATA.ActiveDpc (8.1+), -1 when absent.</summary>
-        public readonly long ActiveDpcOffset = -1;
         public bool HasProfile => Fields.ContainsKey("DpcWatchdogProfile") && Fields.ContainsKey("DpcWatchdogProfileCurrentEmptyCapture");
 
-        public PrcbPlan(TypeCache types)
+        public PrcbPlan(KernelReader reader)
         {
-            Prcb = types.Get("nt", "_KPRCB");
-            DpcData = types.Get("nt", "_KDPC_DATA");
-            Kdpc = types.Get("nt", "_KDPC");
-            var dd = Prcb.TryGetField("DpcData") ?? throw new MissingSymbolException("field nt!_KPRCB.DpcData", "nt");
-            DpcDataOffset = dd.Offset;
-            DpcDataCount = dd.Type.Kind == TypeKind.Array ? (int)Math.Max(1, dd.Type.Count) : 1;
-            if (DpcData.TryGetField("DpcList") is { } dl) { SingleList = true; ListHeadOffset = dl.Offset + (types.TryResolvePath(types.Get("nt", dl.Type.Name), "ListHead")?.Offset ?? 0); }
-            else if (DpcData.TryGetField("DpcListHead") is { } dh) { SingleList = false; ListHeadOffset = dh.Offset; }
-            else throw new MissingSymbolException("field nt!_KDPC_DATA.DpcList / DpcListHead", "nt");
-            Depth = PackedField.From(DpcData, "DpcQueueDepth");
-            Count = PackedField.From(DpcData, "DpcCount", required: false);
-            KdpcLinkOffset = Kdpc.GetField("DpcListEntry").Offset;
-            if (DpcData.TryGetField("ActiveDpc") is { } ad) ActiveDpcOffset = (long)ad.Offset;
-
-            var ranges = new List<(ulong, ulong)> { (DpcDataOffset, DpcDataOffset + dd.Type.Size) };
+            Dpcs = new DpcQueues(reader);
+            var ranges = new List<(ulong, ulong)> { (Dpcs.DataOffset, Dpcs.DataEnd) };
             foreach (var name in WatchdogFields.Concat(ProfileFields).Concat(["DpcRoutineActive", "CurrentDpcRoutine", "DpcStack", "CurrentThread"]))
             {
                 var f = PackedField.From(Prcb, name, required: false);
@@ -276,47 +243,39 @@ public sealed class DpcBlameAnalyzer
             else st.Profile.FilledBytes = pc > pb ? (long)Math.Min(pc - pb, (ulong)long.MaxValue) : -(long)Math.Min(pb - pc, (ulong)long.MaxValue);
         }
 
-        for (int q = 0; q < Math.Min(plan.DpcDataCount, 2); q++)
+        for (int q = 0; q < plan.Dpcs.QueueCount; q++)
         {
-            ulong ddOff = plan.DpcDataOffset + (ulong)q * plan.DpcData.Size;
-            var dd = img.AsSpan((int)ddOff, (int)plan.DpcData.Size);
-            bool ddOk = valid.Any(v => ddOff >= v.Item1 && ddOff + plan.DpcData.Size <= v.Item2);
-            if (!ddOk) { st.Note ??= "DPC data of this PRCB is not readable"; continue; }
-            int depth = (int)plan.Depth.Get(dd);
+            var (qs, qe) = plan.Dpcs.QueueRange(q);
+            if (!valid.Any(v => qs >= v.Item1 && qe <= v.Item2)) { st.Note ??= "DPC data of this PRCB is not readable"; continue; }
+            var head = plan.Dpcs.Queue(img, prcb, q);
             if (q == 0)
             {
-                st.QueueDepth = depth;
-                if (plan.Count.Present) st.DpcCount = (uint)plan.Count.Get(dd);
-                if (plan.ActiveDpcOffset >= 0) ReadActiveDpc(st, ReadPtr(img, (int)(ddOff + (ulong)plan.ActiveDpcOffset)));
+                st.QueueDepth = head.Depth;
+                st.DpcCount = head.DpcCount;
+                if (head.ActiveDpc is ulong active) ReadActiveDpc(st, plan.Dpcs, active);
             }
-            else st.ThreadedQueueDepth = depth;
-            string queue = q == 0 ? "Normal" : "Threaded";
-            ulong head = prcb + ddOff + plan.ListHeadOffset;
-            ulong first = ReadPtr(img, (int)(ddOff + plan.ListHeadOffset));
-            if (first == 0 && depth == 0) continue; // empty (or never initialized) queue
-            WalkQueue(st, plan, head, first, queue, depth);
+            else st.ThreadedQueueDepth = head.Depth;
+            if (head.IsEmpty) continue; // empty (or never initialized) queue
+            WalkQueue(st, plan.Dpcs, head, q == 0 ? "Normal" : "Threaded");
         }
         return st;
     }
 
-    private void WalkQueue(ProcessorDpcState st, PrcbPlan plan, ulong head, ulong first, string queue, int depth)
+    private void WalkQueue(ProcessorDpcState st, DpcQueues dpcs, DpcQueueHead head, string queue)
     {
         var walk = new ListWalkResult();
+        int depth = head.Depth;
         int max = Math.Min(MaxDpcsPerQueue, Math.Max(depth, 0) + 64);
-        IEnumerable<ulong> links = plan.SingleList ? _r.WalkSingle(first, 0, walk, max) : _r.WalkList(head, walk, max);
-        foreach (var link in links)
+        foreach (var k in dpcs.Walk(head, walk, max))
         {
-            ulong kdpc = link - plan.KdpcLinkOffset;
-            PrefetchKdpc(kdpc, plan.Kdpc.Size);
-            var q = new QueuedDpc { Kdpc = kdpc, Queue = queue };
-            var v = _r.TryRead("nt", "_KDPC", kdpc);
-            if (v is null || v.TryUInt("DeferredRoutine") is not ulong routine) { q.Unreadable = true; st.Queued.Add(q); continue; }
+            var q = new QueuedDpc { Kdpc = k.Kdpc, Queue = queue };
+            if (k.DeferredRoutine is not ulong routine) { q.Unreadable = true; st.Queued.Add(q); continue; }
             q.Routine = routine;
             q.Symbol = Name(routine);
             var m = ModuleOf(routine);
             q.Module = m is null ? "?" : KernelModules.ShortName(m.Name);
             q.ModuleBase = m?.Base ?? 0;
-            q.Importance = (v.TryUInt("Importance") ?? 1) switch { 0 => "Low", 1 => "Medium", 2 => "High", 3 => "MediumHigh", var x => "0x" + x.ToString("x") };
+            q.Importance = k.Importance;
             st.Queued.Add(q);
         }
         if (!walk.IsComplete && walk.StopReason != ListStop.NotStarted)
@@ -325,39 +284,11 @@ public sealed class DpcBlameAnalyzer
             st.Note = (st.Note is null ? "" : st.Note + "; ") + $"{queue} queue: DpcQueueDepth says {depth}, the list has {walk.Count} entries";
     }
 
-    // Adaptive read-ahead over all queues: blocks pay off when KDPCs share them (drivers keep KDPC arrays); once
-    // blocks stop serving other KDPCs (KDPCs scattered over pool pages), each KDPC is read alone.
-    private readonly HashSet<ulong> _blocks = new();
-    private int _blockReads, _blockServed;
-    private const int BlockTrial = 8;
-
-    private void PrefetchKdpc(ulong addr, ulong size)
-    {
-        ulong first = addr & ~(DpcBlock - 1), last = (addr + size - 1) & ~(DpcBlock - 1);
-        if (_blocks.Contains(first) && _blocks.Contains(last)) { _blockServed++; return; }
-        if (_blockReads < BlockTrial || _blockServed >= _blockReads)
-        {
-            for (ulong b = first; b <= last; b += DpcBlock) _blocks.Add(b);
-            _blockReads++;
-            PrefetchBlock(addr, size);
-        }
-        else M.Prefetch(addr, (int)size);
-    }
-
-    private void PrefetchBlock(ulong addr, ulong size)
-    {
-        ulong start = addr & ~(DpcBlock - 1);
-        ulong end = (addr + size + DpcBlock - 1) & ~(DpcBlock - 1);
-        // Served from the cache when the block was read before (no round trip).
-        M.Prefetch(start, (int)(end - start));
-    }
-
-    private void ReadActiveDpc(ProcessorDpcState st, ulong kdpc)
+    private void ReadActiveDpc(ProcessorDpcState st, DpcQueues dpcs, ulong kdpc)
     {
         st.ActiveDpc = kdpc;
         if (kdpc == 0) return;
-        var v = _r.TryRead("nt", "_KDPC", kdpc);
-        if (v?.TryUInt("DeferredRoutine") is not ulong routine) { st.Note = (st.Note is null ? "" : st.Note + "; ") + $"ActiveDpc {Output.Fmt.Addr(kdpc)} is not readable"; return; }
+        if (dpcs.Read(kdpc).DeferredRoutine is not ulong routine) { st.Note = (st.Note is null ? "" : st.Note + "; ") + $"ActiveDpc {Output.Fmt.Addr(kdpc)} is not readable"; return; }
         st.ActiveDpcRoutine = routine;
         if (routine != 0) st.ActiveDpcSymbol = Name(routine);
     }
@@ -492,7 +423,7 @@ public sealed class DpcBlameAnalyzer
         foreach (var f in frames)
         {
             var m = ModuleOf(f);
-            if (m is not null && !IsKernelModule(KernelModules.ShortName(m.Name))) { pick = f; break; }
+            if (m is not null && !KernelModules.IsKernel(KernelModules.ShortName(m.Name))) { pick = f; break; }
         }
         string module, routine;
         if (pick == 0) { p.KernelOnlyCaptures++; module = "nt"; routine = "(nt/hal frames only)"; }
@@ -579,7 +510,7 @@ public sealed class DpcBlameAnalyzer
 
     // ---------- culprit ----------
 
-    private void FindCulprit(DpcBlameReport res, List<ulong> prcbs, PrcbPlan plan)
+    private void FindCulprit(DpcBlameReport res, IReadOnlyList<ulong> prcbs, PrcbPlan plan)
     {
         var c = new DpcCulprit();
         IReadOnlyList<StackFrameInfo> frames = [];
@@ -592,7 +523,7 @@ public sealed class DpcBlameAnalyzer
         }
         // The engine's unwind may stop in nt (e.g. at KeBugCheckEx when a module has no unwind data): then the DPC
         // stack is scanned as well, and its frames are used when they reach a driver.
-        bool driverFrame = c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module));
+        bool driverFrame = c.Frames.Any(f => f.Module is not null && !KernelModules.IsKernel(f.Module));
         if (frames.Count == 0 || !driverFrame)
         {
             var unwound = c.Frames.ToList();
@@ -609,7 +540,7 @@ public sealed class DpcBlameAnalyzer
             {
                 c.Frames.Clear();
                 ScanStack(c, dpcStack - 0x6000, 0x6000);
-                if (c.Frames.Any(f => f.Module is not null && !IsKernelModule(f.Module)) || frames.Count == 0)
+                if (c.Frames.Any(f => f.Module is not null && !KernelModules.IsKernel(f.Module)) || frames.Count == 0)
                 {
                     c.Method = "stack-scan";
                     c.MethodNote = (frames.Count == 0 ? "no unwind data" : $"the engine's unwind stopped in the kernel after {frames.Count} frame(s)")
@@ -620,7 +551,7 @@ public sealed class DpcBlameAnalyzer
         }
         res.Culprit = c;
         // The innermost frame outside the kernel and HAL is the culprit; frames above it show the dispatch path.
-        int idx = c.Frames.FindIndex(f => f.Module is not null && !IsKernelModule(f.Module));
+        int idx = c.Frames.FindIndex(f => f.Module is not null && !KernelModules.IsKernel(f.Module));
         if (idx < 0) { res.Notes.Add("no driver frame on the stack (only nt/hal)"); return; }
         var cf = c.Frames[idx];
         c.Module = cf.Module; c.Symbol = cf.Symbol; c.Address = cf.Address;
@@ -637,114 +568,26 @@ public sealed class DpcBlameAnalyzer
 
     private static string StripDisp(string s) { int p = s.LastIndexOf('+'); return p > 0 ? s[..p] : s; }
 
-    private static bool IsKernelModule(string m) =>
-        m.Equals("nt", StringComparison.OrdinalIgnoreCase) || m.StartsWith("ntoskrnl", StringComparison.OrdinalIgnoreCase) ||
-        m.StartsWith("ntkrnl", StringComparison.OrdinalIgnoreCase) || m.Equals("hal", StringComparison.OrdinalIgnoreCase);
-
     private DpcFrame Frame(ulong addr, ulong stackAddr)
     {
         var m = ModuleOf(addr);
         return new DpcFrame { Address = addr, Symbol = Name(addr), Module = m is null ? null : KernelModules.ShortName(m.Name), StackAddress = stackAddr };
     }
 
-    private ulong ReadPtr(byte[] b, int off) =>
-        _r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(off));
+    private ulong ReadPtr(byte[] b, int off) => _r.PointerAt(b, off);
 
+    /// <summary>The return addresses on a stack range (values inside modules that follow a call instruction), innermost first.</summary>
     private void ScanStack(DpcCulprit c, ulong start, int length)
     {
-        var (data, _) = _r.Memory.ReadBulk(start, length);
-        int ps = _r.PointerSize;
-        for (int off = 0; off + ps <= length; off += ps)
-        {
-            ulong v = ReadPtr(data, off);
-            if (v == 0 || ModuleOf(v) is null) continue;
-            if (!NtSleuth.Commands.Kernel.KernelStackScan.FollowsCall(M, v)) continue;
-            c.Frames.Add(Frame(v, start + (ulong)off));
-        }
+        foreach (var slot in ReturnAddressStackScan.Scan(_r, _sym, start, length))
+            if (KernelStackScan.FollowsCall(M, slot.Value)) c.Frames.Add(Frame(slot.Value, slot.SlotAddress));
     }
 
     /// <summary>
-    /// Looks at the code around a return address: a call to *StallExecutionProcessor just before it (E8 rel32 or
-    /// FF 15 [rip+disp32] through the import slot) and a backward jump (EB/7x rel8, E9/0F 8x rel32) right after it
-    /// whose target is at or before the call: the driver spins in the DPC.
+    /// Whether the driver spins around the call that returns to <paramref name="ret"/>: a call to
+    /// *StallExecutionProcessor (or a polled counter) inside a loop (<see cref="StallLoops"/>, decoded with Iced).
     /// </summary>
-    public StallLoopHint? FindStallLoop(ulong ret)
-    {
-        const int before = 0x40, after = 0x30;
-        var code = M.ReadExact(ret - before, before + after);
-        if (code is null) return null;
-        int r = before;
-        ulong callSite, target;
-        if (code[r - 6] == 0xFF && code[r - 5] == 0x15)
-        {
-            callSite = ret - 6;
-            int disp = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
-            ulong slot = ret + (ulong)(long)disp;
-            if (!M.TryReadPointer(slot, out target)) return null;
-            string? slotName = Name(slot);
-            string? tName = Name(target) ?? slotName;
-            if (!IsStall(target, tName) && !IsStall(0, slotName)) return null;
-            return Loop(code, r, ret, callSite, target, StallName(target, tName ?? slotName));
-        }
-        if (code[r - 5] == 0xE8)
-        {
-            callSite = ret - 5;
-            target = ret + (ulong)(long)BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(r - 4));
-            string? tName = Name(target);
-            if (!IsStall(target, tName)) return null;
-            return Loop(code, r, ret, callSite, target, StallName(target, tName));
-        }
-        return null;
-    }
-
-    /// <summary>The stall routine by address (nt! on 8+/10, hal! on 7) or by name (import slot, aliases folded by the linker).</summary>
-    private bool IsStall(ulong target, string? name)
-    {
-        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return true;
-        if (target == 0) return false;
-        return target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor") || target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor");
-    }
-
-    private string StallName(ulong target, string? name)
-    {
-        if (name is not null && name.Contains("StallExecutionProcessor", StringComparison.OrdinalIgnoreCase)) return name;
-        if (target != 0 && target == _r.Types.TrySymbol("nt!KeStallExecutionProcessor")) return "nt!KeStallExecutionProcessor";
-        if (target != 0 && target == _r.Types.TrySymbol("hal!KeStallExecutionProcessor")) return "hal!KeStallExecutionProcessor";
-        return name ?? Output.Fmt.Addr(target);
-    }
-
-    private StallLoopHint? Loop(byte[] code, int r, ulong ret, ulong callSite, ulong target, string targetName)
-    {
-        int callIdx = r - (int)(ret - callSite);
-        for (int i = r; i < code.Length - 1; i++)
-        {
-            int len; long rel;
-            byte op = code[i];
-            if (op == 0xEB || (op >= 0x70 && op <= 0x7F)) { len = 2; rel = (sbyte)code[i + 1]; }
-            else if (op == 0xE9 && i + 5 <= code.Length) { len = 5; rel = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 1)); }
-            else if (op == 0x0F && i + 6 <= code.Length && code[i + 1] >= 0x80 && code[i + 1] <= 0x8F) { len = 6; rel = BinaryPrimitives.ReadInt32LittleEndian(code.AsSpan(i + 2)); }
-            else continue;
-            long dest = i + len + rel;
-            if (dest > callIdx || dest < 0) continue;   // must jump back to (or before) the call
-            var h = new StallLoopHint
-            {
-                CallSite = callSite, CallTarget = target, CallTargetName = targetName,
-                JumpAt = ret + (ulong)(i - r), JumpTarget = ret - (ulong)(r - dest),
-            };
-            // mov ecx, imm32 (B9) between the loop start and the call: the stall argument in microseconds.
-            for (int j = (int)dest; j + 5 <= callIdx; j++)
-                if (code[j] == 0xB9) { h.StallMicroseconds = BinaryPrimitives.ReadUInt32LittleEndian(code.AsSpan(j + 1)); break; }
-            // mov r32, imm32 (B8..BF, not ecx) just before the loop start: the iteration count.
-            for (int j = (int)dest - 5; j >= Math.Max(0, (int)dest - 12); j--)
-                if (code[j] is >= 0xB8 and <= 0xBF and not 0xB9) { h.Iterations = BinaryPrimitives.ReadUInt32LittleEndian(code.AsSpan(j + 1)); break; }
-            h.Text = $"the driver calls {targetName} in a loop: call at {Output.Fmt.Addr(callSite)}, backward jump at {Output.Fmt.Addr(h.JumpAt)} to {Output.Fmt.Addr(h.JumpTarget)}"
-                     + (h.StallMicroseconds is uint us ? $", {us} us per call" : "")
-                     + (h.Iterations is uint it ? $", up to {it:N0} iterations" : "")
-                     + (h.StallMicroseconds is uint us2 && h.Iterations is uint it2 ? $" (~{us2 * (double)it2 / 1e6:0.##} s at DISPATCH_LEVEL)" : "");
-            return h;
-        }
-        return null;
-    }
+    public StallLoopHint? FindStallLoop(ulong ret) => new StallLoops(M, Name, _r.Types.TrySymbol).Find(ret);
 
     // ---------- blame ----------
 
@@ -776,7 +619,7 @@ public sealed class DpcBlameAnalyzer
         }
         if (res.Culprit?.Module is string cm)
         {
-            var m = _mods.FirstOrDefault(x => KernelModules.ShortName(x.Name).Equals(cm, StringComparison.OrdinalIgnoreCase));
+            var m = KernelModules.Find(_sym.Modules, cm);
             var row = Row(cm, m?.Base ?? 0);
             row.Culprit = true;
             if (res.Culprit.Symbol?.Contains('!') == true) row.HasSymbols = true;
@@ -784,7 +627,7 @@ public sealed class DpcBlameAnalyzer
         }
         foreach (var h in res.ProfileHistogram)
         {
-            var m = _mods.FirstOrDefault(x => KernelModules.ShortName(x.Name).Equals(h.Module, StringComparison.OrdinalIgnoreCase));
+            var m = KernelModules.Find(_sym.Modules, h.Module);
             var row = Row(h.Module, m?.Base ?? 0);
             row.ProfileSamples += h.Samples;
             if (h.Routine.Contains('!')) row.HasSymbols = true;
@@ -836,23 +679,7 @@ public sealed class DpcBlameAnalyzer
 
     // ---------- symbols ----------
 
-    private string? Name(ulong addr)
-    {
-        try
-        {
-            var n = _t.Symbols.GetNameByAddress(addr, out var disp);
-            var m = ModuleOf(addr);
-            if (n is null || (m is not null && !n.StartsWith(KernelModules.ShortName(m.Name) + "!", StringComparison.OrdinalIgnoreCase)))
-                return m is null ? null : $"{KernelModules.ShortName(m.Name)}+0x{addr - m.Base:x}";
-            if (m is null && disp > 0x100000) return null;
-            return disp == 0 ? n : $"{n}+0x{disp:x}";
-        }
-        catch (Exception) { return null; }
-    }
+    private string? Name(ulong addr) => _sym.DescribeAny(addr);
 
-    private ModuleInfo? ModuleOf(ulong addr)
-    {
-        foreach (var m in _mods) if (m.Contains(addr)) return m;
-        return null;
-    }
+    private ModuleInfo? ModuleOf(ulong addr) => _sym.ModuleOf(addr);
 }

@@ -5,6 +5,7 @@ namespace NtSleuth.Commands.FrameOrder;
 public sealed class FrameOrderCommand : Command
 {
     public override string Summary => "file-system filter stack: fltmgr frames, legacy filters, altitude disorder";
+    public override Type ReportType => typeof(FrameOrderReport);
     public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }
         .Value("volume", "name|addr", ValueKind.Text, "one volume: its device name (\\Device\\HarddiskVolume2 or HarddiskVolume2) or a\n_FLT_VOLUME / device object address")
         .Value("legacy", "Name=altitude[,...]", ValueKind.Text,

@@ -20,6 +20,11 @@ public static class KernelModules
     public static ModuleInfo? Find(IEnumerable<ModuleInfo> modules, string shortName) =>
         modules.FirstOrDefault(m => ShortName(m.Name).Equals(shortName, StringComparison.OrdinalIgnoreCase));
 
+    /// <summary>True for the kernel's own modules by short name (nt, ntoskrnl/ntkrnlmp/ntkrnlpa, hal): where a thread waits or a DPC is dispatched, not why.</summary>
+    public static bool IsKernel(string shortName) =>
+        shortName.Equals("nt", StringComparison.OrdinalIgnoreCase) || shortName.StartsWith("ntoskrnl", StringComparison.OrdinalIgnoreCase) ||
+        shortName.StartsWith("ntkrnl", StringComparison.OrdinalIgnoreCase) || shortName.Equals("hal", StringComparison.OrdinalIgnoreCase);
+
     /// <summary>Whether a module named <paramref name="shortName"/> is loaded; false when the engine cannot list modules (never throws).</summary>
     public static bool IsLoaded(ITarget target, string shortName)
     {

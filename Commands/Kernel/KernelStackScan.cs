@@ -75,24 +75,22 @@ public sealed class KernelStackScan(KernelReader reader, Symbolizer symbols)
         return res;
     }
 
-    /// <summary>True when the bytes before <paramref name="ret"/> end with a call instruction (E8 rel32, FF 15 disp32, FF /2 forms).</summary>
+    /// <summary>How many bytes before a return address are decoded: the longest near call the check needs
+    /// (<c>REX.W FF 15 disp32</c>, <c>FF 94 24 disp32</c>, <c>41 FF 90 disp32</c>); one small read per candidate.</summary>
+    public const int CallWindow = 7;
+
+    /// <summary>True when an instruction decoded from the bytes before <paramref name="ret"/> is a near call that ends there.</summary>
     public bool FollowsCall(ulong ret) => FollowsCall(reader.Memory, ret);
 
-    /// <summary>The same check on any command's memory (also <c>!dpcblame</c>'s stack scan).</summary>
+    /// <summary>
+    /// The same check on any command's memory (also <c>!dpcblame</c>'s stack scan): the <see cref="CallWindow"/> bytes
+    /// before <paramref name="ret"/> are decoded (<see cref="X64Code.CallsEndingAt"/>): <c>call rel32</c>,
+    /// <c>call [rip+disp32]</c> with or without REX.W, <c>call reg</c>, <c>call [reg(+disp)]</c>, SIB forms.
+    /// </summary>
     public static bool FollowsCall(TargetMemory memory, ulong ret)
     {
-        var b = memory.ReadExact(ret - 7, 7);
-        if (b is null) return false;
-        if (b[2] == 0xE8) return true;                              // call rel32
-        if (b[1] == 0xFF && b[2] == 0x15) return true;              // call [rip+disp32]
-        if (b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;     // call reg
-        if (b[4] == 0xFF && (b[5] & 0xF8) == 0x50) return true;     // call [reg+disp8]
-        if (b[4] == 0x41 && b[5] == 0xFF && (b[6] & 0xF8) == 0xD0) return true;
-        return false;
+        if (ret < CallWindow) return false;
+        var b = memory.ReadExact(ret - CallWindow, CallWindow);
+        return b is not null && X64Code.CallsEndingAt(b, CallWindow, ret, CallWindow).Any();
     }
-
-    /// <summary>True for the kernel's own modules (nt, ntoskrnl/ntkrnlmp, hal): where a blocked thread waits, not why.</summary>
-    public static bool IsKernelModule(string m) =>
-        m.Equals("nt", StringComparison.OrdinalIgnoreCase) || m.StartsWith("ntoskrnl", StringComparison.OrdinalIgnoreCase) ||
-        m.StartsWith("ntkrnl", StringComparison.OrdinalIgnoreCase) || m.Equals("hal", StringComparison.OrdinalIgnoreCase);
 }

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using NtSleuth.Commands.Model;
 
 namespace NtSleuth.Commands.Kernel;
@@ -26,7 +25,7 @@ public static class ReturnAddressStackScan
         for (int off = 0; off + ps <= readable; off += ps)
         {
             if (r.Memory.IsInterruptRequested) yield break;
-            ulong v = ps == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(data.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(data.AsSpan(off));
+            ulong v = r.PointerAt(data, off);
             if (v < 0x10000 || symbols.ModuleOf(v) is null) continue;
             yield return new StackSlot(start + (ulong)off, v);
         }

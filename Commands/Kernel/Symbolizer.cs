@@ -18,11 +18,14 @@ public sealed class Symbolizer(ITarget target)
         {
             if (_modules is null)
             {
-                try { _modules = target.GetModules(); } catch (Exception) { _modules = []; }
+                try { _modules = target.GetModules(); } catch (Exception ex) { _modules = []; ModulesError = ex.Message; }
             }
             return _modules;
         }
     }
+
+    /// <summary>Why the engine could not list the modules (null when it could, or before <see cref="Modules"/> was read).</summary>
+    public string? ModulesError { get; private set; }
 
     /// <summary>The loaded module containing <paramref name="address"/>, or null.</summary>
     public ModuleInfo? ModuleOf(ulong address)
@@ -60,4 +63,17 @@ public sealed class Symbolizer(ITarget target)
 
     /// <summary>The best name of a code address: <c>module!routine+0x..</c>, else <c>module+0x..</c>, else null.</summary>
     public string? Describe(ulong address) => Routine(address) ?? ModuleOffset(address);
+
+    /// <summary>Farthest a symbol may lie below an address outside every loaded module for <see cref="DescribeAny"/> to use it.</summary>
+    public const ulong MaxOutsideDisplacement = 0x100000;
+
+    /// <summary>
+    /// <see cref="Describe"/>, and for an address outside every loaded module (or when the engine lists none) the
+    /// engine's nearest symbol within <see cref="MaxOutsideDisplacement"/> (<c>name+0x..</c>); null when neither.
+    /// </summary>
+    public string? DescribeAny(ulong address)
+    {
+        if (ModuleOf(address) is not null) return Describe(address);
+        return Nearest(address) is { } hit && hit.Displacement <= MaxOutsideDisplacement ? Format(hit.Name, hit.Displacement) : null;
+    }
 }

@@ -7,6 +7,7 @@ namespace NtSleuth.Commands.LeakTag;
 public sealed class LeakTagCommand : Command
 {
     public override string Summary => "pool consumers by tag, and the drivers and code that use a tag";
+    public override Type ReportType => typeof(LeakTagReport);
     public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 1 }
         .Positional("Tag", "one tag (up to 4 characters, ? and * wildcards): counters, pooltag.txt description,\n" +
                            "modules containing the tag bytes, big-pool allocations, verifier entries, PoolHitTag")

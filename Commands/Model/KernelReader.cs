@@ -75,6 +75,10 @@ public sealed class KernelReader
 
     public ulong? TryReadPointer(ulong address) => Memory.TryReadPointer(address, out var v) ? v : null;
 
+    /// <summary>The target pointer stored at <paramref name="offset"/> of bytes already read (4 or 8 bytes, little-endian).</summary>
+    public ulong PointerAt(ReadOnlySpan<byte> bytes, int offset) =>
+        PointerSize == 4 ? System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bytes[offset..]) : System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(bytes[offset..]);
+
     /// <summary>Reads a _UNICODE_STRING embedded at <paramref name="address"/>; null when unreadable. Length capped at 32 KB.</summary>
     public string? ReadUnicodeString(ulong address)
     {

@@ -5,6 +5,7 @@ namespace NtSleuth.Commands.NblOwners;
 public sealed class NblOwnersCommand : Command
 {
     public override string Summary => "which driver is holding the network's packets (NBL owners)";
+    public override Type ReportType => typeof(NblOwnersReport);
     public override ArgSpec Spec { get; } = new ArgSpec { MaxPositionals = 0 }
         .Value("owner", "handle", ValueKind.Address, "list the NBLs held by that owner handle")
         .Value("pool", "pool", ValueKind.Address, "only that NBL pool")

@@ -148,18 +148,6 @@ public sealed class SendPath
     public string? Note { get; set; }
 }
 
-/// <summary>ulong? as "0x.." or null.</summary>
-public sealed class NullableHexConverter : JsonConverter<ulong?>
-{
-    private static readonly HexConverter Inner = new();
-    public override ulong? Read(ref System.Text.Json.Utf8JsonReader reader, Type t, System.Text.Json.JsonSerializerOptions o) =>
-        reader.TokenType == System.Text.Json.JsonTokenType.Null ? null : Inner.Read(ref reader, typeof(ulong), o);
-    public override void Write(System.Text.Json.Utf8JsonWriter writer, ulong? value, System.Text.Json.JsonSerializerOptions o)
-    {
-        if (value is null) writer.WriteNullValue(); else Inner.Write(writer, value.Value, o);
-    }
-}
-
 /// <summary>
 /// Names of the ndis enumerations and public flag words the report prints. The numeric values are the PDB's
 /// (_NDIS_MINIPORT_STATE, _NDIS_PNP_DEVICE_STATE, _NDIS_FILTER_STATE) and the public ndis.h/ifdef.h ones

@@ -188,3 +188,34 @@ public sealed class HexConverter : JsonConverter<ulong>
     }
     public override void Write(Utf8JsonWriter writer, ulong value, JsonSerializerOptions options) => writer.WriteStringValue("0x" + value.ToString("x"));
 }
+
+/// <summary>ulong? as "0x.." or null.</summary>
+public sealed class NullableHexConverter : JsonConverter<ulong?>
+{
+    private static readonly HexConverter Inner = new();
+    public override ulong? Read(ref System.Text.Json.Utf8JsonReader reader, Type t, System.Text.Json.JsonSerializerOptions o) =>
+        reader.TokenType == System.Text.Json.JsonTokenType.Null ? null : Inner.Read(ref reader, typeof(ulong), o);
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, ulong? value, System.Text.Json.JsonSerializerOptions o)
+    {
+        if (value is null) writer.WriteNullValue(); else Inner.Write(writer, value.Value, o);
+    }
+}
+
+/// <summary>A list of ulong as ["0x..", ...].</summary>
+public sealed class HexListConverter : JsonConverter<List<ulong>>
+{
+    public override List<ulong> Read(ref System.Text.Json.Utf8JsonReader reader, Type t, System.Text.Json.JsonSerializerOptions o)
+    {
+        var list = new List<ulong>();
+        var hc = new HexConverter();
+        while (reader.Read() && reader.TokenType != System.Text.Json.JsonTokenType.EndArray)
+            if (reader.TokenType != System.Text.Json.JsonTokenType.StartArray) list.Add(hc.Read(ref reader, typeof(ulong), o));
+        return list;
+    }
+    public override void Write(System.Text.Json.Utf8JsonWriter writer, List<ulong> value, System.Text.Json.JsonSerializerOptions o)
+    {
+        writer.WriteStartArray();
+        foreach (var v in value) writer.WriteStringValue("0x" + v.ToString("x"));
+        writer.WriteEndArray();
+    }
+}

@@ -26,6 +26,7 @@ public static class ExtensionPackage
             {
                 var n = Path.GetFileName(f);
                 if (n is "ntsleuth.dll" or "ntsleuth.alz" or "nethost.dll" or "NtSleuth.Extension.runtimeconfig.json" or "NtSleuth.Extension.deps.json"
+                      or "Iced.dll" // the x86-64 decoder NtSleuth.Commands uses (as scripts/package.sh copies it)
                     || (n.StartsWith("NtSleuth.", StringComparison.Ordinal) && n.EndsWith(".dll", StringComparison.Ordinal)))
                     File.Copy(f, Path.Combine(dir, n));
             }

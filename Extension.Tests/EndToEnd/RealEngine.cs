@@ -214,13 +214,16 @@ public static class RealEngine
         {
             var sw = Stopwatch.StartNew();
             using var p = Process.Start(psi)!;
-            var stdout = p.StandardOutput.ReadToEndAsync();
-            var stderr = p.StandardError.ReadToEndAsync();
+            var stdout = new PipeText(p.StandardOutput);
+            var stderr = new PipeText(p.StandardError);
             bool exited = p.WaitForExit((options.TimeoutSeconds + 30) * 1000);
             if (!exited) { try { p.Kill(true); } catch { } }
             p.WaitForExit();
             sw.Stop();
-            string all = stdout.Result, err = stderr.Result;
+            // When this run was the first wine process since wineserver started, wine's own services (services.exe,
+            // winedevice, explorer) inherit its pipes and keep them open after enginehost exits: reading to the end
+            // would wait forever. The text enginehost wrote is complete once it exited; give the pipe a grace period.
+            string all = stdout.Text(TimeSpan.FromSeconds(10)), err = stderr.Text(TimeSpan.FromSeconds(2));
             bool opened = all.Contains("@@begin ", StringComparison.Ordinal);
             bool timedOut = !exited || p.ExitCode == 5 || all.Contains("@@fatal timeout");
             if (timedOut && !opened && attempt == 1)
@@ -305,5 +308,30 @@ public static class RealEngine
         var d = Path.Combine(Path.GetTempPath(), "ntsleuth-e2e-nosymbols");
         Directory.CreateDirectory(d);
         return d;
+    }
+}
+
+/// <summary>Drains a child's pipe into memory; <see cref="Text"/> returns what arrived, waiting at most a grace period
+/// for the end of the stream (another process may hold the write end open after the child exited).</summary>
+internal sealed class PipeText
+{
+    private readonly System.Text.StringBuilder _text = new();
+    private readonly Task _pump;
+
+    public PipeText(StreamReader reader)
+    {
+        _pump = Task.Run(async () =>
+        {
+            var buf = new char[16384];
+            int n;
+            while ((n = await reader.ReadAsync(buf.AsMemory()).ConfigureAwait(false)) > 0)
+                lock (_text) _text.Append(buf, 0, n);
+        });
+    }
+
+    public string Text(TimeSpan grace)
+    {
+        try { _pump.Wait(grace); } catch (AggregateException) { }
+        lock (_text) return _text.ToString();
     }
 }

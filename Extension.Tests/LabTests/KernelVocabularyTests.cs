@@ -8,7 +8,8 @@ namespace NtSleuth.Tests.LabTests;
 
 /// <summary>
 /// Round trip of the commands' kernel vocabulary (Commands/Kernel) on every lab build: the lab writes processes,
-/// threads, waits, IRPs, drivers, modules, processors and the clock (baseline-kernel scenario); Kernel/ reads them back.
+/// threads, waits, IRPs, drivers, modules, processors (KiProcessorBlock, DPC queues), call instructions before return addresses and the
+/// clock (baseline-kernel scenario); Kernel/ reads them back.
 /// </summary>
 [TestFixture]
 public class KernelVocabularyTests
@@ -103,5 +104,49 @@ public class KernelVocabularyTests
         Assert.That(slots, Is.EqualTo(new[] { new StackSlot(stack + 0x18, mup.Base + 0x2150), new StackSlot(stack + 0x48, mup.Base + 0x3000) }));
 
         Assert.That(Processors.Count(r), Is.EqualTo(4));
+        // nt!KiProcessorBlock as the lab wrote it: every PRCB, in one read.
+        var r3 = new KernelReader(s.CreateTarget(), new ReadStats());
+        var block = Processors.Block(r3);
+        Assert.That(block.Prcbs, Is.EqualTo(Enumerable.Range(0, 4).Select(i => b.Prcb(i).Address)));
+        Assert.That((block.Readable, block.Note), Is.EqualTo((4, (string?)null)));
+        Assert.That(r3.PointerAt(BitConverter.GetBytes(b.Prcb(1).Address), 0), Is.EqualTo(b.Prcb(1).Address));
+
+        // DPC queues: two KDPCs the lab queues on CPU 2 (8.1+: _KDPC_LIST; 7: LIST_ENTRY) read back in order.
+        var d1 = b.NewDpc(mup.Base + 0x2140, 0x11);
+        var d2 = b.NewDpc(mup.Base + 0x3000, 0x22);
+        b.QueueDpc(2, d1);
+        b.QueueDpc(2, d2);
+        var r5 = new KernelReader(s.CreateTarget(), new ReadStats());
+        var dpcs = new DpcQueues(r5);
+        ulong prcb2 = b.Prcb(2).Address;
+        var prcbImage = r5.Memory.ReadExact(prcb2, (int)dpcs.DataEnd)!;
+        var q2 = dpcs.Queue(prcbImage, prcb2, 0);
+        Assert.That((q2.Queue, q2.Depth, q2.IsEmpty), Is.EqualTo((0, 2, false)));
+        var qwalk = new ListWalkResult();
+        var queued = dpcs.Walk(q2, qwalk, 10).ToList();
+        Assert.That(qwalk.IsComplete, qwalk.Describe("CPU 2 DPC queue"));
+        Assert.That(queued, Is.EqualTo(new[] { new QueuedKdpc(d1.Address, mup.Base + 0x2140, "Medium"), new QueuedKdpc(d2.Address, mup.Base + 0x3000, "Medium") }));
+        var q0 = dpcs.Queue(r5.Memory.ReadExact(b.Prcb(0).Address, (int)dpcs.DataEnd)!, b.Prcb(0).Address, 0);
+        Assert.That((q0.Depth, q0.IsEmpty), Is.EqualTo((0, q0.First == 0)), "CPU 0's queue is empty");
+        Assert.That(dpcs.Walk(q0, new ListWalkResult(), 10), Is.Empty);
+        Assert.That(dpcs.Read(0x1000).Unreadable, Is.True);
+
+        // Names inside and outside modules; the kernel's own modules by short name.
+        Assert.That(sym.DescribeAny(mup.Base + 0x2150), Is.EqualTo("mup!MupFsdIrpPassThrough+0x10"));
+        Assert.That(sym.DescribeAny(mup.Base + 0x10), Is.EqualTo("mup+0x10"));
+        Assert.That(sym.DescribeAny(0x1000), Is.Null);
+        Assert.That((sym.ModulesError, KernelModules.IsKernel("nt"), KernelModules.IsKernel("ntkrnlmp"), KernelModules.IsKernel("HAL"), KernelModules.IsKernel("mup")),
+            Is.EqualTo(((string?)null, true, true, true, false)));
+
+        // Return addresses after calls the lab writes (decoded, KernelStackScan.FollowsCall), and values that follow none.
+        ulong code = b.Alloc(0x100);
+        byte[][] calls = [[0xe8, 0x10, 0x20, 0, 0], [0x48, 0xff, 0x15, 0x31, 0x2a, 0, 0], [0xff, 0x54, 0x24, 0x08], [0x41, 0xff, 0x90, 0x38, 0x01, 0, 0]];
+        var rets = new List<ulong>();
+        ulong at = code + 0x10;
+        foreach (var c in calls) { b.Memory.Write(at, c); at += (ulong)c.Length; rets.Add(at); }
+        b.Memory.Write(at, new byte[] { 0x48, 0x8b, 0xc8, 0xff, 0xe0 }); // mov rcx, rax; jmp rax
+        var r4 = new KernelReader(s.CreateTarget(), new ReadStats());
+        Assert.That(rets.Select(x => KernelStackScan.FollowsCall(r4.Memory, x)), Is.All.True);
+        Assert.That(KernelStackScan.FollowsCall(r4.Memory, at + 3) || KernelStackScan.FollowsCall(r4.Memory, at + 5), Is.False);
     }
 }

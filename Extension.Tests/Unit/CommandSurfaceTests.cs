@@ -79,4 +79,48 @@ public class CommandSurfaceTests
             Assert.That(() => ParsedArgs.Parse(bad, spec), Throws.TypeOf<UsageException>().With.Message.EqualTo($"-n needs a positive count, not '{bad[3..]}'"), bad);
         Assert.That(ParsedArgs.Parse("-averylongoptionname -3", spec).Get("averylongoptionname"), Is.EqualTo("-3"), "text values are not checked");
     }
+
+    [Test]
+    public void IndexValuesAreCheckedByTheParser()
+    {
+        var spec = new ArgSpec { MaxPositionals = 0 }.Value("cpu", "N", ValueKind.Index, "only processor N");
+        Assert.That(ParsedArgs.Parse("-cpu 0", spec).Index("cpu"), Is.EqualTo(0));
+        Assert.That(ParsedArgs.Parse("-cpu 0x1f", spec).Index("cpu"), Is.EqualTo(31));
+        Assert.That(ParsedArgs.Parse("", spec).Index("cpu"), Is.Null);
+        foreach (var bad in new[] { "x", "-1", "1.5", "99999999999", "0x" })
+            Assert.That(() => ParsedArgs.Parse("-cpu " + bad, spec),
+                Throws.TypeOf<UsageException>().With.Message.EqualTo($"-cpu needs a number from 0 (decimal or 0x hex), not '{bad}'"), bad);
+    }
+
+    [Test]
+    public void DpcBlameAndWorkQueueUsageIsGenerated()
+    {
+        Assert.That(CommandRegistry.Find("dpcblame"), Is.InstanceOf<Command>());
+        Assert.That(CommandRegistry.Find("workqueue"), Is.InstanceOf<Command>());
+        Assert.That(CommandRegistry.All.All(c => c is Command), "every command is declared on the Command base");
+        Assert.That(CommandRegistry.Find("dpcblame")!.Usage, Is.EqualTo(
+            "Usage: !dpcblame [-cpu <N>] [-json] [-v]\n" +
+            "  -cpu <N>     only processor N\n" +
+            "  -v           also list the frames the culprit was chosen from (with stack addresses for a stack scan)\n" +
+            "  common: -json one JSON document, -out <file>, -dml | -text, -v verbose, -stats reads, -? this text\n" +
+            "  Decodes DPC_WATCHDOG_VIOLATION (0x133), names the driver running in the DPC, shows every\n" +
+            "  processor's DPC queue and watchdog counters, and a blame table by module.\n\n"));
+        string wq = CommandRegistry.Find("workqueue")!.Usage;
+        Assert.That(wq, Does.StartWith("Usage: !workqueue [-routine <sym>] [-json] [-v]\n  -routine <sym>\n"));
+        Assert.That(wq, Does.Contain("or an address), with their position in the backlog (at most 200 listed; -json has the same)"));
+        Assert.That(wq, Does.Contain("  dynamic, maximum) folded by identical stacks, and says when a queue is starved.\n"));
+    }
+
+    [Test]
+    public void JsonSchemasAreKeyedByTheCommandsReportTypes()
+    {
+        Assert.That(JsonSchemas.ModelTypes.Keys, Is.EquivalentTo(Listed()), "every listed command has a schema, under its listed name");
+        foreach (var c in CommandRegistry.All.OfType<Command>())
+        {
+            Assert.That(JsonSchemas.ModelTypes[c.Name], Is.EqualTo(c.ReportType), c.Name);
+            Assert.That(JsonSchemas.For(c).ToJsonString(), Is.EqualTo(JsonSchemas.For(c.Name).ToJsonString()), c.Name);
+            Assert.That(c.ReportType.Name, Is.EqualTo(c.GetType().Name.Replace("Command", "Report")), "<Name>Command reports a <Name>Report");
+        }
+        Assert.That(() => JsonSchemas.For("nosuch"), Throws.ArgumentException);
+    }
 }

@@ -105,7 +105,7 @@ public class GalleryManifestTests
         var mods = files.Select(f => f.Attribute("Module")!.Value).ToList();
         Assert.That(mods[0], Is.EqualTo(@"amd64\ntsleuth.dll"), "the module comes first");
         // Everything ntsleuth.dll needs beside it to host .NET: nethost, the managed assemblies and their json.
-        foreach (var need in new[] { "nethost.dll", "ntsleuth.alz", "NtSleuth.Extension.dll", "NtSleuth.Commands.dll", "NtSleuth.Extension.runtimeconfig.json", "NtSleuth.Extension.deps.json" })
+        foreach (var need in new[] { "nethost.dll", "ntsleuth.alz", "NtSleuth.Extension.dll", "NtSleuth.Commands.dll", "Iced.dll", "NtSleuth.Extension.runtimeconfig.json", "NtSleuth.Extension.deps.json" })
             Assert.That(mods, Does.Contain(@"amd64\" + need));
         // and nothing in amd64\ the module needs is left out of the manifest
         foreach (var f in Directory.GetFiles(Path.Combine(_pkg, "amd64")).Where(f => f.EndsWith(".dll") || f.EndsWith(".json") || f.EndsWith(".alz")))

@@ -513,7 +513,7 @@ public sealed class SystemWorkQueues
             {
                 g = new WorkerGroup { State = stateText, StackNote = stack.Note };
                 g.Frames.AddRange(stack.Frames.Select(f => f.Name));
-                var outside = stack.Frames.Where(f => !KernelStackScan.IsKernelModule(f.Module)).ToList();
+                var outside = stack.Frames.Where(f => !KernelModules.IsKernel(f.Module)).ToList();
                 if (outside.Count > 0)
                 {
                     g.BlockedIn = outside[0].Module;
@@ -576,6 +576,5 @@ public sealed class SystemWorkQueues
 
     // ------------------------------------------------------------------ names and small readers
 
-    private ulong ReadPtr(byte[] b, int off) =>
-        _r.PointerSize == 4 ? BinaryPrimitives.ReadUInt32LittleEndian(b.AsSpan(off)) : BinaryPrimitives.ReadUInt64LittleEndian(b.AsSpan(off));
+    private ulong ReadPtr(byte[] b, int off) => _r.PointerAt(b, off);
 }
