@@ -23,10 +23,14 @@ internal sealed class DbgEngSession : IDisposable
     public IDebugAdvanced2? Advanced { get; }
     /// <summary>The client itself (CreateClient: a private client whose output the extension reads).</summary>
     public IDebugClient? Client { get; }
+    /// <summary>The engine's client pointer this session was made from (valid while the command runs): for the data
+    /// model's interfaces, reached by QueryInterface (<see cref="HostSymbolLookup"/>).</summary>
+    public IntPtr RawClient { get; }
 
     public DbgEngSession(IntPtr debugClient)
     {
         if (debugClient == IntPtr.Zero) throw new ArgumentNullException(nameof(debugClient));
+        RawClient = debugClient;
         _client = Wrappers.GetOrCreateObjectForComInstance(debugClient, CreateObjectFlags.UniqueInstance);
         Control = As<IDebugControl4>();
         Data = As<IDebugDataSpaces4>();

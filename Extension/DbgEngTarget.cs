@@ -162,6 +162,8 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     public ulong? GetSymbolAddress(string qualifiedName)
     {
         if (EngineSessionCache.TryGetSymbol(qualifiedName, out var cached)) return cached;
+        // While a Ctrl+Break is pending the engine fails every lookup (~40 ms each on big PDBs): not asked, not cached.
+        if (IsInterruptRequested) return null;
         var a = LookUpSymbol(qualifiedName);
         if (_s.Symbols is not null) EngineSessionCache.PutSymbol(qualifiedName, a);
         return a;
@@ -176,19 +178,75 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         int bang = qualifiedName.IndexOf('!');
         if (bang > 0 && bang < qualifiedName.Length - 1 && qualifiedName.IndexOfAny(['*', '?', ' ', '+']) < 0)
         {
-            string module = qualifiedName[..bang];
+            string module = qualifiedName[..bang], name = qualifiedName[(bang + 1)..];
             var index = EngineSessionCache.SymbolIndex(module);
             if (index is null && EngineSessionCache.CountDirectLookup(module) > SymbolIndexAfter) index = BuildSymbolIndex(module);
-            if (index is not null && index.TryGetValue(qualifiedName[(bang + 1)..], out var hit)) return hit;
+            if (index is not null && index.TryGetValue(name, out var hit)) return hit;
+            if (NameLookup != NameLookupMode.Engine && LookUpThroughDataModel(qualifiedName, module, name, out var answer))
+            {
+                if (NameLookup == NameLookupMode.Check) CheckAgainstEngine(qualifiedName, answer);
+                return answer;
+            }
         }
         return LookUpSymbolByName(qualifiedName);
     }
 
-    /// <summary>Direct lookups in a module (per session) before its index is built. Off by default: on the lab's forged
-    /// PDBs a lookup costs ~36 ms (the built-in <c>?</c> 73 ms) and one enumeration of 40,000 publics ~290 ms, so the
-    /// index wins after ~8 lookups; on Microsoft's PDBs name lookups are hashed and cheap, which we cannot measure here,
-    /// and there the enumeration would only cost. NTSLEUTH_SYMBOL_INDEX_AFTER=N turns it on (0 = at once) to measure it
-    /// on a real target (docs/bench.md, "First runs").</summary>
+    internal enum NameLookupMode { DataModel, Engine, Check }
+
+    /// <summary>NTSLEUTH_NAME_LOOKUP: unset = the data model first (<see cref="HostSymbolLookup"/>), the engine's
+    /// GetOffsetByName only where the data model cannot answer for sure; <c>engine</c> = GetOffsetByName for every name
+    /// (as before); <c>check</c> = the data model's answers, each also asked through GetOffsetByName, a difference
+    /// reported in the profile (NTSLEUTH_PROFILE) as "name-check MISMATCH" (real-engine test).</summary>
+    internal static readonly NameLookupMode NameLookup = Environment.GetEnvironmentVariable("NTSLEUTH_NAME_LOOKUP")?.Trim().ToLowerInvariant() switch
+    {
+        "engine" => NameLookupMode.Engine,
+        "check" => NameLookupMode.Check,
+        _ => NameLookupMode.DataModel,
+    };
+
+    /// <summary>
+    /// The data model's answer when it is certain: an address it found, or a miss where a miss is final: a 64-bit target
+    /// (no decorated C names), a plain C identifier, and a module whose symbols come from a PDB (its hashed name tables
+    /// hold every public and global; FindSymbolByName is exact and case-sensitive, as the names the commands ask are).
+    /// Anything else (no data model, export or COFF symbols, a 32-bit target's decorated names) goes to the engine.
+    /// </summary>
+    private bool LookUpThroughDataModel(string qualifiedName, string module, string name, out ulong? answer)
+    {
+        answer = null;
+        if (!HasSymbols(module)) return false; // loads deferred symbols the engine's way; none: the engine's lookup decides
+        HostSymbolLookup.Outcome outcome;
+        ulong address;
+        using (EngineProfile.Time("dm-symbol", qualifiedName))
+            outcome = HostSymbolLookup.Find(_s.RawClient, module, name, out address);
+        if (outcome == HostSymbolLookup.Outcome.Found) { answer = address; return true; }
+        if (outcome == HostSymbolLookup.Outcome.NotFound && MissIsFinal(module, name)) return true;
+        return false;
+    }
+
+    private bool MissIsFinal(string module, string name) =>
+        Info.PointerSize == 8 && IsPlainIdentifier(name)
+        && EngineSessionCache.TryGetSymbolType(module, out uint t) && t is DebugSymTypePdb or DebugSymTypeDia;
+
+    private const uint DebugSymTypePdb = 3, DebugSymTypeDia = 7;
+
+    internal static bool IsPlainIdentifier(string name)
+    {
+        if (name.Length == 0 || !(char.IsAsciiLetter(name[0]) || name[0] == '_')) return false;
+        foreach (char c in name) if (!(char.IsAsciiLetterOrDigit(c) || c == '_')) return false;
+        return true;
+    }
+
+    private void CheckAgainstEngine(string qualifiedName, ulong? dataModel)
+    {
+        var engine = LookUpSymbolByName(qualifiedName, "name-check");
+        if (engine != dataModel)
+            EngineProfile.Report($"name-check MISMATCH {qualifiedName}: data model {(dataModel is { } d ? $"{d:x}" : "none")}, GetOffsetByName {(engine is { } e ? $"{e:x}" : "none")}");
+    }
+
+    /// <summary>Direct lookups in a module (per session) before its index is built. Off by default: names go through the
+    /// data model's hashed lookup (<see cref="HostSymbolLookup"/>, ~0.05 ms a name), which no enumeration beats (one of
+    /// 40,000 publics costs ~290 ms). NTSLEUTH_SYMBOL_INDEX_AFTER=N still turns it on (0 = at once); it then answers
+    /// before the data model (docs/bench.md, "First runs").</summary>
     internal static readonly int SymbolIndexAfter =
         int.TryParse(Environment.GetEnvironmentVariable("NTSLEUTH_SYMBOL_INDEX_AFTER"), out int n) && n >= 0 ? n : int.MaxValue;
 
@@ -232,9 +290,9 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         return index;
     }
 
-    private ulong? LookUpSymbolByName(string qualifiedName)
+    private ulong? LookUpSymbolByName(string qualifiedName, string profileKind = "symbol")
     {
-        using var _ = EngineProfile.Time("symbol", qualifiedName);
+        using var _ = EngineProfile.Time(profileKind, qualifiedName);
         var sym = _s.Symbols;
         if (sym is null) return null;
         try
@@ -274,6 +332,8 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         {
             string qualified = $"{module}!{typeName}";
             if (EngineSessionCache.TryGetLayout(qualified, out var cached)) return cached;
+            if (IsInterruptRequested) return null; // the engine would fail it (see GetSymbolAddress); not cached
+
             // Without type symbols, asking the engine for a type prints a large "full symbol information" banner:
             // check the module's symbol state first and answer "unknown type" quietly.
             if (!HasSymbols(module)) { EngineSessionCache.PutLayout(qualified, null); return null; }
@@ -312,6 +372,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
                 DEBUG_MODULE_PARAMETERS mp = default;
                 if (sym.GetModuleParameters(1, &b, 0, &mp) < 0) return false;
                 EngineSessionCache.PutModuleBase(module, b);
+                EngineSessionCache.PutSymbolType(module, mp.SymbolType);
                 switch (mp.SymbolType)
                 {
                     case 1: case 2: case 3: case 6: case 7: return true;

@@ -48,6 +48,12 @@ internal static class EngineProfile
     /// <summary><c>using var _ = EngineProfile.Time("symbol", name);</c> around an engine call.</summary>
     public static Scope Time(string kind, string? arg = null) => new(kind, arg, Enabled ? Stopwatch.GetTimestamp() : 0);
 
+    /// <summary>A line printed with the command's profile, in order (nothing when profiling is off).</summary>
+    public static void Report(string line)
+    {
+        if (Enabled && _commandStart != 0) Calls.Add("[ntsleuth profile]   " + line);
+    }
+
     public static void BeginCommand()
     {
         if (!Enabled) return;

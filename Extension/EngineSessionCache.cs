@@ -28,6 +28,7 @@ internal static unsafe class EngineSessionCache
     private static readonly Dictionary<string, ulong?> SymbolAddresses = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, bool> HasSymbolsByModule = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, ulong> ModuleBases = new(StringComparer.OrdinalIgnoreCase);
+    private static readonly Dictionary<string, uint> SymbolTypes = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, Dictionary<string, ulong>> SymbolIndexes = new(StringComparer.OrdinalIgnoreCase);
 
     /// <summary>Bumped every time the cache is dropped (tests and !help -diag show it).</summary>
@@ -107,6 +108,7 @@ internal static unsafe class EngineSessionCache
         SymbolAddresses.Clear();
         HasSymbolsByModule.Clear();
         ModuleBases.Clear();
+        SymbolTypes.Clear();
         SymbolIndexes.Clear();
         DirectLookups.Clear();
         _builder = new TypeLayoutBuilder(Queries);
@@ -117,7 +119,7 @@ internal static unsafe class EngineSessionCache
     {
         foreach (var k in Layouts.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList()) Layouts.Remove(k);
         foreach (var k in SymbolAddresses.Where(kv => kv.Value is null).Select(kv => kv.Key).ToList()) SymbolAddresses.Remove(k);
-        foreach (var k in HasSymbolsByModule.Where(kv => !kv.Value).Select(kv => kv.Key).ToList()) HasSymbolsByModule.Remove(k);
+        foreach (var k in HasSymbolsByModule.Where(kv => !kv.Value).Select(kv => kv.Key).ToList()) { HasSymbolsByModule.Remove(k); SymbolTypes.Remove(k); }
         SymbolIndexes.Clear(); // built while some module had no symbols: may be short
     }
 
@@ -166,6 +168,9 @@ internal static unsafe class EngineSessionCache
     {
         lock (Lock) return DirectLookups[module] = (DirectLookups.TryGetValue(module, out int n) ? n : 0) + 1;
     }
+    /// <summary>The module's DEBUG_SYMTYPE_* as the last symbol-state query saw it (after loading deferred symbols).</summary>
+    public static bool TryGetSymbolType(string module, out uint type) { lock (Lock) return SymbolTypes.TryGetValue(module, out type); }
+    public static void PutSymbolType(string module, uint type) { lock (Lock) SymbolTypes[module] = type; }
     public static ulong ModuleBase(string module) { lock (Lock) return ModuleBases.TryGetValue(module, out var b) ? b : 0; }
     public static void PutModuleBase(string module, ulong b) { lock (Lock) ModuleBases[module] = b; }
 }

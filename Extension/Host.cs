@@ -11,6 +11,29 @@ internal static class Host
     /// <summary>Test hook (E2E): "throw" = managed exception inside the barrier; "av" = bad native pointer read.</summary>
     public const string FaultVariable = "NTSLEUTH_TEST_FAULT";
 
+    /// <summary>
+    /// Test hook (E2E, InterruptEngineTests): "name,N" = set the named Win32 event (enginehost -interrupt-on-event)
+    /// when a list walk yields its N-th entry, once per command.
+    /// </summary>
+    public const string WalkSignalVariable = "NTSLEUTH_TEST_WALK_SIGNAL";
+
+    private static int s_walkSignalInstalled;
+
+    private static void InstallWalkSignal()
+    {
+        if (Interlocked.Exchange(ref s_walkSignalInstalled, 1) != 0) return;
+        var v = Environment.GetEnvironmentVariable(WalkSignalVariable);
+        if (string.IsNullOrEmpty(v) || !OperatingSystem.IsWindows()) return;
+        var parts = v.Split(',');
+        if (parts.Length != 2 || !int.TryParse(parts[1], out int n) || n <= 0) return;
+        string eventName = parts[0];
+        Commands.Model.KernelReader.WalkSignalAfter = n;
+        Commands.Model.KernelReader.WalkSignal = () =>
+        {
+            if (EventWaitHandle.TryOpenExisting(eventName, out var h)) using (h) h.Set();
+        };
+    }
+
     public static int Run(IntPtr debugClient, string name, string? args)
     {
         DbgEngSession? session = null;
@@ -22,6 +45,7 @@ internal static class Host
             if (session.Control is null) return CommandDispatcher.E_FAIL; // cannot even print: nothing else to do
             sink = new DbgEngOutputSink(new DbgEngControlOutput(session.Control), PrefersDml(session.Control));
             EngineProfile.BeginCommand();
+            InstallWalkSignal();
             target = new DbgEngTarget(session);
             if (!string.Equals(name, "help", StringComparison.OrdinalIgnoreCase))
                 InjectTestFault(Environment.GetEnvironmentVariable(FaultVariable));

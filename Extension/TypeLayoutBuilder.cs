@@ -191,6 +191,11 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
             return new TypeRef { Kind = TypeKind.Base, Name = name, Size = size != 0 ? size : bt.Size, IsSigned = bt.Signed };
         if (name.Length == 0)
             return new TypeRef { Kind = TypeKind.Unknown, Name = "", Size = size };
+        // The engine's placeholder for a function type (a function pointer field is "<function> *"): no type has that
+        // name, and asking GetTypeId for it fails only after the engine searched every type (73-97 ms, on the first
+        // run of !alpcchain, !dpcblame and !workqueue; issue 15: no failing probe on the hot path). Same answer, unasked.
+        if (name == FunctionPlaceholder)
+            return new TypeRef { Kind = TypeKind.Unknown, Name = name, Size = size };
         // A named type: struct/union if it has fields, otherwise an enum (engine type names of enums have no marker).
         if (knownId != 0 && !name.EndsWith('*') && !ArrayName.IsMatch(name)) _idByName.TryAdd((modBase, name), knownId);
         if (TryIdByName(modBase, name, out uint id))
@@ -204,6 +209,8 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         }
         return new TypeRef { Kind = TypeKind.Unknown, Name = name, Size = size };
     }
+
+    internal const string FunctionPlaceholder = "<function>";
 
     private TypeRef ByName(ulong modBase, string name, int depth, ulong knownSize = 0)
     {

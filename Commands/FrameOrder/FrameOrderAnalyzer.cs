@@ -106,7 +106,7 @@ public sealed class FrameOrderAnalyzer
 
         foreach (var (key, members) in groups.OrderBy(g => g.Key))
         {
-            if (_r.Memory.IsInterruptRequested) { rep.Notes.Add("interrupted by user (Ctrl+Break): remaining volumes not shown"); break; }
+            if (_r.Memory.IsInterruptRequested) { rep.Interrupted = true; rep.Notes.Add("interrupted by user (Ctrl+Break): remaining volumes not shown"); break; }
             var zero = members.FirstOrDefault(m => m.Vol == key);
             if (zero.View is null) zero = members.OrderBy(m => m.Frame.Id).First();
             string name = _r.ReadUnicodeString(zero.View.AddressOf("DeviceName")) ?? $"volume {Output.Fmt.Addr(key)}";
@@ -234,11 +234,20 @@ public sealed class FrameOrderAnalyzer
         var groupCache = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         bool anyUnknown = false, mapNoted = false;
 
+        bool registryInterrupted = false;
         string? GroupOf(StackItem it)
         {
-            if (_groups is null || it.Service is null) return null;
+            if (_groups is null || it.Service is null || registryInterrupted) return null;
             if (groupCache.TryGetValue(it.Service, out var g)) return g;
-            g = _groups.GroupOf(it.Service, out var why);
+            string? why;
+            try { g = _groups.GroupOf(it.Service, out why); }
+            catch (OperationCanceledException oce)
+            {
+                // Ctrl+Break in the registry: said as such (never as a missing type or key), no more registry reads.
+                registryInterrupted = true; rep.Interrupted = true;
+                rep.Notes.Add($"{oce.Message}: the legacy filters' load-order groups were not read; their altitudes come from the frame boundaries or -legacy only");
+                return null;
+            }
             if (g is null && why is not null && !groupNotes.Contains(why)) groupNotes.Add(why);
             groupCache[it.Service] = g;
             return g;

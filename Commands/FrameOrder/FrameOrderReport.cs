@@ -13,6 +13,8 @@ public sealed class FrameOrderReport
     public List<FltmcRow> Fltmc { get; set; } = new();
     public List<Disorder> Disorders { get; set; } = new();
     public List<string> Notes { get; set; } = new();
+    /// <summary>Ctrl+Break stopped part of the command (volumes not shown, or the registry not read): see the notes.</summary>
+    public bool Interrupted { get; set; }
     public string? VolumeFilter { get; set; }
     /// <summary>fltmgr's group -> legacy altitude table as read from the target (empty when unavailable), and where it is.</summary>
     [JsonConverter(typeof(HexConverter))] public ulong LegacyAltitudeMap { get; set; }

@@ -57,7 +57,12 @@ public sealed class LeakTagAnalyzer
             res.Totals.PagedAllocs += u.PagedOutstanding; res.Totals.PagedBytes += u.PagedBytes;
         }
         res.TagsInUse = tags.Count;
-        ReadPoolMaximums(res);
+        if (res.Interrupted)
+        {
+            // Only the sums so far: a one-tag report stops before its other parts.
+            if (o.Tag is not null) res.NotRead.AddRange([PartPoolHitTag, PartVerifier, PartBigPool, PartModules]);
+        }
+        else ReadPoolMaximums(res);
 
         if (o.Tag is null)
         {
@@ -77,6 +82,12 @@ public sealed class LeakTagAnalyzer
         }
 
         var tag = o.Tag;
+        if (res.Interrupted)
+        {
+            res.Query = tag.Text; res.QueryPadded = tag.Padded; res.QueryKey = tag.KeyValue ?? 0; res.ModuleSearchSkipped = true;
+            foreach (var u in tags.Values.Where(u => tag.Matches((uint)u.Key))) res.Matches.Add(u);
+            return res;
+        }
         res.Query = tag.Text; res.QueryPadded = tag.Padded; res.QueryKey = tag.KeyValue ?? 0;
         res.PoolTagFile = o.Descriptions?.Path;
         foreach (var u in tags.Values.Where(u => tag.Matches((uint)u.Key)).OrderByDescending(u => u.TotalBytes).ThenBy(u => u.Tag, StringComparer.Ordinal))
@@ -87,14 +98,55 @@ public sealed class LeakTagAnalyzer
         if (res.Matches.Count == 0)
             res.Notes.Add($"no tracker entry matches '{tag.Padded}' (the tag has no outstanding or past allocations, or pool tagging missed it)");
 
-        ReadPoolHitTag(res);
-        ReadVerifier(res);
-        ReadBigPool(res, tag, o);
-        SearchModules(res, tag, o);
-        if (o.Live) AddLiveSuggestions(res, tag);
+        if (Part(res, PartPoolHitTag, () => ReadPoolHitTag(res))
+            && Part(res, PartVerifier, () => ReadVerifier(res))
+            && Part(res, PartBigPool, () => ReadBigPool(res, tag, o))
+            && Part(res, PartModules, () => SearchModules(res, tag, o), keepNotes: true)
+            && o.Live) AddLiveSuggestions(res, tag);
         else if (o.Live is false && _t.Info.IsLive && tag.KeyValue is not null)
             res.Notes.Add("run with -live for PoolHitTag / unique-tag suggestions");
         return res;
+    }
+
+    // ---------- Ctrl+Break ----------
+
+    public const string PartTrackerTables = "tracker tables", PartPoolHitTag = "PoolHitTag",
+        PartVerifier = "Driver Verifier state", PartBigPool = "big-page table", PartModules = "module search";
+
+    /// <summary>Entries of a table summed between two polls of the interrupt (a few ms of CPU at most).</summary>
+    private const int PollEvery = 4096;
+
+    /// <summary>
+    /// Runs one part of the one-tag report unless Ctrl+Break was seen; false stops the report there. The engine fails
+    /// symbol lookups and reads while an interrupt is pending, so the "missing" / "not readable" notes of a part the
+    /// interrupt cut short are dropped (<paramref name="keepNotes"/>: the part reports its own interrupt, e.g. the
+    /// module search's sites found so far) and the report says which parts were not read.
+    /// </summary>
+    private bool Part(LeakTagReport res, string name, Action read, bool keepNotes = false)
+    {
+        if (M.IsInterruptRequested) { Interrupted(res, name, started: false); return false; }
+        int notes = res.Notes.Count;
+        try { read(); }
+        catch (OperationCanceledException) { res.Notes.RemoveRange(notes, res.Notes.Count - notes); Interrupted(res, name, started: true); return false; }
+        if (!M.IsInterruptRequested) return true;
+        if (!keepNotes) res.Notes.RemoveRange(notes, res.Notes.Count - notes);
+        Interrupted(res, name, started: true, finished: keepNotes);
+        return false;
+    }
+
+    private static void Interrupted(LeakTagReport res, string name, bool started, bool finished = false)
+    {
+        var rest = new[] { PartPoolHitTag, PartVerifier, PartBigPool, PartModules };
+        int i = Array.IndexOf(rest, name);
+        var skipped = rest.Skip(finished ? i + 1 : i).ToList();
+        // The last part ran to its end (or said itself where it stopped: the module search's count).
+        if (finished && skipped.Count == 0) { if (!res.ModuleSearchComplete) res.Interrupted = true; return; }
+        res.Interrupted = true;
+        res.NotRead.AddRange(skipped);
+        if (!finished)
+            res.Notes.Add($"interrupted by user (Ctrl+Break) {(started ? "while reading" : "before")} the {name}; not shown: {string.Join(", ", skipped)}");
+        else if (skipped.Count > 0)
+            res.Notes.Add($"interrupted by user (Ctrl+Break); not shown: {string.Join(", ", skipped)}");
     }
 
     // ---------- tracker tables ----------
@@ -144,19 +196,31 @@ public sealed class LeakTagAnalyzer
         var tags = new Dictionary<uint, PoolTagUsage>();
         foreach (var (source, addr, count) in tables)
         {
-            M.ThrowIfInterrupted();
+            if (res.Interrupted) break;
             var info = new TrackerTableInfo { Source = source, Address = addr, Entries = count, EntrySize = layout.Size };
             res.Tables.Add(info);
+            if (M.IsInterruptRequested) { TablesInterrupted(res, info, "before its entries were read"); break; }
             ulong bytes = count * layout.Size;
             if (count > (1UL << 24) || bytes > MaxTableBytes)
             {
                 info.Partial = true; info.Note = $"implausible size ({count} entries); table skipped"; res.Partial = true;
                 continue;
             }
-            var (data, holes) = M.ReadBulk(addr, (int)bytes);
+            byte[] data; List<(int Offset, int Length)> holes;
+            try { (data, holes) = M.ReadBulk(addr, (int)bytes); }
+            catch (OperationCanceledException)
+            {
+                TablesInterrupted(res, info, "before its entries were read");
+                break;
+            }
             int es = (int)layout.Size;
             for (int i = 0; i < (int)count; i++)
             {
+                if (i % PollEvery == PollEvery - 1 && M.IsInterruptRequested)
+                {
+                    TablesInterrupted(res, info, $"after {i:N0} of {count:N0} entries");
+                    break;
+                }
                 int off = i * es;
                 if (Overlaps(holes, off, es)) continue;
                 var e = data.AsSpan(off, es);
@@ -182,6 +246,16 @@ public sealed class LeakTagAnalyzer
             }
         }
         return tags;
+    }
+
+    /// <summary>Ctrl+Break in the tracker tables: the sums so far, the table marked, the rest of the report not read.</summary>
+    private static void TablesInterrupted(LeakTagReport res, TrackerTableInfo info, string where)
+    {
+        res.Interrupted = true;
+        info.Partial = true;
+        info.Note = $"interrupted by user (Ctrl+Break) {where}: counts are partial";
+        res.NotRead.Add(PartTrackerTables);
+        res.Notes.Add($"interrupted by user (Ctrl+Break) in the {PartTrackerTables} ({info.Source}): tags and totals are partial; tables after it not summed");
     }
 
     private sealed class TrackerFields(TypeLayout l)
@@ -259,6 +333,7 @@ public sealed class LeakTagAnalyzer
         int es = (int)layout.Size;
         for (int i = 0; i < (int)count; i++)
         {
+            if (i % PollEvery == PollEvery - 1) M.ThrowIfInterrupted();
             int off = i * es;
             if (Overlaps(holes, off, es)) continue;
             var e = data.AsSpan(off, es);

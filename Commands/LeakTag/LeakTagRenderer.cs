@@ -11,6 +11,8 @@ public static class LeakTagRenderer
         string tables = string.Join(", ", r.Tables.Select(t => t.Source));
         d.Line($"Pool tracker: {r.Tables.Count} table(s) summed ({tables}), entry size 0x{r.TrackerEntrySize:x}, {r.TagsInUse} tags in use{(r.Partial ? "  [PARTIAL: unreadable table pages]" : "")}");
         foreach (var t in r.Tables.Where(t => t.Note is not null)) d.Line($"  {t.Source} at {Fmt.Addr(t.Address)}: {t.Note}");
+        if (r.Interrupted)
+            d.Bold("Interrupted (Ctrl+Break): partial" + (r.NotRead.Count > 0 ? $"; not read: {string.Join(", ", r.NotRead)}" : "") + ".").Line();
         if (r.Query is null) RenderTop(d, r); else RenderTag(d, r);
         if (r.Notes.Count > 0)
         {
@@ -92,7 +94,7 @@ public static class LeakTagRenderer
         d.Line(r.PoolTagFile is null ? "pooltag.txt: not found beside the engine (set NTSLEUTH_POOLTAG to its path)" : $"pooltag.txt: {r.PoolTagFile}");
         d.Line();
 
-        if (!r.ModuleSearchSkipped)
+        if (!r.ModuleSearchSkipped && !r.NotRead.Contains(LeakTagAnalyzer.PartModules))
         {
             d.Line($"Modules containing the tag bytes ({r.ModulesSearched} of {r.ModulesTotal} modules searched{(r.ModulesSearchedOnHost > 0 ? $", {r.ModulesSearchedOnHost} in their image files on the host" : "")}{(r.ModuleSearchComplete ? "" : ", INTERRUPTED - partial")}):");
             if (r.Sites.Count == 0) d.Line("  none (the tag may be built at run time, or the code is paged out)");
@@ -109,13 +111,16 @@ public static class LeakTagRenderer
             d.Line();
         }
 
-        d.Line($"Big-pool allocations with this tag: {r.BigPoolMatchCount:N0} ({r.BigPoolMatchBytes:N0} bytes) in a {r.BigPoolTableEntries:N0}-entry big-page table{(r.BigPoolPartial ? " [PARTIAL]" : "")}");
-        foreach (var b in r.BigPool)
+        if (!r.NotRead.Contains(LeakTagAnalyzer.PartBigPool))
         {
-            d.Text("  ").Addr(b.Va, $"!pool {Fmt.Addr(b.Va)}").Line($"  {b.NumberOfBytes,12:N0} bytes  {(b.NonPaged ? "NonPaged" : "Paged")}  {b.Tag}");
+            d.Line($"Big-pool allocations with this tag: {r.BigPoolMatchCount:N0} ({r.BigPoolMatchBytes:N0} bytes) in a {r.BigPoolTableEntries:N0}-entry big-page table{(r.BigPoolPartial ? " [PARTIAL]" : "")}");
+            foreach (var b in r.BigPool)
+            {
+                d.Text("  ").Addr(b.Va, $"!pool {Fmt.Addr(b.Va)}").Line($"  {b.NumberOfBytes,12:N0} bytes  {(b.NonPaged ? "NonPaged" : "Paged")}  {b.Tag}");
+            }
+            if ((ulong)r.BigPool.Count < r.BigPoolMatchCount) d.Line($"  ... {r.BigPoolMatchCount - (ulong)r.BigPool.Count:N0} more");
+            d.Line();
         }
-        if ((ulong)r.BigPool.Count < r.BigPoolMatchCount) d.Line($"  ... {r.BigPoolMatchCount - (ulong)r.BigPool.Count:N0} more");
-        d.Line();
 
         if (r.VerifierPoolTracking is bool vt)
         {

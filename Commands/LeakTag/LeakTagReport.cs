@@ -120,6 +120,11 @@ public sealed class LeakTagReport
     [JsonConverter(typeof(HexConverter))] public ulong PoolHitTagAddress { get; set; }
     public List<LiveSuggestion> Suggestions { get; } = new();
 
+    /// <summary>Ctrl+Break stopped the command; <see cref="NotRead"/> names the parts it did not read or finish.</summary>
+    public bool Interrupted { get; set; }
+    /// <summary>With <see cref="Interrupted"/>: "tracker tables", "PoolHitTag", "Driver Verifier state", "big-page table", "module search".</summary>
+    public List<string> NotRead { get; } = new();
+
     public List<string> Notes { get; } = new();
     public ReadFigures? Stats { get; set; }
 }

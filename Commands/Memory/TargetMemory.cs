@@ -13,6 +13,8 @@ public sealed class TargetMemory
     public const int PageSize = 0x1000;
     /// <summary>Largest single request sent to the target; larger reads are split.</summary>
     public const int MaxChunk = 0x10000;
+    /// <summary><see cref="ReadBulk"/> polls the interrupt between slices of this size (4 round trips).</summary>
+    public const int BulkSlice = 4 * MaxChunk;
 
     private readonly ITarget _target;
     // Page-granular cache: each touched page holds its bytes and a bitmap of the bytes known (read once, never re-read).
@@ -233,16 +235,21 @@ public sealed class TargetMemory
         int pos = 0;
         while (pos < length)
         {
+            // Polled between slices of the table (a few round trips each), so Ctrl+Break stops a read of many MB at once.
             ThrowIfInterrupted();
-            int got = Read(address + (ulong)pos, data.AsSpan(pos));
+            int slice = Math.Min(length - pos, BulkSlice);
+            int got = Read(address + (ulong)pos, data.AsSpan(pos, slice));
             pos += got;
             if (pos >= length) break;
+            if (got == slice) continue;
             ulong bad = address + (ulong)pos;
             ulong nextPage = (bad & ~(ulong)(PageSize - 1)) + PageSize;
             int skip = (int)Math.Min((ulong)(length - pos), nextPage - bad);
             holes.Add((pos, skip));
             pos += skip;
         }
+        // The engine fails reads while an interrupt is pending: holes seen then are the interrupt, not the memory.
+        if (holes.Count > 0) ThrowIfInterrupted();
         // Merge adjacent holes for a compact note.
         var merged = new List<(int Offset, int Length)>();
         foreach (var h in holes)

@@ -106,6 +106,15 @@ public sealed class KernelReader
     /// Yields the address of each entry's LIST_ENTRY; the walk is bounded by <paramref name="max"/>, detects cycles
     /// that do not return to the head, stops on unreadable links and on Ctrl+Break, and records why in <paramref name="result"/>.
     /// </summary>
+    /// <summary>
+    /// Test hook of the end-to-end interrupt tests (null otherwise): called once per reader when its list walks have
+    /// yielded <see cref="WalkSignalAfter"/> entries in all, so the test host interrupts a walk that is surely running
+    /// (not the .NET start or the engine's symbol loading before it) whatever the machine's load.
+    /// </summary>
+    public static Action? WalkSignal { get; set; }
+    public static int WalkSignalAfter { get; set; } = int.MaxValue;
+    private int _walked;
+
     public IEnumerable<ulong> WalkList(ulong headAddress, ListWalkResult result, int max = 100_000)
     {
         var seen = new HashSet<ulong> { headAddress };
@@ -121,6 +130,7 @@ public sealed class KernelReader
             if (!seen.Add(n)) { result.Stop(ListStop.Cycle, n); yield break; }
             if (result.Count >= max) { result.Stop(ListStop.LimitReached, n); yield break; }
             result.Count++;
+            if (WalkSignal is { } signal && ++_walked == WalkSignalAfter) { try { signal(); } catch { } }
             yield return n;
             cur = n;
         }

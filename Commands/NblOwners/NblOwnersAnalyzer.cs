@@ -113,6 +113,7 @@ public sealed class NblOwnersAnalyzer
             if (_poolFilter is not null && pool != _poolFilter.Value) continue;
             var info = new NblPoolInfo { Address = pool };
             rep.Pools.Add(info);
+            if (pv is null && _r.Memory.IsInterruptRequested) { rep.Pools.Remove(info); rep.PoolCount--; rep.Interrupted = true; break; }
             if (pv is null || pv.Length < off.OwnerHandleOffset + 8 || pv.Length < off.AllocatedListOffset + 16)
             {
                 info.Readable = false;
@@ -127,11 +128,25 @@ public sealed class NblOwnersAnalyzer
         }
         if (!poolWalk.IsComplete)
         {
-            if (poolWalk.StopReason == ListStop.Interrupted) rep.Interrupted = true;
+            // Left early on Ctrl+Break (rep.Interrupted): not a walk problem.
+            if (poolWalk.StopReason == ListStop.Interrupted || rep.Interrupted) rep.Interrupted = true;
             else rep.Notes.Add(poolWalk.Describe("NBL pool list (ndis global pool list)") + Recovered(poolWalk, poolsRecovered, "pool(s)"));
         }
         if (_poolFilter is not null && rep.Pools.Count == 0)
             rep.Notes.Add($"pool {Output.Fmt.Addr(_poolFilter.Value)} is not on the NBL pool list ({rep.PoolCount} pools walked)");
+
+        // Ctrl+Break: the counts so far, by owner handle, and nothing more. Identifying the owners walks ndis's global
+        // lists and reads the miniports (each symbol lookup is tens of ms, and the engine fails lookups and reads while
+        // the interrupt is pending), so an owner it could not identify now is not "stale or corrupted".
+        if (rep.Interrupted || _r.Memory.IsInterruptRequested)
+        {
+            rep.Interrupted = true;
+            rep.Owners = groups.Values.OrderByDescending(g => g.Count).ThenBy(g => g.Handle).ToList();
+            foreach (var g in rep.Owners) g.PoolCount = groupPools[g.Handle].Count;
+            rep.Notes.Add($"interrupted by user (Ctrl+Break) after {rep.Pools.Count} pool(s) and {rep.TotalNbls} NBL(s): totals are partial; " +
+                "owners were not identified (miniport, filter, open and protocol lists not walked) and no verdict is given");
+            return rep;
+        }
 
         // 5. Identify owners (pending owners and pool owners) by the global list they are on.
         var handles = new HashSet<ulong>(groups.Keys);
@@ -147,6 +162,7 @@ public sealed class NblOwnersAnalyzer
             g.PoolCount = groupPools[g.Handle].Count;
         }
         rep.Owners = groups.Values.OrderByDescending(g => g.Count).ThenBy(g => g.Handle).ToList();
+        if (_r.Memory.IsInterruptRequested) return InterruptedWhile(rep, "identifying the owners");
 
         // 6. Owning miniports: state, PnP, operational status, references; the verdicts.
         var miniports = rep.TrackingOn
@@ -158,11 +174,25 @@ public sealed class NblOwnersAnalyzer
             ms.PendingHeld = count;
             rep.Miniports.Add(ms);
         }
+        if (_r.Memory.IsInterruptRequested) return InterruptedWhile(rep, "reading the owning miniports");
         if (rep.TrackingOn) BuildVerdicts(rep);
         // 7. Opens, the miniport drivers' receive lists, tcpip's send rundown, and what this build cannot tell.
         new NblOwnersPaths(_r, rep).ReadAll(ident);
-        if (rep.Interrupted)
-            rep.Notes.Add($"interrupted by user (Ctrl+Break) after {rep.Pools.Count} pool(s) and {rep.TotalNbls} NBL(s): totals are partial");
+        if (rep.Interrupted || _r.Memory.IsInterruptRequested)
+        {
+            rep.Interrupted = true;
+            rep.Notes.Add($"interrupted by user (Ctrl+Break) after {rep.Pools.Count} pool(s) and {rep.TotalNbls} NBL(s) while identifying owners: " +
+                "owners, states and paths may be incomplete");
+        }
+        return rep;
+    }
+
+    /// <summary>Ctrl+Break after the counts: an owner not identified (yet) is not called stale, and no verdict is given.</summary>
+    private static NblOwnersReport InterruptedWhile(NblOwnersReport rep, string what)
+    {
+        rep.Interrupted = true;
+        rep.Notes.Add($"interrupted by user (Ctrl+Break) while {what}: the counts are complete ({rep.Pools.Count} pool(s), {rep.TotalNbls} NBL(s)); " +
+            "owners may be unidentified and no verdict is given");
         return rep;
     }
 
@@ -257,6 +287,7 @@ public sealed class NblOwnersAnalyzer
         ulong? previous = null;
         foreach (var link in _r.WalkListBothWays(allocHead, walk, MaxNblsPerPool, n => recovered = n))
         {
+            if (rep.Interrupted) break;
             ulong entry = KernelReader.ContainingRecord(link, (ulong)off.EntryLinkageOffset);
             ulong nbl = entry + (ulong)off.EntryHeaderSize;
             EnsureWindow(entry, entrySpan, previous);
@@ -265,6 +296,8 @@ public sealed class NblOwnersAnalyzer
             if (!ownersReadable) continue;
             if (!_r.Memory.TryReadU64(nbl + (ulong)ownerOff, out var owner))
             {
+                // The engine fails reads while a Ctrl+Break is pending: that NBL is not unreadable, the walk stops.
+                if (_r.Memory.IsInterruptRequested) { info.Nbls--; rep.TotalNbls--; rep.Interrupted = true; break; }
                 info.Unreadable++; rep.UnreadableNbls++;
                 continue;
             }
@@ -282,6 +315,7 @@ public sealed class NblOwnersAnalyzer
             groupPools[owner].Add(pool);
             if (g.Samples.Count < SamplesPerOwner) g.Samples.Add(new NblEntry { Nbl = nbl, Pool = pool, CurrentOwner = owner });
         }
+        if (rep.Interrupted) return;
         if (!walk.IsComplete)
         {
             if (walk.StopReason == ListStop.Interrupted) rep.Interrupted = true;

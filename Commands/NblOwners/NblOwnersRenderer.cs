@@ -23,7 +23,7 @@ public static class NblOwnersRenderer
         if (r.UnreadableNbls > 0) d.Text($", {r.UnreadableNbls} unreadable");
         if (r.UnreadablePools > 0) d.Text($"   ({r.UnreadablePools} pool(s) unreadable)");
         d.Line();
-        if (r.Interrupted) d.Bold("Interrupted (Ctrl+Break): the totals below are partial.").Line();
+        if (r.Interrupted) d.Bold("Interrupted (Ctrl+Break): the result below is partial (see the notes).").Line();
         if (verbose)
         {
             var o = r.Offsets;

@@ -22,6 +22,8 @@ namespace NtSleuth.Tests.EndToEnd;
 public class InterruptEngineTests
 {
     private const double MaxLatencyMs = 100;
+    /// <summary>The bound for the big-table cases in CI (noisy 2-core machines); the goal, and the usual figure, is under 100 ms.</summary>
+    private const double CiLatencyMs = 500;
     private string? _dir;
 
     [OneTimeTearDown]
@@ -55,20 +57,22 @@ public class InterruptEngineTests
     /// .load, <paramref name="light"/> (warm-up: the .NET start and the type layouts), <paramref name="heavy"/> interrupted
     /// after <paramref name="afterMs"/>, then <paramref name="light"/> again, which must print exactly what it printed first.
     /// </summary>
-    private static (string Interrupted, double LatencyMs) RunInterrupted(string dump, string sym, string light, string heavy, int afterMs)
+    private static (string Interrupted, double LatencyMs) RunInterrupted(string dump, string sym, string light, string heavy, int afterMs, int onWalkEntry = 0)
     {
         string load = ".load " + ExtensionPackage.DllWinPath();
         var run = RealEngine.Run(dump, [load, light, heavy, light],
             new EngineOptions
             {
                 SymbolPath = sym, Plain = true, TimeoutSeconds = 600, InterruptAfterMs = afterMs, InterruptCommand = 3,
+                InterruptOnWalkEntry = onWalkEntry, Environment = ProfileEnv(),
             });
         foreach (var c in run.Commands)
             TestContext.Out.WriteLine($"> {c.Command}  (hr 0x{c.HResult:x8}, {c.Milliseconds:F1} ms)\n{Head(c.Output)}");
         Assert.That(run.Commands, Has.Count.EqualTo(4), run.Transcript[^Math.Min(4000, run.Transcript.Length)..]);
         var h = run[2];
         var req = Requested.Match(h.Output);
-        Assert.That(req.Success, Is.True, $"{heavy} returned in {h.Milliseconds:F0} ms, before the interrupt at {afterMs} ms: the sample is too small\n{Head(h.Output)}");
+        Assert.That(req.Success, Is.True, $"{heavy} returned in {h.Milliseconds:F0} ms, before the interrupt at {afterMs} ms" +
+            (onWalkEntry > 0 ? $" after a walk's entry {onWalkEntry}" : "") + $": the sample is too small\n{Head(h.Output)}");
         Assert.That(req.Groups[2].Value, Is.EqualTo("00000000"), "SetInterrupt failed");
         var lat = Latency.Match(h.Output);
         Assert.That(lat.Success, Is.True, h.Output);
@@ -81,6 +85,11 @@ public class InterruptEngineTests
         return (h.Output, ms);
     }
 
+    /// <summary>NTSLEUTH_INTERRUPT_PROFILE=1: the engine host runs with NTSLEUTH_PROFILE=2 (every slow engine call, in order).</summary>
+    private static IReadOnlyDictionary<string, string> ProfileEnv() =>
+        Environment.GetEnvironmentVariable("NTSLEUTH_INTERRUPT_PROFILE") == "1"
+            ? new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "2" } : new Dictionary<string, string>();
+
     private static string Head(string s) => s.Length <= 3000 ? s : s[..3000] + $"\n... ({s.Length:N0} chars)";
 
     [Test]
@@ -88,7 +97,9 @@ public class InterruptEngineTests
     {
         var (dump, sym, s) = Make("logon-hang-alpc", "10k", 1);
         string seedChain = s.Commands.First(c => c != "!alpcchain -all");
-        var (outp, ms) = RunInterrupted(dump, sym, seedChain, "!alpcchain -all", 150);
+        // Interrupted when the process and thread walks have yielded 2,000 entries (the extension's walk signal), not at a
+        // fixed time: under load the .NET code of -all or the engine's symbol loading could still be running at any fixed ms.
+        var (outp, ms) = RunInterrupted(dump, sym, seedChain, "!alpcchain -all", 0, onWalkEntry: 2000);
         Assert.Multiple(() =>
         {
             Assert.That(ms, Is.LessThan(MaxLatencyMs), "interrupt latency");
@@ -133,6 +144,50 @@ public class InterruptEngineTests
             // Before the fix the next command read every structure with half-built layouts: no image names, bogus links.
             Assert.That(run[3].Output, Does.Contain("winlogon.exe (384.1e2c) -> LogonUI.exe (1ac)"), run[3].Output);
             Assert.That(run[3].Output, Does.Not.Contain("not readable"), run[3].Output);
+        });
+    }
+
+    /// <summary>
+    /// <c>!leaktag Leak</c> on the x100 pool-leak sample (153 modules, 65,536 big-page entries): Ctrl+Break while the tracker
+    /// tables, the big-page table or the module search run. The command stops with what it has and says so.
+    /// </summary>
+    [Test]
+    public void LeakTagOnHundredfoldTablesStopsPromptly()
+    {
+        var (dump, sym, _) = Make("pool-leak", "", 100);
+        // The one-tag report takes ~250-300 ms here: 120 ms lands in its symbol lookups / big-page table (before the fix
+        // every lookup the engine refused under the pending interrupt cost ~40 ms and left a false "missing" note).
+        var (outp, ms) = RunInterrupted(dump, sym, "!leaktag -nonpaged -n 5", "!leaktag Leak", 120);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ms, Is.LessThan(CiLatencyMs), "interrupt latency");
+            Assert.That(outp, Does.Contain("Interrupted (Ctrl+Break): partial"), Head(outp));
+            Assert.That(outp, Does.Contain("Leak       601    615424000"), "the tracker table sums read before the interrupt are shown");
+            // What the engine refused while the interrupt was pending is not reported as missing or unreadable.
+            Assert.That(outp, Does.Not.Contain("are missing").And.Not.Contain("is not readable").And.Not.Contain("not in the symbols"), Head(outp));
+        });
+    }
+
+    /// <summary>
+    /// <c>!nblowners</c> on the x100 ndis sample (300,500 NBLs in their pools): Ctrl+Break in the middle of the pool walk.
+    /// The totals so far are printed, marked partial.
+    /// </summary>
+    [Test]
+    public void NblOwnersOnThreeHundredThousandNblsStopsPromptly()
+    {
+        var (dump, sym, _) = Make("ndis-pending-nbls", "", 100);
+        // The whole command takes ~450-650 ms here (wine, 2 cores); the same command runs first (warm-up) and after the
+        // interrupted one, where it must print the full report again.
+        // Interrupted when the walks have yielded 10,000 entries (the extension's walk signal): in the first pool's NBLs.
+        var (outp, ms) = RunInterrupted(dump, sym, "!nblowners", "!nblowners", 0, onWalkEntry: 10_000);
+        Assert.Multiple(() =>
+        {
+            Assert.That(ms, Is.LessThan(CiLatencyMs), "interrupt latency");
+            Assert.That(outp, Does.Contain("Interrupted (Ctrl+Break): the result below is partial"), Head(outp));
+            Assert.That(outp, Does.Contain("interrupted by user (Ctrl+Break)"), Head(outp));
+            // Owners not identified because of the interrupt are not called stale, and a read the engine refused under
+            // the pending interrupt is not an unreadable NBL.
+            Assert.That(outp, Does.Not.Contain("stale or corrupted").And.Not.Contain("unreadable").And.Not.Contain("NBL pool list (ndis global pool list)"), Head(outp));
         });
     }
 }

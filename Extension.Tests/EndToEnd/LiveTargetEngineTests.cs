@@ -135,8 +135,30 @@ public class LiveTargetEngineTests
             Assert.That(Norm(run[5].Output), Is.EqualTo(Norm(run[2].Output)), "implicit process identical before and after");
             Assert.That(Count(run[6].Output, "fltmgr frames: 1"), Is.EqualTo(1), "the next command runs");
             Assert.That(run[6].Output, Does.Contain("ntsleuth: .cache noforcedecodeptes restored and verified"));
+            Assert.That(run[6].Output, Does.Contain(Altitude), "the next command reads the registry again (nothing poisoned)");
+            Assert.That(run[3].Output, Does.Not.Contain("is not in the symbols"), "the interrupt is not a missing type");
             Assert.That(Norm(run[7].Output), Is.EqualTo(Norm(run[1].Output)));
             Assert.That(run.Transcript, Does.Not.Contain("WARNING: the engine"));
+        });
+    }
+
+    /// <summary>
+    /// Issue 20: a Ctrl+Break in the middle of the registry read (NTSLEUTH_TEST_PROCESS_READ=interrupt: SetInterrupt
+    /// after the first read in the Registry process) printed "type nt!_CM_KEY_NODE is not in the symbols", and so did
+    /// every later !frameorder until .unload: the missing type was kept in the session cache. Now the interrupted
+    /// command says it was interrupted in the registry, and the next ones read the groups again.
+    /// </summary>
+    [Test]
+    public void ACtrlBreakInTheRegistryIsTheInterruptAndDoesNotPoisonTheSession()
+    {
+        var run = Run("interrupt", "!frameorder", "!frameorder", "!frameorder");
+        Assert.Multiple(() =>
+        {
+            Assert.That(run[1].Output, Does.Contain("interrupted by user (Ctrl+Break) while reading the registry"));
+            Assert.That(run[1].Output, Does.Not.Contain("is not in the symbols").And.Not.Contain(Altitude));
+            Assert.That(run[2].Output, Does.Contain(Altitude), "the next command is whole");
+            Assert.That(run[2].Output, Does.Not.Contain("interrupted").And.Not.Contain("is not in the symbols"));
+            Assert.That(Norm(run[3].Output), Is.EqualTo(Norm(run[2].Output)));
         });
     }
 }

@@ -29,6 +29,11 @@ public sealed record EngineOptions
     public bool ReportMemory { get; init; }
     /// <summary>With <see cref="InterruptAfterMs"/>: interrupt only this command (1-based index in the run); 0 = every command.</summary>
     public int InterruptCommand { get; init; }
+    /// <summary>
+    /// Interrupt when a list walk of the extension yields this many entries (then <see cref="InterruptAfterMs"/> more):
+    /// enginehost -interrupt-on-event and the extension's NTSLEUTH_TEST_WALK_SIGNAL hook; 0 = on the timer alone.
+    /// </summary>
+    public int InterruptOnWalkEntry { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>enginehost -ext: the extension DLL that "@call ..." and "@analyze" (its _EFN_Analyze) use.</summary>
     public string? ExtensionDll { get; init; }
@@ -175,6 +180,8 @@ public static class RealEngine
         return diff;
     }
 
+    private static int _signalSeq;
+
     /// <summary>Opens <paramref name="dump"/> in the real engine and runs <paramref name="commands"/> in order.</summary>
     public static EngineRun Run(string dump, IReadOnlyList<string> commands, EngineOptions? options = null)
     {
@@ -197,6 +204,12 @@ public static class RealEngine
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
         if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
+        if (options.InterruptOnWalkEntry > 0)
+        {
+            string ev = $"ntsleuth-walk-{System.Environment.ProcessId}-{Interlocked.Increment(ref _signalSeq)}";
+            psi.ArgumentList.Add("-interrupt-on-event"); psi.ArgumentList.Add(ev);
+            psi.Environment["NTSLEUTH_TEST_WALK_SIGNAL"] = $"{ev},{options.InterruptOnWalkEntry}";
+        }
         if (options.ExtensionDll is { } ext) { psi.ArgumentList.Add("-ext"); psi.ArgumentList.Add(ext); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));
         if (options.ForeignCoreClr is { } clr)

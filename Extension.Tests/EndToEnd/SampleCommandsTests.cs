@@ -163,6 +163,70 @@ public class SampleCommandsTests
         Assert.That(fromFile["schema"]!.GetValue<string>(), Is.EqualTo("ntsleuth." + sample.Commands[0].TrimStart('!').Split(' ')[0]));
     }
 
+    /// <summary>
+    /// Issue 15: names go through the data model (HostSymbolLookup: IDebugHostModule::FindSymbolByName, the PDB's hashed
+    /// name tables, ~0.05 ms) instead of GetOffsetByName (~36 ms: the engine compares every public). In
+    /// NTSLEUTH_NAME_LOOKUP=check mode every data-model answer (found or a final miss) is also asked through
+    /// GetOffsetByName: no difference may show, every command must print what it prints with the engine's lookups
+    /// only (NTSLEUTH_NAME_LOOKUP=engine), and no name of a module with PDB symbols may be left to GetOffsetByName
+    /// (no slow lookup, failing probes included, on the hot path).
+    /// </summary>
+    [TestCase("pool-leak", "19041")]
+    [TestCase("dpc-cumulative", "19041")]
+    [TestCase("ndis-receive-buffers", "19041")]
+    [TestCase("fltmgr-frame-order", "19041")]
+    [TestCase("logon-hang-alpc", "7601")]
+    public void DataModelNameLookupsGiveTheEnginesAddresses(string scenario, string build)
+    {
+        RealEngine.Require();
+        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-{build}");
+        Assert.That(sample, Is.Not.Null);
+        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
+        commands.AddRange(sample.Commands);
+        EngineRun Run(string mode) => RealEngine.Run(dump, commands, new EngineOptions
+        {
+            SymbolPath = sym, Plain = true, TimeoutSeconds = 300,
+            Environment = new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1", ["NTSLEUTH_NAME_LOOKUP"] = mode },
+        });
+        static string Plain(string o) => SessionTests.Mask(string.Join("\n", o.Split('\n').Where(l => !l.StartsWith("[ntsleuth profile]", StringComparison.Ordinal))));
+        static IEnumerable<string> Lines(EngineRun r, string kind) =>
+            r.Commands.SelectMany(c => c.Output.Split('\n')).Where(l => l.StartsWith("[ntsleuth profile] " + kind, StringComparison.Ordinal));
+        var check = Run("check");
+        var engine = Run("engine");
+        foreach (var c in sample.Commands)
+        {
+            TestContext.Out.WriteLine($"> {c}\n  {string.Join("\n  ", check[c].Output.Split('\n').Where(l => l.Contains("profile] !") || l.Contains("symbol") || l.Contains("name-check")))}");
+            Assert.That(Plain(check[c].Output), Is.EqualTo(Plain(engine[c].Output)), $"{c}: the data model's names changed the output");
+        }
+        string all = string.Concat(check.Commands.Select(c => c.Output));
+        Assert.That(all, Does.Not.Contain("MISMATCH"), "a data-model answer differs from GetOffsetByName's");
+        Assert.That(Lines(check, "name-check").ToList(), Is.Not.Empty, "no name was checked");
+        Assert.That(Lines(check, "dm-symbol").ToList(), Is.Not.Empty, "no name went through the data model");
+        Assert.That(Lines(check, "symbol ").Where(l => l.Contains("(nt!")).ToList(), Is.Empty, "an nt name was left to GetOffsetByName");
+        Assert.That(string.Concat(engine.Commands.Select(c => c.Output)), Does.Not.Contain("dm-symbol"), "NTSLEUTH_NAME_LOOKUP=engine still asked the data model");
+    }
+
+    /// <summary>The forged kernel PDB answers hashed name lookups for every public, as Microsoft's do: lld-link 14 put
+    /// strcpy_s, PfTStart and 109 other 8-character publics of the 19041 kernel into the wrong hash bucket, and
+    /// <c>dx &amp;nt!strcpy_s</c> said "Unable to bind name" until the forge re-bucketed them (PdbSymbolHash).</summary>
+    [Test]
+    public void EveryKernelPublicBindsThroughTheNameHash()
+    {
+        RealEngine.Require();
+        var sample = Samples().FirstOrDefault(s => s.Name == "pool-leak-19041");
+        Assert.That(sample, Is.Not.Null);
+        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        string[] names = ["strcpy_s", "PfTStart", "XmSmswOp", "PoolTrackTable"];
+        var run = RealEngine.Run(dump, names.Select(n => $"dx &nt!{n}").ToList(), new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
+        foreach (var n in names)
+        {
+            var o = run[$"dx &nt!{n}"].Output;
+            Assert.That(o, Does.Not.Contain("Unable to bind"), $"dx &nt!{n}:\n{o}");
+            Assert.That(o, Does.Match(@"&nt!" + n + @"\s*: 0xfffff8[0-9a-f]{10}"), $"dx &nt!{n}:\n{o}");
+        }
+    }
+
     /// <summary>The opt-in module symbol index (NTSLEUTH_SYMBOL_INDEX_AFTER=0: one enumeration of nt!* instead of a
     /// GetOffsetByName per name) gives every command the same output as the engine's own lookups, and is really used
     /// (NTSLEUTH_PROFILE=1 shows the enumeration, and no direct lookup of a name the index holds).</summary>

@@ -33,7 +33,8 @@ public class TypeLayoutBuilderTests
             mb = Nt; id = 0;
             return q.StartsWith("nt!") && _ids.TryGetValue(q[3..], out id);
         }
-        public bool TryGetTypeIdInModule(ulong mb, string n, out uint id) => _ids.TryGetValue(n, out id);
+        public List<string> AskedByName { get; } = [];
+        public bool TryGetTypeIdInModule(ulong mb, string n, out uint id) { AskedByName.Add(n); return _ids.TryGetValue(n, out id); }
         public ulong GetTypeSize(ulong mb, uint id) => _types.TryGetValue(id, out var t) ? t.Size : 0;
         /// <summary>Type names the engine fails to give (as it does for a lookup it aborts on a swallowed Ctrl+Break).</summary>
         public HashSet<uint> FailTypeNames { get; } = new();
@@ -85,6 +86,21 @@ public class TypeLayoutBuilderTests
         t.Bits["Canceled"] = (1, 3);
         _ = state; _ = ethread; _ = uint64;
         return t;
+    }
+
+    [Test]
+    public void AFunctionPointerFieldDoesNotAskTheEngineForTheFunctionPlaceholder()
+    {
+        // dbgeng names a function-pointer field's type "<function> *"; GetTypeId("<function>") always fails, slowly.
+        var t = new FakeTypes();
+        uint fnp = t.Add("<function> *", 8);
+        uint ulong_ = t.Add("unsigned long", 4);
+        t.Add("_KDPC", 0x40, ("Number", 0, ulong_), ("DeferredRoutine", 0x18, fnp));
+        var l = new TypeLayoutBuilder(t).Build("nt", "_KDPC")!;
+        var f = l.GetField("DeferredRoutine");
+        Assert.That((f.Offset, f.Type.Kind, f.Type.Size), Is.EqualTo((0x18UL, TypeKind.Pointer, 8UL)));
+        Assert.That((f.Type.Inner!.Kind, f.Type.Inner.Name), Is.EqualTo((TypeKind.Unknown, "<function>")));
+        Assert.That(t.AskedByName, Does.Not.Contain("<function>"));
     }
 
     [Test]

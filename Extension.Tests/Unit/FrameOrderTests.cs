@@ -5,6 +5,7 @@ using NtSleuth.Commands.FrameOrder;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 using NtSleuth.Commands.Output;
+using NtSleuth.Commands.Symbols;
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Commands.Target;
 using NtSleuth.Lab;
@@ -258,6 +259,81 @@ public class FrameOrderTests
         Assert.That(rc2, Is.Not.Zero);
         Assert.That(sink2.Errors, Does.Contain("fltmgr!FltGlobals"));
         Assert.That(sink2.Errors, Does.Contain(".reload"));
+    }
+
+    /// <summary>
+    /// Ctrl+Break at every read of the seed's !frameorder (which reads the SYSTEM hive in memory for the legacy filters'
+    /// groups): every note the interrupted run prints is the interrupt, never a missing type, key or unreadable cell
+    /// (issue 20: the registry reader turned the engine's refused lookups into "type nt!_CM_KEY_NODE is not in the symbols").
+    /// </summary>
+    [Test]
+    public void CtrlBreakAnywhereIsReportedAsTheInterruptNeverAsAMissingTypeOrKey()
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts(), NdisFltmgrLayouts.V20H2);
+        sc.Target.ResetCounters();
+        Analyze(sc);
+        long reads = sc.Target.ReadCalls;
+        int inRegistry = 0;
+        for (long n = 1; n <= reads; n++)
+        {
+            sc.Target.ResetCounters();
+            sc.Target.InterruptAfterReads = n;
+            var (rep, _) = Analyze(sc);
+            Assert.That(rep.Notes.Where(x => !x.Contains("interrupted by user", StringComparison.Ordinal)
+                    && !x.StartsWith("some legacy filter altitudes are unknown", StringComparison.Ordinal)
+                    && !x.Contains("is a legacy filter of unknown altitude", StringComparison.Ordinal)), Is.Empty,
+                $"interrupt after {n} of {reads} reads:\n" + string.Join("\n", rep.Notes));
+            if (rep.Notes.Any(x => x.Contains("while reading the registry", StringComparison.Ordinal))) { inRegistry++; Assert.That(rep.Interrupted, Is.True); }
+        }
+        sc.Target.InterruptAfterReads = null;
+        TestContext.Out.WriteLine($"{reads} reads; the interrupt landed in the registry {inRegistry} time(s)");
+        Assert.That(inRegistry, Is.GreaterThan(0), "no interrupt point fell in the registry reads");
+    }
+
+    /// <summary>
+    /// The engine swallows a Ctrl+Break and fails the type lookup it was running (GetInterrupt never reports it; the
+    /// engine has the type when asked again): the registry reader reports the interrupt, not a missing type, and the
+    /// command's symbol answers are distrusted (not kept for the session). A type the engine really lacks stays a
+    /// precise note, and is distrusted too (the next command asks again).
+    /// </summary>
+    [TestCase(true)]
+    [TestCase(false)]
+    public void TypeLookupTheEngineAbortedIsTheInterruptAndIsNotCached(bool engineHasItNow)
+    {
+        var sc = FltmgrScenario.SeedBroken(Layouts(), NdisFltmgrLayouts.V20H2);
+        var t = new TypeLookupFails(sc.Target, "_CM_KEY_NODE", engineHasItNow);
+        var (rc, sink) = Run(t, "");
+        TestContext.Out.WriteLine(sink.All);
+        Assert.That(rc, Is.Zero, sink.All);
+        Assert.That(t.Distrusted, Is.GreaterThan(0), "the session cache must not keep what this command learnt");
+        if (engineHasItNow)
+        {
+            Assert.That(sink.Text, Does.Contain("interrupted by user (Ctrl+Break) while reading the registry: the engine aborted the lookup of type nt!_CM_KEY_NODE"));
+            Assert.That(sink.Text, Does.Not.Contain("is not in the symbols"));
+        }
+        else Assert.That(sink.Text, Does.Contain("type nt!_CM_KEY_NODE is not in the symbols"));
+    }
+
+    /// <summary>The scenario's target with one nt type refused (as the engine does for a lookup it aborted).</summary>
+    private sealed class TypeLookupFails(InMemoryTarget inner, string type, bool engineHasItNow) : ITarget, ISymbolProvider
+    {
+        public int Distrusted;
+        public TargetInfo Info => inner.Info;
+        public void DistrustSymbolAnswers() => Distrusted++;
+        public bool EngineHasItNow(string what) => engineHasItNow && what == $"type nt!{type}";
+        public int ReadVirtual(ulong address, Span<byte> buffer) => inner.ReadVirtual(address, buffer);
+        public ulong? SearchVirtual(ulong start, ulong length, ReadOnlySpan<byte> pattern) => inner.SearchVirtual(start, length, pattern);
+        public ISymbolProvider Symbols => this;
+        public IReadOnlyList<ModuleInfo> GetModules() => inner.GetModules();
+        public bool TryEvaluate(string expression, out ulong value, out string? error) => inner.TryEvaluate(expression, out value, out error);
+        public IReadOnlyList<StackFrameInfo> GetCurrentStack(int maxFrames) => inner.GetCurrentStack(maxFrames);
+        public bool IsInterruptRequested => false;
+        public int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer) => ((ITarget)inner).ReadProcessVirtual(process, address, buffer);
+        public ulong? GetSymbolAddress(string qualifiedName) => inner.Symbols.GetSymbolAddress(qualifiedName);
+        public string? GetNameByAddress(ulong address, out ulong displacement) => inner.Symbols.GetNameByAddress(address, out displacement);
+        public NtSleuth.Commands.Symbols.TypeLayout? GetTypeLayout(string module, string typeName) =>
+            module == "nt" && typeName == type ? null : inner.Symbols.GetTypeLayout(module, typeName);
+        public bool HasSymbols(string module) => inner.Symbols.HasSymbols(module);
     }
 
     /// <summary>A group source from a dictionary: the chain's logic apart from where groups come from (the registry).</summary>

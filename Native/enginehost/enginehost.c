@@ -3,7 +3,7 @@
  * end-to-end tests (under wine on Linux, natively on Windows).
  *
  *   enginehost -engine <dir> [-y <sympath>] -z <dump> [-dml] [-rawdml] [-v] [-timeout <ms>]
- *              [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-mem] [-ext <extension dll>] -c <command> [-c <command> ...]
+ *              [-interrupt-after <ms> [-interrupt-cmd <n>]] [-interrupt-on-event <name>] [-cmdtimeout <ms>] [-mem] [-ext <extension dll>] -c <command> [-c <command> ...]
  *              [-z <dump> -c <command> ...]...
  *
  * Several dumps: each -z after the first starts a new group; the commands after it run on that dump, which is opened
@@ -31,6 +31,9 @@
  * 1-based, with -interrupt-cmd) has run that long, and the host measures how long the command took to return after it:
  *   @@host interrupt requested at <ms since the command began> hr=<hr>      (printed by the interrupt thread)
  *   @@host interrupt latency <ms from SetInterrupt to Execute's return>   (printed before @@end)
+ * With -interrupt-on-event <name> the thread waits, once the command began, for the named event (the extension sets it
+ * when NTSLEUTH_TEST_WALK_SIGNAL=<name>,<n> and a list walk reaches its n-th entry; "@@host walk signal at <ms>"), then
+ * -interrupt-after ms more (0 by default) before SetInterrupt.
  * Setup lines start with "@@host " ; a fatal setup failure prints "@@fatal <what> <hr>" and exits non-zero.
  * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout,
  * 6 one command exceeded -cmdtimeout.
@@ -149,12 +152,19 @@ static volatile double g_interruptAt = 0;    /* now_ms() just before SetInterrup
 static double now_ms(void);
 static DWORD g_timeout = 120000;
 static HANDLE g_cmdStarted;
+static HANDLE g_signalEvent;                 /* -interrupt-on-event: the extension sets it (NTSLEUTH_TEST_WALK_SIGNAL) */
 
 static DWORD WINAPI interrupt_thread(LPVOID p) {
     (void)p;
     for (;;) {
         WaitForSingleObject(g_cmdStarted, INFINITE);
         LONG seq = g_commandSeq;
+        if (g_signalEvent) {
+            /* Interrupt once the extension says its walk runs (then -interrupt-after ms more), never on a timer alone. */
+            if (WaitForSingleObject(g_signalEvent, g_timeout) != WAIT_OBJECT_0) continue;
+            if (seq != g_commandSeq) continue;
+            emitf("@@host walk signal at %.2f ms\n", now_ms() - g_cmdStart);
+        }
         Sleep(g_interruptAfter);
         if (seq == g_commandSeq) {
             double before = now_ms();
@@ -293,7 +303,7 @@ static void start_foreign_coreclr(const char *path) {
 static void usage(void) {
     fprintf(stderr,
             "usage: enginehost -engine <dir with dbgeng.dll> [-y <sympath>] [-z <dump>] [-dml] [-rawdml] [-v]\n"
-            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-cmdtimeout <ms>] [-mem] [-ext <dll>]\n"
+            "                  [-tagerr] [-timeout <ms>] [-interrupt-after <ms> [-interrupt-cmd <n>]] [-interrupt-on-event <name>] [-cmdtimeout <ms>] [-mem] [-ext <dll>]\n"
             "                  [-coreclr <coreclr.dll> [-coreclr-at <n>]]\n"
             "                  -c <command> [-c <command> ...] [-z <dump> -c <command> ...]...\n"
             "       -c \"@call <export> [args]\" calls the -ext DLL's export through IDebugControl::CallExtension\n"
@@ -301,7 +311,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-    const char *engineDir = NULL, *symPath = NULL, *extDll = NULL, *foreignClr = NULL;
+    const char *engineDir = NULL, *symPath = NULL, *extDll = NULL, *foreignClr = NULL, *signalName = NULL;
     int foreignClrAt = 0;
     const char **cmds = (const char **)calloc((size_t)argc + 1, sizeof(char *));
     int *cmdDump = (int *)calloc((size_t)argc + 1, sizeof(int));
@@ -324,6 +334,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "-interrupt-after") && more) g_interruptAfter = (DWORD)strtoul(argv[++i], NULL, 0);
         else if (!strcmp(a, "-mem")) g_reportMem = 1;
         else if (!strcmp(a, "-interrupt-cmd") && more) g_interruptCmd = atoi(argv[++i]);
+        else if (!strcmp(a, "-interrupt-on-event") && more) signalName = argv[++i];
         else if (!strcmp(a, "-dml")) dml = 1;
         else if (!strcmp(a, "-rawdml")) rawdml = 1;
         else if (!strcmp(a, "-tagerr")) g_tagErrors = 1;
@@ -379,7 +390,11 @@ int main(int argc, char **argv) {
         }
         if (FAILED(hr)) { emitf("@@fatal SetSymbolPath 0x%08lx\n", (unsigned long)hr); return 3; }
     }
-    if (g_interruptAfter) {
+    if (signalName) {
+        g_signalEvent = CreateEventA(NULL, FALSE, FALSE, signalName);
+        if (!g_signalEvent) { emitf("@@fatal CreateEvent %s %lu\n", signalName, (unsigned long)GetLastError()); return 3; }
+    }
+    if (g_interruptAfter || g_signalEvent) {
         g_cmdStarted = CreateEventA(NULL, FALSE, FALSE, NULL);
         CreateThread(NULL, 0, interrupt_thread, NULL, 0, NULL);
     }
@@ -427,7 +442,10 @@ int main(int argc, char **argv) {
             g_interruptAt = 0;
             double t = now_ms();
             g_cmdStart = t;
-            if (g_interruptAfter && (g_interruptCmd == 0 || g_interruptCmd == i + 1)) SetEvent(g_cmdStarted);
+            if (g_cmdStarted && (g_interruptCmd == 0 || g_interruptCmd == i + 1)) {
+                if (g_signalEvent) ResetEvent(g_signalEvent); /* a signal of an earlier command does not count */
+                SetEvent(g_cmdStarted);
+            }
             g_cmdStartTick = (LONGLONG)GetTickCount64();
             if (!strcmp(c, "@analyze")) {
                 hr = run_analyze_plugin(client, extDll);

@@ -297,7 +297,7 @@ public sealed class HiveView
         var c = GetCell(cell, what);
         if (c is null) return null;
         var layout = _r.Types.TryGet("nt", "_CM_KEY_NODE");
-        if (layout is null) { _rr.Note("type nt!_CM_KEY_NODE is not in the symbols"); return null; }
+        if (layout is null) { _rr.MissingSymbol("type nt!_CM_KEY_NODE", "type nt!_CM_KEY_NODE is not in the symbols"); return null; }
         var nk = new StructView(layout, c.DataAddress, c.Data, _r.Types);
         if (c.Signature != SigNk) { _rr.Note($"hive {Name}: {what}: cell 0x{cell:x8} at {Output.Fmt.Addr(c.Address)} has signature '{c.SignatureText}', not 'nk'"); return null; }
         ulong nameOff = nk.OffsetOf("Name");

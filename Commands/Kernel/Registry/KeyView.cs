@@ -97,7 +97,7 @@ public sealed class KeyView
         if (c is null) return;
         var types = R.Kernel.Types;
         var idx = types.TryGet("nt", "_CM_KEY_INDEX");
-        if (idx is null) { R.Note("type nt!_CM_KEY_INDEX is not in the symbols"); st.Stop = true; return; }
+        if (idx is null) { R.MissingSymbol("type nt!_CM_KEY_INDEX", "type nt!_CM_KEY_INDEX is not in the symbols"); st.Stop = true; return; }
         var view = new StructView(idx, c.DataAddress, c.Data, types);
         ulong? countField = view.TryUInt("Count");
         ulong listOff = view.OffsetOf("List");
@@ -236,7 +236,7 @@ public sealed class KeyView
         if (c is null) return null;
         var types = R.Kernel.Types;
         var layout = types.TryGet("nt", "_CM_KEY_VALUE");
-        if (layout is null) { R.Note("type nt!_CM_KEY_VALUE is not in the symbols"); return null; }
+        if (layout is null) { R.MissingSymbol("type nt!_CM_KEY_VALUE", "type nt!_CM_KEY_VALUE is not in the symbols"); return null; }
         if (c.Signature != HiveView.SigVk) { R.Note($"hive {_hive.Name}: {what}: cell 0x{cell:x8} at {Output.Fmt.Addr(c.Address)} has signature '{c.SignatureText}', not 'vk'"); return null; }
         var vk = new StructView(layout, c.DataAddress, c.Data, types);
         ulong nameOff = vk.OffsetOf("Name");

@@ -33,6 +33,30 @@ public sealed class RegistryReader
         if (_noteSet.Add(text)) Notes.Add(text);
     }
 
+    /// <summary>
+    /// A type or symbol the registry needs was not answered (<paramref name="what"/>: "type nt!_T" or "symbol nt!X").
+    /// While a Ctrl+Break is pending the engine fails every lookup, and it swallows some (GetInterrupt never reports
+    /// them: then it answers the lookup when asked again): both propagate as the interrupt
+    /// (<see cref="OperationCanceledException"/>), never as a missing type. Either way the command's symbol answers
+    /// are not kept for the session (the next command asks again).
+    /// </summary>
+    internal void MissingSymbol(string what, string note)
+    {
+        try { Kernel.Target.DistrustSymbolAnswers(); } catch { }
+        ThrowIfInterrupted(what);
+        bool aborted;
+        try { aborted = Kernel.Target.EngineHasItNow(what); } catch { aborted = false; }
+        if (aborted) throw new OperationCanceledException($"interrupted by user (Ctrl+Break) while reading the registry: the engine aborted the lookup of {what}");
+        Note(note);
+    }
+
+    /// <summary>Ctrl+Break: the registry read stops as an interrupt (its "not found" / "not readable" would be false).</summary>
+    internal void ThrowIfInterrupted(string where)
+    {
+        if (Kernel.Memory.IsInterruptRequested)
+            throw new OperationCanceledException($"interrupted by user (Ctrl+Break) while reading the registry ({where})");
+    }
+
     // =====================================================================================
     // Hives
     // =====================================================================================
@@ -77,6 +101,8 @@ public sealed class RegistryReader
         int mark = Notes.Count;
         string Why(string step)
         {
+            // A step that failed under a pending Ctrl+Break failed because of it (refused reads and lookups).
+            ThrowIfInterrupted(step);
             var added = Notes.Skip(mark).ToList();
             return added.Count == 0 ? step : step + ": " + string.Join("; ", added);
         }
@@ -134,9 +160,9 @@ public sealed class RegistryReader
     {
         var types = Kernel.Types;
         var head = types.TrySymbol("nt!CmpHiveListHead");
-        if (head is null) { Note("nt!CmpHiveListHead is not in the symbols: the loaded hives cannot be found (check nt symbols)"); yield break; }
+        if (head is null) { MissingSymbol("symbol nt!CmpHiveListHead", "nt!CmpHiveListHead is not in the symbols: the loaded hives cannot be found (check nt symbols)"); yield break; }
         var cm = types.TryGet("nt", "_CMHIVE");
-        if (cm is null) { Note("type nt!_CMHIVE is not in the symbols: the loaded hives cannot be read (check nt symbols)"); yield break; }
+        if (cm is null) { MissingSymbol("type nt!_CMHIVE", "type nt!_CMHIVE is not in the symbols: the loaded hives cannot be read (check nt symbols)"); yield break; }
         var listField = types.TryResolvePath(cm, "HiveList");
         if (listField is null) { Note("nt!_CMHIVE has no field HiveList on this build: the loaded hives cannot be walked"); yield break; }
         ulong listOff = listField.Value.Offset;
@@ -187,7 +213,13 @@ public sealed class RegistryReader
         {
             _registryProcessResolved = true;
             var sym = Kernel.Types.TrySymbol("nt!CmpRegistryProcess");
-            if (sym is null) { _whyNoProcess = "nt!CmpRegistryProcess is not in the symbols"; return null; }
+            if (sym is null)
+            {
+                _registryProcessResolved = false; // MissingSymbol throws on an interrupt: asked again next time
+                MissingSymbol("symbol nt!CmpRegistryProcess", "nt!CmpRegistryProcess is not in the symbols");
+                _registryProcessResolved = true;
+                _whyNoProcess = "nt!CmpRegistryProcess is not in the symbols"; return null;
+            }
             var p = Kernel.TryReadPointer(sym.Value);
             if (p is null) _whyNoProcess = $"nt!CmpRegistryProcess at {Output.Fmt.Addr(sym.Value)} is not readable";
             else if (p == 0) _whyNoProcess = "nt!CmpRegistryProcess is NULL";

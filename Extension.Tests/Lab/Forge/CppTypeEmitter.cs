@@ -5,7 +5,7 @@ using NtSleuth.Commands.Symbols.Isf;
 namespace NtSleuth.Lab.Forge;
 
 /// <summary>A generator bug or an ISF the forge cannot express (names the type and field).</summary>
-public sealed class ForgeException(string message) : Exception(message);
+public class ForgeException(string message) : Exception(message);
 
 /// <summary>
 /// Writes the types of an ISF document as C++ that clang-cl compiles to CodeView with exactly the ISF layout.

@@ -49,15 +49,19 @@ public sealed record ForgeToolchain(string ClangCl, string LldLink, string LlvmM
 public sealed class SymbolForge
 {
     /// <summary>Bump when the generator changes output for the same inputs (invalidates the cache).</summary>
-    public const string GeneratorVersion = "forge-2";
+    public const string GeneratorVersion = "forge-3"; // forge-3: publics re-bucketed (PdbSymbolHash)
 
     private readonly ForgeToolchain _tools;
     public string CacheRoot { get; }
 
-    public SymbolForge(ForgeToolchain tools, string? cacheRoot = null)
+    /// <summary>false: keep lld-link's publics hash as linked (tests show what <see cref="PdbSymbolHash.Rehash"/> fixes).</summary>
+    private readonly bool _rehash;
+
+    public SymbolForge(ForgeToolchain tools, string? cacheRoot = null, bool rehashPublics = true)
     {
         _tools = tools;
         CacheRoot = cacheRoot ?? DefaultCacheRoot();
+        _rehash = rehashPublics;
     }
 
     /// <summary>$NTSLEUTH_FORGE_CACHE, else ${XDG_CACHE_HOME:-~/.cache}/ntsleuth/forge.</summary>
@@ -124,6 +128,9 @@ public sealed class SymbolForge
             var pe = PeImagePatcher.Patch(File.ReadAllBytes(imgPath), spec.Identity, out uint soi, out uint chk);
             File.WriteAllBytes(imgPath, pe);
             var pdb = File.ReadAllBytes(pdbPath);
+            // lld-link 14 puts some publics into the wrong name-hash bucket (see PdbSymbolHash): hashed lookups of
+            // those names (the data model, dx) would miss them, where Microsoft's PDBs find every name.
+            if (_rehash) pdb = PdbSymbolHash.Rehash(pdb, out _);
             PdbIdentityPatcher.Patch(pdb, spec.Identity.PdbGuid, spec.Identity.Age);
             File.WriteAllBytes(pdbPath, pdb);
             foreach (var f in Directory.GetFiles(work))
@@ -206,6 +213,7 @@ public sealed class SymbolForge
         using var h = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         void Add(string s) { h.AppendData(Encoding.UTF8.GetBytes(s)); h.AppendData([0]); }
         Add(GeneratorVersion);
+        if (!_rehash) Add("lld-hash");
         Add(spec.ImageName); Add(spec.PdbName); Add(spec.Kind.ToString());
         Add(ForgeIdentity.StoreGuid(spec.Identity.PdbGuid)); Add(spec.Identity.Age.ToString(CultureInfo.InvariantCulture));
         Add(spec.Identity.TimeDateStamp.ToString(CultureInfo.InvariantCulture)); Add(spec.Identity.SizeOfImage.ToString(CultureInfo.InvariantCulture));
