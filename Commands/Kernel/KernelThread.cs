@@ -46,6 +46,7 @@ public sealed class KernelThread
 public sealed class KernelThreads(KernelReader reader)
 {
     private readonly Dictionary<ulong, KernelThread> _threads = new();
+    private ulong? _lastEnumerated;
 
     /// <summary>
     /// The thread at <paramref name="address"/>; null with the reason in <paramref name="notThread"/> when its
@@ -60,9 +61,18 @@ public sealed class KernelThreads(KernelReader reader)
         var layout = reader.Types.Get("nt", "_ETHREAD");
         if (pageExtend)
         {
-            ulong end = address + layout.Size;
-            ulong pageEnd = (end + 0xfff) & ~0xfffUL;
-            reader.Memory.Prefetch(address, (int)Math.Min(pageEnd - address, 0x2000));
+            // Adaptive: extend only when the previous thread of the enumeration lay next to this one (threads allocated
+            // back to back: the extension brings the following ones). On scattered pool (other allocations between the
+            // threads) the extension would move bytes nobody uses: read just the thread.
+            ulong size = layout.Size;
+            bool neighbour = _lastEnumerated is { } last && (last > address ? last - address : address - last) <= 2 * size;
+            _lastEnumerated = address;
+            if (neighbour && !reader.Memory.IsCached(address, (int)size))
+            {
+                ulong end = address + size;
+                ulong pageEnd = (end + 0xfff) & ~0xfffUL;
+                reader.Memory.Prefetch(address, (int)Math.Min(pageEnd - address, 0x2000));
+            }
         }
         var et = reader.Read(layout, address);
         int type = et.U8("Tcb.Header.Type");

@@ -379,16 +379,16 @@ public sealed class LeakTagAnalyzer
                 foreach (var a in fileHits) res.Sites.Add(MakeSite(m, a));
                 continue;
             }
-            ulong start = m.Base;
-            int hits = 0;
-            while (start < m.End && hits < o.MaxHitsPerModule)
+            // The image is read in packet-sized requests and searched here (TargetMemory.ScanFor): the same hits as
+            // the engine's search, without paying for pages that cannot be read or were read already (docs/bench.md).
+            var found = M.ScanFor(m.Base, m.End - m.Base, pattern, o.MaxHitsPerModule);
+            int hits = found.Count;
+            foreach (var a in found) res.Sites.Add(MakeSite(m, a));
+            if (M.IsInterruptRequested && hits < o.MaxHitsPerModule)
             {
-                var hit = M.Search(start, m.End - start, pattern);
-                if (hit is null || hit.Value < start || hit.Value >= m.End) break;
-                res.Sites.Add(MakeSite(m, hit.Value));
-                hits++;
-                start = hit.Value + 1;
-                if (M.IsInterruptRequested) break;
+                res.ModuleSearchComplete = false;
+                res.Notes.Add($"module search interrupted by user in {KernelModules.ShortName(m.Name)} ({res.ModulesSearched} of {mods.Count} modules); sites found so far are listed");
+                break;
             }
             if (hits >= o.MaxHitsPerModule) res.Notes.Add($"{m.Name}: more than {o.MaxHitsPerModule} occurrences; only the first are listed");
         }

@@ -78,6 +78,22 @@ public sealed class TargetMemory
         catch (Exception) { return 0; }
     }
 
+    /// <summary>Whether every byte of [address, address+length) is in the cache already (no request needed; not counted as a hit).</summary>
+    public bool IsCached(ulong address, int length)
+    {
+        if (length <= 0) return true;
+        ulong a = address, end = address + (ulong)length;
+        while (a < end)
+        {
+            if (!_pages.TryGetValue(a & ~PageMask, out var page)) return false;
+            int off = (int)(a & PageMask);
+            int inPage = (int)Math.Min(end - a, (ulong)(PageSize - off));
+            if (page.KnownRun(off, inPage) < inPage) return false;
+            a += (ulong)inPage;
+        }
+        return true;
+    }
+
     /// <summary>Reads exactly; returns null when any byte is unreadable.</summary>
     public byte[]? ReadExact(ulong address, int length)
     {
@@ -132,6 +148,67 @@ public sealed class TargetMemory
         Stats.AddSearch(fresh);
         try { return _target.SearchVirtual(start, length, pattern); }
         catch (Exception) { return null; }
+    }
+
+    /// <summary>
+    /// Finds <paramref name="pattern"/> in [start, start+length) by reading the range in packet-sized requests
+    /// (<see cref="KdnetModel.MaxPacketData"/> bytes: each one KD packet, none half used) and comparing here, instead of
+    /// a target-side search: bytes this command already read are taken from the cache, a page that cannot be read (not
+    /// present, discarded) costs one failed request and is skipped, and the scan stops at <paramref name="maxHits"/>
+    /// hits. Hits are what a search would return, in address order (overlapping occurrences included; an occurrence
+    /// across an unreadable page is not one). The bytes scanned are not kept (a 100 MB image must not stay in the cache).
+    /// </summary>
+    public List<ulong> ScanFor(ulong start, ulong length, ReadOnlySpan<byte> pattern, int maxHits)
+    {
+        var hits = new List<ulong>();
+        if (pattern.Length == 0 || length == 0 || maxHits <= 0) return hits;
+        int keep = pattern.Length - 1;
+        var buf = new byte[keep + KdnetModel.MaxPacketData];
+        int carried = 0;                 // bytes of the previous chunk kept at buf[0..carried) (contiguous with the next)
+        ulong end = start + length < start ? ulong.MaxValue : start + length;
+        ulong pos = start;
+        while (pos < end && hits.Count < maxHits)
+        {
+            if (IsInterruptRequested) break;
+            if (_badPages.Contains(pos & ~PageMask)) { pos = (pos & ~PageMask) + PageSize; carried = 0; continue; }
+            int want = (int)Math.Min(end - pos, (ulong)KdnetModel.MaxPacketData);
+            var dest = buf.AsSpan(carried, want);
+            int got = CachedPrefix(pos, dest);
+            if (got < want)
+            {
+                ulong a = pos + (ulong)got;
+                int rest = DistanceToNextCached(a, want - got);
+                int n = SafeRead(a, dest.Slice(got, rest));
+                Stats.AddRead(rest);
+                if (n < rest) _badPages.Add((a + (ulong)n) & ~PageMask);
+                got += n;
+            }
+            var window = buf.AsSpan(0, carried + got);
+            ulong windowStart = pos - (ulong)carried;
+            int from = 0;
+            while (hits.Count < maxHits)
+            {
+                int i = window[from..].IndexOf(pattern);
+                if (i < 0) break;
+                hits.Add(windowStart + (ulong)(from + i));
+                from += i + 1;
+            }
+            if (got < want)
+            {
+                // Unreadable from pos+got: skip to the next page; nothing carries over the gap.
+                ulong bad = pos + (ulong)got;
+                pos = (bad & ~PageMask) + PageSize;
+                carried = 0;
+                continue;
+            }
+            pos += (ulong)got;
+            // Keep the last pattern.Length-1 bytes so an occurrence across the chunk boundary is found (not twice:
+            // those bytes alone are too short to hold it).
+            int k = Math.Min(keep, window.Length);
+            window[^k..].CopyTo(buf);
+            carried = k;
+        }
+        return hits;
     }
 
     public bool IsInterruptRequested

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using NtSleuth.Commands.Symbols;
 
 namespace NtSleuth.Commands.Model;
@@ -34,26 +33,10 @@ public readonly struct PackedField
     public ulong Get(ReadOnlySpan<byte> entry)
     {
         if (Size == 0 || Offset + Size > entry.Length) return 0;
-        var s = entry.Slice(Offset, Size);
-        ulong v = Size switch
-        {
-            1 => s[0],
-            2 => BinaryPrimitives.ReadUInt16LittleEndian(s),
-            4 => BinaryPrimitives.ReadUInt32LittleEndian(s),
-            8 => BinaryPrimitives.ReadUInt64LittleEndian(s),
-            _ => 0,
-        };
-        if (BitPos >= 0)
-        {
-            v >>= BitPos;
-            if (BitLen < 64) v &= (1UL << BitLen) - 1;
-            return v;
-        }
-        if (Signed && Size < 8)
-        {
-            int shift = 64 - Size * 8;
-            v = unchecked((ulong)((long)(v << shift) >> shift));
-        }
+        if (Size is not (1 or 2 or 4 or 8)) return 0;
+        ulong v = FieldValue.LittleEndian(entry.Slice(Offset, Size));
+        if (BitPos >= 0) return FieldValue.Bits(v, BitPos, BitLen);
+        if (Signed) v = FieldValue.SignExtend(v, Size);
         return v;
     }
 }

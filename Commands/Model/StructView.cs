@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Text;
 using NtSleuth.Commands.Symbols;
 
@@ -91,41 +90,20 @@ public sealed class StructView
         {
             ulong storage = type.Inner?.Size ?? 0;
             if (storage == 0) storage = (ulong)((type.BitPosition + type.BitLength + 7) / 8);
-            ulong raw = ReadLe(off, storage);
-            ulong v = raw >> type.BitPosition;
-            return type.BitLength >= 64 ? v : v & ((1UL << type.BitLength) - 1);
+            return FieldValue.Bits(ReadLe(off, storage), type.BitPosition, type.BitLength);
         }
         ulong size = type.Size;
         if (type.Kind == TypeKind.Pointer && size == 0) size = 8;
         if (size is 0 or > 8) throw new InvalidOperationException($"{TypeName}: field at +0x{off:x} of type {type} is not a scalar");
         ulong value = ReadLe(off, size);
-        if (type.IsSigned && size < 8)
-        {
-            int shift = 64 - (int)size * 8;
-            value = unchecked((ulong)(((long)(value << shift)) >> shift));
-        }
+        if (type.IsSigned) value = FieldValue.SignExtend(value, (int)size);
         return value;
     }
 
     private ulong ReadLe(ulong off, ulong size)
     {
         EnsureInRange(off, size, null);
-        var s = _data.AsSpan((int)off, (int)size);
-        return size switch
-        {
-            1 => s[0],
-            2 => BinaryPrimitives.ReadUInt16LittleEndian(s),
-            4 => BinaryPrimitives.ReadUInt32LittleEndian(s),
-            8 => BinaryPrimitives.ReadUInt64LittleEndian(s),
-            _ => ReadOdd(s),
-        };
-    }
-
-    private static ulong ReadOdd(ReadOnlySpan<byte> s)
-    {
-        ulong v = 0;
-        for (int i = s.Length - 1; i >= 0; i--) v = (v << 8) | s[i];
-        return v;
+        return FieldValue.LittleEndian(_data.AsSpan((int)off, (int)size));
     }
 
     private void EnsureInRange(ulong off, ulong size, string? path)

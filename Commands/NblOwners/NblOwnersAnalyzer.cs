@@ -31,7 +31,7 @@ public sealed class NblOwnersAnalyzer
     private readonly ulong? _ownerFilter;
     private readonly ulong? _poolFilter;
     private readonly HashSet<ulong> _windows = new();
-    private bool _layoutContiguous = true;
+    private int _streak, _windowsRead, _windowHits;
 
     public NblOwnersAnalyzer(KernelReader reader, ulong? ownerFilter = null, ulong? poolFilter = null)
     {
@@ -243,24 +243,35 @@ public sealed class NblOwnersAnalyzer
     private static ulong ReadU64(StructView v, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(v.Bytes.Slice(offset, 8));
 
     /// <summary>
-    /// Makes [address, address+length) cached before the walk reads its link: the aligned window(s) holding it when the
-    /// previous entry of the walk was its neighbour, or for a pool's first entry when the last pool was laid out so
-    /// (contiguous layout: one request serves the neighbours), else
-    /// just the entry (scattered layout: a window would move bytes of unrelated allocations).
+    /// Makes [address, address+length) cached before the walk reads its link. Read-ahead is adaptive: a window (one
+    /// request of <see cref="Window"/> bytes) is read only once the walk has seen <see cref="StreakForWindow"/>
+    /// neighbouring entries in a row (back-to-back entries of a pool's block), and it stops for good when the windows
+    /// read so far served too few entries (<see cref="MinEntriesPerWindow"/> each: fewer do not pay for the window's
+    /// bytes on KDNET). Otherwise just the entry is read (scattered pool: other allocations between the entries, a
+    /// window would move bytes nobody uses). A pool's first entry follows the streak the previous pool ended with.
     /// </summary>
     private void EnsureWindow(ulong address, int length, ulong? previous)
     {
+        int span = Math.Max(length, 1);
         ulong first = address & ~(ulong)(Window - 1);
-        ulong last = (address + (ulong)Math.Max(length, 1) - 1) & ~(ulong)(Window - 1);
-        if (_windows.Contains(first) && _windows.Contains(last)) return;
-        // Neighbours: the previous entry lies within two entry spans (back-to-back entries of a pool's block). A pool's
-        // first entry follows what the previous pool's entries showed (optimistic for the first pool).
-        bool contiguous = previous is { } p ? (p > address ? p - address : address - p) <= 2UL * (ulong)Math.Max(length, 1) : _layoutContiguous;
-        if (previous is not null) _layoutContiguous = contiguous;
-        if (!contiguous) { _r.Memory.Prefetch(address, Math.Max(length, 1)); return; }
+        ulong last = (address + (ulong)span - 1) & ~(ulong)(Window - 1);
+        bool inWindows = _windows.Contains(first) && _windows.Contains(last);
+        if (previous is { } p)
+        {
+            bool neighbour = (p > address ? p - address : address - p) <= 2UL * (ulong)span;
+            _streak = neighbour ? _streak + 1 : 0;
+        }
+        if (inWindows) { _windowHits++; return; }
+        bool windowsPay = _windowsRead < 4 || _windowHits >= MinEntriesPerWindow * _windowsRead;
+        if (_streak < StreakForWindow || !windowsPay) { _r.Memory.Prefetch(address, span); return; }
         for (ulong w = first; w <= last; w += Window)
-            if (_windows.Add(w)) _r.Memory.Prefetch(w, Window);
+            if (_windows.Add(w)) { _r.Memory.Prefetch(w, Window); _windowsRead++; }
     }
+
+    /// <summary>Neighbouring entries in a row (list order = address order) before the walk reads a window.</summary>
+    public const int StreakForWindow = 2;
+    /// <summary>Entries a window must serve on average for read-ahead to go on (a 16 KB window costs as much as ~11 entry reads on KDNET).</summary>
+    public const int MinEntriesPerWindow = 12;
 
     private void WalkPool(NblOwnersReport rep, NblPoolInfo info, ulong pool, bool ownersReadable,
         Dictionary<ulong, NblOwnerGroup> groups, Dictionary<ulong, HashSet<ulong>> groupPools)

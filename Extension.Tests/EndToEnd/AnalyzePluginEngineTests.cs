@@ -16,20 +16,13 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class AnalyzePluginEngineTests
 {
-    private static (string Dump, string Sym) Sample(string name)
-    {
-        RealEngine.Require();
-        var s = SampleCommandsTests.Samples().FirstOrDefault(x => x.Name == name);
-        Assert.That(s, Is.Not.Null, $"make-samples wrote no {name}");
-        return (Path.Combine(SampleCommandsTests.SampleDir, s!.Dump), Path.Combine(SampleCommandsTests.SampleDir, s.SymbolPath));
-    }
-
     private static string[] Fa(string output) => output.Split('\n').Select(l => l.TrimEnd('\r')).Where(l => l.StartsWith("@@fa ", StringComparison.Ordinal)).ToArray();
 
     [Test]
     public void PluginBlamesTheDriverDpcBlameFindsOnTheDpcWatchdogSample()
     {
-        var (dump, sym) = Sample("dpc-watchdog-19041");
+        var s = LabSamples.Named("dpc-watchdog-19041");
+        string dump = s.Dump, sym = s.SymbolPath;
         var dll = ExtensionPackage.DllWinPath();
         var load = ".load " + dll;
         var run = RealEngine.Run(dump, [load, "@analyze", "!dpcblame", ".chain"],
@@ -63,7 +56,8 @@ public class AnalyzePluginEngineTests
     [Test]
     public void PluginSaysNothingOnAnotherBugCheckAndStartsWithoutLoad()
     {
-        var (dump, sym) = Sample("pool-leak-19041");
+        var s = LabSamples.Named("pool-leak-19041");
+        string dump = s.Dump, sym = s.SymbolPath;
         var dll = ExtensionPackage.DllWinPath();
         // No .load: !analyze loads the plug-in DLL itself, so the first call into it must be able to start .NET.
         var run = RealEngine.Run(dump, ["@analyze"], new EngineOptions { SymbolPath = sym, Plain = true, ExtensionDll = dll, TimeoutSeconds = 300 });

@@ -1,10 +1,5 @@
 using NtSleuth.Lab;
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
-using NtSleuth.Lab.Samples;
-using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -19,29 +14,14 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class AnotherDotNetEngineTests
 {
-    private string? _dir;
     private string _dump = "", _sym = "";
 
     [OneTimeSetUp]
     public void MakeSample()
     {
-        RealEngine.Require();
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table");
-        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-clr-e2e-{Environment.ProcessId}");
-        var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(_dir, new SymbolForge(ForgeTestEnv.Tools()), [build],
-            ScenarioCatalog.All.Where(s => s.Name == "pool-leak"), KernelDumpKind.Complete, log, variants: [""]);
-        var sample = samples.SingleOrDefault(s => s.Name == $"pool-leak-{build.BuildNumber}") ?? throw new InvalidOperationException(log.ToString());
-        _dump = Path.Combine(_dir, sample.Dump);
-        _sym = Path.Combine(_dir, sample.SymbolPath);
-    }
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
+        var sample = LabSamples.Get(LabSamples.Build("19041"), "pool-leak");
+        _dump = sample.Dump;
+        _sym = sample.SymbolPath;
     }
 
     /// <summary>The runtime folder the package runs on (its app-local dotnet\ folder).</summary>
@@ -51,7 +31,7 @@ public class AnotherDotNetEngineTests
     /// <summary>A second copy of the runtime in another folder (what SOS loads when it picks another .NET install).</summary>
     private string OtherRuntimeCopy()
     {
-        string dir = Path.Combine(_dir!, "other-runtime");
+        string dir = Path.Combine(LabSamples.Root, "other-runtime");
         Directory.CreateDirectory(dir);
         foreach (var f in new[] { "coreclr.dll", "System.Private.CoreLib.dll" })
             if (!File.Exists(Path.Combine(dir, f))) File.Copy(Path.Combine(OwnRuntimeDir(), f), Path.Combine(dir, f));

@@ -1,11 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
-using NtSleuth.Lab.Samples;
-using NtSleuth.Lab.Scenario;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -21,36 +16,6 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class DataModelEngineTests
 {
-    private static List<CatalogSample>? _samples;
-    private static string? _dir;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
-    }
-
-    private static readonly string[] SampleNames = ["pool-leak-19041", "ndis-pending-nbls-19041", "logon-hang-alpc-19041", "dpc-watchdog-19041", "fltmgr-frame-order-19041"];
-
-    private static (string Dump, string Sym) Get(string name)
-    {
-        RealEngine.Require();
-        if (_samples is null)
-        {
-            if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-            var b = LabBuilds.TryGet("19041");
-            if (b is null) Assert.Ignore("no 19041 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
-            var forge = new SymbolForge(ForgeTestEnv.Tools());
-            _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-dx-e2e-{Environment.ProcessId}");
-            var log = new StringWriter();
-            _samples = CatalogSampleMaker.Make(_dir, forge, [b!], ScenarioCatalog.All.Where(s => SampleNames.Contains(s.Name + "-19041")), KernelDumpKind.Complete, log);
-        }
-        var s = _samples.FirstOrDefault(x => x.Name == name);
-        if (s is null) Assert.Fail($"make-samples wrote no sample {name}");
-        return (Path.Combine(_dir!, s!.Dump), Path.Combine(_dir!, s.SymbolPath));
-    }
-
     /// <summary>A small gen-0 budget for the memory test: the runtime's default under wine here is ~60 MB, so without
     /// it the engine's private bytes measure garbage not yet collected (a plain dx call flattens after the first GC
     /// at ~390 calls), not what stays alive.</summary>
@@ -58,7 +23,8 @@ public class DataModelEngineTests
 
     private static EngineRun Run(string sample, IEnumerable<string> commands, bool memory = false)
     {
-        var (dump, sym) = Get(sample);
+        var s = LabSamples.Named(sample);
+        string dump = s.Dump, sym = s.SymbolPath;
         var cmds = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
         cmds.AddRange(commands);
         var run = RealEngine.Run(dump, cmds, new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300, ReportMemory = memory, Environment = memory ? SmallGen0 : new Dictionary<string, string>() });

@@ -1,6 +1,3 @@
-using NtSleuth.Lab;
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Scenarios;
 using NUnit.Framework;
 
@@ -16,20 +13,10 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class DhcpTimerEngineTests
 {
-    private static (string Dump, string Sym) Make(DhcpLeaseScenario scenario, string name)
-    {
-        RealEngine.Require();
-        var tools = ForgeToolchain.Find(out var why);
-        if (tools is null) { TestPaths.Unavailable(why); return default; }
-        var dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-dhcp-{Environment.ProcessId}", name);
-        var (dump, sym, _) = scenario.WriteSample(dir, name, new SymbolForge(tools));
-        return (dump, sym);
-    }
-
     [Test]
     public void SeedDumpShowsMissedRenewalAndOverflow()
     {
-        var (dump, sym) = Make(DhcpLeaseScenario.Seed(), "seed");
+        var (dump, sym) = LabSamples.User("seed", DhcpLeaseScenario.Seed);
         var run = RealEngine.Run(dump, [".load " + ExtensionPackage.DllWinPath(), "lm m dhcpcore", "x dhcpcore!DhcpGlobalNICList", "!dhcptimer", "!dhcptimer -json",
                 "dx @$ntsleuth.DhcpTimer().Adapters[0].Verdict", "dx @$ntsleuth.DhcpTimer().Adapters[0].IpAddress"],
             new EngineOptions { SymbolPath = sym, Plain = true });
@@ -51,7 +38,7 @@ public class DhcpTimerEngineTests
     [Test]
     public void EightDayLeaseIsHealthyInTheRealEngine()
     {
-        var (dump, sym) = Make(DhcpLeaseScenario.EightDays(), "eightdays");
+        var (dump, sym) = LabSamples.User("eightdays", DhcpLeaseScenario.EightDays);
         var run = RealEngine.Run(dump, [".load " + ExtensionPackage.DllWinPath(), "!dhcptimer"], new EngineOptions { SymbolPath = sym, Plain = true });
         var o = run["!dhcptimer"].Output;
         Assert.That(o, Does.Contain("OK: renewal pending normally: T1 renewal in 3."), run.Transcript);

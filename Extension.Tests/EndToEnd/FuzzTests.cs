@@ -1,9 +1,5 @@
 using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Fuzz;
-using NtSleuth.Lab.Samples;
-using NtSleuth.Lab.Scenario;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -38,28 +34,12 @@ public class FuzzTests
         ("pool-leak-19041", "!leaktag Leak"),
     ];
 
-    private static string? _dir;
     private static List<FuzzSample>? _samples;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
-    }
 
     private static List<FuzzSample> Samples()
     {
         if (_samples is not null) return _samples;
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
-        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-fuzz-e2e-{Environment.ProcessId}");
-        var log = new StringWriter();
-        var names = Targets.Select(t => t.Sample[..t.Sample.LastIndexOf('-')]).ToHashSet();
-        CatalogSampleMaker.Make(_dir, new SymbolForge(ForgeTestEnv.Tools()), [build], ScenarioCatalog.All.Where(s => names.Contains(s.Name)),
-            KernelDumpKind.Complete, log, variants: [""]);
-        TestContext.Progress.WriteLine($"[fuzz] samples:\n{log}");
-        _samples = FuzzSample.FromManifest(_dir);
+        _samples = Targets.Select(t => t.Sample).Distinct().Select(LabSamples.Named).Select(s => new FuzzSample(s.Name, s.Dump, s.SymbolPath, s.Commands)).ToList();
         return _samples;
     }
 
@@ -71,22 +51,17 @@ public class FuzzTests
     [Test]
     public void AZeroedKernelImageHeaderIsReportedAsDamagedMemoryNotMissingSymbols()
     {
-        RealEngine.Require();
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet("7601") ?? throw new IgnoreException("no 7601 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
-        string dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-fuzz-e2e-{Environment.ProcessId}-7601");
+        var sample = LabSamples.Named("pool-leak-7601");
+        string dump = sample.Dump, path = "";
         try
         {
-            var sample = CatalogSampleMaker.Make(dir, new SymbolForge(ForgeTestEnv.Tools()), [build], ScenarioCatalog.All.Where(s => s.Name == "pool-leak"),
-                KernelDumpKind.Complete, new StringWriter(), variants: [""]).Single();
-            string dump = Path.Combine(dir, sample.Dump);
             var reader = KernelDumpReader.Open(dump);
             ulong ntBase = reader.ReadVirtualU64(reader.ReadVirtualU64(reader.PsLoadedModuleList) + 0x30); // KLDR_DATA_TABLE_ENTRY.DllBase
             var mutant = new DumpMutator(sample.Name, File.ReadAllBytes(dump)).Patch(ntBase, new byte[0x1000], "nt image header page zeroed");
-            string path = Path.Combine(dir, mutant.Id + ".dmp");
+            path = Path.Combine(Path.GetDirectoryName(dump)!, mutant.Id + ".dmp");
             File.WriteAllBytes(path, mutant.Dump);
             var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), "!leaktag Leak", "!leaktag -nonpaged -n 5 -json"],
-                new EngineOptions { SymbolPath = Path.Combine(dir, sample.SymbolPath), Plain = true });
+                new EngineOptions { SymbolPath = sample.SymbolPath, Plain = true });
             foreach (var c in run.Commands.Skip(1))
             {
                 TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
@@ -94,7 +69,7 @@ public class FuzzTests
                 Assert.That(c.Output, Does.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is damaged").Or.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is not readable"), c.Command);
             }
         }
-        finally { try { Directory.Delete(dir, true); } catch { } }
+        finally { try { if (path != "") File.Delete(path); } catch { } }
     }
 
     /// <summary>The engine as the other end-to-end tests start it (wine environment), with our package.</summary>
@@ -122,7 +97,7 @@ public class FuzzTests
         sample = sample! with { Commands = [command] };
         var plan = new FuzzPlan { MutantsPerSample = MutantsPerCommand, FirstSeed = FirstSeed };
         var sw = System.Diagnostics.Stopwatch.StartNew();
-        var results = FuzzCampaign.Run(engine, [sample], plan, Path.Combine(_dir!, "mutants"), TestContext.Progress);
+        var results = FuzzCampaign.Run(engine, [sample], plan, Path.Combine(LabSamples.Root, "fuzz-mutants"), TestContext.Progress);
         string report = FuzzRunner.Report(results);
         TestContext.Out.WriteLine($"{sampleName}: {results.Count} runs in {sw.Elapsed.TotalSeconds:F0} s\n{report}");
         Assert.That(results.Select(r => r.Case.Mutant.Id).Distinct().Count(), Is.EqualTo(MutantsPerCommand));

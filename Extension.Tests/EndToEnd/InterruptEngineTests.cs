@@ -24,30 +24,12 @@ public class InterruptEngineTests
     private const double MaxLatencyMs = 100;
     /// <summary>The bound for the big-table cases in CI (noisy 2-core machines); the goal, and the usual figure, is under 100 ms.</summary>
     private const double CiLatencyMs = 500;
-    private string? _dir;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        // NTSLEUTH_KEEP_SAMPLES=1 keeps the big samples for a look by hand (enginehost -interrupt-after).
-        if (_dir is not null && Environment.GetEnvironmentVariable("NTSLEUTH_KEEP_SAMPLES") != "1") try { Directory.Delete(_dir, true); } catch { }
-    }
 
     private (string Dump, string Sym, CatalogSample Sample) Make(string scenario, string variant, int scale)
     {
-        RealEngine.Require();
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table");
-        _dir ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-interrupt-e2e-{Environment.ProcessId}");
-        string outDir = Path.Combine(_dir, scenario);
-        var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(outDir, new SymbolForge(ForgeTestEnv.Tools()), [build], [ScenarioCatalog.Get(scenario)],
-            KernelDumpKind.Complete, log, variants: [variant], scale: scale);
-        Assert.That(samples, Has.Count.EqualTo(1), log.ToString());
-        var s = samples[0];
+        var s = LabSamples.Get(LabSamples.Build("19041"), scenario, variant, scale);
         TestContext.Out.WriteLine($"{s.Name}: {s.DumpBytes:N0} dump bytes, written in {s.Seconds:F1} s");
-        return (Path.Combine(outDir, s.Dump), Path.Combine(outDir, s.SymbolPath), s);
+        return (s.Dump, s.SymbolPath, s);
     }
 
     private static readonly Regex Requested = new(@"@@host interrupt requested at ([0-9.]+) ms hr=0x([0-9a-f]{8})");

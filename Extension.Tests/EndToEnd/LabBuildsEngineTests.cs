@@ -1,8 +1,4 @@
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
-using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -22,18 +18,11 @@ public class LabBuildsEngineTests
     [TestCaseSource(nameof(Builds))]
     public void BaselineKernelOpensAndOurTargetReadsItsObjects(string key)
     {
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        RealEngine.Require();
-        var build = LabBuilds.Get(key);
-        var dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-builds-e2e-{Environment.ProcessId}", key);
-        var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(dir, new SymbolForge(ForgeTestEnv.Tools()), [build],
-            ScenarioCatalog.All.Where(s => s.Name == "baseline-kernel"), KernelDumpKind.Complete, log);
-        var sample = samples.SingleOrDefault();
-        Assert.That(sample, Is.Not.Null, $"no baseline sample on {key}:\n{log}");
-        var alpc = sample!.Commands.Single(c => c.StartsWith("!alpcchain", StringComparison.Ordinal));
-        var run = RealEngine.Run(Path.Combine(dir, sample.Dump), ["vertarget", "dt nt!_KTHREAD WaitReason", ".load " + ExtensionPackage.DllWinPath(), alpc],
-            new EngineOptions { SymbolPath = Path.Combine(dir, sample.SymbolPath), Plain = true, TimeoutSeconds = 300 });
+        var build = LabSamples.Build(key);
+        var sample = LabSamples.Get(build, "baseline-kernel");
+        var alpc = sample.Commands.Single(c => c.StartsWith("!alpcchain", StringComparison.Ordinal));
+        var run = RealEngine.Run(sample.Dump, ["vertarget", "dt nt!_KTHREAD WaitReason", ".load " + ExtensionPackage.DllWinPath(), alpc],
+            new EngineOptions { SymbolPath = sample.SymbolPath, Plain = true, TimeoutSeconds = 300 });
         Assert.That(run["vertarget"].Output, Does.Contain($"Version {build.BuildNumber}"), run.Transcript);
         int wr = build.Isf.GetUserType("_KTHREAD").Fields.First(f => f.Name == "WaitReason").Offset;
         Assert.That(run["dt nt!_KTHREAD WaitReason"].Output, Does.Contain($"+0x{wr:x3} WaitReason"), run.Transcript);

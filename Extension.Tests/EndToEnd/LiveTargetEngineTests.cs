@@ -1,11 +1,6 @@
 using NtSleuth.Extension;
 using NtSleuth.Lab;
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
-using NtSleuth.Lab.Samples;
-using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -30,29 +25,14 @@ namespace NtSleuth.Tests.EndToEnd;
 public class LiveTargetEngineTests
 {
     private const string Altitude = "altitude 149998.99 (group \"FSFilter Encryption\" in fltmgr's legacy altitude table)";
-    private string? _dir;
     private string _dump = "", _sym = "";
 
     [OneTimeSetUp]
     public void MakeSample()
     {
-        RealEngine.Require();
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet("19041") ?? throw new IgnoreException("no 19041 symbol table");
-        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-live-e2e-{Environment.ProcessId}");
-        var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(_dir, new SymbolForge(ForgeTestEnv.Tools()), [build], [new FltmgrFrameOrderScenario()],
-            KernelDumpKind.Complete, log, variants: [""]);
-        var sample = samples.SingleOrDefault(s => s.Name == $"fltmgr-frame-order-{build.BuildNumber}") ?? throw new InvalidOperationException(log.ToString());
-        _dump = Path.Combine(_dir, sample.Dump);
-        _sym = Path.Combine(_dir, sample.SymbolPath);
-    }
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
+        var sample = LabSamples.Get(LabSamples.Build("19041"), new FltmgrFrameOrderScenario().Name);
+        _dump = sample.Dump;
+        _sym = sample.SymbolPath;
     }
 
     private EngineRun Run(string? hook, params string[] commands)

@@ -1,11 +1,8 @@
 using NtSleuth.Commands.Symbols.Isf;
 using NtSleuth.Lab;
 using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
-using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -21,32 +18,16 @@ namespace NtSleuth.Tests.EndToEnd;
 [NonParallelizable]
 public class RegistryProcessEngineTests
 {
-    private string? _dir;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
-    }
-
     [TestCase("19041", KernelDumpKind.Complete)]
     [TestCase("19041", KernelDumpKind.BitmapFull)]
     [TestCase("22000", KernelDumpKind.BitmapFull)]
     public void FrameOrderReadsTheSystemHiveFromTheRegistryProcess(string buildKey, KernelDumpKind kind)
     {
-        RealEngine.Require();
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var build = LabBuilds.TryGet(buildKey) ?? throw new IgnoreException($"no {buildKey} symbol table");
-        var forge = new SymbolForge(ForgeTestEnv.Tools());
-        _dir ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-regproc-e2e-{Environment.ProcessId}");
-        string outDir = Path.Combine(_dir, $"{buildKey}-{kind}");
-        var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(outDir, forge, [build], [new FltmgrFrameOrderScenario()], kind, log, variants: [""]);
-        var sample = samples.SingleOrDefault(s => s.Name == $"fltmgr-frame-order-{build.BuildNumber}");
-        Assert.That(sample, Is.Not.Null, log.ToString());
+        var build = LabSamples.Build(buildKey);
+        var sample = LabSamples.TryGet(build, new FltmgrFrameOrderScenario().Name, out var log, kind: kind);
+        Assert.That(sample, Is.Not.Null, log);
         ulong eprocess = sample!.Facts["registryProcess"], bins = sample.Facts["registryBins"];
-        string dump = Path.Combine(outDir, sample.Dump), sym = Path.Combine(outDir, sample.SymbolPath);
+        string dump = sample.Dump, sym = sample.SymbolPath;
 
         // The dump itself: the bins' VA is a user address, absent from the system address space, present through the
         // Registry process's DirectoryTableBase.

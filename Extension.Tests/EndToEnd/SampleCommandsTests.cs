@@ -1,8 +1,3 @@
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
-using NtSleuth.Lab.Samples;
-using NtSleuth.Lab.Scenario;
-using NtSleuth.Tests.LabTests;
 using NtSleuth.Tests.Unit;
 using NUnit.Framework;
 
@@ -70,36 +65,6 @@ public class SampleCommandsTests
     /// <summary>The 9600 samples (2012 R2): only the ndis/fltmgr seeds, in their own folder.</summary>
     private static readonly string[] OldBuildScenarios = ["ndis-pending-nbls", "ndis-receive-buffers", "fltmgr-frame-order"];
 
-    private static List<CatalogSample>? _samples;
-    private static string? _dir;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
-    }
-
-    /// <summary>The folder the samples were written to (after <see cref="Samples"/>).</summary>
-    internal static string SampleDir => _dir ?? throw new InvalidOperationException("Samples() first");
-
-    internal static IReadOnlyList<CatalogSample> Samples()
-    {
-        if (_samples is not null) return _samples;
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var builds = new[] { "19041", "7601" }.Select(LabBuilds.TryGet).Where(b => b is not null).Select(b => b!).ToList();
-        if (builds.Count == 0) Assert.Ignore("no 19041/7601 symbol tables under ../shared/realdata/isf/ntkrnlmp.pdb");
-        var forge = new SymbolForge(ForgeTestEnv.Tools());
-        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-samples-e2e-{Environment.ProcessId}");
-        var log = new StringWriter();
-        var sw = System.Diagnostics.Stopwatch.StartNew();
-        _samples = CatalogSampleMaker.Make(_dir, forge, builds, ScenarioCatalog.All.Where(s => Expected.Keys.Any(k => k.StartsWith(s.Name))), KernelDumpKind.Complete, log);
-        if (LabBuilds.TryGet("9600") is { } b9600)
-            _samples.AddRange(CatalogSampleMaker.Make(_dir, forge, [b9600], ScenarioCatalog.All.Where(s => OldBuildScenarios.Contains(s.Name)), KernelDumpKind.Complete, log));
-        TestContext.Progress.WriteLine($"[samples] {_samples.Count} samples in {sw.Elapsed.TotalSeconds:F1} s\n{log}");
-        return _samples;
-    }
-
     /// <summary>Every seed on Windows 10 19041 and on Windows 7 7601 (the seeds' own 2008 R2); the ndis/fltmgr seeds also on 9600.</summary>
     public static IEnumerable<TestCaseData> SeedScenarios =>
         Expected.Keys.Select(k => new TestCaseData(k, "19041"))
@@ -110,15 +75,13 @@ public class SampleCommandsTests
     [TestCaseSource(nameof(SeedScenarios))]
     public void SampleCommandsPrintTheSeedFactsInTheRealEngine(string scenario, string build)
     {
-        RealEngine.Require();
-        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-{build}");
-        Assert.That(sample, Is.Not.Null, $"make-samples wrote no sample for {scenario} on {build} (see the progress log)");
-        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var sample = LabSamples.Named($"{scenario}-{build}");
+        string dump = sample.Dump, sym = sample.SymbolPath;
         string load = ".load " + ExtensionPackage.DllWinPath();
         var commands = new List<string> { load };
         commands.AddRange(sample.Commands);
         // Issue 21 item 3: the same commands with -json in the same engine process; the first also with -out.
-        var outFile = Path.Combine(_dir!, $"{sample.Name}.first.json");
+        var outFile = Path.Combine(Path.GetDirectoryName(dump)!, $"{sample.Name}.first.json");
         File.Delete(outFile);
         commands.AddRange(sample.Commands.Select(c => c + " -json"));
         commands.Add(sample.Commands[0] + " -json -out " + RealEngine.WinPath(outFile));
@@ -178,10 +141,8 @@ public class SampleCommandsTests
     [TestCase("logon-hang-alpc", "7601")]
     public void DataModelNameLookupsGiveTheEnginesAddresses(string scenario, string build)
     {
-        RealEngine.Require();
-        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-{build}");
-        Assert.That(sample, Is.Not.Null);
-        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var sample = LabSamples.Named($"{scenario}-{build}");
+        string dump = sample.Dump, sym = sample.SymbolPath;
         var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
         commands.AddRange(sample.Commands);
         EngineRun Run(string mode) => RealEngine.Run(dump, commands, new EngineOptions
@@ -213,10 +174,8 @@ public class SampleCommandsTests
     [Test]
     public void EveryKernelPublicBindsThroughTheNameHash()
     {
-        RealEngine.Require();
-        var sample = Samples().FirstOrDefault(s => s.Name == "pool-leak-19041");
-        Assert.That(sample, Is.Not.Null);
-        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var sample = LabSamples.Named("pool-leak-19041");
+        string dump = sample.Dump, sym = sample.SymbolPath;
         string[] names = ["strcpy_s", "PfTStart", "XmSmswOp", "PoolTrackTable"];
         var run = RealEngine.Run(dump, names.Select(n => $"dx &nt!{n}").ToList(), new EngineOptions { SymbolPath = sym, Plain = true, TimeoutSeconds = 300 });
         foreach (var n in names)
@@ -235,10 +194,8 @@ public class SampleCommandsTests
     [TestCase("dpc-watchdog")]
     public void SymbolIndexGivesTheSameOutputAsTheEnginesLookups(string scenario)
     {
-        RealEngine.Require();
-        var sample = Samples().FirstOrDefault(s => s.Name == $"{scenario}-19041");
-        Assert.That(sample, Is.Not.Null);
-        string dump = Path.Combine(_dir!, sample!.Dump), sym = Path.Combine(_dir!, sample.SymbolPath);
+        var sample = LabSamples.Named($"{scenario}-19041");
+        string dump = sample.Dump, sym = sample.SymbolPath;
         var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
         commands.AddRange(sample.Commands);
         EngineRun Run(string? after)

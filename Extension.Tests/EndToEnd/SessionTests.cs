@@ -1,9 +1,5 @@
 using System.Text.RegularExpressions;
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
-using NtSleuth.Lab.Scenario;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -23,38 +19,12 @@ public class SessionTests
 {
     // 10 rounds x 3 modes = 30 runs of every command; memory is judged after 3 warm-up rounds over the last 7 rounds (21 runs).
     private const int Rounds = 10, WarmupRounds = 3, ReloadEvery = 3, SoakCommands = 1000;
-    private static List<CatalogSample>? _samples;
-    private static string? _dir;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_dir is not null) try { Directory.Delete(_dir, true); } catch { }
-    }
-
-    private static IReadOnlyList<CatalogSample> Samples()
-    {
-        if (_samples is not null) return _samples;
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        var b = LabBuilds.TryGet("19041");
-        if (b is null) Assert.Ignore("no 19041 symbol table under ../shared/realdata/isf/ntkrnlmp.pdb");
-        var forge = new SymbolForge(ForgeTestEnv.Tools());
-        _dir = Path.Combine(Path.GetTempPath(), $"ntsleuth-session-e2e-{Environment.ProcessId}");
-        var log = new StringWriter();
-        _samples = CatalogSampleMaker.Make(_dir, forge, [b!], ScenarioCatalog.All.Where(s => SampleNames.Any(n => n == s.Name + "-19041")), KernelDumpKind.Complete, log);
-        TestContext.Progress.WriteLine($"[samples] {_samples.Count} samples\n{log}");
-        return _samples;
-    }
-
     public static readonly string[] SampleNames = ["pool-leak-19041", "ndis-pending-nbls-19041", "logon-hang-alpc-19041", "dpc-watchdog-19041", "fltmgr-frame-order-19041"];
 
     private static (string Dump, string Sym, CatalogSample Sample) Get(string name)
     {
-        RealEngine.Require();
-        var s = Samples().FirstOrDefault(x => x.Name == name);
-        if (s is null) Assert.Fail($"make-samples wrote no sample {name}");
-        return (Path.Combine(_dir!, s!.Dump), Path.Combine(_dir!, s.SymbolPath), s);
+        var s = LabSamples.Named(name);
+        return (s.Dump, s.SymbolPath, s);
     }
 
     /// <summary>Masks what legitimately varies between two runs of the same command: durations, and dbgeng's own

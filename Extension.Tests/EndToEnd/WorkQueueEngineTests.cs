@@ -1,9 +1,6 @@
-using NtSleuth.Lab.Dumps;
-using NtSleuth.Lab.Forge;
 using NtSleuth.Lab.Samples;
 using NtSleuth.Lab.Scenario;
 using NtSleuth.Lab.Scenarios;
-using NtSleuth.Tests.LabTests;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -21,29 +18,12 @@ namespace NtSleuth.Tests.EndToEnd;
 public class WorkQueueEngineTests
 {
     public static IEnumerable<string> Builds => LabBuilds.UnavailableReason is null ? LabBuilds.All.Select(b => b.Key) : ["(no symbol tables)"];
-    private static string? _root;
-
-    [OneTimeTearDown]
-    public void Cleanup()
-    {
-        ForgeTestEnv.Cleanup();
-        if (_root is not null) try { Directory.Delete(_root, true); } catch { }
-    }
-
     private static (string Dump, string Sym, CatalogSample Sample) Make(string key, string variant)
     {
-        if (LabBuilds.UnavailableReason is { } why) Assert.Ignore(why);
-        RealEngine.Require();
-        var build = LabBuilds.Get(key);
+        var build = LabSamples.Build(key);
         if (!SeedWorkQueues.Supports(build)) Assert.Ignore($"{build.Label} lacks the work-queue types");
-        _root ??= Path.Combine(Path.GetTempPath(), $"ntsleuth-wq-e2e-{Environment.ProcessId}");
-        var dir = Path.Combine(_root, key + variant);
-        var log = new StringWriter();
-        var samples = CatalogSampleMaker.Make(dir, new SymbolForge(ForgeTestEnv.Tools()), [build],
-            ScenarioCatalog.All.Where(s => s.Name == "logon-hang-alpc"), KernelDumpKind.Complete, log, variants: [variant]);
-        var sample = samples.SingleOrDefault();
-        Assert.That(sample, Is.Not.Null, $"no logon-hang-alpc sample on {key}:\n{log}");
-        return (Path.Combine(dir, sample!.Dump), Path.Combine(dir, sample.SymbolPath), sample);
+        var sample = LabSamples.Get(build, "logon-hang-alpc", variant);
+        return (sample.Dump, sample.SymbolPath, sample);
     }
 
     [TestCaseSource(nameof(Builds))]

@@ -8,6 +8,8 @@ public static class Program
     private const string Usage = """
 usage: NtSleuth.Lab make-samples <outdir>
        NtSleuth.Lab bench [--command NAME] [--scenario NAME] [--build KEY] [--scales 1,10,100]
+       NtSleuth.Lab trace --scenario NAME [--variant V] [--build KEY] [--scale N] [--] <command> [args]
+                                   (every read request of one command run, in order: address, length, KD packets)
        NtSleuth.Lab json-schemas <dir>   (writes docs/schema/ntsleuth.<command>.json)
        NtSleuth.Lab scenarios      (list scenarios and the builds they support)
        NtSleuth.Lab forge ...      (symbol forge: see 'forge --help')
@@ -22,6 +24,7 @@ usage: NtSleuth.Lab make-samples <outdir>
             return args[0] switch
             {
                 "bench" => Bench(args[1..]),
+                "trace" => Trace(args[1..]),
                 "forge" => Forge.ForgeCli.Run(args[1..]),
                 "fuzz" => Fuzz.FuzzCli.Run(args[1..]),
                 "make-samples" => Samples.SampleMaker.Run(args[1..]),
@@ -62,6 +65,45 @@ usage: NtSleuth.Lab make-samples <outdir>
         foreach (var s in ScenarioCatalog.All)
             Console.WriteLine($"{s.Name,-28} {(s.Seed == "" ? "-" : s.Seed),-40} {string.Join(" ", LabBuilds.All.Where(s.Supports).Select(b => b.Key))}");
         return 0;
+    }
+
+    /// <summary>Runs one command on one scenario and prints each read request that reached the target (below the command's cache).</summary>
+    private static int Trace(string[] args)
+    {
+        string? scenario = null, variant = null, build = null; int scale = 1; int i = 0;
+        for (; i < args.Length; i++)
+        {
+            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
+            if (args[i] == "--") { i++; break; }
+            if (!args[i].StartsWith("--")) break;
+            switch (args[i])
+            {
+                case "--scenario": scenario = Next(); break;
+                case "--variant": variant = Next(); break;
+                case "--build": build = Next(); break;
+                case "--scale": scale = int.Parse(Next()); break;
+                default: return UsageError($"trace: unknown option '{args[i]}'");
+            }
+        }
+        if (scenario is null || i >= args.Length) return UsageError("trace needs --scenario and a command");
+        if (LabBuilds.UnavailableReason is { } why) { Console.Error.WriteLine($"trace: {why}"); return 1; }
+        var b = LabBuilds.TryGet(build ?? "win10") ?? throw new ArgumentException($"build {build} not available");
+        var s = ScenarioCatalog.Build(scenario, b, new ScenarioOptions { Scale = scale, Variant = variant });
+        var t = s.CreateTarget();
+        t.ReadLog = new();
+        var stats = new NtSleuth.Commands.Memory.ReadStats();
+        var sink = new NtSleuth.Commands.Output.BufferSink();
+        int hr = NtSleuth.Commands.Cli.CommandDispatcher.Run(args[i].TrimStart('!'), string.Join(' ', args[(i + 1)..]), t, sink, stats);
+        long packets = 0;
+        foreach (var (a, n) in t.ReadLog)
+        {
+            long p = NtSleuth.Commands.Memory.KdnetModel.Packets(n);
+            packets += p;
+            Console.WriteLine($"{a:x16} {n,7} {p,4} {packets,8}");
+        }
+        Console.Error.Write(sink.All);
+        Console.WriteLine($"hr 0x{hr:x8}; {stats}");
+        return hr == 0 ? 0 : 3;
     }
 
     private static int Bench(string[] args)

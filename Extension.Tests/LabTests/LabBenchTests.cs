@@ -44,3 +44,93 @@ public class LabBenchTests
         Assert.That(r.Ratio, Is.EqualTo(1.0 / 1.01).Within(1e-9));
     }
 }
+
+/// <summary>
+/// Both columns of the bench are counted by one rule: every request that reaches the target costs
+/// ceil(bytes / 3,944) KD packets. Recounted here from the in-memory target's own transport log (below both caches), so
+/// the test fails if either side counted requests instead of packets, or bytes it did not move.
+/// </summary>
+[TestFixture]
+public class BenchCountsBothSidesTheSameWay
+{
+    private static long PacketsOf(IEnumerable<(ulong Address, int Length)> log) =>
+        log.Sum(r => NtSleuth.Commands.Memory.KdnetModel.Packets(r.Length));
+
+    [TestCase("nblowners", null, "win10")]
+    [TestCase("nblowners", "scattered", "win10")]
+    [TestCase("frameorder", null, "win10")]
+    [TestCase("frameorder", null, "win7")]
+    public void RowRecountedFromTheTransportLog(string command, string? variant, string buildKey)
+    {
+        LabTestSupport.BuildOrIgnore(buildKey);
+        IBenchCase c = command == "frameorder" ? new NtSleuth.Lab.Scenarios.FrameOrderBenchCase()
+            : variant is null ? new NtSleuth.Lab.Scenarios.NblOwnersBenchCase() : new NtSleuth.Lab.Scenarios.NblOwnersScatteredBenchCase();
+        var build = LabBuilds.Get(buildKey);
+        var row = BenchRunner.RunOne(c, build, 1);
+        Assert.That(row.HResult, Is.EqualTo(0), row.Note);
+
+        // The command's side: the same scenario, its transport log.
+        var scenario = ScenarioCatalog.Build(c.Scenario, build, new ScenarioOptions { Scale = 1, Variant = c.Variant });
+        var t = scenario.CreateTarget();
+        t.ReadLog = new();
+        var stats = new NtSleuth.Commands.Memory.ReadStats();
+        var sink = new NtSleuth.Commands.Output.BufferSink();
+        Assert.That(NtSleuth.Commands.Cli.CommandDispatcher.Run(c.Command, c.Arguments(scenario), t, sink, stats), Is.EqualTo(0), sink.All);
+        Assert.That(t.SearchCalls, Is.EqualTo(0));
+        Assert.That(row.RoundTrips, Is.EqualTo(PacketsOf(t.ReadLog)), "command side: KD packets of every request");
+        Assert.That(row.Bytes, Is.EqualTo(t.ReadLog.Sum(r => (long)r.Length)), "command side: bytes requested");
+        // The compact layout is read in 16 KB windows: requests over 3,944 bytes cost more than one packet each.
+        if (command == "nblowners" && variant is null) Assert.That(row.RoundTrips, Is.GreaterThan(t.ReadLog.Count), "requests over 3,944 bytes cost more than one packet");
+
+        // The manual side: its replay's transport log (the engine-cache model's requests at real addresses).
+        var manual = c.Manual(scenario);
+        Assert.That(manual.TransportLog, Is.Not.Null.And.Not.Empty);
+        Assert.That(manual.RoundTrips - manual.ModelledRoundTrips, Is.EqualTo(PacketsOf(manual.TransportLog!)), "manual side: KD packets of every request");
+        Assert.That(manual.Bytes - manual.ModelledBytes, Is.EqualTo(manual.TransportLog!.Sum(r => (long)r.Length)), "manual side: bytes requested");
+        Assert.That(row.ManualRoundTrips, Is.EqualTo(manual.RoundTrips));
+    }
+
+    [Test]
+    public void OneRequestCostsTheSameOnBothSides()
+    {
+        var mem = new NtSleuth.Lab.SparseMemory();
+        const ulong at = 0xfffffa80_10000000;
+        mem.Map(at, 0x20000);
+        NtSleuth.Lab.Target.InMemoryTarget Target() => new(mem, new NtSleuth.Commands.Symbols.Isf.IsfSymbolProvider(),
+            new NtSleuth.Commands.Target.TargetInfo { Kind = NtSleuth.Commands.Target.TargetKind.Kernel, PointerSize = 8 }, []);
+        foreach (int size in new[] { 8, 3944, 3945, 0x4000, 0x10000 })
+        {
+            var mb = new ManualProcedureBuilder(Target());
+            mb.Read(at, size);
+            var stats = new NtSleuth.Commands.Memory.ReadStats();
+            var ours = new NtSleuth.Commands.Memory.TargetMemory(Target(), stats);
+            ours.Prefetch(at, size);
+            var m = mb.Build();
+            long expected = (size + 3943) / 3944;
+            Assert.That(stats.Packets, Is.EqualTo(m.RoundTrips), $"{size} bytes");
+            Assert.That(stats.TransferBytes, Is.EqualTo(m.Bytes), $"{size} bytes");
+            Assert.That(m.RoundTrips, Is.EqualTo(expected), $"{size} bytes: KD packets, not requests");
+        }
+    }
+
+    /// <summary>Issue 15: never slower than the manual procedure in modelled KDNET time on scattered pool (rows of scripts/bench.sh).</summary>
+    [Test]
+    public void NeverSlowerOnScatteredPool()
+    {
+        LabTestSupport.BuildOrIgnore("win10");
+        foreach (var key in new[] { "win7", "win10" })
+        {
+            var build = LabBuilds.TryGet(key);
+            if (build is null) continue;
+            foreach (int scale in new[] { 1, 100 })
+                foreach (var r in NtSleuth.Lab.Scenarios.AlpcChainBench.Run(build, scale, "scattered"))
+                {
+                    TestContext.Out.WriteLine(r.ToString());
+                    Assert.That(r.Ratio, Is.GreaterThanOrEqualTo(1.0), $"!alpcchain {r.Case} on {key}");
+                }
+        }
+        var nbl = BenchRunner.RunOne(new NtSleuth.Lab.Scenarios.NblOwnersScatteredBenchCase(), LabBuilds.Get("win10"), 1);
+        TestContext.Out.WriteLine($"!nblowners scattered: {nbl.RoundTrips} / {nbl.ManualRoundTrips} packets, {nbl.Ratio:0.000}x");
+        Assert.That(nbl.Ratio, Is.GreaterThanOrEqualTo(1.0), "!nblowners on scattered NBLs");
+    }
+}

@@ -13,13 +13,17 @@ public class LeakTagBenchTests
         foreach (var r in rows) TestContext.Out.WriteLine(r.ToString());
         Assert.That(rows, Has.Count.EqualTo(6));
         var leak100 = rows.Single(r => r.Command.StartsWith("!leaktag") && r.Scenario.StartsWith("100x"));
-        // Counted the same way on both sides (KD packets; the module search charged as the image pages it transfers, as the
-        // manual !for_each_module s -a is), !leaktag is at parity with the manual procedure while also reading the
-        // big-page table the manual one skips (issue 15: the old 78x counted our search as free).
-        Assert.That(leak100.Ratio, Is.GreaterThanOrEqualTo(0.95));
+        // Counted the same way on both sides (KD packets; the manual !for_each_module s -a charged as the image pages it
+        // transfers), !leaktag is never slower than the manual procedure, though it also reads the big-page table the
+        // manual one skips: it reads the images in packet-sized requests and skips pages that cannot be read (issue 15:
+        // the old 78x counted our search as free; counted honestly it was 0.99x before this strategy).
+        Assert.That(leak100.Ratio, Is.GreaterThanOrEqualTo(1.0));
         var dpc100 = rows.Single(r => r.Command == "!dpcblame" && r.Scenario.StartsWith("100x"));
         Assert.That(dpc100.RoundTrips, Is.LessThan(300));
         Assert.That(rows.Where(r => r.Command == "!dpcblame").All(r => r.Ratio > 1.0), Is.True);
-        Assert.That(rows.All(r => r.Ratio >= 0.95), Is.True);
+        Assert.That(rows.All(r => r.Ratio >= 1.0), Is.True);
+        var scattered = PoolDpcBench.RunScattered().ToList();
+        foreach (var r in scattered) TestContext.Out.WriteLine(r.ToString());
+        Assert.That(scattered.All(r => r.Ratio >= 1.0), Is.True, "never slower on scattered KDPCs");
     }
 }

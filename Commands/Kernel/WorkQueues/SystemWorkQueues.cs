@@ -206,7 +206,7 @@ public sealed class SystemWorkQueues
         var q = _r.Read(exwq, info.Address);
         if (q.Length < (int)exwq.Size)
             throw new TargetReadException(info.Address + (ulong)q.Length, (int)exwq.Size - q.Length,
-                $"nt!_EX_WORK_QUEUE at {info.Address:x16}: only 0x{q.Length:x} of 0x{exwq.Size:x} bytes readable");
+                $"nt!_EX_WORK_QUEUE at {Fmt.Addr(info.Address)}: only 0x{q.Length:x} of 0x{exwq.Size:x} bytes readable");
         bool kq = exwq.HasField("WorkerQueue");
         byte[] qb = q.Bytes.ToArray();
         // The queue points back at the node / partition it was found through; anything else is a wrong pointer on the way.

@@ -16,6 +16,12 @@ namespace NtSleuth.Lab.Bench;
 /// </summary>
 public sealed record ManualProcedure(string Description, long RoundTrips, long Bytes)
 {
+    /// <summary>Every request the replayed steps sent to the lab target (address, length), below the engine-cache model; null without a target.</summary>
+    public IReadOnlyList<(ulong Address, int Length)>? TransportLog { get; init; }
+    /// <summary>Packets and bytes of the hand-modelled steps (<see cref="ManualProcedureBuilder.Step"/>), not replayed at real addresses.</summary>
+    public long ModelledRoundTrips { get; init; }
+    public long ModelledBytes { get; init; }
+
     public double KdnetSeconds => KdnetModel.Seconds(RoundTrips, Bytes);
 }
 
@@ -34,7 +40,12 @@ public sealed class ManualProcedureBuilder
     public ManualProcedureBuilder() { }
 
     /// <summary>A builder whose <see cref="Read"/>/<see cref="Search"/> steps go through the engine-cache model over <paramref name="target"/>.</summary>
-    public ManualProcedureBuilder(NtSleuth.Commands.Target.ITarget target) { _engine = new TargetMemory(target); }
+    public ManualProcedureBuilder(NtSleuth.Commands.Target.ITarget target)
+    {
+        // The lab's target logs every request, so tests can recount this side from the transport (BenchCountsBothSidesTheSameWay).
+        if (target is NtSleuth.Lab.Target.InMemoryTarget lab) lab.ReadLog ??= new();
+        _engine = new TargetMemory(target);
+    }
 
     /// <summary>The engine-cache model (null without a target).</summary>
     public TargetMemory? Engine => _engine;
@@ -73,7 +84,11 @@ public sealed class ManualProcedureBuilder
     }
 
     public ManualProcedure Build() =>
-        new(string.Join("; ", _steps), _rt + (_engine?.Stats.Packets ?? 0), _bytes + (_engine?.Stats.TransferBytes ?? 0));
+        new(string.Join("; ", _steps), _rt + (_engine?.Stats.Packets ?? 0), _bytes + (_engine?.Stats.TransferBytes ?? 0))
+        {
+            TransportLog = (_engine?.Target as NtSleuth.Lab.Target.InMemoryTarget)?.ReadLog,
+            ModelledRoundTrips = _rt, ModelledBytes = _bytes,
+        };
 }
 
 /// <summary>
@@ -177,7 +192,8 @@ public static class BenchRunner
             "!" + r.Command, r.Scenario, r.Build, r.Scale + "x",
             r.RoundTrips.ToString("N0", ci), r.Bytes.ToString("N0", ci), r.KdnetSeconds.ToString("0.000", ci),
             r.ManualRoundTrips.ToString("N0", ci), r.ManualBytes.ToString("N0", ci), r.ManualSeconds.ToString("0.000", ci),
-            r.Ratio > 0 ? r.Ratio.ToString("0.0", ci) + "x" : "-", r.Note,
+            // Two decimals below 10x, so a row at parity shows which side wins (1.01x, 0.99x).
+            r.Ratio > 0 ? r.Ratio.ToString(r.Ratio < 10 ? "0.00" : "0.0", ci) + "x" : "-", r.Note,
         }).ToList();
         var sb = new StringBuilder();
         if (table.Count == 0)

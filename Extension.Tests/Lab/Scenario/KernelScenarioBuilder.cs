@@ -100,6 +100,7 @@ public sealed partial class KernelScenarioBuilder : TypedMemory
     public ulong Alloc(ulong size, PoolRegion region = PoolRegion.NonPaged, ulong align = 16)
     {
         if (size == 0) size = 1;
+        if (_scatter is not null && _arena.TryGetValue(region, out var arena)) return AllocScattered(size, region, arena, align);
         ulong a = Align(_next[region] + 0x10, align);
         while (true)
         {
@@ -120,6 +121,40 @@ public sealed partial class KernelScenarioBuilder : TypedMemory
             throw new ScenarioLayoutException($"range {address:x16}+0x{size:x} overlaps an object already placed at {clash.Start:x16}..{clash.End:x16}");
         Reserve(address, size);
         return address;
+    }
+
+    private Random? _scatter;
+    private readonly Dictionary<PoolRegion, ulong> _arena = new();
+    /// <summary>Span of the arena scattered allocations are placed in (per pool region).</summary>
+    public const ulong ScatterArenaBytes = 0x1000_0000;
+
+    /// <summary>
+    /// From now on every nonpaged/paged pool allocation (<see cref="Alloc"/>, so every object without a seed address)
+    /// lands at a random offset of a random page of a 256 MB arena 32 GB past the region's back-to-back pool, as real
+    /// pool places objects: other allocations (mapped, zero) between them, list order unrelated to address order.
+    /// Deterministic for a given <paramref name="seed"/>.
+    /// </summary>
+    public void ScatterAllocations(int seed)
+    {
+        _scatter = new Random(seed);
+        foreach (var r in new[] { PoolRegion.NonPaged, PoolRegion.Paged })
+            _arena[r] = Align(_next[r] + 0x8_0000_0000, 0x1000);
+    }
+
+    private ulong AllocScattered(ulong size, PoolRegion region, ulong arena, ulong align)
+    {
+        ulong pages = (size + 0xfff) / 0x1000;
+        for (int attempt = 0; attempt < 10_000; attempt++)
+        {
+            ulong page = arena + (ulong)_scatter!.NextInt64(0, (long)(ScatterArenaBytes / 0x1000 - pages - 1)) * 0x1000;
+            ulong room = size >= 0x1000 ? 0 : 0x1000 - size - 0x10;
+            ulong a = Align(page + 0x10 + (room == 0 ? 0 : (ulong)_scatter.NextInt64(0, (long)room)), align);
+            if (a + size > page + pages * 0x1000 + 0x1000) continue;
+            if (_reserved.Any(r => a < r.End + 0x10 && a + size + 0x10 > r.Start)) continue;
+            Reserve(a, size);
+            return a;
+        }
+        throw new ScenarioLayoutException($"no room for 0x{size:x} bytes in the scattered {region} arena");
     }
 
     private void Reserve(ulong a, ulong size)

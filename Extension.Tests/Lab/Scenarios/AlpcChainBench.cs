@@ -28,16 +28,16 @@ public static class AlpcChainBench
 {
     public const int StackBytes = 0x740;
 
-    public static IEnumerable<AlpcBenchRow> Run(LabBuild build, int scale = 1)
+    public static IEnumerable<AlpcBenchRow> Run(LabBuild build, int scale = 1, string? variant = null)
     {
-        var s = new AlpcLogonHangScenario().Build(build, new ScenarioOptions { Scale = scale });
-        string label = scale == 1 ? "seed-003 chain" : $"seed-003 chain x{scale}";
+        var s = new AlpcLogonHangScenario().Build(build, new ScenarioOptions { Scale = scale, Variant = variant });
+        string label = (scale == 1 ? "seed-003 chain" : $"seed-003 chain x{scale}") + (variant is null ? "" : $" ({variant})");
         var cmd = Measure(s, r => r.AnalyzeThread(AlpcLogonHangScenario.WinlogonThread));
         var manual = ManualChain(s);
         yield return new AlpcBenchRow(build.Key, label, cmd.Packets, cmd.TransferBytes, manual.RoundTrips, manual.Bytes, manual.Commands);
         var all = Measure(s, r => r.AnalyzeAll());
         var manualAll = ManualAll(s);
-        yield return new AlpcBenchRow(build.Key, scale == 1 ? "-all" : $"-all x{scale}", all.Packets, all.TransferBytes, manualAll.RoundTrips, manualAll.Bytes, manualAll.Commands);
+        yield return new AlpcBenchRow(build.Key, (scale == 1 ? "-all" : $"-all x{scale}") + (variant is null ? "" : $" ({variant})"), all.Packets, all.TransferBytes, manualAll.RoundTrips, manualAll.Bytes, manualAll.Commands);
     }
 
     private static ReadStats Measure(ScenarioResult s, Func<AlpcChainAnalyzer, AlpcChainReport> f)

@@ -11,7 +11,8 @@ namespace NtSleuth.Lab.Scenarios;
 /// Also present, independent of the seed chain: six more sessions (winlogon + LogonUI each, "seven waiters" for -all),
 /// lsm thread 1a74 waiting on an idle svchost timer thread, a two-thread ALPC deadlock (spoolsv <-> svchost 700) and a
 /// message nobody receives (taskhostw -> SearchIndexer, 5 queued). Variant "10k" adds 10,000 idle threads in 100 processes;
-/// Scale N adds 50*N.
+/// Scale N adds 50*N. Variant "scattered": the ALPC half alone (no work queues), every object without a seed address at a
+/// random offset of a random pool page.
 /// </summary>
 public sealed class AlpcLogonHangScenario : IScenario
 {
@@ -40,6 +41,9 @@ public sealed class AlpcLogonHangScenario : IScenario
     public ScenarioResult Build(LabBuild build, ScenarioOptions options)
     {
         var b = new KernelScenarioBuilder(build);
+        // "scattered": every object without a seed address (the other sessions' threads, ports and messages, the
+        // filler threads, the work items' pages) at a random offset of a random pool page, as real pool places them.
+        if (options.Variant == "scattered") b.ScatterAllocations(15);
         // Uptime chosen so that KUSER_SHARED_DATA.TickCount = 4194369 with a 15.6001 ms tick.
         b.SetClock(new DateTime(2010, 6, 3, 14, 12, 0, DateTimeKind.Utc), TimeSpan.FromTicks((long)CurrentTick * TickIncrement), TickIncrement);
         var system = b.AddProcess("System", 4);
@@ -142,7 +146,9 @@ public sealed class AlpcLogonHangScenario : IScenario
         b.AddThread(si, 0x7c4);
 
         // The second half of the seed: the starved Delayed WorkQueue (where the build's symbols have the work-queue types).
-        bool workQueues = SeedWorkQueues.Supports(build);
+        // The scattered variant is the ALPC half alone (threads, ports, messages), so its bench rows compare the ALPC walk
+        // like for like, not the 18,023-item queue both sides would spend most of their packets on.
+        bool workQueues = SeedWorkQueues.Supports(build) && options.Variant != "scattered";
         if (workQueues) SeedWorkQueues.Add(b, r, system, options.Variant);
 
         // Scale: idle threads in filler processes.

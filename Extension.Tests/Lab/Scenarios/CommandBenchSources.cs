@@ -18,6 +18,11 @@ public sealed class AlpcChainBenchSource : IBenchRowSource
                 foreach (var r in AlpcChainBench.Run(build, scale))
                     yield return BenchRowSources.Row("alpcchain", r.Case, build.Key, scale, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
                         $"manual: {r.ManualCommands} debugger commands");
+            // Threads, ports and messages scattered over pool pages (other allocations between them), seed scale to 100x.
+            foreach (int scale in scales ?? [1, 10, 100])
+                foreach (var r in AlpcChainBench.Run(build, scale, "scattered"))
+                    yield return BenchRowSources.Row("alpcchain", r.Case, build.Key, scale, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
+                        $"manual: {r.ManualCommands} debugger commands");
         }
     }
 }

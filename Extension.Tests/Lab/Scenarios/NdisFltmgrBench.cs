@@ -76,7 +76,7 @@ public sealed class FrameOrderBenchCase : IBenchCase
     public ManualProcedure Manual(ScenarioResult s)
     {
         var b = s.Builder;
-        return new ManualProcedureBuilder()
+        var m = new ManualProcedureBuilder(s.CreateTarget())
             .Dt("fltmgr!_FLTP_FRAME (!fltkd.frames)", b.Layout("_FLTP_FRAME", "fltmgr").Size)
             .Dt("fltmgr!_FLT_FILTER (!fltkd.filter)", b.Layout("_FLT_FILTER", "fltmgr").Size, 3)
             .Dt("fltmgr!_FLT_INSTANCE (!fltkd.instance)", b.Layout("_FLT_INSTANCE", "fltmgr").Size, 7)
@@ -84,12 +84,17 @@ public sealed class FrameOrderBenchCase : IBenchCase
             .Dt("nt!_DEVICE_OBJECT (!devstack, per device)", b.Layout("_DEVICE_OBJECT").Size, 12)
             .Dt("nt!_DEVOBJ_EXTENSION (!devstack)", b.Layout("_DEVOBJ_EXTENSION").Size, 12)
             .Step("du driver/filter/volume/altitude names", 1, 64, 30)
-            // The legacy filters' groups: !drvobj (service key name), then !reg on the SYSTEM hive: hivelist, and per
-            // service querykey (key node, subkey lists down the path) and the Group value (value list, vk, data).
-            .Step("!drvobj <legacy driver> (DriverExtension.ServiceKeyName)", 2, 0x200, 2)
-            .Step("!reg hivelist (CmpHiveListHead, _CMHIVE names)", 2, 0x800, 1)
-            .Step(@"!reg querykey \REGISTRY\MACHINE\SYSTEM\ControlSet001\Services\<svc> (nk + subkey lists per level)", 8, 0x2000, 2)
-            .Step("!reg valuelist / !reg kvcb Group (value list, vk, data cell)", 3, 0x100, 2)
-            .Build();
+            .Step("!drvobj <legacy driver> (DriverExtension.ServiceKeyName)", 2, 0x200, 2);
+        // The legacy filters' groups by hand: !reg hivelist, then !reg querykey down to each service key and its Group
+        // value, replayed cell by cell at the hive's real addresses (RegManualReplay), counted like the command's reads.
+        var reg = new RegManualReplay(m, b, s.Facts.TryGetValue("registryProcess", out var rp) ? rp : null);
+        if (!reg.HiveList("SYSTEM")) throw new InvalidOperationException("manual replay: the SYSTEM hive is not on CmpHiveListHead");
+        foreach (var (service, group) in FltmgrScenario.SeedLegacyGroups())
+        {
+            var data = reg.QueryValue($@"ControlSet001\Services\{service}", "Group");
+            string got = data is null ? "(not found)" : System.Text.Encoding.Unicode.GetString(data).TrimEnd('\0');
+            if (got != group) throw new InvalidOperationException($"manual replay: {service}\\Group read as {got}, the hive holds {group}");
+        }
+        return m.Build();
     }
 }

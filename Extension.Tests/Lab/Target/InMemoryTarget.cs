@@ -105,6 +105,7 @@ public sealed class InMemoryTarget : ITarget
         if (address >= 0xffff_8000_0000_0000) return ReadVirtual(address, buffer);
         ReadCalls++; ProcessReadCalls++;
         BytesRequested += buffer.Length;
+        ReadLog?.Add((address, buffer.Length));
         if (!_processSpaces.TryGetValue(process, out var space)) { buffer.Clear(); return 0; }
         int got = space.Read(address, buffer);
         if (got < buffer.Length) buffer[got..].Clear();
