@@ -13,7 +13,8 @@ internal static class Host
 
     /// <summary>
     /// Test hook (E2E, InterruptEngineTests): "name,N" = set the named Win32 event (enginehost -interrupt-on-event)
-    /// when a list walk yields its N-th entry, once per command.
+    /// when a list walk yields its N-th entry, once per command; "name,@point" = when the analysis reaches the named
+    /// test point (<see cref="Commands.Model.KernelReader.TestPoint"/>).
     /// </summary>
     public const string WalkSignalVariable = "NTSLEUTH_TEST_WALK_SIGNAL";
 
@@ -25,8 +26,18 @@ internal static class Host
         var v = Environment.GetEnvironmentVariable(WalkSignalVariable);
         if (string.IsNullOrEmpty(v) || !OperatingSystem.IsWindows()) return;
         var parts = v.Split(',');
-        if (parts.Length != 2 || !int.TryParse(parts[1], out int n) || n <= 0) return;
+        if (parts.Length != 2) return;
         string eventName = parts[0];
+        if (parts[1].StartsWith('@'))
+        {
+            string point = parts[1][1..];
+            Commands.Model.KernelReader.PointSignal = p =>
+            {
+                if (p == point && EventWaitHandle.TryOpenExisting(eventName, out var h)) using (h) h.Set();
+            };
+            return;
+        }
+        if (!int.TryParse(parts[1], out int n) || n <= 0) return;
         Commands.Model.KernelReader.WalkSignalAfter = n;
         Commands.Model.KernelReader.WalkSignal = () =>
         {

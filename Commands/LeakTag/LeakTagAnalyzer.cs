@@ -361,6 +361,7 @@ public sealed class LeakTagAnalyzer
             return;
         }
         res.ModuleSearchComplete = true;
+        KernelReader.TestPoint("leaktag.modules");
         foreach (var m in mods)
         {
             if (M.IsInterruptRequested)

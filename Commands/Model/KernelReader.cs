@@ -113,6 +113,16 @@ public sealed class KernelReader
     /// </summary>
     public static Action? WalkSignal { get; set; }
     public static int WalkSignalAfter { get; set; } = int.MaxValue;
+
+    /// <summary>Test hook (null otherwise): a named point in a command's analysis, e.g. "leaktag.modules" when
+    /// !leaktag starts its module search, for interrupt tests of work that is not a list walk.</summary>
+    public static Action<string>? PointSignal { get; set; }
+
+    /// <summary>Tells the test hook that the analysis reached <paramref name="point"/> (no-op outside the tests).</summary>
+    public static void TestPoint(string point)
+    {
+        if (PointSignal is { } signal) { try { signal(point); } catch { } }
+    }
     private int _walked;
 
     public IEnumerable<ulong> WalkList(ulong headAddress, ListWalkResult result, int max = 100_000)

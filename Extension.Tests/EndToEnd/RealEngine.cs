@@ -34,6 +34,9 @@ public sealed record EngineOptions
     /// enginehost -interrupt-on-event and the extension's NTSLEUTH_TEST_WALK_SIGNAL hook; 0 = on the timer alone.
     /// </summary>
     public int InterruptOnWalkEntry { get; init; }
+    /// <summary>Interrupt when the extension's analysis reaches this named test point (KernelReader.TestPoint), e.g.
+    /// "leaktag.modules"; same mechanism as <see cref="InterruptOnWalkEntry"/>.</summary>
+    public string? InterruptAtPoint { get; init; }
     public int TimeoutSeconds { get; init; } = 120;
     /// <summary>enginehost -ext: the extension DLL that "@call ..." and "@analyze" (its _EFN_Analyze) use.</summary>
     public string? ExtensionDll { get; init; }
@@ -204,11 +207,12 @@ public static class RealEngine
         if (options.InterruptAfterMs > 0) { psi.ArgumentList.Add("-interrupt-after"); psi.ArgumentList.Add(options.InterruptAfterMs.ToString(CultureInfo.InvariantCulture)); }
         if (options.ReportMemory) psi.ArgumentList.Add("-mem");
         if (options.InterruptCommand > 0) { psi.ArgumentList.Add("-interrupt-cmd"); psi.ArgumentList.Add(options.InterruptCommand.ToString(CultureInfo.InvariantCulture)); }
-        if (options.InterruptOnWalkEntry > 0)
+        if (options.InterruptOnWalkEntry > 0 || options.InterruptAtPoint is not null)
         {
             string ev = $"ntsleuth-walk-{System.Environment.ProcessId}-{Interlocked.Increment(ref _signalSeq)}";
             psi.ArgumentList.Add("-interrupt-on-event"); psi.ArgumentList.Add(ev);
-            psi.Environment["NTSLEUTH_TEST_WALK_SIGNAL"] = $"{ev},{options.InterruptOnWalkEntry}";
+            psi.Environment["NTSLEUTH_TEST_WALK_SIGNAL"] = options.InterruptAtPoint is { } point
+                ? $"{ev},@{point}" : $"{ev},{options.InterruptOnWalkEntry}";
         }
         if (options.ExtensionDll is { } ext) { psi.ArgumentList.Add("-ext"); psi.ArgumentList.Add(ext); }
         psi.ArgumentList.Add("-timeout"); psi.ArgumentList.Add((options.TimeoutSeconds * 1000).ToString(CultureInfo.InvariantCulture));

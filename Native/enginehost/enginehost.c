@@ -32,7 +32,8 @@
  *   @@host interrupt requested at <ms since the command began> hr=<hr>      (printed by the interrupt thread)
  *   @@host interrupt latency <ms from SetInterrupt to Execute's return>   (printed before @@end)
  * With -interrupt-on-event <name> the thread waits, once the command began, for the named event (the extension sets it
- * when NTSLEUTH_TEST_WALK_SIGNAL=<name>,<n> and a list walk reaches its n-th entry; "@@host walk signal at <ms>"), then
+ * when NTSLEUTH_TEST_WALK_SIGNAL=<name>,<n> and a list walk reaches its n-th entry, or =<name>,@<point> at a named
+ * test point of the analysis; "@@host walk signal at <ms>"), then
  * -interrupt-after ms more (0 by default) before SetInterrupt.
  * Setup lines start with "@@host " ; a fatal setup failure prints "@@fatal <what> <hr>" and exits non-zero.
  * Exit codes: 0 ok (commands may still have failed: see @@end), 2 usage, 3 engine load/setup, 4 dump open, 5 timeout,
