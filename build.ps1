@@ -5,12 +5,14 @@
   ./build.ps1                      # build + test + package (without runtime)
   ./build.ps1 -WithRuntime         # package with an app-local .NET runtime (dotnet\ beside ntsleuth.dll)
   ./build.ps1 -SkipTests -Configuration Debug
+  ./build.ps1 -NoReadyToRun        # managed assemblies IL only (default: win-x64 ReadyToRun images)
 #>
 param(
   [string]$Configuration = "Release",
   [string]$OutDir = "",
   [switch]$WithRuntime,
-  [switch]$SkipTests
+  [switch]$SkipTests,
+  [switch]$NoReadyToRun   # ship the IL-only assemblies of the plain build (no crossgen2)
 )
 $ErrorActionPreference = "Stop"
 $root = $PSScriptRoot
@@ -74,6 +76,15 @@ Copy-Item (Join-Path $bin "ntsleuth.dll"), (Join-Path $bin "ntsleuth.alz"), (Joi
 Get-ChildItem $bin -File | Where-Object { $_.Name -like "NtSleuth.*" -and $_.Extension -in @(".dll",".pdb") } | Copy-Item -Destination $OutDir
 # Iced.dll: the x86-64 decoder NtSleuth.Commands uses (NuGet Iced; listed in the deps.json).
 Copy-Item (Join-Path $bin "Iced.dll") $OutDir
+if (-not $NoReadyToRun) {
+  # The managed assemblies as win-x64 ReadyToRun images (crossgen2, chosen and restored by the SDK), as scripts/package.sh:
+  # a command's first run then JITs about a fifth of the methods (docs/bench.md "First runs").
+  $stage = Join-Path ([System.IO.Path]::GetTempPath()) ("ntsleuth-r2r-" + [guid]::NewGuid())
+  dotnet publish (Join-Path $root "Extension\NtSleuth.Extension.csproj") -c $Configuration -r win-x64 --self-contained false -p:PublishReadyToRun=true -o $stage -nologo -v q
+  if ($LASTEXITCODE) { exit $LASTEXITCODE }
+  Get-ChildItem $stage -File | Where-Object { $_.Name -like "NtSleuth.*" -or $_.Name -eq "Iced.dll" } | Copy-Item -Destination $OutDir -Force
+  Remove-Item -Recurse -Force $stage
+}
 
 if ($WithRuntime) {
   $pkgs = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path $HOME ".nuget\packages" }

@@ -28,7 +28,8 @@ internal static class EngineProfile
     }
 
     private static readonly Dictionary<string, Kind> Kinds = new(StringComparer.Ordinal);
-    private static long _commandStart;
+    private static long _commandStart, _jitMethods;
+    private static TimeSpan _jitTime;
 
     public readonly struct Scope(string kind, string? arg, long start) : IDisposable
     {
@@ -59,6 +60,8 @@ internal static class EngineProfile
         if (!Enabled) return;
         Kinds.Clear();
         Calls.Clear();
+        _jitMethods = System.Runtime.JitInfo.GetCompiledMethodCount();
+        _jitTime = System.Runtime.JitInfo.GetCompilationTime();
         _commandStart = Stopwatch.GetTimestamp();
     }
 
@@ -76,6 +79,10 @@ internal static class EngineProfile
             if (k.MaxArg is { Length: > 0 } a) sb.Append(" (").Append(a.Length > 80 ? a[..80] + "..." : a).Append(')');
             sb.Append('\n');
         }
+        // Methods the JIT compiled during the command (all threads) and its time: what ReadyToRun code saves on a first
+        // run; near 0 when the assemblies' precompiled code is used (docs/bench.md "First runs").
+        sb.Insert(0, string.Create(CultureInfo.InvariantCulture,
+            $"[ntsleuth profile] jit: {System.Runtime.JitInfo.GetCompiledMethodCount() - _jitMethods} method(s) compiled, {(System.Runtime.JitInfo.GetCompilationTime() - _jitTime).TotalMilliseconds:F1} ms\n"));
         sb.Insert(0, string.Create(CultureInfo.InvariantCulture,
             $"[ntsleuth profile] !{command}: {total:F1} ms in the extension, {inEngine:F1} ms of it in engine calls\n"));
         foreach (var c in Calls) sb.Append(c).Append('\n');

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.InteropServices;
 
 namespace NtSleuth.Commands.LeakTag;
 
@@ -59,22 +60,31 @@ public sealed class PoolTagDescriptions
         catch (Exception) { return null; }
     }
 
-    /// <summary>The directories of the process's dbgeng.dll: found once per process (listing the process's modules
-    /// costs hundreds of milliseconds under some loaders; the engine's DLL does not move while it runs).</summary>
+    /// <summary>The directory of the process's dbgeng.dll, found once per process by the loader's own answer
+    /// (GetModuleHandleW + GetModuleFileNameW). Not Process.Modules: listing every module of the debugger cost ~800 ms of
+    /// `!leaktag`'s first run under wine (docs/bench.md "First runs"); the engine's DLL does not move while it runs.</summary>
     private static readonly Lazy<IReadOnlyList<string>> EngineDllDirectories = new(() =>
     {
         var r = new List<string>();
         try
         {
-            using var p = Process.GetCurrentProcess();
-            foreach (ProcessModule m in p.Modules)
-                if (string.Equals(System.IO.Path.GetFileName(m.FileName), "dbgeng.dll", StringComparison.OrdinalIgnoreCase)
-                    && System.IO.Path.GetDirectoryName(m.FileName) is { Length: > 0 } dir)
-                    r.Add(dir);
+            if (!OperatingSystem.IsWindows()) return r;   // dbgeng.dll is a Windows module (wine included)
+            IntPtr h = GetModuleHandleW("dbgeng.dll");
+            if (h == IntPtr.Zero) return r;
+            var buf = new char[32768];
+            uint n = GetModuleFileNameW(h, buf, (uint)buf.Length);
+            if (n == 0 || n >= buf.Length) return r;
+            if (System.IO.Path.GetDirectoryName(new string(buf, 0, (int)n)) is { Length: > 0 } dir) r.Add(dir);
         }
         catch (Exception) { }
         return r;
     });
+
+    [DllImport("kernel32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
+    private static extern IntPtr GetModuleHandleW(string moduleName);
+
+    [DllImport("kernel32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
+    private static extern uint GetModuleFileNameW(IntPtr module, [Out] char[] fileName, uint size);
 
     /// <summary>Finds pooltag.txt: $NTSLEUTH_POOLTAG, then the host process directory and dbgeng.dll's directory.</summary>
     public static PoolTagDescriptions? Locate()

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Reflection.PortableExecutable;
 using System.Xml;
 using System.Xml.Linq;
 using NtSleuth.Commands.Cli;
@@ -120,6 +121,36 @@ public class GalleryManifestTests
         Assert.That(sets.SelectMany(s => s.Elements("ModuleTrigger")).Select(t => t.Attribute("Name")?.Value), Does.Contain("dhcpcore.dll"));
         // Each trigger sits in its own set: a set fires when all its triggers match, and no target is both.
         Assert.That(sets.All(s => s.Elements().Count() == 1), Is.True);
+    }
+
+    /// <summary>The image's ReadyToRun header: CorFlags ILLibrary, a ManagedNativeHeader whose signature is "RTR".</summary>
+    internal static (bool ilLibrary, uint signature, Machine machine) ReadyToRunHeader(string file)
+    {
+        using var pe = new PEReader(File.OpenRead(file));
+        var cor = pe.PEHeaders.CorHeader!;
+        var dir = cor.ManagedNativeHeaderDirectory;
+        uint sig = dir.Size >= 4 ? pe.GetSectionData(dir.RelativeVirtualAddress).GetReader().ReadUInt32() : 0;
+        return ((cor.Flags & CorFlags.ILLibrary) != 0, sig, pe.PEHeaders.CoffHeader.Machine);
+    }
+
+    [Test]
+    public void ManagedAssembliesAreReadyToRunImagesForWinX64()
+    {
+        const uint Rtr = 0x00525452; // READYTORUN_SIGNATURE, "RTR"
+        var amd64 = Path.Combine(_pkg, "amd64");
+        var managed = Directory.GetFiles(amd64, "*.dll").Select(Path.GetFileName)
+            .Where(n => n!.StartsWith("NtSleuth.", StringComparison.Ordinal) || n == "Iced.dll").ToArray();
+        Assert.That(managed, Is.SupersetOf(new[] { "NtSleuth.Extension.dll", "NtSleuth.Commands.dll", "Iced.dll" }));
+        foreach (var n in managed)
+        {
+            var (il, sig, machine) = ReadyToRunHeader(Path.Combine(amd64, n!));
+            Assert.That(il, Is.True, $"{n}: CorFlags ILLibrary not set (not a ReadyToRun image)");
+            Assert.That(sig, Is.EqualTo(Rtr), $"{n}: no ReadyToRun header");
+            Assert.That(machine, Is.EqualTo(Machine.Amd64), $"{n}: precompiled for {machine}, not x64");
+        }
+        // The same check on the plain build's IL-only assembly says no: it tells the two apart.
+        var plain = ReadyToRunHeader(Path.Combine(TestPaths.ExtensionBin, "NtSleuth.Commands.dll"));
+        Assert.That(plain.ilLibrary || plain.signature == Rtr, Is.False, "the plain build's NtSleuth.Commands.dll is IL only");
     }
 }
 
