@@ -27,21 +27,13 @@ internal static class Host
         if (string.IsNullOrEmpty(v) || !OperatingSystem.IsWindows()) return;
         var parts = v.Split(',');
         if (parts.Length != 2) return;
-        string eventName = parts[0];
-        if (parts[1].StartsWith('@'))
+        string eventName = parts[0], point;
+        if (parts[1].StartsWith('@')) point = parts[1][1..];
+        else if (int.TryParse(parts[1], out int n) && n > 0) { point = Commands.Model.KernelReader.WalkPoint; Commands.Model.KernelReader.WalkSignalAfter = n; }
+        else return;
+        Commands.Model.KernelReader.PointSignal = p =>
         {
-            string point = parts[1][1..];
-            Commands.Model.KernelReader.PointSignal = p =>
-            {
-                if (p == point && EventWaitHandle.TryOpenExisting(eventName, out var h)) using (h) h.Set();
-            };
-            return;
-        }
-        if (!int.TryParse(parts[1], out int n) || n <= 0) return;
-        Commands.Model.KernelReader.WalkSignalAfter = n;
-        Commands.Model.KernelReader.WalkSignal = () =>
-        {
-            if (EventWaitHandle.TryOpenExisting(eventName, out var h)) using (h) h.Set();
+            if (p == point && EventWaitHandle.TryOpenExisting(eventName, out var h)) using (h) h.Set();
         };
     }
 

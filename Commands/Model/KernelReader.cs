@@ -107,16 +107,15 @@ public sealed class KernelReader
     /// that do not return to the head, stops on unreadable links and on Ctrl+Break, and records why in <paramref name="result"/>.
     /// </summary>
     /// <summary>
-    /// Test hook of the end-to-end interrupt tests (null otherwise): called once per reader when its list walks have
-    /// yielded <see cref="WalkSignalAfter"/> entries in all, so the test host interrupts a walk that is surely running
-    /// (not the .NET start or the engine's symbol loading before it) whatever the machine's load.
+    /// Test hook of the end-to-end interrupt tests (null otherwise): told each named point a command's analysis reaches
+    /// (<see cref="TestPoint"/>, e.g. "leaktag.modules" when !leaktag starts its module search), and
+    /// <see cref="WalkPoint"/> once per reader when its list walks have yielded <see cref="WalkSignalAfter"/> entries
+    /// in all, so the test host interrupts work that is surely running (not the .NET start or the engine's symbol
+    /// loading before it) whatever the machine's load.
     /// </summary>
-    public static Action? WalkSignal { get; set; }
-    public static int WalkSignalAfter { get; set; } = int.MaxValue;
-
-    /// <summary>Test hook (null otherwise): a named point in a command's analysis, e.g. "leaktag.modules" when
-    /// !leaktag starts its module search, for interrupt tests of work that is not a list walk.</summary>
     public static Action<string>? PointSignal { get; set; }
+    public static int WalkSignalAfter { get; set; } = int.MaxValue;
+    public const string WalkPoint = "walk";
 
     /// <summary>Tells the test hook that the analysis reached <paramref name="point"/> (no-op outside the tests).</summary>
     public static void TestPoint(string point)
@@ -140,7 +139,7 @@ public sealed class KernelReader
             if (!seen.Add(n)) { result.Stop(ListStop.Cycle, n); yield break; }
             if (result.Count >= max) { result.Stop(ListStop.LimitReached, n); yield break; }
             result.Count++;
-            if (WalkSignal is { } signal && ++_walked == WalkSignalAfter) { try { signal(); } catch { } }
+            if (PointSignal is not null && ++_walked == WalkSignalAfter) TestPoint(WalkPoint);
             yield return n;
             cur = n;
         }
