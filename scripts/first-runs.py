@@ -7,7 +7,7 @@ took, the engine's own work around the command included). Prints per command the
 `.load` (it starts .NET for the data-model provider), the first run, the median of the warm runs, and, with
 NTSLEUTH_PROFILE=1 in the engine, the first run's engine-call lines (symbol, dm-symbol, ...).
 """
-import os, re, statistics, subprocess, sys
+import os, re, statistics, subprocess, sys, tempfile
 
 def winpath(p):
     return "Z:" + os.path.abspath(p).replace("/", "\\")
@@ -26,9 +26,14 @@ def session(wine, host, engine, out, sample, cmd, dll, runs, timeout_s, env):
     argv = wine + [host, "-engine", winpath(engine), "-y", winpath(os.path.join(out, "symbols", sample)),
                    "-z", winpath(os.path.join(out, "dumps", sample + ".dmp")), "-timeout", str(timeout_s * 1000),
                    "-c", f".load {dll}"] + sum((["-c", cmd] for _ in range(runs)), [])
-    p = subprocess.run(argv, capture_output=True, text=True, errors="replace", timeout=timeout_s + 30, env=env)
+    # Output goes to files, not pipes: when this is the first wine process, wine's own services inherit its handles
+    # and keep a pipe open after it exits, so reading a pipe to its end can wait forever (docs/real-engine-lab.md).
+    with tempfile.TemporaryFile() as so, tempfile.TemporaryFile() as se:
+        rc = subprocess.run(argv, stdout=so, stderr=se, timeout=timeout_s + 30, env=env).returncode
+        so.seek(0); se.seek(0)
+        stdout = so.read().decode("utf-8", "replace"); stderr = se.read().decode("utf-8", "replace")
     times, bodies, cur = [], [], None
-    for line in p.stdout.splitlines():
+    for line in stdout.splitlines():
         if line.startswith("@@begin "):
             cur = []
         elif line.startswith("@@end "):
@@ -38,7 +43,7 @@ def session(wine, host, engine, out, sample, cmd, dll, runs, timeout_s, env):
         elif cur is not None:
             cur.append(line)
     if len(times) != runs + 1:
-        raise RuntimeError(f"{sample} {cmd}: {len(times)} commands framed, exit {p.returncode}\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+        raise RuntimeError(f"{sample} {cmd}: {len(times)} commands framed, exit {rc}\n{stdout[-2000:]}\n{stderr[-2000:]}")
     return times, bodies
 
 def main():
