@@ -1,3 +1,4 @@
+using System.Buffers.Binary;
 using NtSleuth.Commands.Memory;
 using NtSleuth.Commands.Model;
 
@@ -14,7 +15,8 @@ namespace NtSleuth.Commands.Kernel;
 /// the item limit), a walk in random order reads about P(1 - e^(-k/P)) pages, P = N/d (fewer when list order follows
 /// address order); page mode stays on while k over that is at least the cost of a page over the cost of an item.
 /// It is judged before the first page (at the densest packing the item size allows: a short list or a short look
-/// never reads pages), and after each of the first pages read with the density seen so far; once off, it stays off.</para>
+/// never reads pages), and after each page read with the density seen so far (every one of the first 32 pages, then one
+/// in 16: the count is CPU work on every block of the page); once off, it stays off.</para>
 /// <para>Outputs never depend on it: it only decides how much of a page comes along with an item (the item is read
 /// from the cache or the target exactly as before). Stale blocks (freed items that kept their link and routine) are
 /// counted as candidates; they can keep page mode on where it does not pay, never change a result.</para>
@@ -23,6 +25,8 @@ internal sealed class ItemPageReadAhead
 {
     /// <summary>Pages read before the density seen on them alone can turn page mode off.</summary>
     public const int PagesBeforeJudging = 8;
+    /// <summary>Every page among the first ones read is judged, then one in <see cref="JudgeEvery"/>.</summary>
+    public const int JudgeAllFirst = 32, JudgeEvery = 16;
     private const int MaxRoutines = 64;
 
     private readonly KernelReader _r;
@@ -31,7 +35,7 @@ internal sealed class ItemPageReadAhead
     private readonly HashSet<ulong> _routines = new();
     private readonly byte[] _page = new byte[TargetMemory.PageSize];
     private bool _on;
-    private long _pages, _items;
+    private long _pages, _items, _pagesRead;
 
     /// <param name="listItems">Items expected on the list (the queue's own count less what its other lists held), or null
     /// when not known (then page mode stays off: a list of unknown length is read one item at a time).</param>
@@ -49,8 +53,8 @@ internal sealed class ItemPageReadAhead
         _on = n > 0 && Pays(densest, n);
     }
 
-    /// <summary>Pages read whole so far and the items (candidates and the item itself) seen on them.</summary>
-    public long PagesRead => _pages;
+    /// <summary>Pages read whole so far.</summary>
+    public long PagesRead => _pagesRead;
     public bool On => _on;
 
     /// <summary>A routine of an item of this list (what a candidate's routine must be).</summary>
@@ -70,16 +74,30 @@ internal sealed class ItemPageReadAhead
         if (got <= 0) return; // unreadable: the item's own read fails the same way and says so
         int self = (int)(item - page);
         if (self + _routineOff + _r.PointerSize <= got) SeenRoutine(_r.PointerAt(_page, self + _routineOff));
-        int found = 1;
-        for (int off = 0; off + _routineOff + _r.PointerSize <= got; off += _step)
+        // Judged on the first pages, then on one page in JudgeEvery (the scan is CPU work of every block of the page).
+        long n = _pagesRead++;
+        if (n >= JudgeAllFirst && n % JudgeEvery != 0) return;
+        _pages++;
+        _items += Candidates(self, got);
+        if (_pages >= PagesBeforeJudging && !Pays((double)_items / _pages, _walked)) _on = false;
+    }
+
+    /// <summary>The item itself and the blocks of the page that look like pending items of this list.</summary>
+    private int Candidates(int self, int got)
+    {
+        int ps = _r.PointerSize, found = 1;
+        var p = _page.AsSpan(0, got);
+        for (int off = 0; off + _routineOff + ps <= got; off += _step)
         {
             if (off == self) continue;
-            if (!_routines.Contains(_r.PointerAt(_page, off + _routineOff))) continue;
-            if (IsKernelPointer(_r.PointerAt(_page, off)) && IsKernelPointer(_r.PointerAt(_page, off + _r.PointerSize))) found++;
+            ulong flink = ps == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(p[off..]) : BinaryPrimitives.ReadUInt32LittleEndian(p[off..]);
+            if (!IsKernelPointer(flink)) continue;
+            ulong blink = ps == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(p[(off + ps)..]) : BinaryPrimitives.ReadUInt32LittleEndian(p[(off + ps)..]);
+            if (!IsKernelPointer(blink)) continue;
+            ulong routine = ps == 8 ? BinaryPrimitives.ReadUInt64LittleEndian(p[(off + _routineOff)..]) : BinaryPrimitives.ReadUInt32LittleEndian(p[(off + _routineOff)..]);
+            if (_routines.Contains(routine)) found++;
         }
-        _pages++;
-        _items += found;
-        if (_pages >= PagesBeforeJudging && !Pays((double)_items / _pages, _walked)) _on = false;
+        return found;
     }
 
     private bool IsKernelPointer(ulong v) =>
