@@ -39,6 +39,6 @@ if [ "$ONWIN" -eq 0 ]; then ln -s "$RT" "$PKG/dotnet"; else cp -r "$RT" "$PKG/do
 DLL="$(winpath "$PKG/ntsleuth.dll")"
 if [ "$ONWIN" -eq 0 ]; then
   "$WINESERVER" -p 2>/dev/null || true   # keep wineserver warm: every session then costs the engine, not wine's start
-  exec python3 ${RAWPY:-$ROOT/scripts/first-runs.py} "$ROOT" "$OUT" "$HOSTEXE" "$ENGINE" "$DLL" "$SESSIONS" "$RUNS" "$ONLY" --wine "$WINE"
+  exec python3 "$ROOT/scripts/first-runs.py" "$ROOT" "$OUT" "$HOSTEXE" "$ENGINE" "$DLL" "$SESSIONS" "$RUNS" "$ONLY" --wine "$WINE"
 fi
 exec python3 "$ROOT/scripts/first-runs.py" "$ROOT" "$OUT" "$HOSTEXE" "$ENGINE" "$DLL" "$SESSIONS" "$RUNS" "$ONLY"
