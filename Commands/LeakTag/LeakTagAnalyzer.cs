@@ -382,7 +382,15 @@ public sealed class LeakTagAnalyzer
             }
             // The image is read in packet-sized requests and searched here (TargetMemory.ScanFor): the same hits as
             // the engine's search, without paying for pages that cannot be read or were read already (docs/bench.md).
-            var found = M.ScanFor(m.Base, m.End - m.Base, pattern, o.MaxHitsPerModule);
+            // An x64 image's exception directory cannot hold a tag and is not read (ImageScanPlan: the proof).
+            var plan = ImageScanPlan.For(M, m, pattern);
+            var found = new List<ulong>();
+            foreach (var (start, length) in plan.Ranges)
+            {
+                if (found.Count >= o.MaxHitsPerModule || M.IsInterruptRequested) break;
+                found.AddRange(M.ScanFor(start, length, pattern, o.MaxHitsPerModule - found.Count));
+            }
+            if (plan.Skipped is { } skipped) res.ExceptionDirectoryBytesSkipped += skipped.Length;
             int hits = found.Count;
             foreach (var a in found) res.Sites.Add(MakeSite(m, a));
             if (M.IsInterruptRequested && hits < o.MaxHitsPerModule)

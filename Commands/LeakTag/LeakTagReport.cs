@@ -106,6 +106,8 @@ public sealed class LeakTagReport
     /// <summary>Modules searched in their image file on the host (matching PE timestamp/size) instead of target memory.</summary>
     public int ModulesSearchedOnHost { get; set; }
     public int ModulesTotal { get; set; }
+    /// <summary>Bytes of x64 exception directories the module search did not read (they cannot hold a tag: ImageScanPlan).</summary>
+    [JsonIgnore] public ulong ExceptionDirectoryBytesSkipped { get; set; }
     public bool ModuleSearchComplete { get; set; }
     public bool ModuleSearchSkipped { get; set; }
     public List<BigPoolAllocation> BigPool { get; } = new();
