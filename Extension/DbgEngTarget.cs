@@ -26,7 +26,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         _outerQueries = EngineSessionCache.Begin(session, () => Info.PointerSize);
     }
 
-    private readonly ITypeQueries? _outerQueries;
+    private readonly OuterQueries _outerQueries;
 
     /// <summary>End of the command: the session cache remembers the module list as the command leaves it.
     /// A command that saw Ctrl+Break leaves nothing in the cache: the engine fails the type and symbol queries it runs

@@ -23,7 +23,7 @@ internal static unsafe class EngineSessionCache
     private static int _generation;
 
     public static readonly SessionTypeQueries Queries = new();
-    private static TypeLayoutBuilder _builder = new(Queries);
+    private static TypeLayoutBuilder _builder = new(Queries, () => Queries.Host);
     private static readonly Dictionary<string, TypeLayout?> Layouts = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, ulong?> SymbolAddresses = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, bool> HasSymbolsByModule = new(StringComparer.OrdinalIgnoreCase);
@@ -67,10 +67,11 @@ internal static unsafe class EngineSessionCache
     /// <summary>Start of a command: bind the engine questions to this command's interfaces, validate against the modules.</summary>
     /// <returns>The questions of the command this one runs inside (an engine command that calls back into the
     /// extension), given back to <see cref="End"/>.</returns>
-    public static ITypeQueries? Begin(DbgEngSession session, Func<int> pointerSize)
+    public static OuterQueries Begin(DbgEngSession session, Func<int> pointerSize)
     {
-        var outer = Queries.Inner;
+        var outer = new OuterQueries(Queries.Inner, Queries.Host);
         Queries.Inner = new DbgEngTypeQueries(session, pointerSize);
+        Queries.Host = new DataModelTypes(session.RawClient, pointerSize);
         var now = Snapshot(session);
         lock (Lock)
         {
@@ -95,7 +96,7 @@ internal static unsafe class EngineSessionCache
     /// <summary>End of a command: remember the module list as this command leaves it (its own symbol loads included).</summary>
     /// <param name="discard">true when the command was interrupted: everything cached may hold answers the engine
     /// refused because of the pending interrupt, so the cache starts over.</param>
-    public static void End(DbgEngSession session, ITypeQueries? outer, bool discard = false)
+    public static void End(DbgEngSession session, OuterQueries outer, bool discard = false)
     {
         var now = Snapshot(session);
         lock (Lock)
@@ -103,7 +104,9 @@ internal static unsafe class EngineSessionCache
             _modules = now;
             if (discard) ClearUnlocked();
         }
-        Queries.Inner = outer;
+        (Queries.Host as IDisposable)?.Dispose(); // the data model references this command took
+        Queries.Inner = outer.Queries;
+        Queries.Host = outer.Host;
     }
 
     private static void ClearUnlocked()
@@ -116,7 +119,7 @@ internal static unsafe class EngineSessionCache
         SymbolIndexes.Clear();
         DirectLookups.Clear();
         Store.Clear();
-        _builder = new TypeLayoutBuilder(Queries);
+        _builder = new TypeLayoutBuilder(Queries, () => Queries.Host);
         _generation++;
     }
 
@@ -187,6 +190,8 @@ internal static unsafe class EngineSessionCache
 internal sealed class SessionTypeQueries : ITypeQueries
 {
     public ITypeQueries? Inner { get; set; }
+    /// <summary>The running command's data-model type questions (null outside a command).</summary>
+    public IHostTypes? Host { get; set; }
 
     private ITypeQueries Q => Inner ?? throw new InvalidOperationException("no debugger command is running");
 
@@ -201,3 +206,6 @@ internal sealed class SessionTypeQueries : ITypeQueries
     public IReadOnlyDictionary<string, (int Position, int Length)> GetBitfields(string qualifiedType, IReadOnlyList<string> fields) =>
         Q.GetBitfields(qualifiedType, fields);
 }
+
+/// <summary>The questions of the command that was running when a nested one began (handed back at its end).</summary>
+internal readonly record struct OuterQueries(ITypeQueries? Queries, IHostTypes? Host);
