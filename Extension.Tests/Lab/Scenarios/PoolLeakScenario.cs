@@ -228,7 +228,8 @@ public sealed class PoolLeakScenario
     /// (<see cref="MeasuredExceptionDirectoryShares"/>) filled with valid RUNTIME_FUNCTIONs, placed where nothing else
     /// of the scenario lies (in nt: in the largest stretch without a public symbol, checked to be zero).
     /// </summary>
-    public void MakeImagesPresent()
+    /// <param name="share">One exception-directory share for every image instead of the measured ones (sensitivity).</param>
+    public void MakeImagesPresent(double? share = null)
     {
         var k = Kernel;
         var rnd = new Random(2512);
@@ -236,8 +237,8 @@ public sealed class PoolLeakScenario
         {
             var m = k.Modules[i];
             k.Memory.Map(m.Base, m.Size);
-            double share = i == 0 ? MedianExceptionDirectoryShare : MeasuredExceptionDirectoryShares[i % MeasuredExceptionDirectoryShares.Length];
-            uint dirSize = (uint)(m.Size * share) / 12 * 12;
+            double dirShare = share ?? (i == 0 ? MedianExceptionDirectoryShare : MeasuredExceptionDirectoryShares[i % MeasuredExceptionDirectoryShares.Length]);
+            uint dirSize = (uint)(m.Size * dirShare) / 12 * 12;
             uint dirRva = i == 0 ? FreeStretchInNt(m, dirSize) : (uint)(m.Size * 0.7) & ~0xfffu;
             if (m.Name == "myfault.sys" && dirRva < 0x2000) throw new InvalidOperationException("directory over the seed's sites");
             WriteHeader(m, dirRva, dirSize);
