@@ -50,6 +50,10 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
             if (!m.Success) return false;
             string kind = m.Groups[1].Value, qualified = m.Groups[2].Value + "!" + m.Groups[3].Value;
             if (kind == "symbol") return LookUpSymbol(qualified) is not null;
+            // A module without symbols cannot have the type now, and asking the engine for a type there prints its
+            // "full symbol information" banner into the command's output (seen on a dump whose nt image header was
+            // damaged: the fuzz tier's WrongDiagnosis/BadJson runs). The module's state is asked afresh, not cached.
+            if (!QuerySymbolState(m.Groups[2].Value)) return false;
             var q = new DbgEngTypeQueries(_s, () => Info.PointerSize);
             if (!q.TryGetTypeId(qualified, out ulong mb, out uint id)) return false;
             if (kind == "type") return true; // the engine names the type now: it was there all along
