@@ -395,6 +395,9 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
 
     // ---------------- modules, evaluation, stack, interrupt ----------------
 
+    /// <summary>Results kept for the session, dropped with the session cache (module/symbol/target changes, interrupts).</summary>
+    public SessionStore? Session => EngineSessionCache.Store;
+
     public IReadOnlyList<ModuleInfo> GetModules()
     {
         using var _ = EngineProfile.Time("modules");

@@ -31,6 +31,10 @@ internal static unsafe class EngineSessionCache
     private static readonly Dictionary<string, uint> SymbolTypes = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, Dictionary<string, ulong>> SymbolIndexes = new(StringComparer.OrdinalIgnoreCase);
 
+    /// <summary>Results commands keep for the session (ITarget.Session: !leaktag's module searches on a dump), dropped
+    /// with everything else.</summary>
+    public static readonly NtSleuth.Commands.Target.SessionStore Store = new();
+
     /// <summary>Bumped every time the cache is dropped (tests and !help -diag show it).</summary>
     public static int Generation { get { lock (Lock) return _generation; } }
 
@@ -73,7 +77,7 @@ internal static unsafe class EngineSessionCache
         {
             var before = _modules;
             if (now is null) { ClearUnlocked(); return outer; }
-            if (before is null) { if (Layouts.Count + SymbolAddresses.Count + HasSymbolsByModule.Count > 0) ClearUnlocked(); return outer; }
+            if (before is null) { if (Layouts.Count + SymbolAddresses.Count + HasSymbolsByModule.Count + Store.Count > 0) ClearUnlocked(); return outer; }
             if (before.Length != now.Length) { ClearUnlocked(); return outer; }
             bool newlyLoaded = false;
             for (int i = 0; i < now.Length; i++)
@@ -114,6 +118,7 @@ internal static unsafe class EngineSessionCache
         SymbolTypes.Clear();
         SymbolIndexes.Clear();
         DirectLookups.Clear();
+        Store.Clear();
         _builder = new TypeLayoutBuilder(Queries, () => Queries.Host);
         _generation++;
     }
