@@ -56,6 +56,7 @@ public sealed class PoolDpcBenchSource : IBenchRowSource
     public IEnumerable<BenchRow> Rows(string? buildKey, IReadOnlyList<int>? scales) =>
         PoolDpcBench.Run(buildKey is null ? PoolDpcBuilds.Win10 : MapBuild(buildKey))
             .Concat(PoolDpcBench.RunScattered(buildKey is null ? PoolDpcBuilds.Win10 : MapBuild(buildKey)))
+            .Concat(PoolDpcBench.RunImagesPresent(buildKey is null ? PoolDpcBuilds.Win10 : MapBuild(buildKey)))
             .Select(f => BenchRowSources.Row(f.Command.TrimStart('!'), f.Scenario, buildKey ?? "win10", 1, f.RoundTrips, f.Bytes, f.ManualRoundTrips, f.ManualBytes));
 
     private static string MapBuild(string key) => LabBuilds.TryGet(key)?.GuidAge ?? key;
