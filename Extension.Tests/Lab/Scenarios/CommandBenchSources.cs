@@ -38,9 +38,12 @@ public sealed class WorkQueueBenchSource : IBenchRowSource
         {
             var build = LabBuilds.TryGet(key);
             if (build is null || !SeedWorkQueues.Supports(build)) continue;
-            var r = AlpcChainBench.WorkQueueRow(build);
-            yield return BenchRowSources.Row("workqueue", r.Case, build.Key, 1, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
-                $"manual: dt of the queue, !list with dq+dps per item, !thread per worker ({r.ManualCommands} commands)");
+            foreach (var (variant, name) in AlpcChainBench.WorkQueueLayouts)
+            {
+                var r = AlpcChainBench.WorkQueueRow(build, variant, name);
+                yield return BenchRowSources.Row("workqueue", r.Case, build.Key, 1, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
+                    $"manual: dt of the queue, !list with dq+dps per item, !thread per worker ({r.ManualCommands} commands)");
+            }
         }
     }
 }
