@@ -26,7 +26,7 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
         _outerQueries = EngineSessionCache.Begin(session, () => Info.PointerSize);
     }
 
-    private readonly ITypeQueries? _outerQueries;
+    private readonly OuterQueries _outerQueries;
 
     /// <summary>End of the command: the session cache remembers the module list as the command leaves it.
     /// A command that saw Ctrl+Break leaves nothing in the cache: the engine fails the type and symbol queries it runs
@@ -50,6 +50,10 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
             if (!m.Success) return false;
             string kind = m.Groups[1].Value, qualified = m.Groups[2].Value + "!" + m.Groups[3].Value;
             if (kind == "symbol") return LookUpSymbol(qualified) is not null;
+            // A module without symbols cannot have the type now, and asking the engine for a type there prints its
+            // "full symbol information" banner into the command's output (seen on a dump whose nt image header was
+            // damaged: the fuzz tier's WrongDiagnosis/BadJson runs). The module's state is asked afresh, not cached.
+            if (!QuerySymbolState(m.Groups[2].Value)) return false;
             var q = new DbgEngTypeQueries(_s, () => Info.PointerSize);
             if (!q.TryGetTypeId(qualified, out ulong mb, out uint id)) return false;
             if (kind == "type") return true; // the engine names the type now: it was there all along
@@ -390,6 +394,9 @@ internal sealed unsafe class DbgEngTarget : ITarget, ISymbolProvider
     }
 
     // ---------------- modules, evaluation, stack, interrupt ----------------
+
+    /// <summary>Results kept for the session, dropped with the session cache (module/symbol/target changes, interrupts).</summary>
+    public SessionStore? Session => EngineSessionCache.Store;
 
     public IReadOnlyList<ModuleInfo> GetModules()
     {

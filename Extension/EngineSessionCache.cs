@@ -23,13 +23,17 @@ internal static unsafe class EngineSessionCache
     private static int _generation;
 
     public static readonly SessionTypeQueries Queries = new();
-    private static TypeLayoutBuilder _builder = new(Queries);
+    private static TypeLayoutBuilder _builder = new(Queries, () => Queries.Host);
     private static readonly Dictionary<string, TypeLayout?> Layouts = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, ulong?> SymbolAddresses = new(StringComparer.Ordinal);
     private static readonly Dictionary<string, bool> HasSymbolsByModule = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, ulong> ModuleBases = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, uint> SymbolTypes = new(StringComparer.OrdinalIgnoreCase);
     private static readonly Dictionary<string, Dictionary<string, ulong>> SymbolIndexes = new(StringComparer.OrdinalIgnoreCase);
+
+    /// <summary>Results commands keep for the session (ITarget.Session: !leaktag's module searches on a dump), dropped
+    /// with everything else.</summary>
+    public static readonly NtSleuth.Commands.Target.SessionStore Store = new();
 
     /// <summary>Bumped every time the cache is dropped (tests and !help -diag show it).</summary>
     public static int Generation { get { lock (Lock) return _generation; } }
@@ -63,16 +67,17 @@ internal static unsafe class EngineSessionCache
     /// <summary>Start of a command: bind the engine questions to this command's interfaces, validate against the modules.</summary>
     /// <returns>The questions of the command this one runs inside (an engine command that calls back into the
     /// extension), given back to <see cref="End"/>.</returns>
-    public static ITypeQueries? Begin(DbgEngSession session, Func<int> pointerSize)
+    public static OuterQueries Begin(DbgEngSession session, Func<int> pointerSize)
     {
-        var outer = Queries.Inner;
+        var outer = new OuterQueries(Queries.Inner, Queries.Host);
         Queries.Inner = new DbgEngTypeQueries(session, pointerSize);
+        Queries.Host = new DataModelTypes(session.RawClient, pointerSize);
         var now = Snapshot(session);
         lock (Lock)
         {
             var before = _modules;
             if (now is null) { ClearUnlocked(); return outer; }
-            if (before is null) { if (Layouts.Count + SymbolAddresses.Count + HasSymbolsByModule.Count > 0) ClearUnlocked(); return outer; }
+            if (before is null) { if (Layouts.Count + SymbolAddresses.Count + HasSymbolsByModule.Count + Store.Count > 0) ClearUnlocked(); return outer; }
             if (before.Length != now.Length) { ClearUnlocked(); return outer; }
             bool newlyLoaded = false;
             for (int i = 0; i < now.Length; i++)
@@ -91,7 +96,7 @@ internal static unsafe class EngineSessionCache
     /// <summary>End of a command: remember the module list as this command leaves it (its own symbol loads included).</summary>
     /// <param name="discard">true when the command was interrupted: everything cached may hold answers the engine
     /// refused because of the pending interrupt, so the cache starts over.</param>
-    public static void End(DbgEngSession session, ITypeQueries? outer, bool discard = false)
+    public static void End(DbgEngSession session, OuterQueries outer, bool discard = false)
     {
         var now = Snapshot(session);
         lock (Lock)
@@ -99,7 +104,9 @@ internal static unsafe class EngineSessionCache
             _modules = now;
             if (discard) ClearUnlocked();
         }
-        Queries.Inner = outer;
+        (Queries.Host as IDisposable)?.Dispose(); // the data model references this command took
+        Queries.Inner = outer.Queries;
+        Queries.Host = outer.Host;
     }
 
     private static void ClearUnlocked()
@@ -111,7 +118,8 @@ internal static unsafe class EngineSessionCache
         SymbolTypes.Clear();
         SymbolIndexes.Clear();
         DirectLookups.Clear();
-        _builder = new TypeLayoutBuilder(Queries);
+        Store.Clear();
+        _builder = new TypeLayoutBuilder(Queries, () => Queries.Host);
         _generation++;
     }
 
@@ -182,6 +190,8 @@ internal static unsafe class EngineSessionCache
 internal sealed class SessionTypeQueries : ITypeQueries
 {
     public ITypeQueries? Inner { get; set; }
+    /// <summary>The running command's data-model type questions (null outside a command).</summary>
+    public IHostTypes? Host { get; set; }
 
     private ITypeQueries Q => Inner ?? throw new InvalidOperationException("no debugger command is running");
 
@@ -196,3 +206,6 @@ internal sealed class SessionTypeQueries : ITypeQueries
     public IReadOnlyDictionary<string, (int Position, int Length)> GetBitfields(string qualifiedType, IReadOnlyList<string> fields) =>
         Q.GetBitfields(qualifiedType, fields);
 }
+
+/// <summary>The questions of the command that was running when a nested one began (handed back at its end).</summary>
+internal readonly record struct OuterQueries(ITypeQueries? Queries, IHostTypes? Host);

@@ -25,11 +25,26 @@ internal interface ITypeQueries
 /// offset + field type id (GetFieldTypeAndOffset), type name / size, bitfields from the type-dump ioctl.
 /// The field type kind is derived from the engine's type name ("T *", "T [n]", base names) and structure probing.
 /// </summary>
-internal sealed class TypeLayoutBuilder(ITypeQueries q)
+internal sealed class TypeLayoutBuilder(ITypeQueries q, Func<IHostTypes?>? host = null)
 {
+    /// <summary>NTSLEUTH_TYPE_LOOKUP: unset = the data model first (<see cref="IHostTypes"/>: one in-process walk per
+    /// field, ~0.01-0.1 ms), the engine's IDebugSymbols3 + type-dump ioctl questions for what it cannot answer;
+    /// "engine" = the engine's questions only (as before); "check" = both, every difference reported in the profile
+    /// (NTSLEUTH_PROFILE) as "type-check MISMATCH", the data model's answer used.</summary>
+    internal enum LookupMode { DataModel, Engine, Check }
+
+    internal static readonly LookupMode DefaultMode = Environment.GetEnvironmentVariable("NTSLEUTH_TYPE_LOOKUP")?.Trim().ToLowerInvariant() switch
+    {
+        "engine" => LookupMode.Engine,
+        "check" => LookupMode.Check,
+        _ => LookupMode.DataModel,
+    };
+
+    internal LookupMode Mode { get; init; } = DefaultMode;
+
     public const int MaxFields = 4096;
 
-    private static readonly Dictionary<string, (ulong Size, bool Signed)> BaseTypes = new(StringComparer.Ordinal)
+    internal static readonly Dictionary<string, (ulong Size, bool Signed)> BaseTypes = new(StringComparer.Ordinal)
     {
         ["char"] = (1, true), ["signed char"] = (1, true), ["unsigned char"] = (1, false), ["bool"] = (1, false),
         ["wchar_t"] = (2, false), ["short"] = (2, true), ["unsigned short"] = (2, false), ["char16_t"] = (2, false),
@@ -55,6 +70,75 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
     /// </summary>
     public TypeLayout? BuildLazy(string module, string typeName, ulong knownModuleBase = 0)
     {
+        if (Mode != LookupMode.Engine && host?.Invoke() is { } h && h.FindType(module, typeName, out ulong hostSize) == HostAnswer.Found)
+            return new TypeLayout(module, typeName, hostSize,
+                name => HostField(module, typeName, name),
+                () => HostFields(module, typeName),
+                resolvesPaths: true);
+        return BuildLazyFromEngine(module, typeName, knownModuleBase);
+    }
+
+    private IHostTypes CurrentHost() => host?.Invoke() ?? throw new InvalidOperationException("no debugger command is running");
+
+    private FieldLayout? HostField(string module, string typeName, string path)
+    {
+        var a = CurrentHost().ResolveField(module, typeName, path, out ulong offset, out TypeRef? type);
+        // Not answered now (an interrupt, a failed call): unknown, asked again later, never remembered as missing.
+        if (a == HostAnswer.Unavailable || a == HostAnswer.Found && type is null)
+            throw new MissingSymbolException($"field {module}!{typeName}.{path}", module);
+        var f = a == HostAnswer.Found ? new FieldLayout(path, offset, type!) : null;
+        if (Mode == LookupMode.Check) CheckField(module, typeName, path, f);
+        return f;
+    }
+
+    private (TypeKind Kind, IReadOnlyList<FieldLayout> Fields)? HostFields(string module, string typeName)
+    {
+        var fields = CurrentHost().Fields(module, typeName);
+        if (fields is null) return null;
+        TypeKind kind = fields.Count == 0 ? TypeKind.Unknown
+            : fields.Count > 1 && fields.All(f => f.Offset == 0) ? TypeKind.Union : TypeKind.Struct;
+        if (Mode == LookupMode.Check && BuildLazyFromEngine(module, typeName) is { } e)
+        {
+            var ef = e.Fields;
+            if (e.Kind != kind || ef.Count != fields.Count || !ef.OrderBy(f => f.Offset).ThenBy(f => f.Name, StringComparer.Ordinal)
+                    .SequenceEqual(fields.OrderBy(f => f.Offset).ThenBy(f => f.Name, StringComparer.Ordinal)))
+                EngineProfile.Report($"type-check MISMATCH {module}!{typeName} fields: data model {kind} {fields.Count}, engine {e.Kind} {ef.Count}" +
+                                     $" (first difference: {FirstDifference(fields, ef)})");
+        }
+        return (kind, fields);
+    }
+
+    private static string FirstDifference(IReadOnlyList<FieldLayout> a, IReadOnlyList<FieldLayout> b)
+    {
+        var bn = b.ToDictionary(f => f.Name, StringComparer.Ordinal);
+        foreach (var f in a)
+            if (!bn.TryGetValue(f.Name, out var g)) return $"{f.Name} only in the data model";
+            else if (f != g) return $"{f.Name}: {Show(f)} vs {Show(g)}";
+        return b.FirstOrDefault(f => a.All(x => x.Name != f.Name)) is { } only ? $"{only.Name} only in the engine" : "order";
+    }
+
+    private static string Show(FieldLayout? f) => f is null ? "none" : $"+0x{f.Offset:x} {Deep(f.Type)}";
+
+    private static string Deep(TypeRef? t) => t is null ? "-" :
+        $"{{{t.Kind} '{t.Name}' size {t.Size}{(t.Count != 0 ? $" count {t.Count}" : "")}{(t.BitLength >= 0 ? $" bits {t.BitPosition}:{t.BitLength}" : "")}{(t.IsSigned ? " signed" : "")}{(t.Inner is null ? "" : " of " + Deep(t.Inner))}}}";
+
+    private void CheckField(string module, string typeName, string path, FieldLayout? dm)
+    {
+        FieldLayout? engine = null;
+        string qualified = $"{module}!{typeName}";
+        try
+        {
+            if (q.TryGetTypeId(qualified, out ulong mb, out uint id)) engine = ResolveField(qualified, mb, id, path);
+        }
+        catch (Exception) { }
+        if (dm != engine && !(dm is not null && engine is not null && dm.Offset == engine.Offset && Same(dm.Type, engine.Type)))
+            EngineProfile.Report($"type-check MISMATCH {qualified}.{path}: data model {Show(dm)}, engine {Show(engine)}");
+    }
+
+    private static bool Same(TypeRef a, TypeRef b) => a == b;
+
+    private TypeLayout? BuildLazyFromEngine(string module, string typeName, ulong knownModuleBase = 0)
+    {
         string qualified = $"{module}!{typeName}";
         ulong modBase = knownModuleBase;
         uint typeId = 0;
@@ -63,9 +147,12 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q)
         ulong size = q.GetTypeSize(modBase, typeId);
         // A type without fields (an enum, a forward declaration) answers as a complete one would: no field, kind
         // Unknown once enumerated; no engine call is spent on finding that out up front.
+        // Dotted paths go to the engine whole: GetFieldTypeAndOffset takes "a.b.c" (dbgeng.h documents dot-separated
+        // subfields) and the type-dump ioctl takes the same path under the root type's name.
         return new TypeLayout(module, typeName, size,
             name => ResolveField(qualified, modBase, typeId, name),
-            () => BuildFields(qualified, modBase, typeId));
+            () => BuildFields(qualified, modBase, typeId),
+            resolvesPaths: true);
     }
 
     private FieldLayout? ResolveField(string qualified, ulong modBase, uint typeId, string name)

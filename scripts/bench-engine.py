@@ -24,7 +24,7 @@ def first_address(cmd):
             return tok.replace("`", "")
     return None
 
-def builtins(cmd, modules):
+def builtins(cmd, modules, sample=""):
     """The built-in commands that read the same data as `cmd` (a list), or [] when the lab has no equivalent."""
     name = cmd.split()[0].lstrip("!")
     if name == "alpcchain":
@@ -53,6 +53,20 @@ def builtins(cmd, modules):
         if tag:
             group += [f's -a 0x{b:x} L?0x{s:x} "{tag[0]}"' for b, s in modules]
         return group
+    if name == "workqueue":
+        # The same data with the engine's own data model (the package's engine has no kdexts: no !exqueue, !list or
+        # !thread): the Delayed queue's items counted by routine, and its workers' wait reasons.
+        if sample.endswith("7601"):
+            q = "(&(*(nt!_EX_WORK_QUEUE(*)[3])&nt!ExWorkerQueue)[1])"
+            items, threads = f"{q}->WorkerQueue.EntryListHead", f"{q}->WorkerQueue.ThreadListHead"
+        elif re.search(r"-(1[89]\d{3}|2\d{4})$", sample):
+            q = "((nt!_EX_PARTITION*)(*(nt!_EPARTITION**)&nt!PspSystemPartition)->ExPartition)->WorkQueues[0][0]"
+            items, threads = f"{q}->WorkPriQueue.EntryListHead[12]", f"{q}->WorkPriQueue.ThreadListHead"
+        else:
+            return []
+        walk = 'Debugger.Utility.Collections.FromListEntry({}, "nt!{}", "{}")'
+        return [f"dx -r1 {walk.format(items, '_IO_WORKITEM', 'WorkItem.List')}.GroupBy(x => x.Routine).Select(g => g.Count())",
+                f"dx -r1 {walk.format(threads, '_KTHREAD', 'QueueListEntry')}.Select(t => t.WaitReason)"]
     if name == "dpcblame":
         return ["k", "dt nt!_KPRCB poi(nt!KiProcessorBlock)", "dt nt!_KPRCB poi(nt!KiProcessorBlock+8)"]
     return []
@@ -106,7 +120,7 @@ def main():
         for cmd in s["commands"]:
             if cmd.startswith("!leaktag") and mods is None:
                 mods = modules_of(host, engine, dump, sym, dll, env)
-            manual = builtins(cmd, mods or [])
+            manual = builtins(cmd, mods or [], s["name"])
             cmds = [cmd] * n + manual * n
             try:
                 runs, raw = run_engine(host, engine, dump, sym, dll, cmds, timeout, env)

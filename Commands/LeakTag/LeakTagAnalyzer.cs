@@ -361,6 +361,7 @@ public sealed class LeakTagAnalyzer
             return;
         }
         res.ModuleSearchComplete = true;
+        var store = _t.Info.IsLive ? null : _t.Session;
         KernelReader.TestPoint("leaktag.modules");
         foreach (var m in mods)
         {
@@ -372,17 +373,32 @@ public sealed class LeakTagAnalyzer
             }
             res.ModulesSearched++;
             if (m.Size == 0) continue;
-            // A dump's modules can be searched in the matching image files on the host (no round trip). On a live
-            // target memory may have been edited (unique-tag edits), so the target is always searched there.
-            if (!_t.Info.IsLive && HostImageSearch.TrySearch(m, pattern, o.MaxHitsPerModule, out _) is { } fileHits)
+            // A dump does not change: a module searched for this tag by an earlier command of the session (same base,
+            // size, timestamp) is not read again. The session store is dropped when modules load/unload, symbols
+            // reload or the target changes (ITarget.Session); a live target's memory can change, so it keeps nothing.
+            string? key = store is null ? null : $"leaktag.module|{m.Base:x}|{m.Size:x}|{m.TimeDateStamp:x}|{m.Name}|{Convert.ToHexString(pattern)}|{o.MaxHitsPerModule}";
+            List<ulong> found;
+            if (key is not null && store!.TryGet<RememberedModuleSearch>(key, out var remembered))
             {
-                res.ModulesSearchedOnHost++;
-                foreach (var a in fileHits) res.Sites.Add(MakeSite(m, a));
-                continue;
+                found = remembered.Hits;
+                res.ModulesRemembered++;
             }
-            // The image is read in packet-sized requests and searched here (TargetMemory.ScanFor): the same hits as
-            // the engine's search, without paying for pages that cannot be read or were read already (docs/bench.md).
-            var found = M.ScanFor(m.Base, m.End - m.Base, pattern, o.MaxHitsPerModule);
+            else
+            {
+                // The image is read in packet-sized requests and searched here (TargetMemory.ScanFor): the same hits
+                // as the engine's search, without paying for pages that cannot be read or were read already
+                // (docs/bench.md). An x64 image's exception directory cannot hold a tag and is not read (ImageScanPlan).
+                var plan = ImageScanPlan.For(M, m, pattern);
+                found = new List<ulong>();
+                foreach (var (start, length) in plan.Ranges)
+                {
+                    if (found.Count >= o.MaxHitsPerModule || M.IsInterruptRequested) break;
+                    found.AddRange(M.ScanFor(start, length, pattern, o.MaxHitsPerModule - found.Count));
+                }
+                if (plan.Skipped is { } skipped) res.ExceptionDirectoryBytesSkipped += skipped.Length;
+                // Only a search that ran to its end is remembered (Ctrl+Break also drops the whole store).
+                if (key is not null && !M.IsInterruptRequested) store!.Put(key, new RememberedModuleSearch(found));
+            }
             int hits = found.Count;
             foreach (var a in found) res.Sites.Add(MakeSite(m, a));
             if (M.IsInterruptRequested && hits < o.MaxHitsPerModule)
@@ -394,6 +410,9 @@ public sealed class LeakTagAnalyzer
             if (hits >= o.MaxHitsPerModule) res.Notes.Add($"{m.Name}: more than {o.MaxHitsPerModule} occurrences; only the first are listed");
         }
     }
+
+    /// <summary>A module's search result kept for the dump session: the hits (addresses, capped at MaxHitsPerModule).</summary>
+    private sealed record RememberedModuleSearch(List<ulong> Hits);
 
     private TagSite MakeSite(ModuleInfo m, ulong addr)
     {

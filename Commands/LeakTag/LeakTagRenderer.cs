@@ -96,7 +96,7 @@ public static class LeakTagRenderer
 
         if (!r.ModuleSearchSkipped && !r.NotRead.Contains(LeakTagAnalyzer.PartModules))
         {
-            d.Line($"Modules containing the tag bytes ({r.ModulesSearched} of {r.ModulesTotal} modules searched{(r.ModulesSearchedOnHost > 0 ? $", {r.ModulesSearchedOnHost} in their image files on the host" : "")}{(r.ModuleSearchComplete ? "" : ", INTERRUPTED - partial")}):");
+            d.Line($"Modules containing the tag bytes ({r.ModulesSearched} of {r.ModulesTotal} modules searched{(r.ModuleSearchComplete ? "" : ", INTERRUPTED - partial")}):");
             if (r.Sites.Count == 0) d.Line("  none (the tag may be built at run time, or the code is paged out)");
             foreach (var g in r.Sites.GroupBy(s => s.Module))
             {

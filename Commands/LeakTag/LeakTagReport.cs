@@ -103,9 +103,12 @@ public sealed class LeakTagReport
     public string? PoolTagFile { get; set; }
     public List<TagSite> Sites { get; } = new();
     public int ModulesSearched { get; set; }
-    /// <summary>Modules searched in their image file on the host (matching PE timestamp/size) instead of target memory.</summary>
-    public int ModulesSearchedOnHost { get; set; }
+    /// <summary>Modules whose search result an earlier command of this dump session found (not read again). Not printed:
+    /// a dump does not change, so the report is the same either way (-stats shows the reads saved).</summary>
+    [JsonIgnore] public int ModulesRemembered { get; set; }
     public int ModulesTotal { get; set; }
+    /// <summary>Bytes of x64 exception directories the module search did not read (they cannot hold a tag: ImageScanPlan).</summary>
+    [JsonIgnore] public ulong ExceptionDirectoryBytesSkipped { get; set; }
     public bool ModuleSearchComplete { get; set; }
     public bool ModuleSearchSkipped { get; set; }
     public List<BigPoolAllocation> BigPool { get; } = new();

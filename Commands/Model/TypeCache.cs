@@ -52,6 +52,8 @@ public sealed class TypeCache
     /// <summary>Resolves a dotted field path ("Tcb.WaitReason") to its absolute offset and type.</summary>
     public (ulong Offset, TypeRef Type)? TryResolvePath(TypeLayout layout, string path)
     {
+        if (layout.ResolvesPaths && path.Contains('.'))
+            return layout.TryGetPath(path) is { } pf ? (pf.Offset, pf.Type) : null;
         ulong off = 0;
         var cur = layout;
         TypeRef? type = null;

@@ -66,8 +66,11 @@ public sealed class TypeLayout
     /// an exception = "unknown now", not remembered); <paramref name="resolveAll"/> gives the kind and every field
     /// (null = cannot enumerate now: the layout stays lazy and <see cref="Fields"/> shows what is resolved so far).
     /// </summary>
+    /// <param name="resolvesPaths">The resolver also answers a dotted path ("u1.s1.DataLength") relative to this type,
+    /// following each field's own type (a debugger engine does: no lookup of the nested types by name, which is slow
+    /// and, for unnamed nested types that share one name in real PDBs, ambiguous). See <see cref="TryGetPath"/>.</param>
     public TypeLayout(string module, string name, ulong size, Func<string, FieldLayout?> resolveField,
-                      Func<(TypeKind Kind, IReadOnlyList<FieldLayout> Fields)?> resolveAll)
+                      Func<(TypeKind Kind, IReadOnlyList<FieldLayout> Fields)?> resolveAll, bool resolvesPaths = false)
     {
         Module = module;
         Name = name;
@@ -76,6 +79,46 @@ public sealed class TypeLayout
         _missing = new HashSet<string>(StringComparer.Ordinal);
         _resolveField = resolveField;
         _resolveAll = resolveAll;
+        if (resolvesPaths)
+        {
+            _resolvePath = resolveField;
+            _paths = new Dictionary<string, FieldLayout?>(StringComparer.Ordinal);
+        }
+    }
+
+    private readonly Func<string, FieldLayout?>? _resolvePath;
+    private readonly Dictionary<string, FieldLayout?>? _paths;
+
+    /// <summary>True when <see cref="TryGetPath"/> answers dotted paths itself (an engine-backed layout).</summary>
+    public bool ResolvesPaths => _resolvePath is not null;
+
+    /// <summary>
+    /// A dotted path ("PortMessage.u1.s1.DataLength") resolved by this layout's resolver: the field's type and its offset
+    /// from the start of this type. Every step before the last must be an embedded structure or union (as
+    /// TypeCache.TryResolvePath requires when it walks step by step); each prefix is resolved (and kept) first.
+    /// Null when the path does not exist, or when this layout does not resolve paths (<see cref="ResolvesPaths"/>).
+    /// </summary>
+    public FieldLayout? TryGetPath(string path)
+    {
+        if (_resolvePath is null) return null;
+        int dot = path.LastIndexOf('.');
+        if (dot < 0) return TryGetField(path);
+        lock (_lock)
+        {
+            if (_paths!.TryGetValue(path, out var known)) return known;
+            string prefix = path[..dot];
+            var pre = TryGetPath(prefix);
+            if (pre is null || pre.Type.Kind is not (TypeKind.Struct or TypeKind.Union) || dot == path.Length - 1)
+            {
+                if (pre is not null) _paths[path] = null; // the prefix is known and cannot hold the rest
+                return null;
+            }
+            FieldLayout? r;
+            try { r = _resolvePath(path); }
+            catch (Exception) { return null; } // unknown now: asked again next time
+            _paths[path] = r;
+            return r;
+        }
     }
 
     private static List<FieldLayout> Order(Dictionary<string, FieldLayout> d) =>

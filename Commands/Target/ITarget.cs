@@ -71,6 +71,12 @@ public interface ITarget
     /// One call is one round trip.
     /// </summary>
     int ReadProcessVirtual(ulong process, ulong address, Span<byte> buffer) => 0;
+
+    /// <summary>
+    /// Where a command may keep results for the rest of the debugger session (dropped by the target when modules,
+    /// symbols or the target change); null when the target keeps nothing across commands (the default).
+    /// </summary>
+    SessionStore? Session => null;
 }
 
 public enum TargetKind { Kernel, User }

@@ -72,6 +72,42 @@ public class FuzzTests
         finally { try { if (path != "") File.Delete(path); } catch { } }
     }
 
+    /// <summary>
+    /// Regression (found by the tier on fltmgr-frame-order 7601, strategy pointer, and baseline 7601, flip): with nt's
+    /// DllBase in the loaded-module list pointing nowhere the engine has no nt symbols. After the missing type, the check
+    /// "does the engine have it now?" asked the engine for the type anyway, and the engine printed its "full symbol
+    /// information" banner into the output: a -json document with text around it, and a text report blaming symbols.
+    /// </summary>
+    [Test]
+    public void AKernelWithoutSymbolsLeavesNoEngineBannerInTheOutput()
+    {
+        var sample = LabSamples.Named("fltmgr-frame-order-7601");
+        string dump = sample.Dump, path = "";
+        try
+        {
+            var reader = KernelDumpReader.Open(dump);
+            ulong entry = reader.ReadVirtualU64(reader.PsLoadedModuleList); // the first KLDR_DATA_TABLE_ENTRY: nt
+            const ulong wild = 0xfffff00d_0bb89240;
+            var mutant = new DumpMutator(sample.Name, File.ReadAllBytes(dump)).Patch(entry + 0x30, BitConverter.GetBytes(wild), "nt DllBase made wild");
+            path = Path.Combine(Path.GetDirectoryName(dump)!, mutant.Id + ".dmp");
+            File.WriteAllBytes(path, mutant.Dump);
+            var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), "!frameorder -json", "!frameorder"],
+                new EngineOptions { SymbolPath = sample.SymbolPath, Plain = true });
+            foreach (var c in run.Commands.Skip(1))
+            {
+                TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
+                Assert.That(c.Output, Does.Not.Contain("Type referenced"), c.Command);
+                Assert.That(c.Output, Does.Not.Contain(".symfix"), c.Command);
+            }
+            string json = run["!frameorder -json"].Output;
+            // Only the engine's own image-load warnings may precede the document; nothing may follow it.
+            Assert.That(json.TrimEnd(), Does.EndWith("}"));
+            var doc = System.Text.Json.Nodes.JsonNode.Parse(json[json.IndexOf('{')..])!;
+            Assert.That(doc["error"]?["kind"]?.GetValue<string>(), Is.EqualTo("missingSymbol"), json);
+        }
+        finally { try { if (path != "") File.Delete(path); } catch { } }
+    }
+
     /// <summary>The engine as the other end-to-end tests start it (wine environment), with our package.</summary>
     private static FuzzEngine Engine()
     {

@@ -168,6 +168,40 @@ public class SampleCommandsTests
         Assert.That(string.Concat(engine.Commands.Select(c => c.Output)), Does.Not.Contain("dm-symbol"), "NTSLEUTH_NAME_LOOKUP=engine still asked the data model");
     }
 
+    /// <summary>
+    /// Issue 15: type layouts come from the data model (Extension/HostTypes.cs: FindTypeByName + the type's children,
+    /// ~0.1 ms a field) instead of GetFieldTypeAndOffset + the type-dump ioctl (1-5 ms a field on _KPRCB/_KTHREAD, ~25 ms
+    /// for a bitfield of an unnamed nested type). NTSLEUTH_TYPE_LOOKUP=check resolves every field both ways: no
+    /// difference may show (offset, kind, name, size, bits, element/pointee types), and every command must print what it
+    /// prints with the engine's questions only (NTSLEUTH_TYPE_LOOKUP=engine, which also resolves dotted paths whole).
+    /// </summary>
+    [TestCase("logon-hang-alpc", "19041")]
+    [TestCase("dpc-cumulative", "19041")]
+    [TestCase("ndis-pending-nbls", "19041")]
+    [TestCase("fltmgr-frame-order", "7601")]
+    [TestCase("pool-leak", "7601")]
+    public void DataModelTypeLayoutsGiveTheEnginesFields(string scenario, string build)
+    {
+        var sample = LabSamples.Named($"{scenario}-{build}");
+        string dump = sample.Dump, sym = sample.SymbolPath;
+        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
+        commands.AddRange(sample.Commands);
+        EngineRun Run(string mode) => RealEngine.Run(dump, commands, new EngineOptions
+        {
+            SymbolPath = sym, Plain = true, TimeoutSeconds = 300,
+            Environment = new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1", ["NTSLEUTH_TYPE_LOOKUP"] = mode },
+        });
+        static string Plain(string o) => SessionTests.Mask(string.Join("\n", o.Split('\n').Where(l => !l.StartsWith("[ntsleuth profile]", StringComparison.Ordinal))));
+        var check = Run("check");
+        var engine = Run("engine");
+        foreach (var c in sample.Commands)
+            Assert.That(Plain(check[c].Output), Is.EqualTo(Plain(engine[c].Output)), $"{c}: the data model's layouts changed the output");
+        string all = string.Concat(check.Commands.Select(c => c.Output));
+        Assert.That(all.Split('\n').Where(l => l.Contains("type-check MISMATCH")).ToList(), Is.Empty, "a data-model field differs from the engine's");
+        Assert.That(all, Does.Contain("[ntsleuth profile] dm-field"), "no field went through the data model");
+        Assert.That(string.Concat(engine.Commands.Select(c => c.Output)), Does.Not.Contain("dm-field"), "NTSLEUTH_TYPE_LOOKUP=engine still asked the data model");
+    }
+
     /// <summary>The forged kernel PDB answers hashed name lookups for every public, as Microsoft's do: lld-link 14 put
     /// strcpy_s, PfTStart and 109 other 8-character publics of the 19041 kernel into the wrong hash bucket, and
     /// <c>dx &amp;nt!strcpy_s</c> said "Unable to bind name" until the forge re-bucketed them (PdbSymbolHash).</summary>

@@ -51,6 +51,25 @@ public class DbgModelSymbolSlotsTests
     [TestCase("IDebugHostPublic", "GetLocation", HostSymbolLookup.Slots.DebugHostPublic_GetLocation)]
     [TestCase("IDebugHostData", "GetLocationKind", HostSymbolLookup.Slots.DebugHostData_GetLocationKind)]
     [TestCase("IDebugHostData", "GetLocation", HostSymbolLookup.Slots.DebugHostData_GetLocation)]
+    // The data-model type layouts (Extension/HostTypes.cs).
+    [TestCase("IDebugHostSymbol", "EnumerateChildren", DataModelTypes.Slots.Symbol_EnumerateChildren)]
+    [TestCase("IDebugHostSymbol", "GetName", DataModelTypes.Slots.Symbol_GetName)]
+    [TestCase("IDebugHostSymbol", "GetType", DataModelTypes.Slots.Symbol_GetType)]
+    [TestCase("IDebugHostField", "GetName", DataModelTypes.Slots.Symbol_GetName)]
+    [TestCase("IDebugHostField", "GetType", DataModelTypes.Slots.Symbol_GetType)]
+    [TestCase("IDebugHostType", "GetName", DataModelTypes.Slots.Symbol_GetName)]
+    [TestCase("IDebugHostType", "EnumerateChildren", DataModelTypes.Slots.Symbol_EnumerateChildren)]
+    [TestCase("IDebugHostModule", "FindTypeByName", DataModelTypes.Slots.Module_FindTypeByName)]
+    [TestCase("IDebugHostType", "GetTypeKind", DataModelTypes.Slots.Type_GetTypeKind)]
+    [TestCase("IDebugHostType", "GetSize", DataModelTypes.Slots.Type_GetSize)]
+    [TestCase("IDebugHostType", "GetBaseType", DataModelTypes.Slots.Type_GetBaseType)]
+    [TestCase("IDebugHostType", "GetIntrinsicType", DataModelTypes.Slots.Type_GetIntrinsicType)]
+    [TestCase("IDebugHostType", "GetBitField", DataModelTypes.Slots.Type_GetBitField)]
+    [TestCase("IDebugHostType", "GetArrayDimensionality", DataModelTypes.Slots.Type_GetArrayDimensionality)]
+    [TestCase("IDebugHostType", "GetArrayDimensions", DataModelTypes.Slots.Type_GetArrayDimensions)]
+    [TestCase("IDebugHostField", "GetLocationKind", DataModelTypes.Slots.Field_GetLocationKind)]
+    [TestCase("IDebugHostField", "GetOffset", DataModelTypes.Slots.Field_GetOffset)]
+    [TestCase("IDebugHostSymbolEnumerator", "GetNext", DataModelTypes.Slots.Enumerator_GetNext)]
     public void SlotIsTheHeadersCppSlot(string iface, string method, int slot)
     {
         var slots = CppSlots(Text(), iface);

@@ -133,4 +133,26 @@ public class BenchCountsBothSidesTheSameWay
         TestContext.Out.WriteLine($"!nblowners scattered: {nbl.RoundTrips} / {nbl.ManualRoundTrips} packets, {nbl.Ratio:0.000}x");
         Assert.That(nbl.Ratio, Is.GreaterThanOrEqualTo(1.0), "!nblowners on scattered NBLs");
     }
+
+    /// <summary>Issue 15: !workqueue's rows (the seed's layout, compact, one item per page) never slower than the seed's hand
+    /// walk, and page read-ahead where it pays: fewer packets than one per item on the seed's layout (8 items per page in
+    /// random order) and compact, and not more than the probe's few pages over one per item on the sparse layout.</summary>
+    [Test]
+    public void WorkQueueNeverSlowerOnAnyLayout()
+    {
+        LabTestSupport.BuildOrIgnore("win10");
+        var build = LabBuilds.Get("win10");
+        foreach (var (variant, name) in NtSleuth.Lab.Scenarios.AlpcChainBench.WorkQueueLayouts)
+        {
+            var r = NtSleuth.Lab.Scenarios.AlpcChainBench.WorkQueueRow(build, variant, name);
+            double ours = NtSleuth.Commands.Memory.KdnetModel.Seconds(r.RoundTrips, r.Bytes), manual = NtSleuth.Commands.Memory.KdnetModel.Seconds(r.ManualRoundTrips, r.ManualBytes);
+            TestContext.Out.WriteLine($"!workqueue {name}: {r.RoundTrips} / {r.ManualRoundTrips} packets, {ours:0.000} / {manual:0.000} s, {manual / ours:0.00}x");
+            Assert.That(manual / ours, Is.GreaterThanOrEqualTo(1.0), $"!workqueue {name}");
+            int items = NtSleuth.Lab.Scenarios.SeedWorkQueues.Pending;
+            if (variant == "wq-sparse")
+                Assert.That(r.RoundTrips, Is.LessThanOrEqualTo(items + 200 + 2 * NtSleuth.Commands.Kernel.ItemPageReadAhead.PagesBeforeJudging), "sparse: page mode must stop after its probe");
+            else
+                Assert.That(r.RoundTrips, Is.LessThan(items / 3), $"{name}: whole pages must serve the items that share them");
+        }
+    }
 }

@@ -26,4 +26,26 @@ public class LeakTagBenchTests
         foreach (var r in scattered) TestContext.Out.WriteLine(r.ToString());
         Assert.That(scattered.All(r => r.Ratio >= 1.0), Is.True, "never slower on scattered KDPCs");
     }
+
+    /// <summary>
+    /// Every page of every image present (live target, complete dump): the scan reads what the manual s -a is charged
+    /// for, minus the x64 exception directories (ImageScanPlan), plus the big-page table the manual procedure skips.
+    /// Before ImageScanPlan these rows were 0.99x; they fail below 1.00x.
+    /// </summary>
+    [Test]
+    public void NeverSlowerWhenTheImagesArePresent()
+    {
+        if (PoolDpcBuilds.TryLoadNt(PoolDpcBuilds.Win10) is null) Assert.Ignore("../shared/realdata/isf is absent");
+        var rows = PoolDpcBench.RunImagesPresent().ToList();
+        foreach (var r in rows) TestContext.Out.WriteLine(r.ToString() + $" ({r.ManualSeconds / r.Seconds:0.000})");
+        Assert.That(rows, Has.Count.EqualTo(3));
+        // Both sides moved about every image byte: the scenario really has its images present.
+        foreach (var r in rows) Assert.That(r.ManualBytes, Is.GreaterThan(8_000_000));
+        Assert.That(rows.Select(r => r.Ratio), Has.All.GreaterThanOrEqualTo(1.0));
+        // The documented threshold (docs/bench.md): with every image's exception directory at 1.5% of it, still >= 1.00x
+        // (break-even is 1.2% at seed scale, 1.4% at 100x; the measured images hold 0.9-3.7%).
+        var threshold = PoolDpcBench.RunImagesPresent(exceptionDirectoryShare: 0.015).ToList();
+        foreach (var r in threshold) TestContext.Out.WriteLine("1.5%: " + r + $" ({r.ManualSeconds / r.Seconds:0.000})");
+        Assert.That(threshold.Select(r => r.Ratio), Has.All.GreaterThanOrEqualTo(1.0));
+    }
 }

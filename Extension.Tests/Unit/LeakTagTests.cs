@@ -332,69 +332,52 @@ public class LeakTagTests
         Assert.That(manual / ours, Is.GreaterThanOrEqualTo(1.0));
     }
 
-    private static byte[] MiniPe(uint stamp, uint sizeOfImage, int tagRawOffset)
-    {
-        var f = new byte[0x600];
-        f[0] = (byte)'M'; f[1] = (byte)'Z';
-        BitConverter.GetBytes(0x80).CopyTo(f, 0x3c);
-        BitConverter.GetBytes(0x00004550u).CopyTo(f, 0x80);
-        BitConverter.GetBytes((ushort)0x8664).CopyTo(f, 0x84);
-        BitConverter.GetBytes((ushort)1).CopyTo(f, 0x86);
-        BitConverter.GetBytes(stamp).CopyTo(f, 0x88);
-        BitConverter.GetBytes((ushort)0xf0).CopyTo(f, 0x94);
-        int opt = 0x98;
-        BitConverter.GetBytes((ushort)0x20b).CopyTo(f, opt);
-        BitConverter.GetBytes(sizeOfImage).CopyTo(f, opt + 56);
-        int sec = opt + 0xf0;
-        ".text\0\0\0"u8.ToArray().CopyTo(f, sec);
-        BitConverter.GetBytes(0x1000u).CopyTo(f, sec + 8);   // VirtualSize
-        BitConverter.GetBytes(0x1000u).CopyTo(f, sec + 12);  // VirtualAddress
-        BitConverter.GetBytes(0x200u).CopyTo(f, sec + 16);   // SizeOfRawData
-        BitConverter.GetBytes(0x400u).CopyTo(f, sec + 20);   // PointerToRawData
-        "Leak"u8.ToArray().CopyTo(f, tagRawOffset);
-        return f;
-    }
-
     [Test]
-    public void DumpModulesAreSearchedInMatchingHostImageFiles()
+    public void ASecondSearchOnTheSameDumpReadsNoImageAgain()
     {
         var s = Scenario(PoolDpcBuilds.Win10);
-        string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
-        File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
-        try
-        {
-            const ulong b = 0xfffff880_05000000;
-            // Image not in target memory at all: only the host file can show the site.
-            s.Kernel.Modules.Add(new NtSleuth.Commands.Target.ModuleInfo("hostdrv.sys", b, 0x3000, path, 0x5f3e2a10));
-            var t = s.Kernel.CreateTarget();
-            var r = Analyze(t, new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
-            Assert.That(r.ModulesSearchedOnHost, Is.EqualTo(1));
-            Assert.That(r.Sites.Select(x => (x.Module, x.Offset)), Does.Contain(("hostdrv", 0x11aaUL)));
-            Assert.That(r.Sites, Has.Count.EqualTo(3));
+        s.MakeImagesPresent();
+        var t = s.Kernel.CreateTarget();
+        t.Session = new NtSleuth.Commands.Target.SessionStore();
+        var o = new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") };
+        var first = Analyze(t, o);
+        Assert.That(first.ModulesRemembered, Is.EqualTo(0));
+        Assert.That(first.Sites.Select(x => x.Address), Is.EqualTo(new[] { PoolLeakScenario.Site1, PoolLeakScenario.Site2 }));
+        t.ReadLog = new();
+        var second = Analyze(t, o);
+        Assert.That(second.ModulesRemembered, Is.EqualTo(s.Kernel.Modules.Count));
+        Assert.That(second.Sites.Select(x => (x.Address, x.Module, x.Function)), Is.EqualTo(first.Sites.Select(x => (x.Address, x.Module, x.Function))));
+        Assert.That(t.ReadLog.Where(r => s.Kernel.Modules.Any(m => r.Address >= m.Base + 0x1000 && r.Address < m.End)), Is.Empty,
+            "no image page is read again (nt's globals are read by the other parts)");
+        Assert.That(second.BigPoolMatchCount, Is.EqualTo(first.BigPoolMatchCount));
 
-            // A file of another build (timestamp differs) is not trusted: the target is searched (and has nothing).
-            s.Kernel.Modules[^1] = s.Kernel.Modules[^1] with { TimeDateStamp = 0x11111111 };
-            var r2 = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
-            Assert.That(r2.ModulesSearchedOnHost, Is.EqualTo(0));
-            Assert.That(r2.Sites.Select(x => x.Module), Does.Not.Contain("hostdrv"));
-        }
-        finally { File.Delete(path); }
+        // Another tag, and a module that is not the same any more (other timestamp), are searched again.
+        var other = Analyze(t, new LeakTagOptions { Tag = PoolTagPattern.Parse("Pool") });
+        Assert.That(other.ModulesRemembered, Is.EqualTo(0));
+        int i = s.Kernel.Modules.FindIndex(m => m.Name == "myfault.sys");
+        s.Kernel.Modules[i] = s.Kernel.Modules[i] with { TimeDateStamp = 0x12345678 };
+        var t2 = s.Kernel.CreateTarget();
+        t2.Session = t.Session;
+        var third = Analyze(t2, o);
+        Assert.That(third.ModulesRemembered, Is.EqualTo(s.Kernel.Modules.Count - 1));
+        Assert.That(third.Sites, Has.Count.EqualTo(2));
+        // The target dropped the store (module change, .reload, another dump: EngineSessionCache): searched again.
+        t2.Session!.Clear();
+        Assert.That(Analyze(t2, o).ModulesRemembered, Is.EqualTo(0));
     }
 
     [Test]
-    public void LiveTargetsAreSearchedInMemoryNotInFiles()
+    public void ALiveTargetRemembersNoSearch()
     {
         var s = Scenario(PoolDpcBuilds.Win7, live: true);
-        string path = Path.Combine(Path.GetTempPath(), $"ntsleuth-hostdrv-{Guid.NewGuid():N}.sys");
-        File.WriteAllBytes(path, MiniPe(0x5f3e2a10, 0x3000, 0x400 + 0x1aa));
-        try
-        {
-            s.Kernel.Modules.Add(new NtSleuth.Commands.Target.ModuleInfo("hostdrv.sys", 0xfffff880_05000000, 0x3000, path, 0x5f3e2a10));
-            var r = Analyze(s.Kernel.CreateTarget(), new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") });
-            Assert.That(r.ModulesSearchedOnHost, Is.EqualTo(0));
-            Assert.That(r.Sites, Has.Count.EqualTo(2));
-        }
-        finally { File.Delete(path); }
+        var t = s.Kernel.CreateTarget();
+        t.Session = new NtSleuth.Commands.Target.SessionStore();
+        var o = new LeakTagOptions { Tag = PoolTagPattern.Parse("Leak") };
+        Analyze(t, o);
+        var second = Analyze(t, o);
+        Assert.That(second.ModulesRemembered, Is.EqualTo(0));
+        Assert.That(t.Session.Count, Is.EqualTo(0));
+        Assert.That(second.Sites, Has.Count.EqualTo(2));
     }
 
     [TestCase(PoolDpcBuilds.Win7)]

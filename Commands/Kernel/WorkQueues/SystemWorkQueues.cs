@@ -18,8 +18,8 @@ namespace NtSleuth.Commands.Kernel;
 /// <item>1809 and later: <c>nt!PspSystemPartition</c> -&gt; <c>_EPARTITION.ExPartition</c> (an <c>_EX_PARTITION</c>)
 /// -&gt; <c>WorkQueues[node][pool]</c>, the same <c>_EX_WORK_QUEUE</c>/<c>_KPRIQUEUE</c>.</item>
 /// </list>
-/// Each item costs one read (the whole <c>_IO_WORKITEM</c>-sized record: its link, routine, parameter and the I/O fields
-/// together); the list walks are bounded, cycle-safe and poll Ctrl+Break, and when the forward walk stops early the rest
+/// Each item costs at most one read (the whole <c>_IO_WORKITEM</c>-sized record: its link, routine, parameter and the I/O
+/// fields together), and on a long list whose items share pool pages a page read serves several (<see cref="ItemPageReadAhead"/>); the list walks are bounded, cycle-safe and poll Ctrl+Break, and when the forward walk stops early the rest
 /// is counted back from the tail (Blink).
 /// </summary>
 public sealed class SystemWorkQueues
@@ -283,14 +283,19 @@ public sealed class SystemWorkQueues
         var seen = new HashSet<ulong> { list.Head };
         long position = 0;
         var buf = new byte[itemSize];
+        // The queue's own count less what its other lists held: the most this list can hold (KQUEUE: exactly its count).
+        long? expected = queue.OwnCount is { } own ? Math.Max(0, own - queue.Lists.Where(l => l != list).Sum(l => l.Pending)) : null;
+        var ahead = new ItemPageReadAhead(_r, itemSize, (int)routineOff, expected, _itemLimit);
 
         void Item(ulong item)
         {
             position++;
+            ahead.Before(item);
             int got = _r.Memory.Read(item, buf);
             ulong routine = 0, param = 0, ioRoutine = 0, ioObj = 0, ctx = 0;
             if (got >= (int)routineOff + _r.PointerSize) routine = ReadPtr(buf, (int)routineOff);
             if (got >= (int)paramOff + _r.PointerSize) param = ReadPtr(buf, (int)paramOff);
+            if (got >= (int)routineOff + _r.PointerSize) ahead.SeenRoutine(routine);
             bool io = _iopProcessWorkItem != 0 && routine == _iopProcessWorkItem && ioRoutineOff is { } ro && got >= (int)ro + _r.PointerSize;
             string? driver = null;
             if (io)
@@ -370,20 +375,27 @@ public sealed class SystemWorkQueues
         foreach (var g in groups.Values.OrderByDescending(g => g.Count).ThenBy(g => g.FirstPosition)) list.Groups.Add(g);
     }
 
+    /// <summary>The item walks ask the engine for Ctrl+Break once every <c>PollMask + 1</c> items (each ask is a call into
+    /// the engine: once per item it cost more CPU than the walk itself on an 18,000-item queue), and again whenever a read
+    /// fails, since the engine fails reads while an interrupt is pending: such a stop is the interrupt, not the memory.</summary>
+    private const int PollMask = 63;
+
+    private ListStop UnreadableOrInterrupted() => _r.Memory.IsInterruptRequested ? ListStop.Interrupted : ListStop.Unreadable;
+
     /// <summary><see cref="KernelReader.WalkList"/> with the head's Flink already known.</summary>
     private IEnumerable<ulong> WalkFrom(ulong head, ulong first, ListWalkResult result, HashSet<ulong> seen)
     {
         ulong n = first;
         while (true)
         {
-            if (_r.Memory.IsInterruptRequested) { result.Stop(ListStop.Interrupted, n); yield break; }
+            if ((result.Count & PollMask) == 0 && _r.Memory.IsInterruptRequested) { result.Stop(ListStop.Interrupted, n); yield break; }
             if (n == head) { result.Stop(ListStop.Complete, n); yield break; }
             if (n == 0) { result.Stop(ListStop.NullLink, n); yield break; }
             if (!seen.Add(n)) { result.Stop(ListStop.Cycle, n); yield break; }
             if (result.Count >= (_itemLimit ?? MaxItemsPerList)) { result.Stop(ListStop.LimitReached, n); yield break; }
             result.Count++;
             yield return n;
-            if (!_r.Memory.TryReadPointer(n, out var next)) { result.Stop(ListStop.Unreadable, n); yield break; }
+            if (!_r.Memory.TryReadPointer(n, out var next)) { result.Stop(UnreadableOrInterrupted(), n); yield break; }
             n = next;
         }
     }
@@ -395,14 +407,14 @@ public sealed class SystemWorkQueues
         if (!_r.Memory.TryReadPointer(head + (ulong)ps, out var n)) { result.Stop(ListStop.Unreadable, head + (ulong)ps); yield break; }
         while (true)
         {
-            if (_r.Memory.IsInterruptRequested) { result.Stop(ListStop.Interrupted, n); yield break; }
+            if ((result.Count & PollMask) == 0 && _r.Memory.IsInterruptRequested) { result.Stop(ListStop.Interrupted, n); yield break; }
             if (n == head || seen.Contains(n)) { result.Stop(ListStop.Complete, n); yield break; }
             if (n == 0) { result.Stop(ListStop.NullLink, n); yield break; }
             if (result.Count >= MaxItemsPerList) { result.Stop(ListStop.LimitReached, n); yield break; }
             seen.Add(n);
             result.Count++;
             yield return n;
-            if (!_r.Memory.TryReadPointer(n + (ulong)ps, out var prev)) { result.Stop(ListStop.Unreadable, n + (ulong)ps); yield break; }
+            if (!_r.Memory.TryReadPointer(n + (ulong)ps, out var prev)) { result.Stop(UnreadableOrInterrupted(), n + (ulong)ps); yield break; }
             n = prev;
         }
     }

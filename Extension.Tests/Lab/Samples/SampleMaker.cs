@@ -14,7 +14,7 @@ public static class SampleMaker
     /// </summary>
     public static int Run(string[] args)
     {
-        if (args.Length < 1) { Console.Error.WriteLine("usage: NtSleuth.Lab make-samples OUTDIR [--builds 7601,19041] [--all-builds] [--scenarios a,b] [--bitmap]"); return 2; }
+        if (args.Length < 1) { Console.Error.WriteLine("usage: NtSleuth.Lab make-samples OUTDIR [--builds 7601,19041] [--all-builds] [--scenarios a,b] [--variants v,w] [--bitmap]"); return 2; }
         string outDir = Path.GetFullPath(args[0]);
         string? Opt(string n) { int i = Array.IndexOf(args, n); return i >= 0 && i + 1 < args.Length ? args[i + 1] : null; }
         bool bitmap = args.Contains("--bitmap");
@@ -37,7 +37,9 @@ public static class SampleMaker
         var sw = Stopwatch.StartNew();
         // The user-mode DHCP samples (minidumps) come with every run unless --scenarios leaves out "dhcp-lease".
         bool user = names is null || names.Contains("dhcp-lease", StringComparer.OrdinalIgnoreCase);
-        var list = CatalogSampleMaker.Make(outDir, new SymbolForge(tools), builds, scenarios, bitmap ? KernelDumpKind.BitmapFull : KernelDumpKind.Complete, Console.Out, user);
+        // --variants: these variants of each scenario instead of its sample variants ("" = the plain scenario).
+        var variants = Opt("--variants")?.Split(',', StringSplitOptions.TrimEntries).Select(v => v == "plain" ? "" : v).ToList();
+        var list = CatalogSampleMaker.Make(outDir, new SymbolForge(tools), builds, scenarios, bitmap ? KernelDumpKind.BitmapFull : KernelDumpKind.Complete, Console.Out, user, variants);
         Console.WriteLine($"{list.Count} samples, {list.Sum(s => s.DumpBytes):N0} dump bytes, {sw.Elapsed.TotalSeconds:F1} s -> {Path.Combine(outDir, "manifest.json")}");
         return list.Count > 0 ? 0 : 1;
     }

@@ -206,14 +206,23 @@ public static class AlpcChainBench
     }
 
     /// <summary>!workqueue vs the same hand procedure (every item's link and routine, every worker's !thread).</summary>
-    public static AlpcBenchRow WorkQueueRow(LabBuild build)
+    /// <summary>Layouts of the Delayed queue's items: the seed's (8 per page, random order), back to back in list order,
+    /// one per page in random order (<see cref="SeedWorkQueues"/> variants).</summary>
+    public static readonly (string Variant, string Case)[] WorkQueueLayouts =
+    [
+        ("", "seed-003 Delayed queue (8 per page, random order)"),
+        ("wq-compact", "Delayed queue compact (list order = address order)"),
+        ("wq-sparse", "Delayed queue sparse (1 per page, random order)"),
+    ];
+
+    public static AlpcBenchRow WorkQueueRow(LabBuild build, string variant = "", string? caseName = null)
     {
-        var s = new AlpcLogonHangScenario().Build(build, ScenarioOptions.Default);
+        var s = new AlpcLogonHangScenario().Build(build, variant.Length == 0 ? ScenarioOptions.Default : ScenarioOptions.Default with { Variant = variant });
         var stats = new ReadStats();
         new NtSleuth.Commands.WorkQueue.WorkQueueAnalyzer(new KernelReader(s.CreateTarget(), stats)).Analyze();
         var m = new Manual(s);
         m.WorkQueues(s);
-        return new AlpcBenchRow(build.Key, "seed-003 Delayed queue", stats.Packets, stats.TransferBytes, m.RoundTrips, m.Bytes, m.Commands);
+        return new AlpcBenchRow(build.Key, caseName ?? "seed-003 Delayed queue", stats.Packets, stats.TransferBytes, m.RoundTrips, m.Bytes, m.Commands);
     }
 
     /// <summary>Without -all: !process 0 2 over the whole system, then the seed's walk once per waiting winlogon session.</summary>

@@ -38,9 +38,12 @@ public sealed class WorkQueueBenchSource : IBenchRowSource
         {
             var build = LabBuilds.TryGet(key);
             if (build is null || !SeedWorkQueues.Supports(build)) continue;
-            var r = AlpcChainBench.WorkQueueRow(build);
-            yield return BenchRowSources.Row("workqueue", r.Case, build.Key, 1, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
-                $"manual: dt of the queue, !list with dq+dps per item, !thread per worker ({r.ManualCommands} commands)");
+            foreach (var (variant, name) in AlpcChainBench.WorkQueueLayouts)
+            {
+                var r = AlpcChainBench.WorkQueueRow(build, variant, name);
+                yield return BenchRowSources.Row("workqueue", r.Case, build.Key, 1, r.RoundTrips, r.Bytes, r.ManualRoundTrips, r.ManualBytes,
+                    $"manual: dt of the queue, !list with dq+dps per item, !thread per worker ({r.ManualCommands} commands)");
+            }
         }
     }
 }
@@ -53,6 +56,7 @@ public sealed class PoolDpcBenchSource : IBenchRowSource
     public IEnumerable<BenchRow> Rows(string? buildKey, IReadOnlyList<int>? scales) =>
         PoolDpcBench.Run(buildKey is null ? PoolDpcBuilds.Win10 : MapBuild(buildKey))
             .Concat(PoolDpcBench.RunScattered(buildKey is null ? PoolDpcBuilds.Win10 : MapBuild(buildKey)))
+            .Concat(PoolDpcBench.RunImagesPresent(buildKey is null ? PoolDpcBuilds.Win10 : MapBuild(buildKey)))
             .Select(f => BenchRowSources.Row(f.Command.TrimStart('!'), f.Scenario, buildKey ?? "win10", 1, f.RoundTrips, f.Bytes, f.ManualRoundTrips, f.ManualBytes));
 
     private static string MapBuild(string key) => LabBuilds.TryGet(key)?.GuidAge ?? key;

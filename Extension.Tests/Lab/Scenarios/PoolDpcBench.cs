@@ -35,6 +35,23 @@ public static class PoolDpcBench
             yield return f;
     }
 
+    /// <summary>
+    /// !leaktag Leak with every page of every image present (a live target or a complete dump; the default rows map only
+    /// the drivers' headers, so unreadable pages flatter the command): both sides read every image byte they search.
+    /// </summary>
+    public static IEnumerable<BenchFigures> RunImagesPresent(string build = PoolDpcBuilds.Win10, double? exceptionDirectoryShare = null)
+    {
+        var nt = PoolDpcBuilds.TryLoadNt(build) ?? throw new InvalidOperationException($"symbol table {build} not found under ../shared/realdata/isf");
+        foreach (var (mods, big, label) in new[] { (3, 4096, "images present, seed: 6 modules, 4K big pages"), (30, 16384, "images present, 10x: 33 modules, 16K big pages"), (150, 65536, "images present, 100x: 153 modules, 64K big pages") })
+        {
+            var s = new PoolLeakScenario(new LabKernel(nt, build), 4, mods, big);
+            s.MakeImagesPresent(exceptionDirectoryShare);
+            var (rt, bytes) = RunCommand("leaktag", "Leak", s.Kernel.CreateTarget());
+            var (mrt, mb) = s.ManualProcedureCost();
+            yield return new BenchFigures("!leaktag Leak", label, rt, bytes, mrt, mb);
+        }
+    }
+
     /// <summary>!dpcblame with the KDPCs scattered over pool pages (one per page, random offsets), at seed scale, 10x and 100x.</summary>
     public static IEnumerable<BenchFigures> RunScattered(string build = PoolDpcBuilds.Win10) =>
         Dpc(build, [(2, 30, true, "scattered: 2 CPUs, 37 DPCs"), (8, 363, true, "scattered 10x: 8 CPUs, 370 DPCs"), (64, 3693, true, "scattered 100x: 64 CPUs, 3,700 DPCs")]);

@@ -42,6 +42,11 @@ public sealed class PoolLeakLabScenario : IScenario
         var k = new LabKernel(b) { ProcessorCount = 4, EventProcessor = 0 };
         var s = new PoolLeakScenario(k, 4, extraModules: Math.Min(150, 3 * scale), bigPageEntries: scale >= 100 ? 65536 : 4096 * scale);
         PoolDpcCatalog.Publish(k, b);
+        // Variants: "images-present" every page of every image (live target, complete dump); "image-pages-missing"
+        // myfault.sys's pages other than its header absent (a dump that lacks the image's pages; its file is in the
+        // sample's symbol folder).
+        if (options.Variant == "images-present") s.MakeImagesPresent();
+        if (options.Variant == "image-pages-missing") b.Memory.Unmap(PoolLeakScenario.MyfaultBase + 0x1000, PoolLeakScenario.MyfaultSize - 0x1000);
         var r = new ScenarioResult(Name, b, options);
         r.Facts["site1"] = PoolLeakScenario.Site1;
         r.Facts["site2"] = PoolLeakScenario.Site2;

@@ -16,7 +16,8 @@ namespace NtSleuth.Lab.Scenarios;
 /// nt!KeNodeBlock -> _ENODE.ExWorkQueues (_KPRIQUEUE, Delayed = priority 12) on 9600/14393; nt!PspSystemPartition ->
 /// _EPARTITION.ExPartition -> _EX_PARTITION.WorkQueues[node][pool] (+ WorkQueueManagers) on 19041/22000.
 /// Fault variants: "wq-cycle" (item 10,000's Flink back to item 5,000), "wq-pagedout" (the page of item 9,000 not in
-/// memory), "wq-count" (the queue's own count says 18,100).
+/// memory), "wq-count" (the queue's own count says 18,100). Layout variants for the bench: "wq-compact" (the scattered items
+/// back to back in list order instead), "wq-sparse" (one per page at a random offset, random order).
 /// </summary>
 public static class SeedWorkQueues
 {
@@ -88,16 +89,35 @@ public static class SeedWorkQueues
         foreach (var a in SeedTailMpioItems)
             if (!fixedItems.Concat(seedTail).Any(o => o + itemSize + 0x10 > a && a + itemSize + 0x10 > o)) seedTail.Add(a);
         int slots = Pending - 2 - SeedSmbItems.Length - seedTail.Count;
-        int pages = (slots + 7) / 8;
-        b.Place(ScatterBase, (ulong)pages * 0x1000);
         var rng = new Random(3003);
         var scattered = new List<ulong>(slots);
-        for (int p = 0; p < pages; p++)
+        int pages;
+        if (variant == "wq-compact")
         {
-            var s = Enumerable.Range(0, 8).OrderBy(_ => rng.Next()).Take(Math.Min(8, slots - scattered.Count)).ToList();
-            foreach (int k in s) scattered.Add(ScatterBase + (ulong)p * 0x1000 + (ulong)k * 0x200 + 0x10);
+            // Back to back in list order (a pool header of 0x10 before each item), as a burst of allocations queued in turn.
+            ulong slot = (itemSize + 0x10 + 0xf) & ~0xfUL;
+            pages = (int)(((ulong)slots * slot + 0xfff) / 0x1000);
+            for (int i = 0; i < slots; i++) scattered.Add(ScatterBase + (ulong)i * slot + 0x10);
         }
-        Shuffle(scattered, rng);
+        else if (variant == "wq-sparse")
+        {
+            // One item per page at a random 0x10-aligned offset (the rest of each page: other allocations), random order.
+            pages = slots;
+            int offsets = (int)((0x1000 - itemSize - 0x10) / 0x10);
+            for (int p = 0; p < pages; p++) scattered.Add(ScatterBase + (ulong)p * 0x1000 + (ulong)rng.Next(0, offsets) * 0x10 + 0x10);
+            Shuffle(scattered, rng);
+        }
+        else
+        {
+            pages = (slots + 7) / 8;
+            for (int p = 0; p < pages; p++)
+            {
+                var s = Enumerable.Range(0, 8).OrderBy(_ => rng.Next()).Take(Math.Min(8, slots - scattered.Count)).ToList();
+                foreach (int k in s) scattered.Add(ScatterBase + (ulong)p * 0x1000 + (ulong)k * 0x200 + 0x10);
+            }
+            Shuffle(scattered, rng);
+        }
+        b.Place(ScatterBase, (ulong)pages * 0x1000);
         // List order: the seed's first item, smb items spread over the first half (the seed's four among them), the
         // scattered mpio/Cc items, the seed's last mpio items, the seed's last item.
         var order = new List<(ulong Addr, int Kind)>(Pending) { (FirstItem, 0) };

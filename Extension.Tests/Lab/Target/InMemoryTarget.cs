@@ -49,6 +49,8 @@ public sealed class InMemoryTarget : ITarget
     public void ResetCounters() { ReadCalls = BytesRequested = BytesReturned = SearchCalls = 0; }
     /// <summary>When set, every read request (address, length) is recorded.</summary>
     public List<(ulong Address, int Length)>? ReadLog { get; set; }
+    /// <summary>The session store commands may keep results in (ITarget.Session); null: none, as by default.</summary>
+    public NtSleuth.Commands.Target.SessionStore? Session { get; set; }
 
     /// <summary>When set, <see cref="IsInterruptRequested"/> turns true once this many reads have been served (Ctrl+Break mid-walk).</summary>
     public long? InterruptAfterReads { get; set; }
