@@ -52,6 +52,16 @@ static invoke_fn volatile g_invoke;
 static notify_fn volatile g_notify; /* Entry.Notify: the session cache hears session changes (optional) */
 static analyze_fn volatile g_analyze; /* Entry.Analyze: the !analyze plug-in (_EFN_Analyze), resolved with Invoke */
 static double g_startMs; /* how long the last successful .NET start took */
+/* NTSLEUTH_PROFILE: where the .NET start (and the managed load notification) went, step by step, in ms; printed once
+ * by the first command after the start (DebugExtensionInitialize has no client to write to). */
+enum { PS_NETHOST, PS_FXRPATH, PS_FXRLOAD, PS_CLRCHECK, PS_INIT, PS_DELEGATE, PS_ENTRY, PS_OPTIONAL, PS_NOTIFY, PS_COUNT };
+static const char *const g_stepNames[PS_COUNT] = {
+    "load nethost.dll", "get_hostfxr_path", "load hostfxr.dll", "foreign-CLR check", "hostfxr_initialize_for_runtime_config",
+    "get load_assembly_and_get_function_pointer", "load assembly + Entry.Invoke (first managed call)",
+    "Entry.Notify + Entry.Analyze pointers", "Entry.Notify(loaded) (managed init)" };
+static double g_stepMs[PS_COUNT];
+static volatile LONG g_stepsPending; /* 1: a start's steps are recorded and not printed yet */
+#define STEP(i) do { double t_ = now_ms(); g_stepMs[i] = t_ - tStep; tStep = t_; } while (0)
 
 /* ------------------------------------------------------------------------------------------------------------ */
 /* Collected diagnostics for the "cannot start .NET" message.                                                    */
@@ -218,7 +228,8 @@ static int32_t start_dotnet(Diag *d) {
 /* Starts .NET and resolves the managed entry point. Called with g_initLock held exclusively. Returns 0 or the
  * failing status; fills diag. */
 static int32_t start_dotnet_core(Diag *d) {
-    double t0 = now_ms();
+    double t0 = now_ms(), tStep = t0;
+    for (int i = 0; i < PS_COUNT; i++) g_stepMs[i] = 0;
     wchar_t self[MAX_PATH];
     DWORD n = GetModuleFileNameW(g_self, self, MAX_PATH);
     if (n == 0 || n >= MAX_PATH) { wcscpy(d->step, L"GetModuleFileName"); return d->rc = (int32_t)HRESULT_FROM_WIN32(GetLastError()); }
@@ -250,6 +261,7 @@ static int32_t start_dotnet_core(Diag *d) {
         _snwprintf(d->step, 159, L"loading %ls (win32 error %lu; the ntsleuth package is incomplete)", nethostPath, GetLastError());
         return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure;
     }
+    STEP(PS_NETHOST);
     get_hostfxr_path_fn get_path = (get_hostfxr_path_fn)(void *)GetProcAddress(nethost, "get_hostfxr_path");
     if (!get_path) { wcscpy(d->step, L"nethost.dll has no get_hostfxr_path"); return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure; }
 
@@ -259,6 +271,7 @@ static int32_t start_dotnet_core(Diag *d) {
     size_t cap = MAX_PATH;
     int32_t rc = get_path(d->hostfxrPath, &cap, &gp);
     if (rc != 0) { wcscpy(d->step, L"locating hostfxr.dll (get_hostfxr_path)"); d->hostfxrPath[0] = 0; return d->rc = rc; }
+    STEP(PS_FXRPATH);
 
     /* 2. hostfxr */
     HMODULE fxr = LoadLibraryExW(d->hostfxrPath, NULL, LOAD_WITH_ALTERED_SEARCH_PATH);
@@ -266,6 +279,7 @@ static int32_t start_dotnet_core(Diag *d) {
         _snwprintf(d->step, 159, L"loading hostfxr.dll (win32 error %lu)", GetLastError());
         return d->rc = (int32_t)HOSTFXR_CoreHostLibMissingFailure;
     }
+    STEP(PS_FXRLOAD);
     hostfxr_initialize_for_runtime_config_fn init =
         (hostfxr_initialize_for_runtime_config_fn)(void *)GetProcAddress(fxr, "hostfxr_initialize_for_runtime_config");
     hostfxr_get_runtime_delegate_fn get_delegate =
@@ -290,6 +304,7 @@ static int32_t start_dotnet_core(Diag *d) {
         }
     }
 
+    STEP(PS_CLRCHECK);
     /* dotnet root = the folder three levels above host\fxr\<version>\hostfxr.dll */
     wchar_t root[MAX_PATH];
     wcscpy(root, d->hostfxrPath);
@@ -307,6 +322,7 @@ static int32_t start_dotnet_core(Diag *d) {
         g_errDiag = NULL;
         return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
     }
+    STEP(PS_INIT);
     /* rc 1 (Success_HostAlreadyInitialized) / 2 (Success_DifferentRuntimeProperties): .NET already runs in this
      * process (e.g. after .unload/.load of this extension) - use it. */
     load_assembly_and_get_function_pointer_fn load = NULL;
@@ -318,12 +334,15 @@ static int32_t start_dotnet_core(Diag *d) {
         g_errDiag = NULL;
         return d->rc = rc < 0 ? rc : (int32_t)0x80004005;
     }
+    STEP(PS_DELEGATE);
     void *fn = NULL, *nfn = NULL, *afn = NULL;
     rc = load(assemblyPath, MANAGED_TYPE, MANAGED_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &fn);
+    STEP(PS_ENTRY);
     /* Optional: without it the managed side still validates its cache against the module list on every command. */
     if (rc >= 0 && fn && load(assemblyPath, MANAGED_TYPE, MANAGED_NOTIFY_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &nfn) < 0) nfn = NULL;
     /* Optional too: without it _EFN_Analyze says it cannot contribute; the commands still work. */
     if (rc >= 0 && fn && load(assemblyPath, MANAGED_TYPE, MANAGED_ANALYZE_METHOD, UNMANAGEDCALLERSONLY_METHOD, NULL, &afn) < 0) afn = NULL;
+    STEP(PS_OPTIONAL);
     if (set_writer) set_writer(prevWriter);
     g_errDiag = NULL;
     if (rc < 0 || !fn) {
@@ -338,6 +357,7 @@ static int32_t start_dotnet_core(Diag *d) {
         }
     }
     g_startMs = now_ms() - t0;
+    InterlockedExchange(&g_stepsPending, 1);
     g_notify = (notify_fn)nfn;
     g_analyze = (analyze_fn)afn;
     g_invoke = (invoke_fn)fn;
@@ -415,6 +435,19 @@ static void trace(PDEBUG_CLIENT client, const char *fmt, double v) {
     ctl->lpVtbl->Release(ctl);
 }
 
+/* NTSLEUTH_PROFILE: the steps of the last .NET start, once (the first command after it). */
+static void print_start_profile(PDEBUG_CLIENT client) {
+    if (!InterlockedExchange(&g_stepsPending, 0)) return;
+    char buf[8];
+    if (!GetEnvironmentVariableA("NTSLEUTH_PROFILE", buf, sizeof buf)) return;
+    IDebugControl *ctl = NULL;
+    if (FAILED(client->lpVtbl->QueryInterface(client, &IID_IDebugControl, (void **)&ctl)) || !ctl) return;
+    ctl->lpVtbl->Output(ctl, DEBUG_OUTPUT_NORMAL, "[ntsleuth profile] .NET start %.1f ms (native shim)\n", g_startMs);
+    for (int i = 0; i < PS_COUNT; i++)
+        ctl->lpVtbl->Output(ctl, DEBUG_OUTPUT_NORMAL, "[ntsleuth profile]   %-50s %7.1f ms\n", g_stepNames[i], g_stepMs[i]);
+    ctl->lpVtbl->Release(ctl);
+}
+
 /* Starts .NET once (under g_initLock); on failure prints the actionable message for `command` and returns the error. */
 static HRESULT ensure_dotnet(PDEBUG_CLIENT client, const char *command) {
     if (g_invoke) return S_OK;
@@ -442,6 +475,7 @@ static HRESULT run(PDEBUG_CLIENT client, const char *command, PCSTR args) {
     invoke_fn fn = g_invoke;
     if (!fn) return E_NTSLEUTH_NO_RUNTIME; /* .unload raced with the command */
     warn_foreign_runtimes(client);
+    print_start_profile(client);
     return (HRESULT)fn((void *)client, command, args);
 }
 
@@ -473,7 +507,11 @@ HRESULT CALLBACK DebugExtensionInitialize(PULONG version, PULONG flags) {
     notify_fn fn = g_notify;
     ReleaseSRWLockExclusive(&g_initLock);
     HeapFree(GetProcessHeap(), 0, d);
-    if (fn) fn(NTSLEUTH_NOTIFY_LOADED, 0);
+    if (fn) {
+        double t = now_ms();
+        fn(NTSLEUTH_NOTIFY_LOADED, 0);
+        g_stepMs[PS_NOTIFY] = now_ms() - t;
+    }
     return S_OK;
 }
 

@@ -63,7 +63,7 @@ def main():
             if runs > 1:
                 warms.append(statistics.median(times[2:]))
             if profile:
-                prof.append([l.strip() for l in bodies[1] if re.match(r"\[ntsleuth profile\] (!|jit:|  |symbol |dm-symbol|sym-index|symstate|name-check)", l.strip())])
+                prof.append([l.strip() for l in bodies[1] if re.match(r"\[ntsleuth profile\] (!|jit:|  |\.NET start|symbol |dm-symbol|sym-index|symstate|name-check)", l.strip())])
         rows.append((sample, cmd, statistics.median(loads), statistics.median(firsts), statistics.median(warms) if warms else None,
                      sorted(firsts), prof[len(prof) // 2] if prof else []))
         r = rows[-1]

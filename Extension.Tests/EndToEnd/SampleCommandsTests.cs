@@ -202,6 +202,34 @@ public class SampleCommandsTests
         Assert.That(string.Concat(engine.Commands.Select(c => c.Output)), Does.Not.Contain("dm-field"), "NTSLEUTH_TYPE_LOOKUP=engine still asked the data model");
     }
 
+    /// <summary>
+    /// Issue 15: NTSLEUTH_PROFILE=1 shows where `.load` goes: the native shim times each step of the .NET start and the
+    /// provider registration and the first command after the start prints them once (a `.NET start` line and one line
+    /// per step, each with its ms); a later command does not repeat them, and without NTSLEUTH_PROFILE none is printed.
+    /// </summary>
+    [Test]
+    public void ProfilePrintsTheDotNetStartStepsOnceOnTheFirstCommand()
+    {
+        var sample = LabSamples.Named("fltmgr-frame-order-19041");
+        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath(), "!help", "!help" };
+        EngineRun Run(bool profile) => RealEngine.Run(sample.Dump, commands, new EngineOptions
+        {
+            SymbolPath = sample.SymbolPath, Plain = true, TimeoutSeconds = 300,
+            Environment = profile ? new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1" } : new Dictionary<string, string>(),
+        });
+        string[] steps = ["load nethost.dll", "get_hostfxr_path", "load hostfxr.dll", "hostfxr_initialize_for_runtime_config",
+            "get load_assembly_and_get_function_pointer", "load assembly + Entry.Invoke", "Entry.Notify(loaded)"];
+        var on = Run(true);
+        Assert.That(on.Commands.Count, Is.EqualTo(3));
+        string first = on.Commands[1].Output, second = on.Commands[2].Output;
+        Assert.That(System.Text.RegularExpressions.Regex.IsMatch(first, @"\[ntsleuth profile\] \.NET start \d+\.\d ms \(native shim\)"), first);
+        foreach (var st in steps)
+            Assert.That(System.Text.RegularExpressions.Regex.IsMatch(first, @"\[ntsleuth profile\]   " + System.Text.RegularExpressions.Regex.Escape(st) + @".* \d+\.\d ms"), $"step '{st}' missing:\n{first}");
+        Assert.That(second, Does.Not.Contain(".NET start"), "the start steps were printed again");
+        var off = Run(false);
+        Assert.That(string.Concat(off.Commands.Select(c => c.Output)), Does.Not.Contain("[ntsleuth profile]"));
+    }
+
     /// <summary>The forged kernel PDB answers hashed name lookups for every public, as Microsoft's do: lld-link 14 put
     /// strcpy_s, PfTStart and 109 other 8-character publics of the 19041 kernel into the wrong hash bucket, and
     /// <c>dx &amp;nt!strcpy_s</c> said "Unable to bind name" until the forge re-bucketed them (PdbSymbolHash).</summary>
