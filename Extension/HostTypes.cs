@@ -169,14 +169,9 @@ internal sealed unsafe partial class DataModelTypes(IntPtr client, Func<int> poi
                 if (parts[i].Length == 0) return HostAnswer.NotFound;
                 var a = FindField(cur, parts[i], out field);
                 if (a != HostAnswer.Found) return a;
-                int lk = -1;
-                if (((delegate* unmanaged[Stdcall]<void*, int*, int>)Vt(field)[Slots.Field_GetLocationKind])(field, &lk) < 0) return HostAnswer.Unavailable;
-                if (lk != LocationMember) return HostAnswer.NotFound; // a static member has no offset in an instance
-                ulong off = 0;
-                if (((delegate* unmanaged[Stdcall]<void*, ulong*, int>)Vt(field)[Slots.Field_GetOffset])(field, &off) < 0) return HostAnswer.Unavailable;
+                a = Member(field, out ulong off, out void* ft);
+                if (a != HostAnswer.Found) return a;
                 offset += off;
-                void* ft = null;
-                if (((delegate* unmanaged[Stdcall]<void*, void**, int>)Vt(field)[Slots.Symbol_GetType])(field, &ft) < 0 || ft == null) return HostAnswer.Unavailable;
                 Release(field); field = null;
                 Release(cur); cur = ft;
                 if (i < parts.Length - 1 && Kind(cur) != TypeUDT) return HostAnswer.NotFound; // paths only through embedded structures
@@ -205,24 +200,37 @@ internal sealed unsafe partial class DataModelTypes(IntPtr client, Func<int> poi
                 if (hr == E_BOUNDS || hr >= 0 && sym == null) break;
                 if (hr < 0) return null;
                 string? name = Name(sym);
-                int lk = -1;
-                ulong off = 0;
-                if (((delegate* unmanaged[Stdcall]<void*, int*, int>)Vt(sym)[Slots.Field_GetLocationKind])(sym, &lk) < 0) return null;
-                if (lk == LocationMember && !string.IsNullOrEmpty(name))
+                var a = Member(sym, out ulong off, out ft);
+                if (a == HostAnswer.Unavailable) return null;
+                if (a == HostAnswer.Found && !string.IsNullOrEmpty(name))
                 {
-                    if (((delegate* unmanaged[Stdcall]<void*, ulong*, int>)Vt(sym)[Slots.Field_GetOffset])(sym, &off) < 0) return null;
-                    if (((delegate* unmanaged[Stdcall]<void*, void**, int>)Vt(sym)[Slots.Symbol_GetType])(sym, &ft) < 0 || ft == null) return null;
                     var tr = DescribeField(ft);
                     if (tr is null) return null;
                     list.Add(new FieldLayout(name, off, tr));
-                    Release(ft); ft = null;
                 }
+                Release(ft); ft = null;
                 Release(sym); sym = null;
             }
             return list;
         }
         catch { return null; }
         finally { Release(ft); Release(sym); Release(en); }
+    }
+
+    /// <summary>A field's offset in an instance and its type (a reference the caller releases): NotFound for a static
+    /// member (no offset in an instance), Unavailable when a call fails.</summary>
+    private static HostAnswer Member(void* field, out ulong offset, out void* type)
+    {
+        offset = 0; type = null;
+        int lk = -1;
+        if (((delegate* unmanaged[Stdcall]<void*, int*, int>)Vt(field)[Slots.Field_GetLocationKind])(field, &lk) < 0) return HostAnswer.Unavailable;
+        if (lk != LocationMember) return HostAnswer.NotFound;
+        ulong off = 0;
+        if (((delegate* unmanaged[Stdcall]<void*, ulong*, int>)Vt(field)[Slots.Field_GetOffset])(field, &off) < 0) return HostAnswer.Unavailable;
+        void* t = null;
+        if (((delegate* unmanaged[Stdcall]<void*, void**, int>)Vt(field)[Slots.Symbol_GetType])(field, &t) < 0 || t == null) return HostAnswer.Unavailable;
+        offset = off; type = t;
+        return HostAnswer.Found;
     }
 
     /// <summary>The data member <paramref name="name"/> of type <paramref name="t"/> (a reference the caller releases).</summary>

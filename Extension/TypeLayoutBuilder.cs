@@ -131,11 +131,9 @@ internal sealed class TypeLayoutBuilder(ITypeQueries q, Func<IHostTypes?>? host 
             if (q.TryGetTypeId(qualified, out ulong mb, out uint id)) engine = ResolveField(qualified, mb, id, path);
         }
         catch (Exception) { }
-        if (dm != engine && !(dm is not null && engine is not null && dm.Offset == engine.Offset && Same(dm.Type, engine.Type)))
+        if (dm != engine) // records: name, offset and the whole type (kind, name, size, bits, element/pointee) compared
             EngineProfile.Report($"type-check MISMATCH {qualified}.{path}: data model {Show(dm)}, engine {Show(engine)}");
     }
-
-    private static bool Same(TypeRef a, TypeRef b) => a == b;
 
     private TypeLayout? BuildLazyFromEngine(string module, string typeName, ulong knownModuleBase = 0)
     {

@@ -1,5 +1,6 @@
 using NtSleuth.Lab.Dumps;
 using NtSleuth.Lab.Fuzz;
+using NtSleuth.Lab.Samples;
 using NUnit.Framework;
 
 namespace NtSleuth.Tests.EndToEnd;
@@ -51,25 +52,17 @@ public class FuzzTests
     [Test]
     public void AZeroedKernelImageHeaderIsReportedAsDamagedMemoryNotMissingSymbols()
     {
-        var sample = LabSamples.Named("pool-leak-7601");
-        string dump = sample.Dump, path = "";
-        try
+        ulong ntBase = 0;
+        var run = RunOnMutant(LabSamples.Named("pool-leak-7601"), reader =>
         {
-            var reader = KernelDumpReader.Open(dump);
-            ulong ntBase = reader.ReadVirtualU64(reader.ReadVirtualU64(reader.PsLoadedModuleList) + 0x30); // KLDR_DATA_TABLE_ENTRY.DllBase
-            var mutant = new DumpMutator(sample.Name, File.ReadAllBytes(dump)).Patch(ntBase, new byte[0x1000], "nt image header page zeroed");
-            path = Path.Combine(Path.GetDirectoryName(dump)!, mutant.Id + ".dmp");
-            File.WriteAllBytes(path, mutant.Dump);
-            var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), "!leaktag Leak", "!leaktag -nonpaged -n 5 -json"],
-                new EngineOptions { SymbolPath = sample.SymbolPath, Plain = true });
-            foreach (var c in run.Commands.Skip(1))
-            {
-                TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
-                Assert.That(c.Output, Does.Not.Contain(".symfix"), c.Command);
-                Assert.That(c.Output, Does.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is damaged").Or.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is not readable"), c.Command);
-            }
+            ntBase = reader.ReadVirtualU64(reader.ReadVirtualU64(reader.PsLoadedModuleList) + 0x30); // KLDR_DATA_TABLE_ENTRY.DllBase
+            return (ntBase, new byte[0x1000], "nt image header page zeroed");
+        }, "!leaktag Leak", "!leaktag -nonpaged -n 5 -json");
+        foreach (var c in run.Commands.Skip(1))
+        {
+            Assert.That(c.Output, Does.Not.Contain(".symfix"), c.Command);
+            Assert.That(c.Output, Does.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is damaged").Or.Contain($"image header at {NtSleuth.Commands.Output.Fmt.Addr(ntBase)} is not readable"), c.Command);
         }
-        finally { try { if (path != "") File.Delete(path); } catch { } }
     }
 
     /// <summary>
@@ -81,29 +74,39 @@ public class FuzzTests
     [Test]
     public void AKernelWithoutSymbolsLeavesNoEngineBannerInTheOutput()
     {
-        var sample = LabSamples.Named("fltmgr-frame-order-7601");
-        string dump = sample.Dump, path = "";
+        const ulong wild = 0xfffff00d_0bb89240;
+        var run = RunOnMutant(LabSamples.Named("fltmgr-frame-order-7601"), reader =>
+            (reader.ReadVirtualU64(reader.PsLoadedModuleList) + 0x30, BitConverter.GetBytes(wild), "nt DllBase made wild"), // the first entry (nt)'s DllBase
+            "!frameorder -json", "!frameorder");
+        foreach (var c in run.Commands.Skip(1))
+        {
+            Assert.That(c.Output, Does.Not.Contain("Type referenced"), c.Command);
+            Assert.That(c.Output, Does.Not.Contain(".symfix"), c.Command);
+        }
+        string json = run["!frameorder -json"].Output;
+        // Only the engine's own image-load warnings may precede the document; nothing may follow it.
+        Assert.That(json.TrimEnd(), Does.EndWith("}"));
+        var doc = System.Text.Json.Nodes.JsonNode.Parse(json[json.IndexOf('{')..])!;
+        Assert.That(doc["error"]?["kind"]?.GetValue<string>(), Is.EqualTo("missingSymbol"), json);
+    }
+
+    /// <summary>
+    /// One hand-made mutant of <paramref name="sample"/>'s dump (<paramref name="patch"/> picks the bytes from the dump's
+    /// own structures), written beside the shared dump, run in the real engine after <c>.load</c>, then deleted.
+    /// </summary>
+    private static EngineRun RunOnMutant(CatalogSample sample, Func<KernelDumpReader, (ulong Address, byte[] Bytes, string Note)> patch, params string[] commands)
+    {
+        string path = "";
         try
         {
-            var reader = KernelDumpReader.Open(dump);
-            ulong entry = reader.ReadVirtualU64(reader.PsLoadedModuleList); // the first KLDR_DATA_TABLE_ENTRY: nt
-            const ulong wild = 0xfffff00d_0bb89240;
-            var mutant = new DumpMutator(sample.Name, File.ReadAllBytes(dump)).Patch(entry + 0x30, BitConverter.GetBytes(wild), "nt DllBase made wild");
-            path = Path.Combine(Path.GetDirectoryName(dump)!, mutant.Id + ".dmp");
+            var (at, bytes, note) = patch(KernelDumpReader.Open(sample.Dump));
+            var mutant = new DumpMutator(sample.Name, File.ReadAllBytes(sample.Dump)).Patch(at, bytes, note);
+            path = Path.Combine(Path.GetDirectoryName(sample.Dump)!, mutant.Id + ".dmp");
             File.WriteAllBytes(path, mutant.Dump);
-            var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), "!frameorder -json", "!frameorder"],
+            var run = RealEngine.Run(path, [".load " + ExtensionPackage.DllWinPath(), .. commands],
                 new EngineOptions { SymbolPath = sample.SymbolPath, Plain = true });
-            foreach (var c in run.Commands.Skip(1))
-            {
-                TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
-                Assert.That(c.Output, Does.Not.Contain("Type referenced"), c.Command);
-                Assert.That(c.Output, Does.Not.Contain(".symfix"), c.Command);
-            }
-            string json = run["!frameorder -json"].Output;
-            // Only the engine's own image-load warnings may precede the document; nothing may follow it.
-            Assert.That(json.TrimEnd(), Does.EndWith("}"));
-            var doc = System.Text.Json.Nodes.JsonNode.Parse(json[json.IndexOf('{')..])!;
-            Assert.That(doc["error"]?["kind"]?.GetValue<string>(), Is.EqualTo("missingSymbol"), json);
+            foreach (var c in run.Commands.Skip(1)) TestContext.Out.WriteLine($"> {c.Command}\n{c.Output}");
+            return run;
         }
         finally { try { if (path != "") File.Delete(path); } catch { } }
     }

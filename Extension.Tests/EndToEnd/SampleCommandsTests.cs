@@ -1,3 +1,4 @@
+using NtSleuth.Lab.Samples;
 using NtSleuth.Tests.Unit;
 using NUnit.Framework;
 
@@ -127,6 +128,32 @@ public class SampleCommandsTests
     }
 
     /// <summary>
+    /// Runs the sample's commands twice in the real engine with NTSLEUTH_PROFILE=1, the lookup switch
+    /// <paramref name="variable"/> set to "check" (the data model's answers, each also asked of the engine) and then to
+    /// "engine" (the engine's questions only), and asserts that every command prints the same either way (profile lines
+    /// aside). Returns both runs for the caller's own assertions on the profile.
+    /// </summary>
+    private static (EngineRun Check, EngineRun Engine) RunCheckedAgainstEngineOnly(CatalogSample sample, string variable, string what, Func<string, bool> logged)
+    {
+        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
+        commands.AddRange(sample.Commands);
+        EngineRun Run(string mode) => RealEngine.Run(sample.Dump, commands, new EngineOptions
+        {
+            SymbolPath = sample.SymbolPath, Plain = true, TimeoutSeconds = 300,
+            Environment = new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1", [variable] = mode },
+        });
+        static string Plain(string o) => SessionTests.Mask(string.Join("\n", o.Split('\n').Where(l => !l.StartsWith("[ntsleuth profile]", StringComparison.Ordinal))));
+        var check = Run("check");
+        var engine = Run("engine");
+        foreach (var c in sample.Commands)
+        {
+            TestContext.Out.WriteLine($"> {c}\n  {string.Join("\n  ", check[c].Output.Split('\n').Where(logged))}");
+            Assert.That(Plain(check[c].Output), Is.EqualTo(Plain(engine[c].Output)), $"{c}: the data model's {what} changed the output");
+        }
+        return (check, engine);
+    }
+
+    /// <summary>
     /// Issue 15: names go through the data model (HostSymbolLookup: IDebugHostModule::FindSymbolByName, the PDB's hashed
     /// name tables, ~0.05 ms) instead of GetOffsetByName (~36 ms: the engine compares every public). In
     /// NTSLEUTH_NAME_LOOKUP=check mode every data-model answer (found or a final miss) is also asked through
@@ -142,24 +169,10 @@ public class SampleCommandsTests
     public void DataModelNameLookupsGiveTheEnginesAddresses(string scenario, string build)
     {
         var sample = LabSamples.Named($"{scenario}-{build}");
-        string dump = sample.Dump, sym = sample.SymbolPath;
-        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
-        commands.AddRange(sample.Commands);
-        EngineRun Run(string mode) => RealEngine.Run(dump, commands, new EngineOptions
-        {
-            SymbolPath = sym, Plain = true, TimeoutSeconds = 300,
-            Environment = new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1", ["NTSLEUTH_NAME_LOOKUP"] = mode },
-        });
-        static string Plain(string o) => SessionTests.Mask(string.Join("\n", o.Split('\n').Where(l => !l.StartsWith("[ntsleuth profile]", StringComparison.Ordinal))));
+        var (check, engine) = RunCheckedAgainstEngineOnly(sample, "NTSLEUTH_NAME_LOOKUP", "names",
+            l => l.Contains("profile] !") || l.Contains("symbol") || l.Contains("name-check"));
         static IEnumerable<string> Lines(EngineRun r, string kind) =>
             r.Commands.SelectMany(c => c.Output.Split('\n')).Where(l => l.StartsWith("[ntsleuth profile] " + kind, StringComparison.Ordinal));
-        var check = Run("check");
-        var engine = Run("engine");
-        foreach (var c in sample.Commands)
-        {
-            TestContext.Out.WriteLine($"> {c}\n  {string.Join("\n  ", check[c].Output.Split('\n').Where(l => l.Contains("profile] !") || l.Contains("symbol") || l.Contains("name-check")))}");
-            Assert.That(Plain(check[c].Output), Is.EqualTo(Plain(engine[c].Output)), $"{c}: the data model's names changed the output");
-        }
         string all = string.Concat(check.Commands.Select(c => c.Output));
         Assert.That(all, Does.Not.Contain("MISMATCH"), "a data-model answer differs from GetOffsetByName's");
         Assert.That(Lines(check, "name-check").ToList(), Is.Not.Empty, "no name was checked");
@@ -183,19 +196,7 @@ public class SampleCommandsTests
     public void DataModelTypeLayoutsGiveTheEnginesFields(string scenario, string build)
     {
         var sample = LabSamples.Named($"{scenario}-{build}");
-        string dump = sample.Dump, sym = sample.SymbolPath;
-        var commands = new List<string> { ".load " + ExtensionPackage.DllWinPath() };
-        commands.AddRange(sample.Commands);
-        EngineRun Run(string mode) => RealEngine.Run(dump, commands, new EngineOptions
-        {
-            SymbolPath = sym, Plain = true, TimeoutSeconds = 300,
-            Environment = new Dictionary<string, string> { ["NTSLEUTH_PROFILE"] = "1", ["NTSLEUTH_TYPE_LOOKUP"] = mode },
-        });
-        static string Plain(string o) => SessionTests.Mask(string.Join("\n", o.Split('\n').Where(l => !l.StartsWith("[ntsleuth profile]", StringComparison.Ordinal))));
-        var check = Run("check");
-        var engine = Run("engine");
-        foreach (var c in sample.Commands)
-            Assert.That(Plain(check[c].Output), Is.EqualTo(Plain(engine[c].Output)), $"{c}: the data model's layouts changed the output");
+        var (check, engine) = RunCheckedAgainstEngineOnly(sample, "NTSLEUTH_TYPE_LOOKUP", "layouts", l => l.Contains("profile] !") || l.Contains("type-check"));
         string all = string.Concat(check.Commands.Select(c => c.Output));
         Assert.That(all.Split('\n').Where(l => l.Contains("type-check MISMATCH")).ToList(), Is.Empty, "a data-model field differs from the engine's");
         Assert.That(all, Does.Contain("[ntsleuth profile] dm-field"), "no field went through the data model");
